@@ -1,0 +1,169 @@
+//! Argument parsing and range checks shared by the commands. Works on bytes:
+//! keys and owners are binary-safe and never assumed to be UTF-8.
+
+use crate::error::Error;
+use crate::owner::MAX_OWNER_LEN;
+
+pub const INTERVAL_MAX: i64 = 86_400_000;
+pub const MISSES_MAX: i64 = 10_000;
+/// WAIT's upper bound: 365 days. 0 means no limit.
+pub const WAIT_MAX: i64 = 31_536_000_000;
+
+/// Parses a decimal integer the way Redis does (`string2ll`): an optional `-`,
+/// no `+`, no spaces, no leading zeros, no overflow.
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    let first = *digits.first()?;
+    if !first.is_ascii_digit() || (first == b'0' && (digits.len() > 1 || negative)) {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(b - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
+/// An integer in `min..=max`, or an `ERR` naming `what` and the range.
+pub fn int_in_range(bytes: &[u8], what: &'static str, min: i64, max: i64) -> Result<i64, Error> {
+    match parse_i64(bytes) {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(Error::Range { what, min, max }),
+    }
+}
+
+pub fn owner(bytes: &[u8]) -> Result<&[u8], Error> {
+    if bytes.is_empty() || bytes.len() > MAX_OWNER_LEN {
+        return Err(Error::Owner);
+    }
+    Ok(bytes)
+}
+
+/// A fencing token: a positive integer.
+pub fn token(bytes: &[u8]) -> Result<u64, Error> {
+    int_in_range(bytes, "token", 1, i64::MAX).map(|t| t as u64)
+}
+
+/// The options of HBLOCK.ACQUIRE, each at most once, any order, any case.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct AcquireOptions {
+    pub interval_ms: Option<u32>,
+    pub misses: Option<u16>,
+    /// Some(0) waits without limit.
+    pub wait_ms: Option<u64>,
+}
+
+pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Error> {
+    let mut opts = AcquireOptions::default();
+    let mut rest = args;
+    while let Some((name, after)) = rest.split_first() {
+        let (value, after) = after.split_first().ok_or(Error::Syntax)?;
+        rest = after;
+        if name.eq_ignore_ascii_case(b"INTERVAL") && opts.interval_ms.is_none() {
+            opts.interval_ms = Some(int_in_range(value, "INTERVAL", 1, INTERVAL_MAX)? as u32);
+        } else if name.eq_ignore_ascii_case(b"MISSES") && opts.misses.is_none() {
+            opts.misses = Some(int_in_range(value, "MISSES", 1, MISSES_MAX)? as u16);
+        } else if name.eq_ignore_ascii_case(b"WAIT") && opts.wait_ms.is_none() {
+            opts.wait_ms = Some(int_in_range(value, "WAIT", 0, WAIT_MAX)? as u64);
+        } else {
+            return Err(Error::Syntax);
+        }
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_like_redis() {
+        let table: [(&[u8], Option<i64>); 14] = [
+            (b"0", Some(0)),
+            (b"1", Some(1)),
+            (b"-7", Some(-7)),
+            (b"9223372036854775807", Some(i64::MAX)),
+            (b"-9223372036854775808", Some(i64::MIN)),
+            (b"9223372036854775808", None),
+            (b"", None),
+            (b"-", None),
+            (b"+1", None),
+            (b"01", None),
+            (b"-0", None),
+            (b" 1", None),
+            (b"1.5", None),
+            (b"1\0", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(
+                parse_i64(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn options_any_order_any_case_once() {
+        let opts = acquire_options(&[b"wait", b"0", b"Misses", b"5", b"INTERVAL", b"250"]).unwrap();
+        assert_eq!(
+            opts,
+            AcquireOptions {
+                interval_ms: Some(250),
+                misses: Some(5),
+                wait_ms: Some(0)
+            }
+        );
+        assert_eq!(acquire_options(&[]), Ok(AcquireOptions::default()));
+    }
+
+    #[test]
+    fn option_errors() {
+        let syntax: [&[&[u8]]; 4] = [
+            &[b"INTERVAL"],
+            &[b"INTERVAL", b"5", b"interval", b"6"],
+            &[b"TTL", b"5"],
+            &[b"WAIT", b"1", b"MISSES"],
+        ];
+        for args in syntax {
+            assert_eq!(acquire_options(args), Err(Error::Syntax));
+        }
+        let range: [(&[&[u8]], &str); 6] = [
+            (&[b"INTERVAL", b"0"], "INTERVAL"),
+            (&[b"INTERVAL", b"86400001"], "INTERVAL"),
+            (&[b"MISSES", b"10001"], "MISSES"),
+            (&[b"MISSES", b"abc"], "MISSES"),
+            (&[b"WAIT", b"-1"], "WAIT"),
+            (&[b"WAIT", b"99999999999999999999"], "WAIT"),
+        ];
+        for (args, what) in range {
+            match acquire_options(args) {
+                Err(Error::Range { what: got, .. }) => assert_eq!(got, what),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn owners_and_tokens() {
+        assert_eq!(owner(b""), Err(Error::Owner));
+        assert_eq!(owner(&[0u8; 1025]), Err(Error::Owner));
+        assert_eq!(owner(&[0u8; 1024]).map(|o| o.len()), Ok(1024));
+        assert!(token(b"0").is_err());
+        assert!(token(b"-1").is_err());
+        assert_eq!(token(b"9223372036854775807"), Ok(i64::MAX as u64));
+    }
+}

@@ -1,0 +1,200 @@
+//! Command metadata for COMMAND INFO / COMMAND DOCS / COMMAND GETKEYS: arity,
+//! the key spec (key at position 1) and the arguments with a summary.
+//!
+//! Set through `RedisModule_SetCommandInfo` after registration, because the
+//! crate's `#[command]` macro needs Redis 7.2. Redis copies everything it is
+//! given, so the tables here can be temporaries.
+
+use redis_module::raw;
+use std::ffi::{c_int, CStr};
+use std::ptr::{null, null_mut};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Key,
+    Text,
+    Integer,
+}
+
+/// One argument: name, kind, and the option keyword before it (options are optional).
+type Arg = (&'static CStr, Kind, Option<&'static CStr>);
+
+struct Doc {
+    name: &'static CStr,
+    summary: &'static CStr,
+    arity: c_int,
+    /// Key-spec flags: read-only or read-write, and the kind of access.
+    key_flags: u32,
+    args: &'static [Arg],
+}
+
+const KEY: Arg = (c"key", Kind::Key, None);
+const OWNER: Arg = (c"owner", Kind::Text, None);
+const TOKEN: Arg = (c"token", Kind::Integer, None);
+
+const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
+
+const DOCS: [Doc; 5] = [
+    Doc {
+        name: c"hblock.acquire",
+        summary: c"Acquires a heartbeat lease and returns its fencing token; nil when another owner holds it.",
+        arity: -3,
+        key_flags: RW_UPDATE,
+        args: &[
+            KEY,
+            OWNER,
+            (c"interval", Kind::Integer, Some(c"INTERVAL")),
+            (c"misses", Kind::Integer, Some(c"MISSES")),
+            (c"wait", Kind::Integer, Some(c"WAIT")),
+        ],
+    },
+    Doc {
+        name: c"hblock.beat",
+        summary: c"Records a heartbeat of the lease held by owner and token; returns its beat count or NOTHELD.",
+        arity: 4,
+        key_flags: RW_UPDATE,
+        args: &[KEY, OWNER, TOKEN],
+    },
+    Doc {
+        name: c"hblock.release",
+        summary: c"Ends the lease held by owner and token; 1 if released, else 0.",
+        arity: 4,
+        key_flags: RW_UPDATE,
+        args: &[KEY, OWNER, TOKEN],
+    },
+    Doc {
+        name: c"hblock.info",
+        summary: c"Returns the state of a lock: holder, token, terms, missed beats, ttl and counters.",
+        arity: 2,
+        key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
+        args: &[KEY],
+    },
+    Doc {
+        name: c"hblock.apply",
+        summary: c"Internal: sets a lock record; used by replication and AOF only.",
+        arity: 11,
+        key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
+        args: &[
+            KEY,
+            (c"phase", Kind::Integer, None),
+            OWNER,
+            TOKEN,
+            (c"interval", Kind::Integer, None),
+            (c"misses", Kind::Integer, None),
+            (c"beats", Kind::Integer, None),
+            (c"granted", Kind::Integer, None),
+            (c"last-beat", Kind::Integer, None),
+            (c"takeovers", Kind::Integer, None),
+        ],
+    },
+];
+
+fn arg_struct(&(name, kind, token): &Arg) -> raw::RedisModuleCommandArg {
+    raw::RedisModuleCommandArg {
+        name: name.as_ptr(),
+        type_: match kind {
+            Kind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+            Kind::Text => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+            Kind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
+        },
+        key_spec_index: if matches!(kind, Kind::Key) { 0 } else { -1 },
+        token: token.map_or(null(), CStr::as_ptr),
+        summary: null(),
+        since: null(),
+        flags: if token.is_some() {
+            raw::REDISMODULE_CMD_ARG_OPTIONAL as c_int
+        } else {
+            raw::REDISMODULE_CMD_ARG_NONE as c_int
+        },
+        deprecated_since: null(),
+        subargs: null_mut(),
+        display_text: null(),
+    }
+}
+
+fn end_of_args() -> raw::RedisModuleCommandArg {
+    raw::RedisModuleCommandArg {
+        name: null(),
+        type_: 0,
+        key_spec_index: 0,
+        token: null(),
+        summary: null(),
+        since: null(),
+        flags: 0,
+        deprecated_since: null(),
+        subargs: null_mut(),
+        display_text: null(),
+    }
+}
+
+fn key_specs(flags: u32) -> [raw::RedisModuleCommandKeySpec; 2] {
+    let spec = |flags: u64, bs_type, fk_type, pos: c_int| raw::RedisModuleCommandKeySpec {
+        notes: null(),
+        flags,
+        begin_search_type: bs_type,
+        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos },
+        },
+        find_keys_type: fk_type,
+        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+            range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
+                lastkey: 0,
+                keystep: 1,
+                limit: 0,
+            },
+        },
+    };
+    [
+        spec(
+            u64::from(flags),
+            raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+            raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
+            1,
+        ),
+        // The all-zero entry ends the list.
+        spec(0, 0, 0, 0),
+    ]
+}
+
+/// Sets arity, key specs and docs of every command. Returns the name of the
+/// first command Redis refused, if any.
+pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
+    let version = raw::RedisModuleCommandInfoVersion {
+        version: 1,
+        sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+        sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+        sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+    };
+    // SAFETY: plain function pointers filled in by RedisModule_Init.
+    let (Some(get_command), Some(set_info)) = (unsafe { raw::RedisModule_GetCommand }, unsafe {
+        raw::RedisModule_SetCommandInfo
+    }) else {
+        return Err(c"RedisModule_SetCommandInfo");
+    };
+    for doc in &DOCS {
+        let mut specs = key_specs(doc.key_flags);
+        let mut args: Vec<raw::RedisModuleCommandArg> = doc.args.iter().map(arg_struct).collect();
+        args.push(end_of_args());
+        let info = raw::RedisModuleCommandInfo {
+            version: &version,
+            summary: doc.summary.as_ptr(),
+            complexity: c"O(1)".as_ptr(),
+            since: c"0.1.0".as_ptr(),
+            history: null_mut(),
+            tips: null(),
+            arity: doc.arity,
+            key_specs: specs.as_mut_ptr(),
+            args: args.as_mut_ptr(),
+        };
+        // SAFETY: the command was registered just before; `info` and the arrays
+        // it points to live until the call returns, and Redis copies them.
+        let ok = unsafe {
+            let command = get_command(ctx, doc.name.as_ptr());
+            !command.is_null() && set_info(command, &info) == raw::REDISMODULE_OK as c_int
+        };
+        if !ok {
+            return Err(doc.name);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! `HBLOCK.APPLY key phase owner token interval misses beats granted last_beat takeovers`
+//!
+//! Internal: how the master replicates a lock and how an AOF rewrite stores one.
+//! It sets the record to exactly these values. Any other caller is refused, or
+//! any client could forge lock records (7.0 has no "internal command" flag).
+
+use super::{byte_args, create_lock, lock_at};
+use crate::error::Error;
+use crate::record::Fields;
+use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
+
+pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if !ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    {
+        return Err(Error::InternalOnly.into());
+    }
+    let [_, key, fields @ ..] = args.as_slice() else {
+        return Err(Error::Arity.into());
+    };
+    let fields = byte_args(fields);
+    let lease = Fields::from_args(&fields)
+        .and_then(Fields::to_lease)
+        .ok_or(Error::BadRecord)?;
+    let handle = ctx.open_key_writable(key);
+    match lock_at(&handle)? {
+        Some(current) => *current = lease,
+        None => {
+            create_lock(&handle, lease)?;
+        }
+    }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}

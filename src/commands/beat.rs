@@ -1,0 +1,39 @@
+//! `HBLOCK.BEAT key owner token`
+//!
+//! The holder's heartbeat. Reply: the lease's beat count, or `NOTHELD <why>`.
+
+use super::{commit, lock_at, now_ms};
+use crate::args;
+use crate::error::Error;
+use crate::lease::NotHeld;
+use crate::stats;
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
+
+pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let [_, key, owner, token] = args.as_slice() else {
+        return Err(Error::Arity.into());
+    };
+    let owner = args::owner(owner.as_slice())?;
+    let token = args::token(token.as_slice())?;
+    let now = now_ms();
+
+    let handle = ctx.open_key_writable(key);
+    let result = match lock_at(&handle)? {
+        None => Err(NotHeld::NoSuchLock),
+        Some(lease) => {
+            let (result, fx) = lease.beat(owner, token, now);
+            commit(ctx, key, lease, fx);
+            result
+        }
+    };
+    match result {
+        Ok(beats) => {
+            stats::bump(&stats::BEATS);
+            Ok(RedisValue::Integer(beats as i64))
+        }
+        Err(why) => {
+            stats::bump(&stats::NOTHELD);
+            Err(Error::NotHeld(why).into())
+        }
+    }
+}

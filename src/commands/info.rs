@@ -1,0 +1,59 @@
+//! `HBLOCK.INFO key`
+//!
+//! nil for a missing key, else a map (RESP2: flat array) of fixed field order.
+//! Field names and the state are bulk strings, as XINFO replies, so Lua sees
+//! plain strings. Read-only: an expired lease shows `expired` without being
+//! written.
+
+use super::now_ms;
+use crate::error::Error;
+use crate::lease::Lease;
+use crate::record::LOCK_TYPE;
+use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
+use std::ffi::c_char;
+
+pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let [_, key] = args.as_slice() else {
+        return Err(Error::Arity.into());
+    };
+    let handle = ctx.open_key(key);
+    let lease = handle
+        .get_value::<Lease>(&LOCK_TYPE)
+        .map_err(|_| Error::WrongType)?;
+    let Some(lease) = lease else {
+        return Ok(RedisValue::Null);
+    };
+    let waiters = 0; // clients blocked in ACQUIRE on this key: none until WAIT blocks
+    reply_view(ctx, lease, now_ms(), waiters);
+    Ok(RedisValue::NoReply)
+}
+
+fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
+    let view = lease.view(now);
+    let numbers: [(&str, i64); 9] = [
+        ("token", view.token as i64),
+        ("interval", i64::from(view.interval_ms)),
+        ("misses", i64::from(view.misses)),
+        ("missed", view.missed as i64),
+        ("ttl", view.ttl_ms),
+        ("beats", view.beats as i64),
+        ("age", view.age_ms),
+        ("takeovers", view.takeovers as i64),
+        ("waiters", waiters as i64),
+    ];
+    let bulk = |bytes: &[u8]| {
+        raw::reply_with_string_buffer(ctx.ctx, bytes.as_ptr().cast::<c_char>(), bytes.len())
+    };
+    raw::reply_with_map(ctx.ctx, 2 + numbers.len() as std::ffi::c_long);
+    bulk(b"state");
+    bulk(view.state.name().as_bytes());
+    bulk(b"owner");
+    match view.owner {
+        Some(owner) => bulk(owner),
+        None => raw::reply_with_null(ctx.ctx),
+    };
+    for (name, value) in numbers {
+        bulk(name.as_bytes());
+        raw::reply_with_long_long(ctx.ctx, value);
+    }
+}

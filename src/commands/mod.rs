@@ -1,0 +1,76 @@
+//! One file per command: parse -> core -> write/replicate/notify -> reply.
+//! What they share (the clock, opening a lock, committing effects) is here.
+
+pub mod acquire;
+pub mod apply;
+pub mod beat;
+pub mod info;
+pub mod release;
+
+use crate::error::Error;
+use crate::lease::{Effects, Lease};
+use crate::record::{Fields, LOCK_TYPE};
+use crate::stats;
+use redis_module::key::RedisKeyWritable;
+use redis_module::{raw, Context, NotifyEvent, RedisString};
+
+/// Wall-clock milliseconds, the clock Redis itself uses for PEXPIRE. Read once
+/// per command and replicated as absolute times, never re-read on replicas.
+pub fn now_ms() -> i64 {
+    // SAFETY: a plain function pointer filled in by RedisModule_Init.
+    match unsafe { raw::RedisModule_Milliseconds } {
+        Some(milliseconds) => unsafe { milliseconds() },
+        None => 0,
+    }
+}
+
+/// The arguments as byte slices (keys and owners are binary-safe).
+pub fn byte_args(args: &[RedisString]) -> Vec<&[u8]> {
+    args.iter().map(RedisString::as_slice).collect()
+}
+
+/// The lock stored at an open key: None when the key does not exist,
+/// WRONGTYPE when it holds another type.
+pub fn lock_at(key: &RedisKeyWritable) -> Result<Option<&mut Lease>, Error> {
+    key.get_value::<Lease>(&LOCK_TYPE)
+        .map_err(|_| Error::WrongType)
+}
+
+/// Stores a new record at an empty key and returns it.
+pub fn create_lock<'k>(key: &'k RedisKeyWritable, lease: Lease) -> Result<&'k mut Lease, Error> {
+    key.set_value(&LOCK_TYPE, lease)
+        .map_err(|_| Error::WrongType)?;
+    lock_at(key)?.ok_or(Error::WrongType)
+}
+
+/// Makes a transition visible: replicate the new record as absolute values,
+/// publish its keyspace events and count it.
+pub fn commit(ctx: &Context, key: &RedisString, lease: &Lease, fx: Effects) {
+    if fx.changed {
+        replicate_record(ctx, key, lease);
+    }
+    let events = [
+        (fx.expired, "hblock.expired", &stats::EXPIRED),
+        (fx.acquired, "hblock.acquired", &stats::ACQUIRED),
+        (fx.takeover, "", &stats::TAKEOVERS),
+        (fx.released, "hblock.released", &stats::RELEASED),
+    ];
+    for (happened, event, counter) in events {
+        if happened {
+            stats::bump(counter);
+            if !event.is_empty() {
+                ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
+            }
+        }
+    }
+}
+
+/// Sends `HBLOCK.APPLY key <fields>` to replicas and the AOF, so they hold
+/// exactly the master's record whatever their own clock says.
+pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
+    let fields = Fields::of(lease).to_args();
+    let mut args: Vec<&[u8]> = Vec::with_capacity(fields.len() + 1);
+    args.push(key.as_slice());
+    args.extend(fields.iter().map(Vec::as_slice));
+    ctx.replicate("HBLOCK.APPLY", args.as_slice());
+}

@@ -1,0 +1,29 @@
+//! `HBLOCK.RELEASE key owner token`
+//!
+//! Reply: 1 when this call ended the caller's unexpired lease, else 0. The key
+//! stays, free, keeping its token so the next lease gets token + 1.
+
+use super::{commit, lock_at, now_ms};
+use crate::args;
+use crate::error::Error;
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
+
+pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let [_, key, owner, token] = args.as_slice() else {
+        return Err(Error::Arity.into());
+    };
+    let owner = args::owner(owner.as_slice())?;
+    let token = args::token(token.as_slice())?;
+    let now = now_ms();
+
+    let handle = ctx.open_key_writable(key);
+    let released = match lock_at(&handle)? {
+        None => false,
+        Some(lease) => {
+            let (released, fx) = lease.release(owner, token, now);
+            commit(ctx, key, lease, fx);
+            released
+        }
+    };
+    Ok(RedisValue::Integer(i64::from(released)))
+}

@@ -1,0 +1,115 @@
+//! Every error the module replies with, as data. Converted to a reply string
+//! at the boundary; the prefixes (`ERR`, `WRONGTYPE`, `NOTHELD`) are a contract.
+
+use crate::lease::{CoreError, NotHeld};
+use redis_module::RedisError;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Error {
+    /// Redis's standard "wrong number of arguments" error.
+    Arity,
+    /// An unknown, repeated or incomplete option.
+    Syntax,
+    /// A number outside its range, or not a number at all.
+    Range {
+        what: &'static str,
+        min: i64,
+        max: i64,
+    },
+    /// An owner that is empty or longer than 1024 bytes.
+    Owner,
+    WrongType,
+    NotHeld(NotHeld),
+    TokensExhausted,
+    /// HBLOCK.APPLY called by a normal client.
+    InternalOnly,
+    /// HBLOCK.APPLY given a record that cannot exist.
+    BadRecord,
+}
+
+impl Error {
+    pub fn message(self) -> String {
+        match self {
+            Error::Arity => "ERR wrong number of arguments".into(),
+            Error::Syntax => "ERR syntax error".into(),
+            Error::Range { what, min, max } => {
+                format!("ERR {what} must be an integer from {min} to {max}")
+            }
+            Error::Owner => format!(
+                "ERR owner must be 1 to {} bytes",
+                crate::owner::MAX_OWNER_LEN
+            ),
+            Error::WrongType => {
+                "WRONGTYPE Operation against a key holding the wrong kind of value".into()
+            }
+            Error::NotHeld(why) => format!("NOTHELD {}", not_held_reason(why)),
+            Error::TokensExhausted => {
+                "ERR this lock has issued its last fencing token; delete the key to start over"
+                    .into()
+            }
+            Error::InternalOnly => {
+                "ERR HBLOCK.APPLY is internal: only the master link and AOF loading may call it"
+                    .into()
+            }
+            Error::BadRecord => "ERR invalid lock record".into(),
+        }
+    }
+}
+
+fn not_held_reason(why: NotHeld) -> &'static str {
+    match why {
+        NotHeld::NoSuchLock => "no such lock",
+        NotHeld::Released => "the lease was released",
+        NotHeld::Expired => "the lease expired",
+        NotHeld::OtherOwner => "the lock is held by another owner",
+        NotHeld::TokenMismatch => "the token does not match the current lease",
+    }
+}
+
+impl From<CoreError> for Error {
+    fn from(err: CoreError) -> Self {
+        match err {
+            CoreError::TokensExhausted => Error::TokensExhausted,
+        }
+    }
+}
+
+impl From<Error> for RedisError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Arity => RedisError::WrongArity,
+            other => RedisError::String(other.message()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_the_contract() {
+        let table = [
+            (Error::Syntax, "ERR syntax error"),
+            (
+                Error::Range {
+                    what: "MISSES",
+                    min: 1,
+                    max: 10000,
+                },
+                "ERR MISSES must be an integer from 1 to 10000",
+            ),
+            (
+                Error::NotHeld(NotHeld::Expired),
+                "NOTHELD the lease expired",
+            ),
+            (
+                Error::WrongType,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+        ];
+        for (err, text) in table {
+            assert_eq!(err.message(), text);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! hblock: heartbeat-lease locks inside Redis.
+//!
+//! # Layout
+//! - `lib.rs`: the registration table and module init; nothing else.
+//! - `lease.rs`: the pure lease state machine (`now` passed in, no Redis).
+//! - `owner.rs`: the binary-safe owner, stored inline when short.
+//! - `args.rs`: argument parsing and range checks.
+//! - `error.rs`: every error reply, as data.
+//! - `commands/`: one file per command (parse -> core -> write/replicate/notify -> reply).
+//! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
+//! - `command_info.rs`: arity, key specs and COMMAND DOCS.
+//! - `config.rs`, `stats.rs`: configs and the `INFO hblock` section.
+
+mod args;
+mod command_info;
+mod commands;
+mod config;
+mod error;
+mod lease;
+mod owner;
+mod record;
+mod stats;
+
+use record::LOCK_TYPE;
+use redis_module::configuration::ConfigurationFlags;
+use redis_module::{raw, redis_module, Context, RedisString, Status};
+
+// Unit tests run without Redis, so they cannot use Redis's allocator.
+#[cfg(not(test))]
+type Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(not(test))]
+const ALLOCATOR: Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(test)]
+type Allocator = std::alloc::System;
+#[cfg(test)]
+const ALLOCATOR: Allocator = std::alloc::System;
+
+fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    if let Err(name) = command_info::register(ctx.ctx) {
+        ctx.log_warning(&format!("hblock: could not set command info of {name:?}"));
+        return Status::Err;
+    }
+    // Replaces the crate's default (empty) INFO section with our counters.
+    // SAFETY: called during OnLoad with the load context.
+    unsafe {
+        if let Some(register_info) = raw::RedisModule_RegisterInfoFunc {
+            register_info(ctx.ctx, Some(stats::info_callback));
+        }
+    }
+    Status::Ok
+}
+
+redis_module! {
+    name: "hblock",
+    version: 1,
+    allocator: (Allocator, ALLOCATOR),
+    data_types: [LOCK_TYPE],
+    init: init,
+    commands: [
+        ["hblock.acquire", commands::acquire::run, "write deny-oom", 1, 1, 1, ""],
+        ["hblock.beat", commands::beat::run, "write fast", 1, 1, 1, ""],
+        ["hblock.release", commands::release::run, "write fast", 1, 1, 1, ""],
+        ["hblock.info", commands::info::run, "readonly fast", 1, 1, 1, ""],
+        ["hblock.apply", commands::apply::run, "write", 1, 1, 1, ""],
+    ],
+    configurations: [
+        i64: [
+            ["interval", &config::INTERVAL, config::INTERVAL_DEFAULT, 1, args::INTERVAL_MAX, ConfigurationFlags::DEFAULT, None],
+            ["misses", &config::MISSES, config::MISSES_DEFAULT, 1, args::MISSES_MAX, ConfigurationFlags::DEFAULT, None],
+        ],
+        string: [],
+        bool: [],
+        enum: [],
+        module_args_as_configuration: true,
+    ]
+}
