@@ -424,13 +424,14 @@ mod tests {
     fn acquire_table() {
         // (setup, owner, now, expected reply, expired, acquired, takeover, token after)
         type Setup = fn() -> Lease;
+        type Row = (Setup, &'static [u8], i64, Acquired, bool, bool, bool, u64);
         let held: Setup = || held_by(b"a", 0);
         let released: Setup = || {
             let mut l = held_by(b"a", 0);
             assert!(l.release(b"a", 1, 5).0);
             l
         };
-        let table: [(Setup, &[u8], i64, Acquired, bool, bool, bool, u64); 6] = [
+        let table: [Row; 6] = [
             (held, b"b", 10, Acquired::Busy, false, false, false, 1),
             (held, b"a", 10, Acquired::Token(1), false, false, false, 1),
             (held, b"b", 3000, Acquired::Token(2), true, true, true, 2),
@@ -540,7 +541,7 @@ mod tests {
     #[test]
     fn view_of_free_and_expired_locks() {
         let mut lease = held_by(b"a", 0);
-        lease.beat(b"a", 1, 500);
+        assert_eq!(lease.beat(b"a", 1, 500).0, Ok(1));
         let expired = lease.view(4000);
         assert_eq!(expired.state, State::Expired);
         assert_eq!(expired.owner, Some(&b"a"[..]));

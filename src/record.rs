@@ -203,13 +203,15 @@ extern "C" fn aof_rewrite(
         return;
     };
     let f = Fields::of(lease);
-    // Format: s = the key, l = long long, b = binary buffer + length.
+    // Format: s = the key, l = long long, b = binary buffer + length: the key,
+    // phase, owner, then the 7 numbers of Fields in order. One letter per
+    // argument below; a mismatch makes Redis read garbage (a test replays it).
     // SAFETY: the arguments match the format string one for one.
     unsafe {
         emit(
             aof,
             c"HBLOCK.APPLY".as_ptr(),
-            c"slbllllllll".as_ptr(),
+            c"slblllllll".as_ptr(),
             key,
             f.phase as i64,
             f.owner.as_ptr().cast::<c_char>(),

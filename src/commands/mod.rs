@@ -37,7 +37,7 @@ pub fn lock_at(key: &RedisKeyWritable) -> Result<Option<&mut Lease>, Error> {
 }
 
 /// Stores a new record at an empty key and returns it.
-pub fn create_lock<'k>(key: &'k RedisKeyWritable, lease: Lease) -> Result<&'k mut Lease, Error> {
+pub fn create_lock(key: &RedisKeyWritable, lease: Lease) -> Result<&mut Lease, Error> {
     key.set_value(&LOCK_TYPE, lease)
         .map_err(|_| Error::WrongType)?;
     lock_at(key)?.ok_or(Error::WrongType)

@@ -1,0 +1,17 @@
+//! Integration tests: each test starts its own redis-server with the freshly
+//! built module (see `support`) and talks to it with the `redis` crate.
+
+mod support;
+
+/// Replies of ACQUIRE, BEAT, RELEASE and INFO.
+mod commands;
+/// Error replies, and the bad-input sweep that must change nothing.
+mod errors;
+/// Missed beats, expiry and takeover, on short real leases.
+mod expiry;
+/// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
+mod persistence;
+/// A master with a replica.
+mod replication;
+/// Configs, command metadata, INFO, notifications, MULTI and Lua.
+mod server;

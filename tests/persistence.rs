@@ -1,0 +1,169 @@
+use crate::support::{
+    acquire, call, digest, digest_value, mixed_workload, stable_info, state, Options, Server,
+    WORKLOAD_KEYS,
+};
+use redis::Connection;
+use std::time::Duration;
+
+fn snapshot(c: &mut Connection) -> (String, Vec<Vec<(String, redis::Value)>>) {
+    let infos = WORKLOAD_KEYS.iter().map(|k| stable_info(c, k)).collect();
+    (digest(c), infos)
+}
+
+#[test]
+fn every_field_survives_an_rdb_restart() {
+    let mut server = Server::start();
+    let mut c = server.conn();
+    mixed_workload(&mut c);
+    let before = snapshot(&mut c);
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    server.crash_and_restart();
+    let mut c = server.conn();
+    assert_eq!(snapshot(&mut c), before);
+    assert_eq!(state(&mut c, "w:expired"), "expired");
+    assert_eq!(state(&mut c, "w:free"), "free");
+    // The token sequence continues after the restart.
+    assert_eq!(acquire(&mut c, "w:free", "carol", &[]), Some(2));
+}
+
+fn wait_rewrite_done(c: &mut Connection) {
+    let done = crate::support::eventually(Duration::from_secs(10), || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(c).ok()?;
+        let busy =
+            info.contains("aof_rewrite_in_progress:1") || info.contains("aof_rewrite_scheduled:1");
+        (!busy).then_some(())
+    });
+    assert!(done.is_some(), "AOF rewrite did not finish");
+}
+
+#[test]
+fn aof_replay_rebuilds_exactly_the_same_records() {
+    let options = Options::default()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always");
+    let mut server = Server::with(options);
+    let mut c = server.conn();
+    mixed_workload(&mut c);
+    let before = snapshot(&mut c);
+    server.crash_and_restart();
+    let mut c = server.conn();
+    assert_eq!(snapshot(&mut c), before);
+}
+
+#[test]
+fn aof_rewrite_without_rdb_preamble_round_trips() {
+    let options = Options::default()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always")
+        .config("aof-use-rdb-preamble", "no");
+    let mut server = Server::with(options);
+    let mut c = server.conn();
+    mixed_workload(&mut c);
+    let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    wait_rewrite_done(&mut c);
+    // Writes after the rewrite land in the incremental file.
+    let _: i64 = call(&mut c, &[b"HBLOCK.BEAT", b"w:held", b"alice", b"1"]).unwrap();
+    let before = snapshot(&mut c);
+    let base: Vec<u8> = std::fs::read_dir(server.dir().join("appendonlydir"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".base."))
+        .flat_map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert!(
+        base.windows(12).any(|w| w == b"HBLOCK.APPLY"),
+        "the rewritten AOF holds HBLOCK.APPLY records"
+    );
+    server.crash_and_restart();
+    let mut c = server.conn();
+    assert_eq!(snapshot(&mut c), before);
+}
+
+#[test]
+fn debug_reload_and_rdb_preamble_aof_round_trip() {
+    let options = Options::default().config("appendonly", "yes");
+    let mut server = Server::with(options);
+    let mut c = server.conn();
+    mixed_workload(&mut c);
+    let before = snapshot(&mut c);
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+    assert_eq!(snapshot(&mut c), before);
+    let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    wait_rewrite_done(&mut c);
+    server.crash_and_restart();
+    let mut c = server.conn();
+    assert_eq!(snapshot(&mut c), before);
+}
+
+#[test]
+fn copy_makes_an_independent_equal_lock() {
+    let server = Server::start();
+    let mut c = server.conn();
+    mixed_workload(&mut c);
+    for key in WORKLOAD_KEYS {
+        let copy = format!("{key}:copy");
+        let copied: i64 = redis::cmd("COPY")
+            .arg(key)
+            .arg(&copy)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(copied, 1);
+        assert_eq!(
+            digest_value(&mut c, key),
+            digest_value(&mut c, &copy),
+            "{key}"
+        );
+        assert_eq!(
+            stable_info(&mut c, key),
+            stable_info(&mut c, &copy),
+            "{key}"
+        );
+    }
+    let released: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"w:held", b"alice", b"1"]).unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(
+        state(&mut c, "w:held:copy"),
+        "held",
+        "the copy is its own record"
+    );
+}
+
+#[test]
+fn memory_usage_is_within_1_5x_of_a_set_px_key() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let owner = "owner-17-bytes-xx";
+    assert_eq!(owner.len(), 17);
+    acquire(&mut c, "lock:mem", owner, &[]);
+    let _: () = redis::cmd("SET")
+        .arg("str:mem")
+        .arg(owner)
+        .arg("PX")
+        .arg(30000)
+        .query(&mut c)
+        .unwrap();
+    let lock: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("lock:mem")
+        .query(&mut c)
+        .unwrap();
+    let string: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("str:mem")
+        .query(&mut c)
+        .unwrap();
+    eprintln!("MEMORY USAGE: lock {lock} bytes, SET PX {string} bytes");
+    assert!(lock * 2 <= string * 3, "lock {lock} > 1.5 x {string}");
+    // Accurate: a long owner is counted.
+    let long = "x".repeat(1000);
+    acquire(&mut c, "lock:long", &long, &[]);
+    let long_usage: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("lock:long")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        long_usage >= lock + 1000 - 32,
+        "long owner not counted: {long_usage}"
+    );
+}

@@ -1,0 +1,293 @@
+use crate::support::{acquire, call, counter, error_of, info_int, Options, Server};
+use redis::Value;
+use std::time::Duration;
+
+#[test]
+fn configs_set_defaults_of_new_leases() {
+    let server = Server::with(
+        Options::default()
+            .module_arg("interval", "500")
+            .module_arg("misses", "5"),
+    );
+    let mut c = server.conn();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hblock.interval")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, ["hblock.interval", "500"]);
+    assert_eq!(acquire(&mut c, "a", "o", &[]), Some(1));
+    assert_eq!(
+        (
+            info_int(&mut c, "a", "interval"),
+            info_int(&mut c, "a", "misses")
+        ),
+        (500, 5)
+    );
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hblock.interval")
+        .arg("2000")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hblock.misses")
+        .arg("4")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(acquire(&mut c, "b", "o", &[]), Some(1));
+    assert_eq!(
+        (
+            info_int(&mut c, "b", "interval"),
+            info_int(&mut c, "b", "misses")
+        ),
+        (2000, 4)
+    );
+    assert_eq!(
+        info_int(&mut c, "a", "interval"),
+        500,
+        "existing leases keep their terms"
+    );
+
+    for (name, value) in [
+        ("hblock.interval", "0"),
+        ("hblock.interval", "86400001"),
+        ("hblock.misses", "10001"),
+    ] {
+        let err = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query::<()>(&mut c);
+        assert!(err.is_err(), "{name} {value} accepted");
+    }
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hblock.*")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        got.contains(&"2000".to_string()) && got.contains(&"4".to_string()),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn defaults_without_arguments_are_1000_and_3() {
+    let server = Server::start();
+    let mut c = server.conn();
+    assert_eq!(acquire(&mut c, "a", "o", &[]), Some(1));
+    assert_eq!(
+        (
+            info_int(&mut c, "a", "interval"),
+            info_int(&mut c, "a", "misses")
+        ),
+        (1000, 3)
+    );
+}
+
+fn command_flags(c: &mut redis::Connection, name: &str) -> Vec<String> {
+    let info: Vec<Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg(name)
+        .query(c)
+        .unwrap();
+    let Some(Value::Array(fields)) = info.first() else {
+        panic!("{info:?}")
+    };
+    match &fields[2] {
+        Value::Array(flags) => flags
+            .iter()
+            .map(|f| match f {
+                Value::SimpleString(s) => s.clone(),
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn command_metadata_flags_keys_and_docs() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let table: [(&str, &[&str], i64); 4] = [
+        ("hblock.acquire", &["write", "denyoom"], -3),
+        ("hblock.beat", &["write", "fast"], 4),
+        ("hblock.release", &["write", "fast"], 4),
+        ("hblock.info", &["readonly", "fast"], 2),
+    ];
+    for (name, want, arity) in table {
+        let flags = command_flags(&mut c, name);
+        for flag in want {
+            assert!(
+                flags.iter().any(|f| f == flag),
+                "{name}: {flags:?} lacks {flag}"
+            );
+        }
+        let info: Vec<Vec<Value>> = redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg(name)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(info[0][1], Value::Int(arity), "{name} arity");
+        let docs: Value = redis::cmd("COMMAND")
+            .arg("DOCS")
+            .arg(name)
+            .query(&mut c)
+            .unwrap();
+        let text = format!("{docs:?}");
+        assert!(
+            text.contains("summary") && text.contains("arguments"),
+            "{name}: {text}"
+        );
+    }
+    assert!(!command_flags(&mut c, "hblock.acquire")
+        .iter()
+        .any(|f| f == "fast"));
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("HBLOCK.ACQUIRE")
+        .arg("app:lock")
+        .arg("owner")
+        .arg("WAIT")
+        .arg("0")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["app:lock"]);
+}
+
+#[test]
+fn acl_key_patterns_apply_to_every_command() {
+    let server = Server::start();
+    let mut admin = server.conn();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("on")
+        .arg(">pw")
+        .arg("~app:*")
+        .arg("+@all")
+        .query(&mut admin)
+        .unwrap();
+    let mut c = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg("app")
+        .arg("pw")
+        .query(&mut c)
+        .unwrap();
+    for args in [
+        vec![&b"HBLOCK.ACQUIRE"[..], b"other:lock", b"o"],
+        vec![b"HBLOCK.BEAT", b"other:lock", b"o", b"1"],
+        vec![b"HBLOCK.RELEASE", b"other:lock", b"o", b"1"],
+        vec![b"HBLOCK.INFO", b"other:lock"],
+    ] {
+        assert!(error_of(&mut c, &args).starts_with("NOPERM"), "{args:?}");
+    }
+    let token: i64 = call(&mut c, &[b"HBLOCK.ACQUIRE", b"app:lock", b"o"]).unwrap();
+    assert_eq!(token, 1);
+}
+
+#[test]
+fn info_section_counts_everything() {
+    let server = Server::start();
+    let mut c = server.conn();
+    acquire(&mut c, "lock", "a", &[]);
+    acquire(&mut c, "lock", "b", &[]);
+    let _: i64 = call(&mut c, &[b"HBLOCK.BEAT", b"lock", b"a", b"1"]).unwrap();
+    let _ = error_of(&mut c, &[b"HBLOCK.BEAT", b"lock", b"b", b"1"]);
+    let _: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"a", b"1"]).unwrap();
+    let want = [
+        ("acquired", 1),
+        ("released", 1),
+        ("expired", 0),
+        ("takeovers", 0),
+        ("beats", 1),
+        ("notheld", 1),
+        ("waiting", 0),
+        ("wait_timeouts", 0),
+    ];
+    for (name, value) in want {
+        assert_eq!(counter(&mut c, name), value, "hblock_{name}");
+    }
+}
+
+#[test]
+fn keyspace_notifications_for_acquire_release_and_expiry() {
+    let server = Server::with(Options::default().config("notify-keyspace-events", "Ed"));
+    let mut sub = server.conn();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.psubscribe("__keyevent@0__:hblock.*").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
+        Some(1)
+    );
+    let _: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"a", b"1"]).unwrap();
+    assert_eq!(
+        acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
+        Some(2)
+    );
+    std::thread::sleep(Duration::from_millis(40)); // let the 20 ms lease lapse
+    let _ = error_of(&mut c, &[b"HBLOCK.BEAT", b"lock", b"a", b"2"]);
+    let _ = error_of(&mut c, &[b"HBLOCK.BEAT", b"lock", b"a", b"2"]);
+    assert_eq!(acquire(&mut c, "lock", "b", &[]), Some(3));
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        let msg = pubsub.get_message().expect("event within 5 s");
+        let payload: String = msg.get_payload().unwrap();
+        events.push((msg.get_channel_name().to_string(), payload));
+    }
+    let names: Vec<&str> = events
+        .iter()
+        .map(|(ch, _)| ch.trim_start_matches("__keyevent@0__:"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "hblock.acquired",
+            "hblock.released",
+            "hblock.acquired",
+            "hblock.expired",
+            "hblock.acquired"
+        ],
+        "expired published once per lease"
+    );
+    assert!(events.iter().all(|(_, key)| key == "lock"));
+}
+
+#[test]
+fn lua_sees_info_as_plain_strings_and_multi_works() {
+    let server = Server::start();
+    let mut c = server.conn();
+    acquire(&mut c, "lock", "alice", &[]);
+    let script = "local r = redis.call('HBLOCK.INFO', KEYS[1]); return {r[1], r[2], r[3], r[4]}";
+    let got: Vec<String> = redis::cmd("EVAL")
+        .arg(script)
+        .arg(1)
+        .arg("lock")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, ["state", "held", "owner", "alice"]);
+    let (t1, t2, beats): (Option<i64>, Option<i64>, i64) = redis::pipe()
+        .atomic()
+        .cmd("HBLOCK.ACQUIRE")
+        .arg("m")
+        .arg("x")
+        .cmd("HBLOCK.ACQUIRE")
+        .arg("m")
+        .arg("y")
+        .cmd("HBLOCK.BEAT")
+        .arg("m")
+        .arg("x")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((t1, t2, beats), (Some(1), None, 1));
+}
