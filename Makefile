@@ -30,7 +30,6 @@ build: deps ## Build target/release/libhblock.so
 	$(CARGO) build --release
 
 run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module (foreground)
-	@mkdir -p target/run
 	redis-server redis.conf --port $(PORT)
 
 test: build test-unit test-integration ## Install, build, run unit and integration tests

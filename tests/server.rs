@@ -291,3 +291,37 @@ fn lua_sees_info_as_plain_strings_and_multi_works() {
         .unwrap();
     assert_eq!((t1, t2, beats), (Some(1), None, 1));
 }
+
+/// The repository's redis.conf (what `make run` starts) loads the module.
+#[test]
+fn the_repository_redis_conf_loads_the_module() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child =
+        std::process::Command::new(std::env::var("SERVER_BIN").unwrap_or("redis-server".into()))
+            .current_dir(root)
+            .arg("redis.conf")
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let token = crate::support::eventually(Duration::from_secs(10), || {
+        let mut c = redis::Client::open(url.as_str())
+            .ok()?
+            .get_connection()
+            .ok()?;
+        redis::cmd("HBLOCK.ACQUIRE")
+            .arg("conf")
+            .arg("me")
+            .query::<i64>(&mut c)
+            .ok()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(token, Some(1));
+}
