@@ -7,18 +7,23 @@
 //! - `args.rs`: argument parsing and range checks.
 //! - `error.rs`: every error reply, as data.
 //! - `commands/`: one file per command (parse -> core -> write/replicate/notify -> reply).
+//! - `queue.rs`, `schedule.rs`: the pure wait queues and deadline schedule.
+//! - `blocking.rs`: blocked clients, the module timer, key and server events.
 //! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
 //! - `command_info.rs`: arity, key specs and COMMAND DOCS.
 //! - `config.rs`, `stats.rs`: configs and the `INFO hblock` section.
 
 mod args;
+mod blocking;
 mod command_info;
 mod commands;
 mod config;
 mod error;
 mod lease;
 mod owner;
+mod queue;
 mod record;
+mod schedule;
 mod stats;
 
 use record::LOCK_TYPE;
@@ -38,6 +43,10 @@ const ALLOCATOR: Allocator = std::alloc::System;
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     if let Err(name) = command_info::register(ctx.ctx) {
         ctx.log_warning(&format!("hblock: could not set command info of {name:?}"));
+        return Status::Err;
+    }
+    if !blocking::subscribe(ctx.ctx) {
+        ctx.log_warning("hblock: could not subscribe to keyspace and server events");
         return Status::Err;
     }
     // Replaces the crate's default (empty) INFO section with our counters.

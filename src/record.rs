@@ -186,6 +186,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
     };
     // A null pointer makes Redis report the RDB as corrupt.
     load().map_or(std::ptr::null_mut(), |lease| {
+        crate::blocking::watch_loaded(rdb, &lease);
         Box::into_raw(Box::new(lease)).cast()
     })
 }

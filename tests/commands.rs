@@ -8,9 +8,9 @@ fn first_lease_gets_token_one_and_others_get_nil() {
     assert_eq!(acquire(&mut c, "lock", "alice", &[]), Some(1));
     assert_eq!(acquire(&mut c, "lock", "bob", &[]), None);
     assert_eq!(
-        acquire(&mut c, "lock", "bob", &["WAIT", "0"]),
-        None,
-        "WAIT does not block yet"
+        acquire(&mut c, "lock", "alice", &["WAIT", "0"]),
+        Some(1),
+        "the holder never waits"
     );
     assert_eq!(state(&mut c, "lock"), "held");
 }

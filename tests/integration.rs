@@ -3,6 +3,8 @@
 
 mod support;
 
+/// Blocking ACQUIRE: FIFO waiters, hand-off, grant at expiry, WAIT, leaving the queue.
+mod blocking;
 /// Replies of ACQUIRE, BEAT, RELEASE and INFO.
 mod commands;
 /// Error replies, and the bad-input sweep that must change nothing.

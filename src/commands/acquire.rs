@@ -2,13 +2,15 @@
 //!
 //! Grants the lease when the lock is free, released or expired (reply: the new
 //! fencing token); renews it when `owner` already holds it (reply: the same
-//! token); nil when another owner holds an unexpired lease.
+//! token); otherwise nil, or with WAIT blocks in FIFO order until granted or
+//! until the time runs out. Clients already waiting are never overtaken.
 
 use super::{byte_args, commit, create_lock, lock_at, now_ms};
 use crate::args;
+use crate::blocking;
 use crate::config;
 use crate::error::Error;
-use crate::lease::{Acquired, Effects, Lease, Terms};
+use crate::lease::{Acquired, Effects, Lease, State, Terms};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -22,14 +24,35 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = now_ms();
 
     let handle = ctx.open_key_writable(key);
+    // Those already waiting go first: if the lock is available, the head of
+    // the queue gets it now.
+    let waiting = blocking::waiting_lock(ctx, key);
+    if let Some(lock) = &waiting {
+        blocking::serve(ctx, key, &handle, lock, now)?;
+    }
+    let queue_ahead = waiting.is_some() && blocking::waiting_lock(ctx, key).is_some();
+
     let got = match lock_at(&handle)? {
         Some(lease) => {
-            let (got, fx) = lease
-                .acquire(owner, requested, defaults, now)
-                .map_err(Error::from)?;
-            commit(ctx, key, lease, fx);
-            got
+            let holder_renews = lease.state(now) == State::Held && lease.owner.as_bytes() == owner;
+            if queue_ahead && !holder_renews {
+                Acquired::Busy
+            } else {
+                let (got, fx) = lease
+                    .acquire(owner, requested, defaults, now)
+                    .map_err(Error::from)?;
+                commit(ctx, key, lease, fx);
+                if fx.acquired || requested != (None, None) {
+                    blocking::watch_lease(
+                        ctx.ctx,
+                        blocking::lock_id(ctx, key),
+                        lease.deadline_ms(),
+                    );
+                }
+                got
+            }
         }
+        None if queue_ahead => Acquired::Busy,
         None => {
             let terms = Terms {
                 interval_ms: requested.0.unwrap_or(defaults.interval_ms),
@@ -42,11 +65,19 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 ..Effects::default()
             };
             commit(ctx, key, lease, fx);
+            blocking::watch_lease(ctx.ctx, blocking::lock_id(ctx, key), lease.deadline_ms());
             Acquired::Token(lease.token)
         }
     };
     Ok(match got {
         Acquired::Token(token) => RedisValue::Integer(token as i64),
-        Acquired::Busy => RedisValue::Null,
+        Acquired::Busy => match opts.wait_ms {
+            Some(wait_ms) if blocking::can_block(ctx) => {
+                let lock = waiting.unwrap_or_else(|| blocking::lock_id(ctx, key));
+                blocking::block(ctx, lock, owner, requested, wait_ms, now)
+            }
+            // Inside MULTI or Lua, WAIT is ignored: answer at once.
+            _ => RedisValue::Null,
+        },
     })
 }

@@ -4,6 +4,7 @@
 
 use super::{commit, lock_at, now_ms};
 use crate::args;
+use crate::blocking;
 use crate::error::Error;
 use crate::lease::NotHeld;
 use crate::stats;
@@ -26,6 +27,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             result
         }
     };
+    // A lease this call found expired goes to the next waiter now.
+    if result == Err(NotHeld::Expired) {
+        if let Some(lock) = blocking::waiting_lock(ctx, key) {
+            blocking::serve(ctx, key, &handle, &lock, now)?;
+        }
+    }
     match result {
         Ok(beats) => {
             stats::bump(&stats::BEATS);

@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let Some(lease) = lease else {
         return Ok(RedisValue::Null);
     };
-    let waiters = 0; // clients blocked in ACQUIRE on this key: none until WAIT blocks
+    let waiters = crate::blocking::waiters(ctx, key) as u64;
     reply_view(ctx, lease, now_ms(), waiters);
     Ok(RedisValue::NoReply)
 }

@@ -47,6 +47,7 @@ pub fn create_lock(key: &RedisKeyWritable, lease: Lease) -> Result<&mut Lease, E
 /// publish its keyspace events and count it.
 pub fn commit(ctx: &Context, key: &RedisString, lease: &Lease, fx: Effects) {
     if fx.changed {
+        signal_modified(ctx, key);
         replicate_record(ctx, key, lease);
     }
     let events = [
@@ -61,6 +62,18 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &Lease, fx: Effects) {
             if !event.is_empty() {
                 ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
             }
+        }
+    }
+}
+
+/// Invalidates WATCH and client-side caches of the key. The module signals
+/// explicitly (REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED), so that a
+/// refused call or a timer's look at a lock touches nothing.
+pub fn signal_modified(ctx: &Context, key: &RedisString) {
+    // SAFETY: a plain API call on a live context and key name.
+    unsafe {
+        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
+            signal(ctx.ctx, key.inner);
         }
     }
 }

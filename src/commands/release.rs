@@ -1,10 +1,12 @@
 //! `HBLOCK.RELEASE key owner token`
 //!
 //! Reply: 1 when this call ended the caller's unexpired lease, else 0. The key
-//! stays, free, keeping its token so the next lease gets token + 1.
+//! stays, free, keeping its token so the next lease gets token + 1; the first
+//! client waiting in ACQUIRE gets it at once.
 
 use super::{commit, lock_at, now_ms};
 use crate::args;
+use crate::blocking;
 use crate::error::Error;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
@@ -25,5 +27,9 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             released
         }
     };
+    // Hand the lock to the first waiter before any other client runs.
+    if let Some(lock) = blocking::waiting_lock(ctx, key) {
+        blocking::serve(ctx, key, &handle, &lock, now)?;
+    }
     Ok(RedisValue::Integer(i64::from(released)))
 }

@@ -1,0 +1,650 @@
+//! Blocking ACQUIRE and lease deadlines: the Redis side of `queue.rs` and
+//! `schedule.rs`.
+//!
+//! - A waiter is a client blocked with `RedisModule_BlockClient` (no Redis
+//!   timeout) and queued per lock. It is granted from inside the command or
+//!   timer that frees the lock, so the record is already its own before any
+//!   other client runs; the reply follows when Redis unblocks it.
+//! - WAIT deadlines and lease deadlines live in one [`Schedule`] driven by a
+//!   single module timer (ms-precise, unlike Redis's blocked-client timeouts).
+//! - Deletes, overwrites, renames and flushes are learnt from keyspace and
+//!   server events and handled from a 0 ms timer: writing from inside a
+//!   notification is not safe on Redis 7.0.
+//!
+//! State is thread-local (Redis calls modules on its main thread only) and is
+//! never borrowed across a call into Redis.
+
+use crate::commands::{commit, create_lock, lock_at, now_ms};
+use crate::config;
+use crate::error::Error;
+use crate::lease::{Acquired, Effects, Lease, Phase, State};
+use crate::queue::{LockId, Queues, WaiterId};
+use crate::record::LOCK_TYPE;
+use crate::schedule::{Due, Schedule, Slot};
+use crate::stats;
+use redis_module::key::RedisKeyWritable;
+use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::Ordering;
+
+/// A replica cannot decide expiries; it re-checks an overdue lease this often
+/// so that, once promoted, it takes over within that time.
+const REPLICA_POLL_MS: i64 = 100;
+
+/// A blocked client, as the address of its `RedisModuleBlockedClient`.
+type Handle = usize;
+
+#[derive(Default)]
+struct Blocking {
+    queues: Queues<Handle>,
+    schedule: Schedule,
+    wait_slots: HashMap<WaiterId, Slot>,
+    /// The module timer and the time it was armed for.
+    armed: Option<(raw::RedisModuleTimerID, i64)>,
+}
+
+thread_local! {
+    static STATE: RefCell<Blocking> = RefCell::new(Blocking::default());
+    /// Locks to look at again, noted by event callbacks.
+    static PENDING: RefCell<HashSet<LockId>> = RefCell::new(HashSet::new());
+}
+
+/// Runs `f` on the state unless it is already borrowed (it never is while we
+/// call into Redis; this only guards against a re-entrant callback).
+fn with<R>(f: impl FnOnce(&mut Blocking) -> R) -> Option<R> {
+    STATE.with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
+}
+
+fn note_pending(lock: LockId) {
+    PENDING.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.insert(lock);
+        }
+    });
+}
+
+fn take_pending() -> Vec<LockId> {
+    PENDING.with(|p| {
+        p.try_borrow_mut()
+            .map(|mut p| p.drain().collect())
+            .unwrap_or_default()
+    })
+}
+
+fn has_pending() -> bool {
+    PENDING.with(|p| p.try_borrow().is_ok_and(|p| !p.is_empty()))
+}
+
+fn update_waiting_stat() {
+    if let Some(total) = with(|s| s.queues.total()) {
+        stats::WAITING.store(total as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a waiter is told when it leaves the queue.
+enum Outcome {
+    Token(i64),
+    Nil,
+    Error(String),
+}
+
+fn selected_db(ctx: *mut raw::RedisModuleCtx) -> i32 {
+    // SAFETY: a plain API call on a live context.
+    match unsafe { raw::RedisModule_GetSelectedDb } {
+        Some(get) => unsafe { get(ctx) },
+        None => 0,
+    }
+}
+
+pub fn lock_id(ctx: &Context, key: &RedisString) -> LockId {
+    LockId::new(selected_db(ctx.ctx), key.as_slice())
+}
+
+/// The lock's id when clients wait on it (cheap when nobody waits anywhere).
+pub fn waiting_lock(ctx: &Context, key: &RedisString) -> Option<LockId> {
+    if with(|s| s.queues.is_empty()).unwrap_or(true) {
+        return None;
+    }
+    let lock = lock_id(ctx, key);
+    with(|s| s.queues.has_waiters(&lock))
+        .unwrap_or(false)
+        .then_some(lock)
+}
+
+/// Clients waiting on this key (HBLOCK.INFO `waiters`).
+pub fn waiters(ctx: &Context, key: &RedisString) -> usize {
+    waiting_lock(ctx, key).map_or(0, |lock| with(|s| s.queues.len(&lock)).unwrap_or(0))
+}
+
+/// Whether this call may block: not inside MULTI, Lua or another module's call.
+pub fn can_block(ctx: &Context) -> bool {
+    !ctx.get_flags()
+        .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
+}
+
+/// Blocks the calling client until it is granted the lock or `wait_ms` pass
+/// (0: no limit). The command then returns `NoReply`.
+pub fn block(
+    ctx: &Context,
+    lock: LockId,
+    owner: &[u8],
+    terms: (Option<u32>, Option<u16>),
+    wait_ms: u64,
+    now: i64,
+) -> RedisValue {
+    // SAFETY: API calls on the live command context; callbacks are ours.
+    let bc = unsafe {
+        let (Some(block_client), Some(on_disconnect)) = (
+            raw::RedisModule_BlockClient,
+            raw::RedisModule_SetDisconnectCallback,
+        ) else {
+            return RedisValue::Null;
+        };
+        let bc = block_client(
+            ctx.ctx,
+            Some(reply_to_waiter),
+            Some(on_client_unblock),
+            Some(free_outcome),
+            0,
+        );
+        if bc.is_null() {
+            return RedisValue::Null;
+        }
+        on_disconnect(bc, Some(on_disconnect_waiter));
+        bc
+    };
+    let deadline = (wait_ms > 0).then(|| now.saturating_add(wait_ms as i64));
+    with(|s| {
+        let id = s.queues.push(lock, owner, terms, deadline, bc as Handle);
+        if let Some(deadline) = deadline {
+            let slot = s.schedule.wait_end(id, deadline);
+            s.wait_slots.insert(id, slot);
+        }
+    });
+    update_waiting_stat();
+    arm(ctx.ctx);
+    RedisValue::NoReply
+}
+
+/// Takes a waiter out of its queue and unblocks it with `outcome`.
+fn finish_waiter(id: WaiterId, outcome: Outcome) {
+    let handle = with(|s| {
+        let waiter = s.queues.remove(id)?;
+        if let Some(slot) = s.wait_slots.remove(&id) {
+            s.schedule.cancel(slot);
+        }
+        Some(waiter.handle)
+    })
+    .flatten();
+    let Some(handle) = handle else {
+        return;
+    };
+    update_waiting_stat();
+    let privdata = Box::into_raw(Box::new(outcome)).cast::<c_void>();
+    // SAFETY: the handle came from BlockClient and has not been unblocked yet
+    // (it was still queued); Redis passes privdata to the reply and free callbacks.
+    unsafe {
+        if let Some(unblock) = raw::RedisModule_UnblockClient {
+            unblock(handle as *mut raw::RedisModuleBlockedClient, privdata);
+        }
+    }
+}
+
+/// Makes sure the lease of `lock` is looked at by its deadline: its expiry is
+/// published on time and the next waiter takes over at that moment.
+pub fn watch_lease(ctx: *mut raw::RedisModuleCtx, lock: LockId, deadline_ms: i64) {
+    with(|s| s.schedule.lease_check(lock, deadline_ms));
+    if !ctx.is_null() {
+        arm(ctx);
+    }
+}
+
+/// Hands the lock to the first waiter that is still waiting, if the lock is
+/// free, released, expired or gone. Called with the key open for writing.
+pub fn serve(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &RedisKeyWritable,
+    lock: &LockId,
+    now: i64,
+) -> Result<(), Error> {
+    loop {
+        let head = with(|s| {
+            s.queues
+                .head(lock)
+                .map(|w| (w.id, w.timed_out(now), w.owner.clone(), w.terms))
+        })
+        .flatten();
+        let Some((id, timed_out, owner, terms)) = head else {
+            return Ok(());
+        };
+        if timed_out {
+            // Its WAIT ran out: never granted, even if the lock is free now.
+            finish_waiter(id, Outcome::Nil);
+            stats::bump(&stats::WAIT_TIMEOUTS);
+            continue;
+        }
+        let granted = match lock_at(handle)? {
+            None => {
+                let defaults = config::default_terms();
+                let lease = Lease::first(
+                    &owner,
+                    crate::lease::Terms {
+                        interval_ms: terms.0.unwrap_or(defaults.interval_ms),
+                        misses: terms.1.unwrap_or(defaults.misses),
+                    },
+                    now,
+                );
+                let lease = create_lock(handle, lease)?;
+                let fx = Effects {
+                    changed: true,
+                    acquired: true,
+                    ..Effects::default()
+                };
+                commit(ctx, key, lease, fx);
+                Some(Ok((lease.token, lease.deadline_ms())))
+            }
+            Some(lease) if lease.state(now) == State::Held => None,
+            Some(lease) => match lease.acquire(&owner, terms, config::default_terms(), now) {
+                Ok((Acquired::Token(token), fx)) => {
+                    commit(ctx, key, lease, fx);
+                    Some(Ok((token, lease.deadline_ms())))
+                }
+                Ok((Acquired::Busy, _)) => None,
+                Err(err) => Some(Err(Error::from(err))),
+            },
+        };
+        match granted {
+            None => return Ok(()),
+            Some(Ok((token, deadline))) => {
+                finish_waiter(id, Outcome::Token(token as i64));
+                watch_lease(ctx.ctx, lock.clone(), deadline);
+                return Ok(());
+            }
+            Some(Err(err)) => {
+                finish_waiter(id, Outcome::Error(err.message()));
+            }
+        }
+    }
+}
+
+/// Tells every waiter of a lock `message` (the key now holds another type).
+fn fail_all(lock: &LockId, message: &str) {
+    let ids = with(|s| s.queues.ids_of(lock)).unwrap_or_default();
+    for id in ids {
+        finish_waiter(id, Outcome::Error(message.to_string()));
+    }
+}
+
+/// Looks at one lock from the timer: publishes an expiry the server has not
+/// seen yet, grants it to the next waiter, and schedules the next look.
+fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
+    // SAFETY: a plain API call on the timer's context.
+    unsafe {
+        if let Some(select) = raw::RedisModule_SelectDb {
+            if select(ctx.ctx, lock.db) != raw::REDISMODULE_OK as c_int {
+                return;
+            }
+        }
+    }
+    let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
+    let handle = ctx.open_key_writable(&key);
+    let lease = match lock_at(&handle) {
+        Ok(lease) => lease,
+        Err(err) => {
+            fail_all(lock, &err.message());
+            return;
+        }
+    };
+    if !is_master {
+        // A replica only keeps track, so that it can take over when promoted.
+        if let Some(lease) = lease.filter(|l| l.phase == Phase::Held) {
+            let deadline = lease.deadline_ms();
+            let next = if deadline > now {
+                deadline
+            } else {
+                now.saturating_add(REPLICA_POLL_MS)
+            };
+            watch_lease(std::ptr::null_mut(), lock.clone(), next);
+        }
+        return;
+    }
+    if let Some(lease) = lease {
+        if lease.observe_expiry(now) {
+            let fx = Effects {
+                changed: true,
+                expired: true,
+                ..Effects::default()
+            };
+            commit(ctx, &key, lease, fx);
+        } else if lease.phase == Phase::Held {
+            watch_lease(std::ptr::null_mut(), lock.clone(), lease.deadline_ms());
+        }
+    }
+    if let Err(err) = serve(ctx, &key, &handle, lock, now) {
+        fail_all(lock, &err.message());
+    }
+}
+
+/// Arms the module timer for the earliest due time, if it is not already.
+pub fn arm(ctx: *mut raw::RedisModuleCtx) {
+    let now = now_ms();
+    let next = with(|s| s.schedule.next_due()).flatten();
+    let next = if has_pending() { Some(now) } else { next };
+    let Some(next) = next else {
+        return;
+    };
+    let Some((stop, create)) = with(|s| match s.armed {
+        Some((_, when)) if when <= next => (None, false),
+        Some((id, _)) => (Some(id), true),
+        None => (None, true),
+    }) else {
+        return;
+    };
+    // SAFETY: plain API calls on a live context; the timer carries no data.
+    unsafe {
+        if let (Some(id), Some(stop_timer)) = (stop, raw::RedisModule_StopTimer) {
+            stop_timer(ctx, id, std::ptr::null_mut());
+        }
+        if !create {
+            return;
+        }
+        let Some(create_timer) = raw::RedisModule_CreateTimer else {
+            return;
+        };
+        let delay = next.saturating_sub(now).max(0);
+        let id = create_timer(ctx, delay, Some(on_timer), std::ptr::null_mut());
+        with(|s| s.armed = Some((id, next)));
+    }
+}
+
+extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
+    with(|s| s.armed = None);
+    let context = Context::new(ctx);
+    let is_master = context.get_flags().contains(ContextFlags::MASTER);
+    let now = now_ms();
+    for lock in take_pending() {
+        check_lock(&context, &lock, now, is_master);
+        watch_moved_lease(&context, &lock);
+    }
+    let due = with(|s| s.schedule.take_due(now)).unwrap_or_default();
+    for due in due {
+        match due {
+            Due::WaitEnd(id) => {
+                if with(|s| s.queues.get(id).is_some()).unwrap_or(false) {
+                    finish_waiter(id, Outcome::Nil);
+                    stats::bump(&stats::WAIT_TIMEOUTS);
+                }
+            }
+            Due::Lease(lock) => check_lock(&context, &lock, now, is_master),
+        }
+    }
+    arm(ctx);
+}
+
+/// A lease that arrived under a new name (RENAME, MOVE, COPY, RESTORE) gets
+/// its deadline watched.
+fn watch_moved_lease(ctx: &Context, lock: &LockId) {
+    let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
+    let handle = ctx.open_key(&key);
+    if let Ok(Some(lease)) = handle.get_value::<Lease>(&LOCK_TYPE) {
+        if lease.phase == Phase::Held {
+            watch_lease(std::ptr::null_mut(), lock.clone(), lease.deadline_ms());
+        }
+    }
+}
+
+// ---- blocked-client callbacks ----
+
+extern "C" fn reply_to_waiter(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    reply_outcome(ctx);
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Replies with the outcome stored as this blocked client's private data.
+fn reply_outcome(ctx: *mut raw::RedisModuleCtx) {
+    // SAFETY: the private data is null or the Outcome given to UnblockClient.
+    let outcome = unsafe {
+        raw::RedisModule_GetBlockedClientPrivateData
+            .map(|get| get(ctx).cast::<Outcome>())
+            .and_then(|ptr| ptr.as_ref())
+    };
+    match outcome {
+        Some(Outcome::Token(token)) => {
+            raw::reply_with_long_long(ctx, *token);
+        }
+        Some(Outcome::Error(message)) => {
+            let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: a NUL-terminated message on the reply context.
+            unsafe {
+                if let Some(reply_error) = raw::RedisModule_ReplyWithError {
+                    reply_error(ctx, message.as_ptr());
+                }
+            }
+        }
+        Some(Outcome::Nil) | None => {
+            raw::reply_with_null(ctx);
+        }
+    }
+}
+
+extern "C" fn free_outcome(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+    if !privdata.is_null() {
+        // SAFETY: privdata is the Box<Outcome> given to UnblockClient, freed once.
+        drop(unsafe { Box::from_raw(privdata.cast::<Outcome>()) });
+    }
+}
+
+/// Called for `CLIENT UNBLOCK` (WAIT itself runs on our own timer): nil,
+/// unless the client was granted the lock a moment ago, then its token.
+extern "C" fn on_client_unblock(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    // SAFETY: a plain API call on the timeout context.
+    let bc = unsafe {
+        raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
+    };
+    let found = with(|s| {
+        let id = s.queues.find(&(bc as Handle))?;
+        if let Some(slot) = s.wait_slots.remove(&id) {
+            s.schedule.cancel(slot);
+        }
+        s.queues.remove(id)
+    })
+    .flatten();
+    match found {
+        Some(_) => {
+            update_waiting_stat();
+            raw::reply_with_null(ctx);
+            // The client leaves now; this only frees the handle.
+            // SAFETY: the handle is live and was not unblocked before.
+            unsafe {
+                if let Some(unblock) = raw::RedisModule_UnblockClient {
+                    unblock(bc, std::ptr::null_mut());
+                }
+            }
+        }
+        // Already granted (UnblockClient was called): reply what it was given.
+        None => reply_outcome(ctx),
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+/// A waiter disconnected, was killed, or Redis unblocked it (role change).
+extern "C" fn on_disconnect_waiter(
+    _ctx: *mut raw::RedisModuleCtx,
+    bc: *mut raw::RedisModuleBlockedClient,
+) {
+    let found = with(|s| {
+        let id = s.queues.find(&(bc as Handle))?;
+        if let Some(slot) = s.wait_slots.remove(&id) {
+            s.schedule.cancel(slot);
+        }
+        s.queues.remove(id)
+    })
+    .flatten();
+    if found.is_some() {
+        update_waiting_stat();
+        // SAFETY: still queued, so not unblocked before; this frees the handle.
+        unsafe {
+            if let Some(unblock) = raw::RedisModule_UnblockClient {
+                unblock(bc, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+// ---- keyspace and server events ----
+
+/// Events after which a key may hold a lease under a new name.
+const ARRIVALS: [&[u8]; 4] = [b"rename_to", b"move_to", b"copy_to", b"restore"];
+
+extern "C" fn on_key_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if event.is_null() || key.is_null() {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    // SAFETY: Redis passes a NUL-terminated event name and a live key string.
+    let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+    let arrival = ARRIVALS.contains(&event);
+    let anyone_waiting = !with(|s| s.queues.is_empty()).unwrap_or(true);
+    if !arrival && !anyone_waiting {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    let lock = LockId::new(selected_db(ctx), RedisString::string_as_slice(key));
+    let waited_on = with(|s| s.queues.has_waiters(&lock)).unwrap_or(false);
+    if arrival || waited_on {
+        note_pending(lock);
+        arm(ctx);
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+unsafe extern "C" fn on_server_event(
+    ctx: *mut raw::RedisModuleCtx,
+    event: raw::RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    match event.id {
+        raw::REDISMODULE_EVENT_FLUSHDB => {
+            // SAFETY: for FLUSHDB, data is a RedisModuleFlushInfo.
+            let dbnum = unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }
+                .map_or(-1, |info| info.dbnum);
+            let db = (dbnum >= 0).then_some(dbnum);
+            for lock in with(|s| s.queues.locks_in(db)).unwrap_or_default() {
+                note_pending(lock);
+            }
+        }
+        raw::REDISMODULE_EVENT_SWAPDB => {
+            // SAFETY: for SWAPDB, data is a RedisModuleSwapDbInfo.
+            if let Some(info) = unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() } {
+                let (a, b) = (info.dbnum_first, info.dbnum_second);
+                with(|s| s.schedule.swap_dbs(a, b));
+                for db in [a, b] {
+                    for lock in with(|s| s.queues.locks_in(Some(db))).unwrap_or_default() {
+                        note_pending(lock);
+                    }
+                }
+            }
+        }
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED
+            if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER =>
+        {
+            // Leases that ran out while this was a replica are handled now.
+            let now = now_ms();
+            with(|s| {
+                s.schedule
+                    .advance_leases(now.saturating_add(REPLICA_POLL_MS + 1), now)
+            });
+        }
+        raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
+            return;
+        }
+        _ => {}
+    }
+    arm(ctx);
+}
+
+/// Subscribes to the events above. Called once from init.
+pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
+    // Every class of key event but the module's own: deletes, overwrites,
+    // expiries, evictions, renames and moves of a key somebody waits on.
+    let classes = raw::REDISMODULE_NOTIFY_GENERIC
+        | raw::REDISMODULE_NOTIFY_STRING
+        | raw::REDISMODULE_NOTIFY_LIST
+        | raw::REDISMODULE_NOTIFY_SET
+        | raw::REDISMODULE_NOTIFY_HASH
+        | raw::REDISMODULE_NOTIFY_ZSET
+        | raw::REDISMODULE_NOTIFY_EXPIRED
+        | raw::REDISMODULE_NOTIFY_EVICTED
+        | raw::REDISMODULE_NOTIFY_STREAM;
+    let events = [
+        raw::REDISMODULE_EVENT_FLUSHDB,
+        raw::REDISMODULE_EVENT_SWAPDB,
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        raw::REDISMODULE_EVENT_LOADING,
+    ];
+    // SAFETY: registration calls during OnLoad with our own callbacks.
+    unsafe {
+        let (Some(keyspace), Some(server)) = (
+            raw::RedisModule_SubscribeToKeyspaceEvents,
+            raw::RedisModule_SubscribeToServerEvent,
+        ) else {
+            return false;
+        };
+        if keyspace(ctx, classes, Some(on_key_event)) != raw::REDISMODULE_OK as c_int {
+            return false;
+        }
+        for id in events {
+            let event = raw::RedisModuleEvent { id, dataver: 1 };
+            if server(ctx, event, Some(on_server_event)) != raw::REDISMODULE_OK as c_int {
+                return false;
+            }
+        }
+        // Keys are signalled as modified only when a lock really changes
+        // (commit), not whenever one is opened for writing.
+        if let Some(set_options) = raw::RedisModule_SetModuleOptions {
+            set_options(
+                ctx,
+                raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as c_int,
+            );
+        }
+    }
+    true
+}
+
+/// A lease loaded from an RDB file or a RESTORE payload: watch its deadline
+/// (the timer is armed when loading ends or by the RESTORE's key event).
+pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &Lease) {
+    if lease.phase != Phase::Held {
+        return;
+    }
+    // SAFETY: plain API calls on the IO context of the running rdb_load.
+    let (name, db) = unsafe {
+        let name = raw::RedisModule_GetKeyNameFromIO.map_or(std::ptr::null(), |get| get(io));
+        let db = raw::RedisModule_GetDbIdFromIO.map_or(0, |get| get(io));
+        (name, db)
+    };
+    if name.is_null() {
+        return;
+    }
+    let key = RedisString::string_as_slice(name);
+    watch_lease(
+        std::ptr::null_mut(),
+        LockId::new(db, key),
+        lease.deadline_ms(),
+    );
+}
