@@ -306,6 +306,21 @@ fn disconnected_killed_and_unblocked_waiters_leave_the_queue() {
     assert_eq!(info_int(&mut c, "lock", "waiters"), 0);
     assert_eq!(counter(&mut c, "waiting"), 0);
 
+    // 4. CLIENT UNBLOCK ... ERROR: Redis's UNBLOCKED error, and the queue is clean.
+    let (id, errored) = client_id_of_waiter(&server, "lock", "errored");
+    wait_for_waiters(&mut c, "lock", 1);
+    let n: i64 = redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(id)
+        .arg("ERROR")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    let err = errored.join().unwrap().0.expect_err("UNBLOCKED");
+    assert!(error_text(&err).starts_with("UNBLOCKED"), "{err}");
+    assert_eq!(info_int(&mut c, "lock", "waiters"), 0);
+    assert_eq!(counter(&mut c, "waiting"), 0);
+
     // Nobody who left is granted: the lock is simply free after release.
     assert_eq!(release(&mut c, "lock", "a", 1), 1);
     assert_eq!(state(&mut c, "lock"), "free");
