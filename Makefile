@@ -7,7 +7,7 @@ MODULE := target/release/libhblock.so
 APT_PACKAGES := redis-server libclang-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit test-integration lint clean
+.PHONY: help deps build run test test-unit test-integration bench lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-unit: ## Unit tests of the pure core (no server)
 
 test-integration: build ## Integration tests against real redis-server processes
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --test integration
+
+bench: build ## Benchmarks against a local redis-server (QUICK=1 for a short run); results in target/bench/
+	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench failover
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --check
