@@ -4,10 +4,11 @@
 PORT ?= 6379
 CARGO ?= cargo
 MODULE := target/release/libhblock.so
-APT_PACKAGES := redis-server libclang-dev
+APT_PACKAGES := redis-server libclang-dev python3-venv
+VENV := target/venv
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit test-integration bench lint clean
+.PHONY: help deps build run test test-unit test-integration test-client venv bench lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,6 +17,7 @@ deps: ## Install redis-server and libclang-dev if missing (apt-get, as root)
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	dpkg -s libclang-dev >/dev/null 2>&1 || ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -26,26 +28,35 @@ deps: ## Install redis-server and libclang-dev if missing (apt-get, as root)
 	  fi; \
 	fi
 
-build: deps ## Build target/release/libhblock.so
+build: deps ## Build target/release/libhblock.so and the target/release/hblock CLI
 	$(CARGO) build --release
+
+venv: $(VENV)/bin/python ## Python virtualenv with redis-py, for examples/python
+
+$(VENV)/bin/python: | deps
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check redis
 
 run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module (foreground)
 	redis-server redis.conf --port $(PORT)
 
-test: build test-unit test-integration ## Install, build, run unit and integration tests
+test: build venv test-unit test-integration test-client ## Install, build, run every test
 
 test-unit: ## Unit tests of the pure core (no server)
-	$(CARGO) test --lib
+	$(CARGO) test -p hblock --lib
 
 test-integration: build ## Integration tests against real redis-server processes
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --test integration
+
+test-client: build venv ## The client library, the hblock CLI and the Python example
+	HBLOCK_MODULE=$(CURDIR)/$(MODULE) HBLOCK_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test -p hblock-client
 
 bench: build ## Benchmarks against a local redis-server (QUICK=1 for a short run); results in target/bench/
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench failover
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean: ## Remove build output
 	$(CARGO) clean

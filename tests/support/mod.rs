@@ -169,6 +169,11 @@ impl Server {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// Stops the server at once (SIGKILL), as when it crashes, without restarting it.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -183,7 +188,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let crashed = !self.alive();
+        // Stopped on purpose (`stop`) is not a crash.
+        let crashed = self.child.is_some() && !self.alive();
         self.kill();
         if std::thread::panicking() || crashed {
             eprintln!("--- redis.log of port {} ---\n{}", self.port, self.log());

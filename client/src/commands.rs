@@ -1,0 +1,166 @@
+//! One function per HBLOCK command, with typed replies.
+
+use redis::{Connection, RedisError, RedisResult, Value};
+
+/// `HBLOCK.ACQUIRE`: the fencing token, or None when another owner holds the
+/// lock (or WAIT ran out). `wait_ms`: None = do not block, Some(0) = no limit.
+pub fn acquire(
+    con: &mut Connection,
+    key: &str,
+    owner: &[u8],
+    interval_ms: Option<u64>,
+    misses: Option<u64>,
+    wait_ms: Option<u64>,
+) -> RedisResult<Option<i64>> {
+    let mut cmd = redis::cmd("HBLOCK.ACQUIRE");
+    cmd.arg(key).arg(owner);
+    if let Some(ms) = interval_ms {
+        cmd.arg("INTERVAL").arg(ms);
+    }
+    if let Some(n) = misses {
+        cmd.arg("MISSES").arg(n);
+    }
+    if let Some(ms) = wait_ms {
+        cmd.arg("WAIT").arg(ms);
+    }
+    cmd.query(con)
+}
+
+/// Why a beat failed.
+#[derive(Debug)]
+pub enum BeatError {
+    /// The server says the caller does not hold the lease (`NOTHELD <why>`).
+    NotHeld(String),
+    /// Redis could not be reached, or answered something else.
+    Redis(RedisError),
+}
+
+impl std::fmt::Display for BeatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BeatError::NotHeld(why) => write!(f, "NOTHELD {why}"),
+            BeatError::Redis(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl From<RedisError> for BeatError {
+    fn from(err: RedisError) -> Self {
+        if err.code() == Some("NOTHELD") {
+            BeatError::NotHeld(err.detail().unwrap_or("").to_string())
+        } else {
+            BeatError::Redis(err)
+        }
+    }
+}
+
+/// `HBLOCK.BEAT`: the lease's beat count.
+pub fn beat(con: &mut Connection, key: &str, owner: &[u8], token: i64) -> Result<i64, BeatError> {
+    Ok(redis::cmd("HBLOCK.BEAT")
+        .arg(key)
+        .arg(owner)
+        .arg(token)
+        .query(con)?)
+}
+
+/// `HBLOCK.RELEASE`: true when this call ended the caller's lease.
+pub fn release(con: &mut Connection, key: &str, owner: &[u8], token: i64) -> RedisResult<bool> {
+    let n: i64 = redis::cmd("HBLOCK.RELEASE")
+        .arg(key)
+        .arg(owner)
+        .arg(token)
+        .query(con)?;
+    Ok(n == 1)
+}
+
+/// `HBLOCK.INFO`, field by field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    pub state: String,
+    pub owner: Option<Vec<u8>>,
+    pub token: i64,
+    pub interval: i64,
+    pub misses: i64,
+    pub missed: i64,
+    pub ttl: i64,
+    pub beats: i64,
+    pub age: i64,
+    pub takeovers: i64,
+    pub waiters: i64,
+}
+
+impl LockInfo {
+    /// The integer fields with their INFO names, in reply order.
+    pub fn numbers(&self) -> [(&'static str, i64); 9] {
+        [
+            ("token", self.token),
+            ("interval", self.interval),
+            ("misses", self.misses),
+            ("missed", self.missed),
+            ("ttl", self.ttl),
+            ("beats", self.beats),
+            ("age", self.age),
+            ("takeovers", self.takeovers),
+            ("waiters", self.waiters),
+        ]
+    }
+}
+
+/// `HBLOCK.INFO`: None when the key does not exist.
+pub fn info(con: &mut Connection, key: &str) -> RedisResult<Option<LockInfo>> {
+    let reply: Value = redis::cmd("HBLOCK.INFO").arg(key).query(con)?;
+    let items = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => return Err(unexpected(&other)),
+    };
+    let mut info = LockInfo {
+        state: String::new(),
+        owner: None,
+        token: 0,
+        interval: 0,
+        misses: 0,
+        missed: 0,
+        ttl: 0,
+        beats: 0,
+        age: 0,
+        takeovers: 0,
+        waiters: 0,
+    };
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        let Value::BulkString(name) = name else {
+            return Err(unexpected(&name));
+        };
+        match (name.as_slice(), value) {
+            (b"state", Value::BulkString(s)) => {
+                info.state = String::from_utf8_lossy(&s).into_owned()
+            }
+            (b"owner", Value::BulkString(o)) => info.owner = Some(o),
+            (b"owner", Value::Nil) => info.owner = None,
+            (field, Value::Int(n)) => match field {
+                b"token" => info.token = n,
+                b"interval" => info.interval = n,
+                b"misses" => info.misses = n,
+                b"missed" => info.missed = n,
+                b"ttl" => info.ttl = n,
+                b"beats" => info.beats = n,
+                b"age" => info.age = n,
+                b"takeovers" => info.takeovers = n,
+                b"waiters" => info.waiters = n,
+                _ => {} // a field added by a newer module
+            },
+            (_, other) => return Err(unexpected(&other)),
+        }
+    }
+    Ok(Some(info))
+}
+
+fn unexpected(value: &Value) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected HBLOCK.INFO reply",
+        format!("{value:?}"),
+    ))
+}

@@ -1,0 +1,340 @@
+//! [`Client::acquire`] and the [`Lease`] handle: a background heartbeat on its
+//! own connection, loss reported on a channel, release on drop.
+//!
+//! The client cannot see the server's clock, so it counts the lease from the
+//! *send* time of the last successful beat: the server received that beat no
+//! earlier, so the lease cannot end before `sent + interval * misses`.
+
+use crate::commands::{self, BeatError};
+use redis::{Connection, RedisResult};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Terms of a lease and how to wait for it.
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    /// Heartbeat interval (INTERVAL).
+    pub interval: Duration,
+    /// Missed beats allowed (MISSES).
+    pub misses: u32,
+    /// None: do not block. Some(ZERO): wait without limit. Some(d): up to d.
+    pub wait: Option<Duration>,
+}
+
+impl Default for LeaseOptions {
+    fn default() -> Self {
+        LeaseOptions {
+            interval: Duration::from_millis(1000),
+            misses: 3,
+            wait: None,
+        }
+    }
+}
+
+impl LeaseOptions {
+    /// How long the lease lasts without a beat.
+    pub fn lease(&self) -> Duration {
+        self.interval.saturating_mul(self.misses)
+    }
+}
+
+/// Why a lease was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// The server answered a beat with NOTHELD (expired, taken over, released).
+    NotHeld(String),
+    /// No beat succeeded for `interval * misses`: the lease may have ended.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LostReason::NotHeld(why) => write!(f, "NOTHELD {why}"),
+            LostReason::Unreachable(err) => {
+                write!(f, "no beat succeeded for a whole lease ({err})")
+            }
+        }
+    }
+}
+
+/// What the heartbeat reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// A beat failed (Redis unreachable or erroring). The lease is safe until
+    /// `lease_ends` at the latest; stop the work before then.
+    BeatFailed { error: String, lease_ends: Instant },
+    /// A beat succeeded again after failures.
+    Recovered,
+    /// The lease is gone; the heartbeat has stopped.
+    Lost(LostReason),
+}
+
+/// A Redis connection source for the heartbeat and the waiter.
+#[derive(Clone)]
+pub struct Client {
+    client: redis::Client,
+}
+
+impl Client {
+    /// `redis://[user:password@]host:port/[db]`, or `rediss://` for TLS.
+    pub fn open(url: &str) -> RedisResult<Client> {
+        Ok(Client {
+            client: redis::Client::open(url)?,
+        })
+    }
+
+    pub fn connection(&self) -> RedisResult<Connection> {
+        self.client.get_connection()
+    }
+
+    fn connection_for_beats(&self, interval: Duration) -> RedisResult<Connection> {
+        // A beat that takes longer than an interval is a failed beat.
+        let limit = interval.max(Duration::from_millis(50));
+        let con = self.client.get_connection_with_timeout(limit)?;
+        con.set_read_timeout(Some(limit))?;
+        con.set_write_timeout(Some(limit))?;
+        Ok(con)
+    }
+
+    /// ACQUIRE on a dedicated connection (blocking with `options.wait`), then
+    /// start beating. None when the lock was not granted.
+    pub fn acquire(
+        &self,
+        key: &str,
+        owner: &[u8],
+        options: &LeaseOptions,
+    ) -> RedisResult<Option<Lease>> {
+        let mut con = self.connection()?;
+        let sent = Instant::now();
+        let token = commands::acquire(
+            &mut con,
+            key,
+            owner,
+            Some(options.interval.as_millis() as u64),
+            Some(u64::from(options.misses)),
+            options.wait.map(|d| d.as_millis() as u64),
+        )?;
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let mut last_ok = sent;
+        if options.wait.is_some() {
+            // A blocking grant happened at an unknown time: beat at once and
+            // count the lease from this beat.
+            let beat_sent = Instant::now();
+            match commands::beat(&mut con, key, owner, token) {
+                Ok(_) => last_ok = beat_sent,
+                Err(BeatError::NotHeld(why)) => {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Extension,
+                        "NOTHELD",
+                        format!("the lease ended before its first beat: {why}"),
+                    )))
+                }
+                Err(BeatError::Redis(err)) => return Err(err),
+            }
+        }
+        Ok(Some(Lease::start(
+            self.clone(),
+            key,
+            owner,
+            token,
+            options,
+            last_ok,
+        )))
+    }
+}
+
+struct Shared {
+    last_ok: Mutex<Instant>,
+}
+
+/// A held lease. Beats every interval in the background; dropping it stops
+/// the heartbeat and releases the lease.
+pub struct Lease {
+    client: Client,
+    key: String,
+    owner: Vec<u8>,
+    token: i64,
+    lease: Duration,
+    shared: Arc<Shared>,
+    events: Receiver<LeaseEvent>,
+    stop: Option<Sender<()>>,
+    heartbeat: Option<JoinHandle<()>>,
+    released: bool,
+}
+
+impl Lease {
+    fn start(
+        client: Client,
+        key: &str,
+        owner: &[u8],
+        token: i64,
+        options: &LeaseOptions,
+        last_ok: Instant,
+    ) -> Lease {
+        let shared = Arc::new(Shared {
+            last_ok: Mutex::new(last_ok),
+        });
+        let (event_tx, events) = mpsc::channel();
+        let (stop, stop_rx) = mpsc::channel();
+        let heartbeat = {
+            let (client, key, owner, shared) = (
+                client.clone(),
+                key.to_string(),
+                owner.to_vec(),
+                shared.clone(),
+            );
+            let (interval, lease) = (options.interval, options.lease());
+            std::thread::spawn(move || {
+                heartbeat(
+                    &client, &key, &owner, token, interval, lease, &shared, &event_tx, &stop_rx,
+                )
+            })
+        };
+        Lease {
+            client,
+            key: key.to_string(),
+            owner: owner.to_vec(),
+            token,
+            lease: options.lease(),
+            shared,
+            events,
+            stop: Some(stop),
+            heartbeat: Some(heartbeat),
+            released: false,
+        }
+    }
+
+    /// The fencing token: pass it to whatever the holder writes to.
+    pub fn token(&self) -> i64 {
+        self.token
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn owner(&self) -> &[u8] {
+        &self.owner
+    }
+
+    /// The heartbeat's reports: failures, recovery, loss.
+    pub fn events(&self) -> &Receiver<LeaseEvent> {
+        &self.events
+    }
+
+    /// The latest the lease can end, from the client's point of view: the send
+    /// time of the last successful beat plus `interval * misses`.
+    pub fn lease_ends(&self) -> Instant {
+        let last_ok = self
+            .shared
+            .last_ok
+            .lock()
+            .map_or_else(|e| *e.into_inner(), |t| *t);
+        last_ok + self.lease
+    }
+
+    fn stop_heartbeat(&mut self) {
+        self.stop.take(); // disconnects the stop channel: the heartbeat exits
+        if let Some(handle) = self.heartbeat.take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Stops beating and releases: true when this ended the lease.
+    pub fn release(mut self) -> RedisResult<bool> {
+        self.stop_heartbeat();
+        self.released = true;
+        let mut con = self.client.connection()?;
+        commands::release(&mut con, &self.key, &self.owner, self.token)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+        if !self.released {
+            if let Ok(mut con) = self.client.connection() {
+                let _ = commands::release(&mut con, &self.key, &self.owner, self.token);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn heartbeat(
+    client: &Client,
+    key: &str,
+    owner: &[u8],
+    token: i64,
+    interval: Duration,
+    lease: Duration,
+    shared: &Shared,
+    events: &Sender<LeaseEvent>,
+    stop: &Receiver<()>,
+) {
+    let mut con: Option<Connection> = None;
+    let mut failing = false;
+    let mut next = Instant::now() + interval;
+    loop {
+        match stop.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return, // released or dropped
+        }
+        next += interval;
+        let sent = Instant::now();
+        let result = match con.as_mut() {
+            Some(c) => commands::beat(c, key, owner, token),
+            None => client
+                .connection_for_beats(interval)
+                .map_err(BeatError::from)
+                .and_then(|mut c| {
+                    let r = commands::beat(&mut c, key, owner, token);
+                    con = Some(c);
+                    r
+                }),
+        };
+        match result {
+            Ok(_) => {
+                if let Ok(mut last_ok) = shared.last_ok.lock() {
+                    *last_ok = sent;
+                }
+                if failing {
+                    failing = false;
+                    let _ = events.send(LeaseEvent::Recovered);
+                }
+            }
+            Err(BeatError::NotHeld(why)) => {
+                let _ = events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
+                return;
+            }
+            Err(BeatError::Redis(err)) => {
+                con = None; // reconnect on the next beat
+                let last_ok = shared
+                    .last_ok
+                    .lock()
+                    .map_or_else(|e| *e.into_inner(), |t| *t);
+                let lease_ends = last_ok + lease;
+                if Instant::now() >= lease_ends {
+                    let _ = events.send(LeaseEvent::Lost(LostReason::Unreachable(err.to_string())));
+                    return;
+                }
+                if !failing {
+                    failing = true;
+                    let _ = events.send(LeaseEvent::BeatFailed {
+                        error: err.to_string(),
+                        lease_ends,
+                    });
+                }
+            }
+        }
+        // A late beat does not make the next ones bunch up.
+        if next < Instant::now() {
+            next = Instant::now() + interval;
+        }
+    }
+}

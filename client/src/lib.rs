@@ -1,0 +1,34 @@
+//! Client side of hblock: typed calls of the module's commands and a lease
+//! handle that beats in the background. The `hblock` CLI is built on it.
+//!
+//! # Layout
+//! - `commands.rs`: one function per HBLOCK command, typed replies.
+//! - `lease.rs`: [`Client::acquire`] and the [`Lease`] handle (background
+//!   heartbeat, loss reported on a channel, release on drop).
+//! - `owner.rs`: default owner ids, unique per process.
+//! - `supervise.rs`: `hblock run`, the single-instance supervisor.
+//! - `main.rs`: the CLI.
+//!
+//! ```no_run
+//! use hblock_client::{Client, LeaseEvent, LeaseOptions};
+//! use std::time::Duration;
+//!
+//! let client = Client::open("redis://127.0.0.1:6379/")?;
+//! let options = LeaseOptions { wait: Some(Duration::ZERO), ..LeaseOptions::default() };
+//! if let Some(lease) = client.acquire("jobs:leader", b"web-1", &options)? {
+//!     println!("leader with fencing token {}", lease.token());
+//!     // ... work; stop as soon as the lease is lost:
+//!     if let Ok(LeaseEvent::Lost(why)) = lease.events().try_recv() {
+//!         eprintln!("lost: {why}");
+//!     }
+//! } // dropped: heartbeat stops and the lease is released
+//! # Ok::<(), redis::RedisError>(())
+//! ```
+
+pub mod commands;
+mod lease;
+pub mod owner;
+pub mod supervise;
+
+pub use commands::{BeatError, LockInfo};
+pub use lease::{Client, Lease, LeaseEvent, LeaseOptions, LostReason};
