@@ -98,7 +98,9 @@ impl<'a> Fields<'a> {
         })
     }
 
-    /// The arguments after the key, as HBLOCK.APPLY takes them.
+    /// The arguments after the key, as HBLOCK.APPLY takes them (what the
+    /// replication and AOF format strings produce; used to test `from_args`).
+    #[cfg(test)]
     pub fn to_args(self) -> Vec<Vec<u8>> {
         let mut args = vec![self.phase.to_string().into_bytes(), self.owner.to_vec()];
         for n in [self.token, self.interval_ms, self.misses, self.beats] {

@@ -80,10 +80,31 @@ pub fn signal_modified(ctx: &Context, key: &RedisString) {
 
 /// Sends `HBLOCK.APPLY key <fields>` to replicas and the AOF, so they hold
 /// exactly the master's record whatever their own clock says.
+///
+/// Uses RM_Replicate's own format (s = string, l = long long, b = buffer and
+/// length), the same one the AOF rewrite uses, so no argument strings are
+/// built here: this is on every BEAT's path.
 pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
-    let fields = Fields::of(lease).to_args();
-    let mut args: Vec<&[u8]> = Vec::with_capacity(fields.len() + 1);
-    args.push(key.as_slice());
-    args.extend(fields.iter().map(Vec::as_slice));
-    ctx.replicate("HBLOCK.APPLY", args.as_slice());
+    let f = Fields::of(lease);
+    // SAFETY: one argument per format letter, in order; all live for the call.
+    unsafe {
+        if let Some(replicate) = raw::RedisModule_Replicate {
+            replicate(
+                ctx.ctx,
+                c"HBLOCK.APPLY".as_ptr(),
+                c"slblllllll".as_ptr(),
+                key.inner,
+                f.phase as i64,
+                f.owner.as_ptr().cast::<std::ffi::c_char>(),
+                f.owner.len(),
+                f.token as i64,
+                f.interval_ms as i64,
+                f.misses as i64,
+                f.beats as i64,
+                f.granted_ms,
+                f.last_beat_ms,
+                f.takeovers as i64,
+            );
+        }
+    }
 }
