@@ -52,7 +52,7 @@ test-client: build venv ## The client library, the hblock CLI and the Python exa
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) HBLOCK_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test -p hblock-client
 
 bench: build ## Benchmarks against a local redis-server (QUICK=1 for a short run); results in target/bench/
-	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench failover
+	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench hblock
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --check

@@ -19,8 +19,7 @@ use crate::config;
 use crate::error::Error;
 use crate::lease::{Acquired, Effects, Lease, Phase, State};
 use crate::queue::{LockId, Queues, WaiterId};
-use crate::record::LOCK_TYPE;
-use crate::schedule::{Due, Schedule, Slot};
+use crate::schedule::{Due, Schedule, WaitSlot};
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
@@ -40,7 +39,7 @@ type Handle = usize;
 struct Blocking {
     queues: Queues<Handle>,
     schedule: Schedule,
-    wait_slots: HashMap<WaiterId, Slot>,
+    wait_slots: HashMap<WaiterId, WaitSlot>,
     /// The module timer and the time it was armed for.
     armed: Option<(raw::RedisModuleTimerID, i64)>,
 }
@@ -173,7 +172,7 @@ fn finish_waiter(id: WaiterId, outcome: Outcome) {
     let handle = with(|s| {
         let waiter = s.queues.remove(id)?;
         if let Some(slot) = s.wait_slots.remove(&id) {
-            s.schedule.cancel(slot);
+            s.schedule.cancel_wait(slot);
         }
         Some(waiter.handle)
     })
@@ -192,10 +191,35 @@ fn finish_waiter(id: WaiterId, outcome: Outcome) {
     }
 }
 
-/// Makes sure the lease of `lock` is looked at by its deadline: its expiry is
-/// published on time and the next waiter takes over at that moment.
-pub fn watch_lease(ctx: *mut raw::RedisModuleCtx, lock: LockId, deadline_ms: i64) {
-    with(|s| s.schedule.lease_check(lock, deadline_ms));
+/// Makes sure a held lease is looked at by its deadline: its expiry is
+/// published on time and the next waiter takes over at that moment. `lock`
+/// is only built when a check must be added.
+pub fn watch_lease(
+    ctx: *mut raw::RedisModuleCtx,
+    lock: impl FnOnce() -> LockId,
+    lease: &mut Lease,
+) {
+    if lease.phase == Phase::Held {
+        let deadline = lease.deadline_ms();
+        watch_lease_at(ctx, lock, lease, deadline);
+    }
+}
+
+/// Makes sure the lock is looked at no later than `when`.
+fn watch_lease_at(
+    ctx: *mut raw::RedisModuleCtx,
+    lock: impl FnOnce() -> LockId,
+    lease: &mut Lease,
+    when: i64,
+) {
+    let current = lease.scheduled_check();
+    if current.is_some_and(|at| at <= when) {
+        return; // the common case: a beat moved the deadline later
+    }
+    let lock = lock();
+    if let Some(at) = with(|s| s.schedule.lease_check(&lock, current, when)) {
+        lease.set_scheduled_check(Some(at));
+    }
     if !ctx.is_null() {
         arm(ctx);
     }
@@ -244,13 +268,15 @@ pub fn serve(
                     ..Effects::default()
                 };
                 commit(ctx, key, lease, fx);
-                Some(Ok((lease.token, lease.deadline_ms())))
+                watch_lease(ctx.ctx, || lock.clone(), lease);
+                Some(Ok(lease.token))
             }
             Some(lease) if lease.state(now) == State::Held => None,
             Some(lease) => match lease.acquire(&owner, terms, config::default_terms(), now) {
                 Ok((Acquired::Token(token), fx)) => {
                     commit(ctx, key, lease, fx);
-                    Some(Ok((token, lease.deadline_ms())))
+                    watch_lease(ctx.ctx, || lock.clone(), lease);
+                    Some(Ok(token))
                 }
                 Ok((Acquired::Busy, _)) => None,
                 Err(err) => Some(Err(Error::from(err))),
@@ -258,9 +284,8 @@ pub fn serve(
         };
         match granted {
             None => return Ok(()),
-            Some(Ok((token, deadline))) => {
+            Some(Ok(token)) => {
                 finish_waiter(id, Outcome::Token(token as i64));
-                watch_lease(ctx.ctx, lock.clone(), deadline);
                 return Ok(());
             }
             Some(Err(err)) => {
@@ -279,7 +304,9 @@ fn fail_all(lock: &LockId, message: &str) {
 }
 
 /// Looks at one lock from the timer: publishes an expiry the server has not
-/// seen yet, grants it to the next waiter, and schedules the next look.
+/// seen yet, grants it to the next waiter, and schedules the next look. The
+/// record's own scheduled check is consumed (or, for a lock that arrived
+/// under a new name, was never this name's), so it is scheduled afresh.
 fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
     // SAFETY: a plain API call on the timer's context.
     unsafe {
@@ -298,20 +325,21 @@ fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
             return;
         }
     };
-    if !is_master {
-        // A replica only keeps track, so that it can take over when promoted.
-        if let Some(lease) = lease.filter(|l| l.phase == Phase::Held) {
-            let deadline = lease.deadline_ms();
-            let next = if deadline > now {
-                deadline
-            } else {
-                now.saturating_add(REPLICA_POLL_MS)
-            };
-            watch_lease(std::ptr::null_mut(), lock.clone(), next);
-        }
-        return;
-    }
     if let Some(lease) = lease {
+        lease.set_scheduled_check(None);
+        if !is_master {
+            // A replica only keeps track, so that it can take over when promoted.
+            if lease.phase == Phase::Held {
+                let deadline = lease.deadline_ms();
+                let next = if deadline > now {
+                    deadline
+                } else {
+                    now.saturating_add(REPLICA_POLL_MS)
+                };
+                watch_lease_at(std::ptr::null_mut(), || lock.clone(), lease, next);
+            }
+            return;
+        }
         if lease.observe_expiry(now) {
             let fx = Effects {
                 changed: true,
@@ -319,9 +347,11 @@ fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
                 ..Effects::default()
             };
             commit(ctx, &key, lease, fx);
-        } else if lease.phase == Phase::Held {
-            watch_lease(std::ptr::null_mut(), lock.clone(), lease.deadline_ms());
+        } else {
+            watch_lease(std::ptr::null_mut(), || lock.clone(), lease);
         }
+    } else if !is_master {
+        return;
     }
     if let Err(err) = serve(ctx, &key, &handle, lock, now) {
         fail_all(lock, &err.message());
@@ -367,7 +397,6 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     let now = now_ms();
     for lock in take_pending() {
         check_lock(&context, &lock, now, is_master);
-        watch_moved_lease(&context, &lock);
     }
     let due = with(|s| s.schedule.take_due(now)).unwrap_or_default();
     for due in due {
@@ -378,22 +407,10 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
                     stats::bump(&stats::WAIT_TIMEOUTS);
                 }
             }
-            Due::Lease(lock) => check_lock(&context, &lock, now, is_master),
+            Due::Lease { lock, .. } => check_lock(&context, &lock, now, is_master),
         }
     }
     arm(ctx);
-}
-
-/// A lease that arrived under a new name (RENAME, MOVE, COPY, RESTORE) gets
-/// its deadline watched.
-fn watch_moved_lease(ctx: &Context, lock: &LockId) {
-    let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
-    let handle = ctx.open_key(&key);
-    if let Ok(Some(lease)) = handle.get_value::<Lease>(&LOCK_TYPE) {
-        if lease.phase == Phase::Held {
-            watch_lease(std::ptr::null_mut(), lock.clone(), lease.deadline_ms());
-        }
-    }
 }
 
 // ---- blocked-client callbacks ----
@@ -455,7 +472,7 @@ extern "C" fn on_client_unblock(
     let found = with(|s| {
         let id = s.queues.find(&(bc as Handle))?;
         if let Some(slot) = s.wait_slots.remove(&id) {
-            s.schedule.cancel(slot);
+            s.schedule.cancel_wait(slot);
         }
         s.queues.remove(id)
     })
@@ -486,7 +503,7 @@ extern "C" fn on_disconnect_waiter(
     let found = with(|s| {
         let id = s.queues.find(&(bc as Handle))?;
         if let Some(slot) = s.wait_slots.remove(&id) {
-            s.schedule.cancel(slot);
+            s.schedule.cancel_wait(slot);
         }
         s.queues.remove(id)
     })
@@ -628,7 +645,7 @@ pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
 
 /// A lease loaded from an RDB file or a RESTORE payload: watch its deadline
 /// (the timer is armed when loading ends or by the RESTORE's key event).
-pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &Lease) {
+pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &mut Lease) {
     if lease.phase != Phase::Held {
         return;
     }
@@ -642,9 +659,5 @@ pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &Lease) {
         return;
     }
     let key = RedisString::string_as_slice(name);
-    watch_lease(
-        std::ptr::null_mut(),
-        LockId::new(db, key),
-        lease.deadline_ms(),
-    );
+    watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
 }

@@ -11,6 +11,9 @@ use crate::owner::Owner;
 /// Largest value any counter or token reaches: Redis integers are signed 64-bit.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
 
+/// `Lease::check_at` when no check is scheduled.
+pub const NO_CHECK: i64 = i64::MIN;
+
 /// What the server records about a lock. `phase` is the last state the server
 /// *decided*; a `Held` lease whose deadline has passed is expired all the same
 /// (see [`Lease::state`]) until a write turns it into `Expired`.
@@ -85,6 +88,9 @@ pub struct Lease {
     pub phase: Phase,
     /// The holder; empty when free.
     pub owner: Owner,
+    /// When the server's timer will look at this lock next (see schedule.rs).
+    /// Local bookkeeping: not saved, replicated or digested.
+    pub check_at: i64,
 }
 
 /// What a transition did, so the caller knows what to write, publish and count.
@@ -156,7 +162,17 @@ impl Lease {
             misses: terms.misses,
             phase: Phase::Held,
             owner: Owner::new(owner),
+            check_at: NO_CHECK,
         }
+    }
+
+    /// When the timer will look at this lock, if it is scheduled to.
+    pub fn scheduled_check(&self) -> Option<i64> {
+        (self.check_at != NO_CHECK).then_some(self.check_at)
+    }
+
+    pub fn set_scheduled_check(&mut self, at: Option<i64>) {
+        self.check_at = at.unwrap_or(NO_CHECK);
     }
 
     pub fn terms(&self) -> Terms {
@@ -587,7 +603,7 @@ mod tests {
         // One 80-byte allocation with jemalloc holds a lock with an owner of up
         // to 22 bytes; see owner.rs.
         assert!(
-            std::mem::size_of::<Lease>() <= 72,
+            std::mem::size_of::<Lease>() <= 80,
             "{}",
             std::mem::size_of::<Lease>()
         );

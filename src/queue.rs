@@ -7,13 +7,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::rc::Rc;
 
 /// A lock's identity: its database and key name (binary-safe).
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct LockId {
     pub db: i32,
-    pub key: Rc<[u8]>,
+    pub key: Box<[u8]>,
 }
 
 impl LockId {
@@ -21,6 +20,14 @@ impl LockId {
         LockId {
             db,
             key: key.into(),
+        }
+    }
+
+    /// Sorts before every real lock (the lower bound of range queries).
+    pub fn min() -> LockId {
+        LockId {
+            db: i32::MIN,
+            key: Box::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! RDB, AOF and HBLOCK.APPLY, validated in one place.
 
 use crate::args::{parse_i64, INTERVAL_MAX, MISSES_MAX};
-use crate::lease::{Lease, Phase, COUNTER_MAX};
+use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
 use crate::owner::{Owner, MAX_OWNER_LEN};
 use redis_module::{native_types::RedisType, raw};
 use std::ffi::{c_char, c_int, c_void};
@@ -95,6 +95,7 @@ impl<'a> Fields<'a> {
             misses: self.misses as u16,
             phase,
             owner: Owner::new(self.owner),
+            check_at: NO_CHECK,
         })
     }
 
@@ -187,8 +188,8 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         .to_lease()
     };
     // A null pointer makes Redis report the RDB as corrupt.
-    load().map_or(std::ptr::null_mut(), |lease| {
-        crate::blocking::watch_loaded(rdb, &lease);
+    load().map_or(std::ptr::null_mut(), |mut lease| {
+        crate::blocking::watch_loaded(rdb, &mut lease);
         Box::into_raw(Box::new(lease)).cast()
     })
 }
@@ -288,7 +289,12 @@ extern "C" fn copy(
 ) -> *mut c_void {
     // SAFETY: Redis passes back the value it got from set_value.
     match unsafe { lease_ref(value) } {
-        Some(lease) => Box::into_raw(Box::new(lease.clone())).cast(),
+        Some(lease) => {
+            let mut copy = lease.clone();
+            // The copy's own deadline is watched from the copy_to event.
+            copy.set_scheduled_check(None);
+            Box::into_raw(Box::new(copy)).cast()
+        }
         None => std::ptr::null_mut(),
     }
 }

@@ -3,83 +3,90 @@
 //! Pure data with the clock passed in; one module timer armed at `next_due`
 //! drives it (see `blocking.rs`).
 //!
-//! A lock has at most one lease check. Beats move deadlines later without
-//! touching the schedule: a check that fires early finds the lease still held
-//! and is scheduled again at the new deadline. Only an earlier deadline (new
-//! lease, shorter terms) replaces the entry.
+//! The lock record remembers when its check is scheduled (`Lease::check_at`),
+//! so no per-lock map is needed: beats move deadlines later without touching
+//! the schedule (a check that fires early finds the lease still held and is
+//! scheduled again), and only an earlier deadline replaces the entry. An entry
+//! the record no longer points at (after RENAME, APPLY, promotion) only costs
+//! one redundant check when it fires.
 
 use crate::queue::{LockId, WaiterId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Due {
-    Lease(LockId),
+    /// Check `lock`; `at` is the time this entry was scheduled for.
+    Lease {
+        lock: LockId,
+        at: i64,
+    },
     WaitEnd(WaiterId),
 }
 
-/// Position of an entry: when, then insertion order.
-pub type Slot = (i64, u64);
+/// Keeps a WAIT end cancellable.
+pub type WaitSlot = (i64, WaiterId);
 
 #[derive(Default)]
 pub struct Schedule {
-    entries: BTreeMap<Slot, Due>,
-    lease_slots: HashMap<LockId, Slot>,
-    seq: u64,
+    leases: BTreeSet<(i64, LockId)>,
+    waits: BTreeSet<WaitSlot>,
 }
 
 impl Schedule {
-    fn insert(&mut self, when: i64, due: Due) -> Slot {
-        self.seq = self.seq.wrapping_add(1);
-        let slot = (when, self.seq);
-        self.entries.insert(slot, due);
-        slot
-    }
-
-    /// Makes sure the lock is checked no later than `when`.
-    pub fn lease_check(&mut self, lock: LockId, when: i64) {
-        if let Some(&slot) = self.lease_slots.get(&lock) {
-            if slot.0 <= when {
-                return;
+    /// Makes sure `lock` is checked no later than `when`. `current` is the
+    /// check its record says it has. Returns the check time to record.
+    pub fn lease_check(&mut self, lock: &LockId, current: Option<i64>, when: i64) -> i64 {
+        if let Some(at) = current {
+            if at <= when {
+                return at;
             }
-            self.entries.remove(&slot);
+            self.leases.remove(&(at, lock.clone()));
         }
-        let slot = self.insert(when, Due::Lease(lock.clone()));
-        self.lease_slots.insert(lock, slot);
+        self.leases.insert((when, lock.clone()));
+        when
     }
 
     /// Schedules the end of a WAIT; keep the slot to cancel it.
-    pub fn wait_end(&mut self, waiter: WaiterId, when: i64) -> Slot {
-        self.insert(when, Due::WaitEnd(waiter))
+    pub fn wait_end(&mut self, waiter: WaiterId, when: i64) -> WaitSlot {
+        self.waits.insert((when, waiter));
+        (when, waiter)
     }
 
-    pub fn cancel(&mut self, slot: Slot) {
-        if let Some(Due::Lease(lock)) = self.entries.remove(&slot) {
-            self.lease_slots.remove(&lock);
-        }
+    pub fn cancel_wait(&mut self, slot: WaitSlot) {
+        self.waits.remove(&slot);
     }
 
     /// The earliest time something is due.
     pub fn next_due(&self) -> Option<i64> {
-        self.entries.keys().next().map(|&(when, _)| when)
+        let lease = self.leases.first().map(|(at, _)| *at);
+        let wait = self.waits.first().map(|(at, _)| *at);
+        match (lease, wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Takes everything due at or before `now`, earliest first.
+    /// Takes everything due at or before `now`: WAIT ends first (a waiter
+    /// whose WAIT ran out is never granted), then lease checks, each in time
+    /// order.
     pub fn take_due(&mut self, now: i64) -> Vec<Due> {
-        let due = match now.checked_add(1) {
-            // Sequence numbers start at 1, so (now + 1, 0) precedes every entry at now + 1.
+        let (waits, leases) = match now.checked_add(1) {
             Some(after) => {
-                let later = self.entries.split_off(&(after, 0));
-                std::mem::replace(&mut self.entries, later)
+                let later_waits = self.waits.split_off(&(after, 0));
+                let later_leases = self.leases.split_off(&(after, LockId::min()));
+                (
+                    std::mem::replace(&mut self.waits, later_waits),
+                    std::mem::replace(&mut self.leases, later_leases),
+                )
             }
-            None => std::mem::take(&mut self.entries),
+            None => (
+                std::mem::take(&mut self.waits),
+                std::mem::take(&mut self.leases),
+            ),
         };
-        due.into_values()
-            .inspect(|d| {
-                if let Due::Lease(lock) = d {
-                    self.lease_slots.remove(lock);
-                }
-            })
-            .collect()
+        let waits = waits.into_iter().map(|(_, id)| Due::WaitEnd(id));
+        let leases = leases.into_iter().map(|(at, lock)| Due::Lease { lock, at });
+        waits.chain(leases).collect()
     }
 
     /// Lease checks of one database move to another (SWAPDB).
@@ -89,18 +96,11 @@ impl Schedule {
             x if x == b => a,
             x => x,
         };
-        self.lease_slots = self
-            .lease_slots
-            .drain()
-            .map(|(lock, slot)| {
-                let moved = LockId {
-                    db: swap(lock.db),
-                    key: lock.key,
-                };
-                if let Some(Due::Lease(entry)) = self.entries.get_mut(&slot) {
-                    *entry = moved.clone();
-                }
-                (moved, slot)
+        self.leases = std::mem::take(&mut self.leases)
+            .into_iter()
+            .map(|(at, lock)| {
+                let db = swap(lock.db);
+                (at, LockId { db, key: lock.key })
             })
             .collect();
     }
@@ -108,20 +108,15 @@ impl Schedule {
     /// Brings every lease check due before `until` forward to `now` (after a
     /// replica is promoted, expired leases are handled at once).
     pub fn advance_leases(&mut self, until: i64, now: i64) {
-        let early: Vec<LockId> = self
-            .lease_slots
-            .iter()
-            .filter(|(_, slot)| slot.0 < until)
-            .map(|(lock, _)| lock.clone())
-            .collect();
-        for lock in early {
-            self.lease_check(lock, now);
-        }
+        let later = self.leases.split_off(&(until, LockId::min()));
+        let early = std::mem::replace(&mut self.leases, later);
+        self.leases
+            .extend(early.into_iter().map(|(at, lock)| (at.min(now), lock)));
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.leases.len() + self.waits.len()
     }
 }
 
@@ -133,32 +128,41 @@ mod tests {
         LockId::new(0, name.as_bytes())
     }
 
+    fn lease(name: &str, at: i64) -> Due {
+        Due::Lease {
+            lock: lock(name),
+            at,
+        }
+    }
+
     #[test]
-    fn due_in_time_order_and_inclusive() {
+    fn due_in_time_order_waits_first_and_inclusive() {
         let mut s = Schedule::default();
-        s.lease_check(lock("b"), 200);
+        s.lease_check(&lock("b"), None, 200);
+        s.lease_check(&lock("a"), None, 100);
         let w = s.wait_end(7, 100);
-        s.lease_check(lock("a"), 100);
         assert_eq!(s.next_due(), Some(100));
         assert_eq!(s.take_due(99), []);
-        assert_eq!(s.take_due(100), [Due::WaitEnd(7), Due::Lease(lock("a"))]);
+        assert_eq!(s.take_due(100), [Due::WaitEnd(7), lease("a", 100)]);
         assert_eq!(s.next_due(), Some(200));
-        s.cancel(w); // already taken: harmless
-        assert_eq!(s.take_due(i64::MAX), [Due::Lease(lock("b"))]);
+        s.cancel_wait(w); // already taken: harmless
+        assert_eq!(s.take_due(i64::MAX), [lease("b", 200)]);
         assert_eq!(s.next_due(), None);
     }
 
     #[test]
-    fn one_lease_check_per_lock_at_the_earliest_time() {
+    fn the_record_keeps_one_check_at_the_earliest_time() {
         let mut s = Schedule::default();
-        s.lease_check(lock("a"), 500);
-        s.lease_check(lock("a"), 900); // a later deadline: the 500 check re-checks
+        let at = s.lease_check(&lock("a"), None, 500);
+        // A later deadline: the 500 check will re-check, nothing added.
+        assert_eq!(s.lease_check(&lock("a"), Some(at), 900), 500);
         assert_eq!(s.len(), 1);
-        s.lease_check(lock("a"), 300); // shorter terms: moved earlier
-        assert_eq!(s.len(), 1);
-        assert_eq!(s.next_due(), Some(300));
-        assert_eq!(s.take_due(1000), [Due::Lease(lock("a"))]);
-        s.lease_check(lock("a"), 1500); // after firing, a new check can be made
+        // Shorter terms: the entry moves earlier.
+        let at = s.lease_check(&lock("a"), Some(at), 300);
+        assert_eq!((at, s.len(), s.next_due()), (300, 1, Some(300)));
+        assert_eq!(s.take_due(1000), [lease("a", 300)]);
+        // Consumed: the record forgets it and a new check can be made.
+        assert_eq!(s.lease_check(&lock("a"), None, 1500), 1500);
         assert_eq!(s.next_due(), Some(1500));
     }
 
@@ -167,43 +171,42 @@ mod tests {
         let mut s = Schedule::default();
         let slot = s.wait_end(1, 50);
         s.wait_end(2, 60);
-        s.cancel(slot);
+        s.cancel_wait(slot);
         assert_eq!(s.take_due(100), [Due::WaitEnd(2)]);
     }
 
     #[test]
     fn swapdb_moves_lease_checks() {
         let mut s = Schedule::default();
-        s.lease_check(LockId::new(0, b"k"), 10);
-        s.lease_check(LockId::new(1, b"k"), 20);
-        s.lease_check(LockId::new(2, b"k"), 30);
+        for (db, at) in [(0, 10), (1, 20), (2, 30)] {
+            s.lease_check(&LockId::new(db, b"k"), None, at);
+        }
         s.swap_dbs(0, 1);
-        assert_eq!(
-            s.take_due(100),
-            [
-                Due::Lease(LockId::new(1, b"k")),
-                Due::Lease(LockId::new(0, b"k")),
-                Due::Lease(LockId::new(2, b"k")),
-            ]
-        );
-        s.lease_check(LockId::new(1, b"k"), 5);
-        assert_eq!(s.len(), 1, "the swapped entry was dropped with take_due");
+        let due = s.take_due(100);
+        let dbs: Vec<i32> = due
+            .iter()
+            .map(|d| match d {
+                Due::Lease { lock, .. } => lock.db,
+                Due::WaitEnd(_) => -1,
+            })
+            .collect();
+        assert_eq!(dbs, [1, 0, 2]);
     }
 
     #[test]
     fn promotion_brings_overdue_checks_forward() {
         let mut s = Schedule::default();
-        s.lease_check(lock("overdue"), 1_100);
-        s.lease_check(lock("later"), 50_000);
+        s.lease_check(&lock("overdue"), None, 1_100);
+        s.lease_check(&lock("later"), None, 50_000);
         s.advance_leases(1_200, 1_000);
-        assert_eq!(s.take_due(1_000), [Due::Lease(lock("overdue"))]);
+        assert_eq!(s.take_due(1_000), [lease("overdue", 1_000)]);
         assert_eq!(s.next_due(), Some(50_000));
     }
 
     #[test]
     fn extreme_times_do_not_overflow() {
         let mut s = Schedule::default();
-        s.lease_check(lock("a"), i64::MAX);
+        s.lease_check(&lock("a"), None, i64::MAX);
         s.wait_end(1, i64::MIN);
         assert_eq!(s.take_due(i64::MAX).len(), 2);
     }

@@ -523,3 +523,39 @@ fn timers_are_rearmed_after_loading() {
     assert!(seen.is_some(), "expiry after an AOF restart");
     assert_eq!(state(&mut c, "aof"), "expired");
 }
+
+#[test]
+fn leases_renamed_copied_or_moved_still_expire_on_time() {
+    let server = Server::start();
+    let mut c = server.conn();
+    for key in ["renamed", "copied", "moved"] {
+        assert_eq!(
+            acquire(&mut c, key, "a", &["INTERVAL", "200", "MISSES", "1"]),
+            Some(1)
+        );
+    }
+    let _: () = redis::cmd("RENAME")
+        .arg("renamed")
+        .arg("renamed2")
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = redis::cmd("COPY")
+        .arg("copied")
+        .arg("copied2")
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = redis::cmd("MOVE")
+        .arg("moved")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    // Four leases, none touched by a command again: all expiries published.
+    let seen = eventually(Duration::from_secs(5), || {
+        (counter(&mut c, "expired") == 4).then_some(())
+    });
+    assert!(seen.is_some(), "expired: {}", counter(&mut c, "expired"));
+    assert_eq!(state(&mut c, "renamed2"), "expired");
+    assert_eq!(state(&mut c, "copied2"), "expired");
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    assert_eq!(state(&mut c, "moved"), "expired");
+}

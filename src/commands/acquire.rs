@@ -43,11 +43,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     .map_err(Error::from)?;
                 commit(ctx, key, lease, fx);
                 if fx.acquired || requested != (None, None) {
-                    blocking::watch_lease(
-                        ctx.ctx,
-                        blocking::lock_id(ctx, key),
-                        lease.deadline_ms(),
-                    );
+                    blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), lease);
                 }
                 got
             }
@@ -65,7 +61,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 ..Effects::default()
             };
             commit(ctx, key, lease, fx);
-            blocking::watch_lease(ctx.ctx, blocking::lock_id(ctx, key), lease.deadline_ms());
+            blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), lease);
             Acquired::Token(lease.token)
         }
     };

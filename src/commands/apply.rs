@@ -7,7 +7,6 @@
 use super::{byte_args, create_lock, lock_at, signal_modified};
 use crate::blocking;
 use crate::error::Error;
-use crate::lease::Phase;
 use crate::record::Fields;
 use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
 
@@ -25,18 +24,19 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let lease = Fields::from_args(&fields)
         .and_then(Fields::to_lease)
         .ok_or(Error::BadRecord)?;
-    // Watched here too, so a promoted replica takes over expired leases.
-    let held_until = (lease.phase == Phase::Held).then(|| lease.deadline_ms());
     let handle = ctx.open_key_writable(key);
-    match lock_at(&handle)? {
-        Some(current) => *current = lease,
-        None => {
-            create_lock(&handle, lease)?;
+    let record = match lock_at(&handle)? {
+        Some(current) => {
+            // Keep the local bookkeeping of the record being replaced.
+            let check_at = current.check_at;
+            *current = lease;
+            current.check_at = check_at;
+            current
         }
-    }
+        None => create_lock(&handle, lease)?,
+    };
     signal_modified(ctx, key);
-    if let Some(deadline) = held_until {
-        blocking::watch_lease(ctx.ctx, blocking::lock_id(ctx, key), deadline);
-    }
+    // Watched here too, so a promoted replica takes over expired leases.
+    blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), record);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

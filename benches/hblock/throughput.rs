@@ -1,0 +1,207 @@
+//! Throughput against what users have today, same server, same run:
+//! redis-benchmark for single commands, a small driver for lock cycles.
+
+use crate::raw::Raw;
+use crate::stats::Row;
+use crate::support::Server;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Compare-owner-then-PEXPIRE: the heartbeat of Lua-based locks.
+const EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Compare-and-delete: the release of redis-py's Lock / Redlock-style locks.
+const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Requests per second of one command, as redis-benchmark measures it.
+fn rps(server: &Server, requests: usize, pipeline: usize, args: &[&str]) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
+        .args([
+            "-c",
+            "50",
+            "-n",
+            &requests.to_string(),
+            "-P",
+            &pipeline.to_string(),
+        ])
+        .args(["-q", "--csv"])
+        .args(args)
+        .output()
+        .expect("redis-benchmark (Debian package redis-tools, installed with redis-server)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    line.split(',')
+        .nth(1)
+        .and_then(|f| f.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"))
+}
+
+fn compare(
+    name: String,
+    hblock: f64,
+    baseline_name: &str,
+    baseline: f64,
+    goal: Option<f64>,
+) -> Row {
+    Row {
+        name,
+        unit: "ops/s",
+        hblock,
+        baseline_name: baseline_name.into(),
+        baseline,
+        goal: goal.map(|g| (format!(">= {g}x"), hblock / baseline >= g)),
+    }
+}
+
+/// Lock cycles per second over `threads` connections, each on its own key.
+fn cycles(
+    server: &Server,
+    threads: usize,
+    duration: Duration,
+    hblock: bool,
+    unlock_sha: &str,
+) -> f64 {
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (port, sha) = (server.port, unlock_sha.to_string());
+            std::thread::spawn(move || {
+                let mut raw = Raw::connect(port);
+                let key = format!("cycle:{}:{t}", if hblock { "h" } else { "s" });
+                let end = Instant::now() + duration;
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    if hblock {
+                        raw.send(&[
+                            "HBLOCK.ACQUIRE",
+                            &key,
+                            "owner",
+                            "INTERVAL",
+                            "30000",
+                            "MISSES",
+                            "1",
+                        ]);
+                        let token = raw.int().to_string();
+                        assert_eq!(raw.call(&["HBLOCK.RELEASE", &key, "owner", &token]), ":1");
+                    } else {
+                        assert_eq!(
+                            raw.call(&["SET", &key, "owner", "NX", "PX", "30000"]),
+                            "+OK"
+                        );
+                        assert_eq!(raw.call(&["EVALSHA", &sha, "1", &key, "owner"]), ":1");
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles
+        .into_iter()
+        .map(|h| h.join().expect("cycle thread"))
+        .sum();
+    total as f64 / duration.as_secs_f64()
+}
+
+pub fn run(server: &Server, quick: bool) -> Vec<Row> {
+    let mut c = server.conn();
+    let requests = if quick { 100_000 } else { 1_000_000 };
+    let token: i64 = redis::cmd("HBLOCK.ACQUIRE")
+        .arg("bench:lock")
+        .arg("holder")
+        .arg("INTERVAL")
+        .arg(86_400_000)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(token, 1);
+    let _: () = redis::cmd("SET")
+        .arg("bench:ctr")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("bench:str")
+        .arg("holder")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("bench:held")
+        .arg("holder")
+        .query(&mut c)
+        .unwrap();
+    let extend: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(EXTEND)
+        .query(&mut c)
+        .unwrap();
+    let unlock: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(UNLOCK)
+        .query(&mut c)
+        .unwrap();
+
+    let mut rows = Vec::new();
+    for pipeline in [1, 16] {
+        let p = format!("-P {pipeline}, 50 clients");
+        let beat = rps(
+            server,
+            requests,
+            pipeline,
+            &["HBLOCK.BEAT", "bench:lock", "holder", "1"],
+        );
+        let incr = rps(server, requests, pipeline, &["INCR", "bench:ctr"]);
+        let script = rps(
+            server,
+            requests,
+            pipeline,
+            &["EVALSHA", &extend, "1", "bench:str", "holder", "30000"],
+        );
+        let pipelined = pipeline > 1;
+        rows.push(compare(
+            format!("BEAT by the holder ({p})"),
+            beat,
+            "INCR",
+            incr,
+            pipelined.then_some(0.9),
+        ));
+        rows.push(compare(
+            format!("BEAT by the holder ({p})"),
+            beat,
+            "EVALSHA extend",
+            script,
+            pipelined.then_some(2.0),
+        ));
+        let busy = rps(
+            server,
+            requests,
+            pipeline,
+            &["HBLOCK.ACQUIRE", "bench:lock", "standby"],
+        );
+        let setnx = rps(
+            server,
+            requests,
+            pipeline,
+            &["SET", "bench:held", "standby", "NX", "PX", "30000"],
+        );
+        rows.push(compare(
+            format!("ACQUIRE of a held lock ({p})"),
+            busy,
+            "SET NX PX",
+            setnx,
+            Some(0.9),
+        ));
+        let info = rps(server, requests, pipeline, &["HBLOCK.INFO", "bench:lock"]);
+        let get = rps(server, requests, pipeline, &["GET", "bench:str"]);
+        rows.push(compare(format!("INFO ({p})"), info, "GET", get, None));
+    }
+    let duration = Duration::from_millis(if quick { 500 } else { 3000 });
+    let hblock = cycles(server, 8, duration, true, &unlock);
+    let baseline = cycles(server, 8, duration, false, &unlock);
+    rows.push(compare(
+        "ACQUIRE+RELEASE cycles (8 clients)".into(),
+        hblock,
+        "SET NX PX + Lua unlock",
+        baseline,
+        None,
+    ));
+    rows
+}
