@@ -22,6 +22,8 @@ type Arg = (&'static CStr, Kind, Option<&'static CStr>);
 struct Doc {
     name: &'static CStr,
     summary: &'static CStr,
+    /// ACL categories, set where the server supports it (7.2+).
+    acl: &'static CStr,
     arity: c_int,
     /// Key-spec flags: read-only or read-write, and the kind of access.
     key_flags: u32,
@@ -37,6 +39,7 @@ const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UP
 const DOCS: [Doc; 5] = [
     Doc {
         name: c"hblock.acquire",
+        acl: c"write blocking",
         summary: c"Acquires a heartbeat lease and returns its fencing token; nil when another owner holds it.",
         arity: -3,
         key_flags: RW_UPDATE,
@@ -50,6 +53,7 @@ const DOCS: [Doc; 5] = [
     },
     Doc {
         name: c"hblock.beat",
+        acl: c"write fast",
         summary: c"Records a heartbeat of the lease held by owner and token; returns its beat count or NOTHELD.",
         arity: 4,
         key_flags: RW_UPDATE,
@@ -57,6 +61,7 @@ const DOCS: [Doc; 5] = [
     },
     Doc {
         name: c"hblock.release",
+        acl: c"write fast",
         summary: c"Ends the lease held by owner and token; 1 if released, else 0.",
         arity: 4,
         key_flags: RW_UPDATE,
@@ -64,6 +69,7 @@ const DOCS: [Doc; 5] = [
     },
     Doc {
         name: c"hblock.info",
+        acl: c"read fast",
         summary: c"Returns the state of a lock: holder, token, terms, missed beats, ttl and counters.",
         arity: 2,
         key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
@@ -71,6 +77,7 @@ const DOCS: [Doc; 5] = [
     },
     Doc {
         name: c"hblock.apply",
+        acl: c"write",
         summary: c"Internal: sets a lock record; used by replication and AOF only.",
         arity: 11,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
@@ -194,6 +201,19 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
         };
         if !ok {
             return Err(doc.name);
+        }
+        // Redis 7.0 has no API for ACL categories of module commands: there
+        // they are granted by name (+hblock.acquire) or with +@all.
+        // SAFETY: plain API calls on a command registered just before.
+        unsafe {
+            if let Some(set_categories) = raw::RedisModule_SetCommandACLCategories {
+                let command = get_command(ctx, doc.name.as_ptr());
+                if command.is_null()
+                    || set_categories(command, doc.acl.as_ptr()) != raw::REDISMODULE_OK as c_int
+                {
+                    return Err(doc.name);
+                }
+            }
         }
     }
     Ok(())

@@ -11,6 +11,8 @@ mod commands;
 mod errors;
 /// Missed beats, expiry and takeover, on short real leases.
 mod expiry;
+/// Hostile input: 100,000 random calls.
+mod fuzz;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
 mod persistence;
 /// A master with a replica.

@@ -167,3 +167,62 @@ fn memory_usage_is_within_1_5x_of_a_set_px_key() {
         "long owner not counted: {long_usage}"
     );
 }
+
+/// Redis SIGKILLed and restarted again and again with `appendfsync always`:
+/// no token ever goes backwards and no lease is granted twice.
+#[test]
+fn tokens_never_go_backwards_across_crashes() {
+    let options = Options::default()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always");
+    let mut server = Server::with(options);
+    let keys = ["crash:a", "crash:b", "crash:c"];
+    let mut granted: std::collections::HashMap<&str, Vec<i64>> = Default::default();
+    for round in 0..5 {
+        let mut c = server.conn();
+        for i in 0..30 {
+            let key = keys[i % keys.len()];
+            let owner = format!("r{round}i{i}");
+            // A lease left held by the previous round expires within 50 ms.
+            let token: Option<i64> = redis::cmd("HBLOCK.ACQUIRE")
+                .arg(key)
+                .arg(&owner)
+                .arg("INTERVAL")
+                .arg(50)
+                .arg("MISSES")
+                .arg(1)
+                .arg("WAIT")
+                .arg(2000)
+                .query(&mut c)
+                .unwrap();
+            let token = token.expect("granted within the WAIT");
+            granted.entry(key).or_default().push(token);
+            if i < 27 {
+                let released: i64 = call(
+                    &mut c,
+                    &[
+                        b"HBLOCK.RELEASE",
+                        key.as_bytes(),
+                        owner.as_bytes(),
+                        token.to_string().as_bytes(),
+                    ],
+                )
+                .unwrap();
+                assert_eq!(released, 1);
+            }
+        }
+        server.crash_and_restart(); // SIGKILL with three leases still held
+    }
+    for (key, tokens) in &granted {
+        assert!(
+            tokens.windows(2).all(|w| w[0] < w[1]),
+            "{key}: tokens {tokens:?}"
+        );
+        assert_eq!(tokens.len(), 50, "{key}");
+        assert_eq!(
+            tokens.last(),
+            Some(&50),
+            "{key}: one token per lease, none skipped or reused"
+        );
+    }
+}

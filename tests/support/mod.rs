@@ -401,3 +401,12 @@ pub const WORKLOAD_KEYS: [&str; 6] = [
     "w:expired",
     "w:taken",
 ];
+
+/// A decimal integer as Redis parses it (no sign but '-', no spaces).
+pub fn parse_plain_int(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.starts_with('+') || text.trim() != text || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    text.parse().ok()
+}
