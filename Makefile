@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server libclang-dev python3-venv
 VENV := target/venv
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit test-integration test-client venv bench lint clean
+.PHONY: help deps build run test test-unit test-integration test-client venv bench soak memcheck lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ $(VENV)/bin/python: | deps
 run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module (foreground)
 	redis-server redis.conf --port $(PORT)
 
-test: build venv test-unit test-integration test-client ## Install, build, run every test
+test: build venv test-unit test-integration test-client memcheck ## Install, build, run every test
 
 test-unit: ## Unit tests of the pure core (no server)
 	$(CARGO) test -p hblock --lib
@@ -53,6 +53,13 @@ test-client: build venv ## The client library, the hblock CLI and the Python exa
 
 bench: build ## Benchmarks against a local redis-server (QUICK=1 for a short run); results in target/bench/
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench hblock
+
+soak: build ## The mutual-exclusion checker for DURATION seconds (default 600)
+	HBLOCK_CHECK_SECS=$(or $(DURATION),600) HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --test integration exclusion -- --nocapture
+
+memcheck: build ## redis-server under valgrind through every path; fails on invalid accesses or leaks in module frames
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	HBLOCK_MODULE=$(CURDIR)/$(MODULE) scripts/memcheck.sh
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --check

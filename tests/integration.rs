@@ -9,6 +9,8 @@ mod blocking;
 mod commands;
 /// Error replies, and the bad-input sweep that must change nothing.
 mod errors;
+/// The mutual-exclusion checker (HBLOCK_CHECK_SECS, default 20).
+mod exclusion;
 /// Missed beats, expiry and takeover, on short real leases.
 mod expiry;
 /// Hostile input: 100,000 random calls.

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# make memcheck: redis-server (master and replica) under valgrind with the
+# module loaded, driven through every command, blocking, timers, persistence
+# and replication path. Fails on any invalid read/write, and on memory
+# definitely lost in a stack that involves the module.
+# Loopback only; every process it starts is stopped on exit.
+set -euo pipefail
+
+MODULE=${HBLOCK_MODULE:-$(pwd)/target/release/libhblock.so}
+[ -f "$MODULE" ] || { echo "memcheck: $MODULE missing: make build first"; exit 2; }
+command -v valgrind >/dev/null || { echo "memcheck: valgrind missing: apt-get install -y valgrind"; exit 2; }
+
+DIR=$(mktemp -d /tmp/hblock-memcheck-XXXXXX)
+SUPP="$(cd "$(dirname "$0")" && pwd)/valgrind.supp"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+M=$(free_port); R=$(free_port)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  pkill -9 -P $$ redis-cli 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "memcheck: logs kept in $DIR"; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+
+start() { # name port extra-args...
+  local name=$1 port=$2; shift 2
+  mkdir -p "$DIR/$name"
+  valgrind --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+    --soname-synonyms=somalloc=*jemalloc* --num-callers=30 \
+    --suppressions="$SUPP" --log-file="$DIR/$name.vg" \
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$DIR/$name" --save "" \
+      --enable-debug-command yes --loadmodule "$MODULE" "$@" >"$DIR/$name.out" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 300); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "memcheck: $name did not start"; cat "$DIR/$name.out"; exit 1
+}
+cli() { redis-cli -p "$M" "$@" >/dev/null 2>&1 || true; }
+bg_wait() { (redis-cli -p "$M" "$@" >/dev/null 2>&1 &) ; sleep 0.5; }
+
+start master "$M" --appendonly yes --notify-keyspace-events Ed
+start replica "$R" --replicaof 127.0.0.1 "$M"
+sleep 2
+echo "memcheck: driving every path (master :$M, replica :$R)"
+
+# Commands, replies and errors.
+cli HBLOCK.ACQUIRE a alice INTERVAL 100000
+cli HBLOCK.ACQUIRE a bob
+cli HBLOCK.ACQUIRE a alice MISSES 5
+cli HBLOCK.BEAT a alice 1; cli HBLOCK.BEAT a bob 1; cli HBLOCK.BEAT a alice 0; cli HBLOCK.BEAT nokey x 1
+cli HBLOCK.INFO a; cli HBLOCK.INFO nokey; cli HBLOCK.ACQUIRE a "" ; cli HBLOCK.ACQUIRE a o TTL 5
+cli HBLOCK.ACQUIRE long "$(head -c 1000 /dev/zero | tr '\0' x)"
+cli SET str v; cli HBLOCK.ACQUIRE str o; cli HBLOCK.APPLY a 1 m 9 1000 3 0 0 0 0
+cli HBLOCK.RELEASE a alice 1; cli HBLOCK.RELEASE a alice 1
+# Blocking: hand-off at release, WAIT timeout, CLIENT UNBLOCK, CLIENT KILL, disconnect.
+cli HBLOCK.ACQUIRE b holder INTERVAL 100000
+bg_wait HBLOCK.ACQUIRE b w1 WAIT 0
+cli HBLOCK.RELEASE b holder 1
+cli HBLOCK.ACQUIRE b late WAIT 100
+bg_wait HBLOCK.ACQUIRE b w2 WAIT 0
+id=$(redis-cli -p "$M" client list | awk '/cmd=hblock.acquire/ {sub("id=","",$1); print $1; exit}')
+[ -n "$id" ] && cli CLIENT UNBLOCK "$id"
+bg_wait HBLOCK.ACQUIRE b w3 WAIT 0
+id=$(redis-cli -p "$M" client list | awk '/cmd=hblock.acquire/ {sub("id=","",$1); print $1; exit}')
+[ -n "$id" ] && cli CLIENT KILL ID "$id"
+bg_wait HBLOCK.ACQUIRE b w4 WAIT 0
+pkill -f "redis-cli -p $M HBLOCK.ACQUIRE b w4" || true
+# Timers: expiry with and without a waiter; DEL, overwrite and FLUSHALL with waiters.
+cli HBLOCK.ACQUIRE c dead INTERVAL 50 MISSES 1
+bg_wait HBLOCK.ACQUIRE c standby WAIT 0
+cli HBLOCK.ACQUIRE d once INTERVAL 50 MISSES 1
+sleep 0.5
+bg_wait HBLOCK.ACQUIRE c w5 WAIT 0
+cli DEL c; sleep 0.2
+bg_wait HBLOCK.ACQUIRE c w6 WAIT 0
+cli SET c text; sleep 0.2; cli DEL c
+# Moving keys: RENAME, COPY, MOVE; MULTI and Lua.
+cli HBLOCK.ACQUIRE e x INTERVAL 80 MISSES 1
+cli RENAME e e2; cli COPY e2 e3; cli MOVE e3 1
+cli EVAL "return redis.call('HBLOCK.ACQUIRE', KEYS[1], 'lua', 'WAIT', '0')" 1 e2
+# Persistence and replication paths.
+cli COPY a a_copy; cli MEMORY USAGE a; cli DEBUG DIGEST-VALUE a; cli DEBUG DIGEST
+cli SAVE; cli BGREWRITEAOF; sleep 2; cli DEBUG RELOAD; sleep 1
+cli CONFIG SET aof-use-rdb-preamble no; cli BGREWRITEAOF; sleep 2; cli DEBUG LOADAOF
+redis-cli -p "$R" REPLICAOF NO ONE >/dev/null; redis-cli -p "$R" REPLICAOF 127.0.0.1 "$M" >/dev/null; sleep 3
+redis-cli -p "$R" HBLOCK.INFO a >/dev/null; redis-cli -p "$R" HBLOCK.ACQUIRE a z >/dev/null 2>&1 || true
+# A master with a waiter becomes a replica, then master again.
+cli HBLOCK.ACQUIRE f holder INTERVAL 100000
+bg_wait HBLOCK.ACQUIRE f w7 WAIT 0
+cli REPLICAOF 127.0.0.1 "$R"; sleep 2; cli REPLICAOF NO ONE; sleep 1
+cli FLUSHALL
+sleep 1
+
+echo "memcheck: paths exercised on the master: $(redis-cli -p "$M" info hblock | grep -E "^hblock_" | tr -d "\r" | tr "\n" " ")"
+echo "memcheck: shutting down"
+redis-cli -p "$R" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+redis-cli -p "$M" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+for p in "${PIDS[@]}"; do
+  for _ in $(seq 1 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+done
+PIDS=()
+
+status=0
+for name in master replica; do
+  log="$DIR/$name.vg"
+  invalid=$(grep -cE "Invalid (read|write|free)|Mismatched free|uninitialised" "$log" || true)
+  lost=$(grep -E "definitely lost:" "$log" | tail -1 | sed 's/.*definitely lost: //')
+  # Loss records whose stack involves the module.
+  module_lost=$(awk '/definitely lost in loss record/ {rec=1; buf=""} rec {buf=buf"\n"$0} /^==[0-9]+== $/ && rec {if (buf ~ /hblock/) n++; rec=0} END {print n+0}' "$log")
+  echo "memcheck: $name: invalid accesses $invalid, definitely lost (whole server) $lost, loss records in module frames $module_lost"
+  if [ "$invalid" != 0 ] || [ "$module_lost" != 0 ]; then
+    status=1
+    grep -B3 -A25 -E "Invalid|uninitialised|definitely lost in loss record" "$log" | head -120 || true
+  fi
+done
+[ $status = 0 ] && echo "memcheck: passed"
+exit $status
