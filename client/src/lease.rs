@@ -21,6 +21,12 @@ pub struct LeaseOptions {
     pub misses: u32,
     /// None: do not block. Some(ZERO): wait without limit. Some(d): up to d.
     pub wait: Option<Duration>,
+    /// After a grant, wait until this many replicas have it (Redis `WAIT`);
+    /// when fewer acknowledge within `replica_timeout`, release the lease and
+    /// fail. 0: do not wait. Narrows, does not close, the window in which an
+    /// asynchronous failover loses a grant.
+    pub min_replicas: u32,
+    pub replica_timeout: Duration,
 }
 
 impl Default for LeaseOptions {
@@ -29,6 +35,8 @@ impl Default for LeaseOptions {
             interval: Duration::from_millis(1000),
             misses: 3,
             wait: None,
+            min_replicas: 0,
+            replica_timeout: Duration::from_millis(1000),
         }
     }
 }
@@ -137,6 +145,23 @@ impl Client {
                 Err(BeatError::Redis(err)) => return Err(err),
             }
         }
+        if options.min_replicas > 0 {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(options.min_replicas)
+                .arg(options.replica_timeout.as_millis() as u64)
+                .query(&mut con)?;
+            if acked < i64::from(options.min_replicas) {
+                let _ = commands::release(&mut con, key, owner, token);
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Extension,
+                    "NOREPLICAS",
+                    format!(
+                        "only {acked} of {} replicas acknowledged the grant; released it",
+                        options.min_replicas
+                    ),
+                )));
+            }
+        }
         Ok(Some(Lease::start(
             self.clone(),
             key,
@@ -243,6 +268,14 @@ impl Lease {
         if let Some(handle) = self.heartbeat.take() {
             let _ = handle.join();
         }
+    }
+
+    /// Stops beating and hands the lease to the caller: it is not released,
+    /// and whoever holds the token must beat or release it.
+    pub fn detach(mut self) -> i64 {
+        self.stop_heartbeat();
+        self.released = true;
+        self.token
     }
 
     /// Stops beating and releases: true when this ended the lease.

@@ -45,6 +45,24 @@ struct Terms {
     /// Missed beats allowed before the lease expires
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     misses: u32,
+    /// After a grant, wait until N replicas have it (Redis WAIT); else release and fail (exit 3)
+    #[arg(long, default_value_t = 0)]
+    min_replicas: u32,
+    /// How long to wait for --min-replicas, in ms
+    #[arg(long, default_value_t = 1000)]
+    replica_timeout: u64,
+}
+
+impl Terms {
+    fn lease_options(&self, wait: Option<Duration>) -> LeaseOptions {
+        LeaseOptions {
+            interval: Duration::from_millis(self.interval),
+            misses: self.misses,
+            wait,
+            min_replicas: self.min_replicas,
+            replica_timeout: Duration::from_millis(self.replica_timeout),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -115,12 +133,8 @@ fn dispatch(client: &Client, command: Cmd) -> i32 {
     {
         let opts = RunOptions {
             key,
+            lease: terms.lease_options(Some(Duration::ZERO)),
             owner: terms.owner.unwrap_or_else(default_owner),
-            lease: LeaseOptions {
-                interval: Duration::from_millis(terms.interval),
-                misses: terms.misses,
-                wait: Some(Duration::ZERO),
-            },
             grace: Duration::from_millis(grace),
             command,
         };
@@ -134,18 +148,26 @@ fn dispatch(client: &Client, command: Cmd) -> i32 {
         Cmd::Run { .. } => unreachable!("handled above"),
         Cmd::Acquire { key, terms, wait } => {
             let generated = terms.owner.is_none();
-            let owner = terms.owner.unwrap_or_else(default_owner);
-            let reply = commands::acquire(
-                &mut con,
-                &key,
-                owner.as_bytes(),
-                Some(terms.interval),
-                Some(u64::from(terms.misses)),
-                wait,
-            );
+            let owner = terms.owner.clone().unwrap_or_else(default_owner);
             if generated {
                 eprintln!("owner={owner}");
             }
+            let reply = if terms.min_replicas > 0 {
+                // Through the library: grant, WAIT for replicas, release on failure.
+                let options = terms.lease_options(wait.map(Duration::from_millis));
+                client
+                    .acquire(&key, owner.as_bytes(), &options)
+                    .map(|lease| lease.map(|l| l.detach()))
+            } else {
+                commands::acquire(
+                    &mut con,
+                    &key,
+                    owner.as_bytes(),
+                    Some(terms.interval),
+                    Some(u64::from(terms.misses)),
+                    wait,
+                )
+            };
             match reply {
                 Ok(Some(token)) => {
                     println!("{token}");

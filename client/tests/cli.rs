@@ -482,3 +482,59 @@ fn the_python_example_fails_over_between_two_instances() {
     assert!(saw(&second_out, "released py token=2: 1"));
     assert_eq!(support::state(&mut c, "py"), "free");
 }
+
+#[test]
+fn min_replicas_waits_for_the_grant_to_be_replicated() {
+    let master = Server::start();
+    let replica = Server::with(
+        support::Options::default().config("replicaof", &format!("127.0.0.1 {}", master.port)),
+    );
+    let mut r = replica.conn();
+    let linked = eventually(Duration::from_secs(10), || {
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut r).ok()?;
+        info.contains("master_link_status:up").then_some(())
+    });
+    assert!(linked.is_some(), "replica linked");
+    let ok = hblock(
+        &master,
+        &["acquire", "k", "--owner", "a", "--min-replicas", "1"],
+    );
+    assert_eq!(
+        (code(&ok), stdout(&ok).as_str()),
+        (0, "1"),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mut m = master.conn();
+    assert_eq!(
+        support::state(&mut m, "k"),
+        "held",
+        "detached, not released"
+    );
+    let too_many = hblock(
+        &master,
+        &[
+            "acquire",
+            "k2",
+            "--owner",
+            "b",
+            "--min-replicas",
+            "2",
+            "--replica-timeout",
+            "200",
+        ],
+    );
+    assert_eq!(
+        code(&too_many),
+        3,
+        "{}",
+        String::from_utf8_lossy(&too_many.stderr)
+    );
+    assert!(String::from_utf8_lossy(&too_many.stderr).contains("only 1 of 2 replicas"));
+    assert_eq!(
+        support::state(&mut m, "k2"),
+        "free",
+        "a grant not replicated enough is released"
+    );
+    drop(replica);
+}
