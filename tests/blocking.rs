@@ -554,8 +554,13 @@ fn leases_renamed_copied_or_moved_still_expire_on_time() {
         (counter(&mut c, "expired") == 4).then_some(())
     });
     assert!(seen.is_some(), "expired: {}", counter(&mut c, "expired"));
+    // MOVE left this connection on its own db (Valkey before #4024 did not).
+    let client: String = redis::cmd("CLIENT").arg("INFO").query(&mut c).unwrap();
+    assert!(client.contains(" db=0 "), "{client}");
     assert_eq!(state(&mut c, "renamed2"), "expired");
     assert_eq!(state(&mut c, "copied2"), "expired");
-    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
-    assert_eq!(state(&mut c, "moved"), "expired");
+    let mut db1 = redis::Client::open(format!("{}1", server.url()))
+        .and_then(|client| client.get_connection())
+        .unwrap();
+    assert_eq!(state(&mut db1, "moved"), "expired");
 }

@@ -70,6 +70,11 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         Acquired::Busy => match opts.wait_ms {
             Some(wait_ms) if blocking::can_block(ctx) => {
                 let lock = waiting.unwrap_or_else(|| blocking::lock_id(ctx, key));
+                // Whatever happened to the key before (RENAME, RESTORE), the
+                // lease this client waits for is looked at by its deadline.
+                if let Some(lease) = lock_at(&handle)? {
+                    blocking::watch_lease(ctx.ctx, || lock.clone(), lease);
+                }
                 blocking::block(ctx, lock, owner, requested, wait_ms, now)
             }
             // Inside MULTI or Lua, WAIT is ignored: answer at once.
