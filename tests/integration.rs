@@ -5,6 +5,8 @@ mod support;
 
 /// Blocking ACQUIRE: FIFO waiters, hand-off, grant at expiry, WAIT, leaving the queue.
 mod blocking;
+/// A real Redis Cluster: all slots, blocking, notifications, failover.
+mod cluster;
 /// Replies of ACQUIRE, BEAT, RELEASE and INFO.
 mod commands;
 /// Error replies, and the bad-input sweep that must change nothing.

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use redis::{Connection, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -36,11 +38,33 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A free port below 55536 whose cluster bus port (+10000) is free as well.
+fn free_cluster_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos()) as u64
+        ^ u64::from(std::process::id());
+    for attempt in 0..500u64 {
+        let port = 20_000
+            + ((seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(attempt * 7_919))
+                % 25_000) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
 /// How to start a server: extra `--name value` config and loadmodule arguments.
 #[derive(Clone, Default)]
 pub struct Options {
     pub config: Vec<(String, String)>,
     pub module_args: Vec<String>,
+    /// A cluster node: its port + 10000 (the cluster bus) must be free too.
+    pub cluster_node: bool,
 }
 
 impl Options {
@@ -48,6 +72,13 @@ impl Options {
         self.config.push((name.into(), value.into()));
         self
     }
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster_node = true;
+        self.config("cluster-enabled", "yes")
+            .config("cluster-config-file", "nodes.conf")
+            .config("cluster-node-timeout", "1000")
+    }
+
     pub fn module_arg(mut self, name: &str, value: &str) -> Self {
         self.module_args.push(name.into());
         self.module_args.push(value.into());
@@ -85,7 +116,11 @@ impl Server {
     /// Starts the process, retrying on another port if this one was taken.
     fn launch(&mut self) {
         for _attempt in 0..5 {
-            self.port = free_port();
+            self.port = if self.options.cluster_node {
+                free_cluster_port()
+            } else {
+                free_port()
+            };
             let mut cmd = Command::new(server_bin());
             cmd.current_dir(self.dir.path())
                 .args(["--port", &self.port.to_string()])
@@ -162,6 +197,11 @@ impl Server {
     pub fn crash_and_restart(&mut self) {
         self.kill();
         self.launch();
+    }
+
+    /// Whether this server was started and not stopped on purpose.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Whether the process is still running.

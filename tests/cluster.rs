@@ -1,0 +1,202 @@
+//! hblock on a real Redis Cluster (3 masters + 3 replicas, see
+//! support/cluster.rs): locks over all slots through cluster-aware clients,
+//! blocking WAIT and notifications on the key's node, and a master failover.
+
+use crate::support::cluster::Cluster;
+use crate::support::eventually;
+use redis::Connection;
+use std::time::{Duration, Instant};
+
+fn acquire(
+    c: &mut impl redis::ConnectionLike,
+    key: &str,
+    owner: &str,
+    opts: &[&str],
+) -> redis::RedisResult<Option<i64>> {
+    let mut cmd = redis::cmd("HBLOCK.ACQUIRE");
+    cmd.arg(key).arg(owner);
+    for o in opts {
+        cmd.arg(*o);
+    }
+    cmd.query(c)
+}
+
+#[test]
+fn locks_over_all_slots_work_through_cluster_clients() {
+    let cluster = Cluster::start();
+    let mut c = cluster.client();
+    for i in 0..60 {
+        let key = format!("lock:{i}");
+        assert_eq!(acquire(&mut c, &key, "o", &[]).unwrap(), Some(1), "{key}");
+        let beats: i64 = redis::cmd("HBLOCK.BEAT")
+            .arg(&key)
+            .arg("o")
+            .arg(1)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(beats, 1);
+        let info: Vec<redis::Value> = redis::cmd("HBLOCK.INFO").arg(&key).query(&mut c).unwrap();
+        assert_eq!(info[1], redis::Value::BulkString(b"held".to_vec()));
+        let released: i64 = redis::cmd("HBLOCK.RELEASE")
+            .arg(&key)
+            .arg("o")
+            .arg(1)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(released, 1);
+    }
+    // The 60 locks landed on all three masters.
+    for m in cluster.masters() {
+        let mut node = cluster.nodes[m].conn();
+        let keys: i64 = redis::cmd("DBSIZE").query(&mut node).unwrap();
+        assert!(keys > 0, "master {m} holds no lock");
+    }
+    // Hash tags keep a lock in the slot of the data it guards.
+    assert_eq!(
+        acquire(&mut c, "{orders}:leader", "o", &[]).unwrap(),
+        Some(1)
+    );
+    let _: () = redis::cmd("SET")
+        .arg("{orders}:data")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        cluster.master_of("{orders}:leader"),
+        cluster.master_of("{orders}:data")
+    );
+    // redis-cli -c follows the redirect to the key's node.
+    for node in &cluster.nodes {
+        let out = std::process::Command::new("redis-cli")
+            .args([
+                "-c",
+                "-p",
+                &node.port.to_string(),
+                "HBLOCK.ACQUIRE",
+                "cli:lock",
+                "me",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "1",
+            "from node {}",
+            node.port
+        );
+    }
+}
+
+#[test]
+fn blocking_waits_and_notifications_on_the_keys_node() {
+    let cluster = Cluster::start();
+    let key = "wait:lock";
+    let master = cluster.master_of(key);
+    let mut node: Connection = cluster.nodes[master].conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Ed")
+        .query(&mut node)
+        .unwrap();
+    let mut sub = cluster.nodes[master].conn();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe("__keyevent@0__:hblock.acquired").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+
+    let mut c = cluster.client();
+    assert_eq!(acquire(&mut c, key, "holder", &[]).unwrap(), Some(1));
+    let urls = cluster.urls();
+    let waiter = std::thread::spawn(move || {
+        let mut w = redis::cluster::ClusterClient::new(urls)
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        w.set_read_timeout(None).unwrap();
+        acquire(&mut w, key, "standby", &["WAIT", "0"])
+    });
+    let queued = eventually(Duration::from_secs(5), || {
+        let info: Vec<redis::Value> = redis::cmd("HBLOCK.INFO").arg(key).query(&mut node).ok()?;
+        (info.get(21) == Some(&redis::Value::Int(1))).then_some(())
+    });
+    assert!(queued.is_some(), "the standby waits on the key's master");
+    let released: i64 = redis::cmd("HBLOCK.RELEASE")
+        .arg(key)
+        .arg("holder")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(waiter.join().unwrap().unwrap(), Some(2));
+    for _ in 0..2 {
+        let msg = pubsub
+            .get_message()
+            .expect("hblock.acquired on the key's node");
+        assert_eq!(msg.get_payload::<String>().unwrap(), key);
+    }
+}
+
+#[test]
+fn a_master_failover_keeps_the_lease_and_the_token_sequence() {
+    let mut cluster = Cluster::start();
+    let key = "failover:lock";
+    // A 10 s lease rides out the failover (node timeout 1 s). Granted on the
+    // key's master directly, so WAIT on the same connection proves that this
+    // grant reached the replica.
+    let master = cluster.master_of(key);
+    let mut node = cluster.nodes[master].conn();
+    assert_eq!(
+        acquire(
+            &mut node,
+            key,
+            "holder",
+            &["INTERVAL", "1000", "MISSES", "10"]
+        )
+        .unwrap(),
+        Some(1)
+    );
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut node)
+        .unwrap();
+    assert_eq!(acked, 1, "the grant reached the replica");
+    let killed = Instant::now();
+    cluster.nodes[master].stop();
+    // The holder keeps beating through the cluster client until it works again.
+    let mut interrupted = None;
+    let recovered = eventually(Duration::from_secs(30), || {
+        let mut conn = cluster.client_fresh()?;
+        let beat = redis::cmd("HBLOCK.BEAT")
+            .arg(key)
+            .arg("holder")
+            .arg(1)
+            .query::<i64>(&mut conn);
+        match beat {
+            Ok(n) => Some(n),
+            Err(_) => {
+                interrupted.get_or_insert(Instant::now());
+                None
+            }
+        }
+    });
+    let took = killed.elapsed();
+    assert!(recovered.is_some(), "no beat succeeded after the failover");
+    eprintln!("cluster failover: beats interrupted for {took:?} (node timeout 1 s)");
+    let promoted = cluster.master_of(key);
+    assert_ne!(promoted, master, "the replica was promoted");
+    let mut c = cluster.client();
+    let released: i64 = redis::cmd("HBLOCK.RELEASE")
+        .arg(key)
+        .arg("holder")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(released, 1, "the same lease, token 1, survived");
+    assert_eq!(
+        acquire(&mut c, key, "next", &[]).unwrap(),
+        Some(2),
+        "tokens continue, never back"
+    );
+}
