@@ -1,11 +1,11 @@
 //! One function per HBLOCK command, with typed replies.
 
-use redis::{Connection, RedisError, RedisResult, Value};
+use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// `HBLOCK.ACQUIRE`: the fencing token, or None when another owner holds the
 /// lock (or WAIT ran out). `wait_ms`: None = do not block, Some(0) = no limit.
 pub fn acquire(
-    con: &mut Connection,
+    con: &mut impl ConnectionLike,
     key: &str,
     owner: &[u8],
     interval_ms: Option<u64>,
@@ -55,7 +55,12 @@ impl From<RedisError> for BeatError {
 }
 
 /// `HBLOCK.BEAT`: the lease's beat count.
-pub fn beat(con: &mut Connection, key: &str, owner: &[u8], token: i64) -> Result<i64, BeatError> {
+pub fn beat(
+    con: &mut impl ConnectionLike,
+    key: &str,
+    owner: &[u8],
+    token: i64,
+) -> Result<i64, BeatError> {
     Ok(redis::cmd("HBLOCK.BEAT")
         .arg(key)
         .arg(owner)
@@ -64,7 +69,12 @@ pub fn beat(con: &mut Connection, key: &str, owner: &[u8], token: i64) -> Result
 }
 
 /// `HBLOCK.RELEASE`: true when this call ended the caller's lease.
-pub fn release(con: &mut Connection, key: &str, owner: &[u8], token: i64) -> RedisResult<bool> {
+pub fn release(
+    con: &mut impl ConnectionLike,
+    key: &str,
+    owner: &[u8],
+    token: i64,
+) -> RedisResult<bool> {
     let n: i64 = redis::cmd("HBLOCK.RELEASE")
         .arg(key)
         .arg(owner)
@@ -107,7 +117,7 @@ impl LockInfo {
 }
 
 /// `HBLOCK.INFO`: None when the key does not exist.
-pub fn info(con: &mut Connection, key: &str) -> RedisResult<Option<LockInfo>> {
+pub fn info(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<LockInfo>> {
     let reply: Value = redis::cmd("HBLOCK.INFO").arg(key).query(con)?;
     let items = match reply {
         Value::Nil => return Ok(None),

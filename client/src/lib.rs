@@ -31,4 +31,4 @@ pub mod owner;
 pub mod supervise;
 
 pub use commands::{BeatError, LockInfo};
-pub use lease::{Client, Lease, LeaseEvent, LeaseOptions, LostReason};
+pub use lease::{Client, Conn, Lease, LeaseEvent, LeaseOptions, LostReason};

@@ -22,14 +22,19 @@ Exit codes:
 #[derive(Parser)]
 #[command(name = "hblock", version, about = "Heartbeat-lease locks in Redis (the hblock module)", after_help = EXIT_CODES)]
 struct Cli {
-    /// Redis URL (redis://[user:password@]host:port/[db], rediss:// for TLS)
+    /// Redis URL (redis://[user:password@]host:port/[db], rediss:// for TLS).
+    /// Repeat it (or separate with commas) to give several nodes of a cluster
     #[arg(
         long = "redis",
         env = "HBLOCK_REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
+        value_delimiter = ',',
         global = true
     )]
-    url: String,
+    urls: Vec<String>,
+    /// The URLs are nodes of a Redis Cluster (implied by more than one URL)
+    #[arg(long, global = true)]
+    cluster: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -116,7 +121,16 @@ fn fail(err: redis::RedisError) -> i32 {
 
 fn main() {
     let cli = Cli::parse(); // usage errors exit 2
-    let code = match Client::open(&cli.url) {
+    let client = if cli.cluster || cli.urls.len() > 1 {
+        Client::open_cluster(&cli.urls)
+    } else {
+        Client::open(
+            cli.urls
+                .first()
+                .map_or("redis://127.0.0.1:6379", String::as_str),
+        )
+    };
+    let code = match client {
         Err(err) => fail(err),
         Ok(client) => dispatch(&client, cli.command),
     };

@@ -34,10 +34,23 @@ struct Supervisor {
 
 impl Supervisor {
     fn start(server: &Server, dir: &Path, name: &str, args: &[&str], command: &str) -> Supervisor {
+        Supervisor::start_on(&[server.url()], dir, name, args, command)
+    }
+
+    /// `urls` of more than one node: a cluster.
+    fn start_on(
+        urls: &[String],
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        command: &str,
+    ) -> Supervisor {
         let log = dir.join(format!("{name}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_hblock"))
-            .arg("--redis")
-            .arg(server.url())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
+        for url in urls {
+            cmd.arg("--redis").arg(url);
+        }
+        let child = cmd
             .arg("run")
             .arg(default_key())
             .args(args)
@@ -537,4 +550,97 @@ fn min_replicas_waits_for_the_grant_to_be_replicated() {
         "a grant not replicated enough is released"
     );
     drop(replica);
+}
+
+#[test]
+fn run_on_a_cluster_rides_out_a_master_failover() {
+    let mut cluster = support::cluster::Cluster::start();
+    let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+    // A 10 s lease (1 s x 10) outlasts the failover; grace 1 s.
+    let terms = ["--interval", "1000", "--misses", "10", "--grace", "1000"];
+    let mut sup = Supervisor::start_on(&urls, dir.path(), "a", &terms, SLEEPER);
+    let child =
+        wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(10)).expect("child started");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
+        cmd.arg("--cluster");
+        for url in &urls {
+            cmd.arg("--redis").arg(url);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let info = cli(&["info", "job", "--json"]);
+    assert!(
+        stdout(&info).contains("\"state\":\"held\""),
+        "{}",
+        stdout(&info)
+    );
+    // Thin commands reach keys in every slot.
+    for i in 0..10 {
+        let out = cli(&["acquire", &format!("thin:{i}"), "--owner", "t"]);
+        assert_eq!((code(&out), stdout(&out).as_str()), (0, "1"));
+    }
+
+    let master = cluster.master_of("job");
+    let killed = Instant::now();
+    cluster.nodes[master].stop();
+    let recovered = eventually(Duration::from_secs(30), || {
+        sup.log()
+            .contains("succeed again")
+            .then_some(Instant::now())
+    });
+    let recovered = recovered.unwrap_or_else(|| panic!("beats never recovered:\n{}", sup.log()));
+    eprintln!(
+        "cluster failover under hblock run: beats failed for {:?}",
+        recovered.duration_since(killed)
+    );
+    assert!(sup.log().contains("beat of job failed"), "{}", sup.log());
+    assert!(alive(child), "the child kept running through the failover");
+    assert_ne!(cluster.master_of("job"), master, "a replica was promoted");
+
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_exit(Duration::from_secs(10)),
+        Some(128 + libc::SIGTERM)
+    );
+    let info = cli(&["info", "job", "--json"]);
+    assert!(
+        stdout(&info).contains("\"state\":\"free\""),
+        "released on the new master: {}",
+        stdout(&info)
+    );
+    assert!(
+        stdout(&info).contains("\"token\":1"),
+        "the same lease, token 1"
+    );
+}
+
+#[test]
+fn redis_py_cluster_client_routes_hblock_commands() {
+    let cluster = support::cluster::Cluster::start();
+    let script = r#"
+import sys
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]), protocol=2)
+for i in range(30):
+    key = f"py:{i}"
+    assert rc.execute_command("HBLOCK.ACQUIRE", key, "me", "INTERVAL", 60000) == 1, key
+    assert rc.execute_command("HBLOCK.BEAT", key, "me", 1) == 1, key
+    info = rc.execute_command("HBLOCK.INFO", key)
+    assert info[1] == b"held" and info[3] == b"me", info
+    assert rc.execute_command("HBLOCK.RELEASE", key, "me", 1) == 1, key
+print("redis-py RedisCluster: 30 locks ok")
+"#;
+    let out = Command::new(python())
+        .args(["-c", script, &cluster.nodes[0].port.to_string()])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("30 locks ok"));
 }
