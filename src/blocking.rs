@@ -471,6 +471,19 @@ extern "C" fn on_client_unblock(
     let bc = unsafe {
         raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
     };
+    if leave_queue(bc) {
+        raw::reply_with_null(ctx);
+    } else {
+        // Already granted (UnblockClient was called): reply what it was given.
+        reply_outcome(ctx);
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Takes a client that is leaving (CLIENT UNBLOCK, disconnect) out of its
+/// queue and frees its handle. False when it had already left the queue
+/// (granted or timed out): its handle was unblocked then, never twice.
+fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
     let found = with(|s| {
         let id = s.queues.find(&(bc as Handle))?;
         if let Some(slot) = s.wait_slots.remove(&id) {
@@ -479,22 +492,18 @@ extern "C" fn on_client_unblock(
         s.queues.remove(id)
     })
     .flatten();
-    match found {
-        Some(_) => {
-            update_waiting_stat();
-            raw::reply_with_null(ctx);
-            // The client leaves now; this only frees the handle.
-            // SAFETY: the handle is live and was not unblocked before.
-            unsafe {
-                if let Some(unblock) = raw::RedisModule_UnblockClient {
-                    unblock(bc, std::ptr::null_mut());
-                }
-            }
-        }
-        // Already granted (UnblockClient was called): reply what it was given.
-        None => reply_outcome(ctx),
+    if found.is_none() {
+        return false;
     }
-    raw::REDISMODULE_OK as c_int
+    update_waiting_stat();
+    // SAFETY: it was still queued, so its handle was never unblocked; the
+    // client is gone (or answered by the caller), so this only frees it.
+    unsafe {
+        if let Some(unblock) = raw::RedisModule_UnblockClient {
+            unblock(bc, std::ptr::null_mut());
+        }
+    }
+    true
 }
 
 /// A waiter disconnected, was killed, or Redis unblocked it (role change).
@@ -502,23 +511,7 @@ extern "C" fn on_disconnect_waiter(
     _ctx: *mut raw::RedisModuleCtx,
     bc: *mut raw::RedisModuleBlockedClient,
 ) {
-    let found = with(|s| {
-        let id = s.queues.find(&(bc as Handle))?;
-        if let Some(slot) = s.wait_slots.remove(&id) {
-            s.schedule.cancel_wait(slot);
-        }
-        s.queues.remove(id)
-    })
-    .flatten();
-    if found.is_some() {
-        update_waiting_stat();
-        // SAFETY: still queued, so not unblocked before; this frees the handle.
-        unsafe {
-            if let Some(unblock) = raw::RedisModule_UnblockClient {
-                unblock(bc, std::ptr::null_mut());
-            }
-        }
-    }
+    leave_queue(bc);
 }
 
 // ---- keyspace and server events ----

@@ -1,6 +1,6 @@
 use crate::support::{
-    acquire, call, counter, digest, error_text, eventually, info_bytes, info_int, state, Options,
-    Server,
+    acquire, call, counter, digest, error_text, eventually, info_bytes, info_int, state,
+    wait_in_sync, Options, Server,
 };
 use redis::Connection;
 use std::io::Write;
@@ -423,21 +423,6 @@ fn waiters_get_an_error_when_the_master_becomes_a_replica() {
     assert!(reply.is_err(), "{reply:?}");
     assert!(at.duration_since(demoted) < Duration::from_secs(2));
     assert_eq!(counter(&mut c, "waiting"), 0);
-}
-
-fn wait_in_sync(m: &mut Connection, r: &mut Connection) {
-    let field = |c: &mut Connection, name: &str| -> Option<String> {
-        let info: String = redis::cmd("INFO").arg("replication").query(c).ok()?;
-        info.lines().find_map(|l| {
-            l.strip_prefix(&format!("{name}:"))
-                .map(|v| v.trim().to_string())
-        })
-    };
-    let ok = eventually(Duration::from_secs(10), || {
-        let up = field(r, "master_link_status")? == "up";
-        (up && field(m, "master_repl_offset")? == field(r, "slave_repl_offset")?).then_some(())
-    });
-    assert!(ok.is_some(), "replica did not catch up");
 }
 
 #[test]

@@ -1,27 +1,7 @@
 use crate::support::{
-    acquire, call, digest, error_of, eventually, mixed_workload, stable_info, Options, Server,
+    acquire, call, digest, error_of, mixed_workload, stable_info, wait_in_sync, Options, Server,
     WORKLOAD_KEYS,
 };
-use redis::Connection;
-use std::time::Duration;
-
-fn info_field(c: &mut Connection, section: &str, field: &str) -> Option<String> {
-    let info: String = redis::cmd("INFO").arg(section).query(c).ok()?;
-    let prefix = format!("{field}:");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
-}
-
-/// Waits until the replica has processed everything the master sent.
-fn wait_in_sync(master: &mut Connection, replica: &mut Connection) {
-    let synced = eventually(Duration::from_secs(10), || {
-        let m = info_field(master, "replication", "master_repl_offset")?;
-        let r = info_field(replica, "replication", "slave_repl_offset")?;
-        let up = info_field(replica, "replication", "master_link_status")? == "up";
-        (up && m == r).then_some(())
-    });
-    assert!(synced.is_some(), "replica did not catch up");
-}
 
 #[test]
 fn replica_holds_exactly_the_masters_records() {

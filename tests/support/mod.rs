@@ -450,3 +450,23 @@ pub fn parse_plain_int(bytes: &[u8]) -> Option<i64> {
     }
     text.parse().ok()
 }
+
+/// A field of `INFO <section>`.
+pub fn info_field(c: &mut Connection, section: &str, field: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg(section).query(c).ok()?;
+    let prefix = format!("{field}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+}
+
+/// Waits until the replica is linked and has processed everything the
+/// master sent.
+pub fn wait_in_sync(master: &mut Connection, replica: &mut Connection) {
+    let synced = eventually(Duration::from_secs(10), || {
+        let up = info_field(replica, "replication", "master_link_status")? == "up";
+        let m = info_field(master, "replication", "master_repl_offset")?;
+        let r = info_field(replica, "replication", "slave_repl_offset")?;
+        (up && m == r).then_some(())
+    });
+    assert!(synced.is_some(), "replica did not catch up");
+}
