@@ -428,8 +428,7 @@ fn waiters_get_an_error_when_the_master_becomes_a_replica() {
 #[test]
 fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     let master = Server::start();
-    let replica =
-        Server::with(Options::default().config("replicaof", &format!("127.0.0.1 {}", master.port)));
+    let replica = Server::replica_of(&master);
     let mut m = master.conn();
     let mut r = replica.conn();
     wait_in_sync(&mut m, &mut r);

@@ -1,13 +1,12 @@
 use crate::support::{
-    acquire, call, digest, error_of, mixed_workload, stable_info, wait_in_sync, Options, Server,
+    acquire, call, digest, error_of, mixed_workload, stable_info, wait_in_sync, Server,
     WORKLOAD_KEYS,
 };
 
 #[test]
 fn replica_holds_exactly_the_masters_records() {
     let master = Server::start();
-    let replica =
-        Server::with(Options::default().config("replicaof", &format!("127.0.0.1 {}", master.port)));
+    let replica = Server::replica_of(&master);
     let mut m = master.conn();
     let mut r = replica.conn();
     wait_in_sync(&mut m, &mut r);
@@ -63,8 +62,7 @@ fn replica_holds_exactly_the_masters_records() {
 #[test]
 fn replicas_refuse_writes_and_answer_info() {
     let master = Server::start();
-    let replica =
-        Server::with(Options::default().config("replicaof", &format!("127.0.0.1 {}", master.port)));
+    let replica = Server::replica_of(&master);
     let mut m = master.conn();
     let mut r = replica.conn();
     assert_eq!(

@@ -499,9 +499,7 @@ fn the_python_example_fails_over_between_two_instances() {
 #[test]
 fn min_replicas_waits_for_the_grant_to_be_replicated() {
     let master = Server::start();
-    let replica = Server::with(
-        support::Options::default().config("replicaof", &format!("127.0.0.1 {}", master.port)),
-    );
+    let replica = Server::replica_of(&master);
     let mut r = replica.conn();
     let linked = eventually(Duration::from_secs(10), || {
         let info: String = redis::cmd("INFO").arg("replication").query(&mut r).ok()?;

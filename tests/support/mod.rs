@@ -113,6 +113,11 @@ impl Server {
         server
     }
 
+    /// A replica of `master` (REPLICAOF at startup).
+    pub fn replica_of(master: &Server) -> Server {
+        Server::with(Options::default().config("replicaof", &format!("127.0.0.1 {}", master.port)))
+    }
+
     /// Starts the process, retrying on another port if this one was taken.
     fn launch(&mut self) {
         for _attempt in 0..5 {
