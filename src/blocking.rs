@@ -14,7 +14,7 @@
 //! State is thread-local (Redis calls modules on its main thread only) and is
 //! never borrowed across a call into Redis.
 
-use crate::commands::{commit, create_lock, lock_at, now_ms};
+use crate::commands::{commit, grant_new_key, lock_at, now_ms};
 use crate::config;
 use crate::error::Error;
 use crate::lease::{Acquired, Effects, Lease, Phase, State};
@@ -254,22 +254,7 @@ pub fn serve(
         }
         let granted = match lock_at(handle)? {
             None => {
-                let defaults = config::default_terms();
-                let lease = Lease::first(
-                    &owner,
-                    crate::lease::Terms {
-                        interval_ms: terms.0.unwrap_or(defaults.interval_ms),
-                        misses: terms.1.unwrap_or(defaults.misses),
-                    },
-                    now,
-                );
-                let lease = create_lock(handle, lease)?;
-                let fx = Effects {
-                    changed: true,
-                    acquired: true,
-                    ..Effects::default()
-                };
-                commit(ctx, key, lease, fx);
+                let lease = grant_new_key(ctx, key, handle, &owner, terms, now)?;
                 watch_lease(ctx.ctx, || lock.clone(), lease);
                 Some(Ok(lease.token))
             }

@@ -64,6 +64,14 @@ pub struct Terms {
 }
 
 impl Terms {
+    /// The INTERVAL and MISSES a call gave, the defaults for what it did not.
+    pub fn resolve(requested: (Option<u32>, Option<u16>), defaults: Terms) -> Terms {
+        Terms {
+            interval_ms: requested.0.unwrap_or(defaults.interval_ms),
+            misses: requested.1.unwrap_or(defaults.misses),
+        }
+    }
+
     /// `interval * misses`: at most 8.64e11 ms, so no overflow in i64.
     pub fn lease_ms(self) -> i64 {
         i64::from(self.interval_ms) * i64::from(self.misses)
@@ -272,7 +280,7 @@ impl Lease {
                     return Err(CoreError::TokensExhausted);
                 }
                 let takeover = self.phase == Phase::Expired;
-                let (interval, misses) = requested;
+                let terms = Terms::resolve(requested, defaults);
                 self.token += 1;
                 self.granted_ms = now;
                 self.last_beat_ms = now;
@@ -280,8 +288,8 @@ impl Lease {
                 if takeover {
                     self.takeovers = self.takeovers.saturating_add(1).min(COUNTER_MAX);
                 }
-                self.interval_ms = interval.unwrap_or(defaults.interval_ms);
-                self.misses = misses.unwrap_or(defaults.misses);
+                self.interval_ms = terms.interval_ms;
+                self.misses = terms.misses;
                 self.phase = Phase::Held;
                 self.owner = Owner::new(owner);
                 effects.changed = true;

@@ -6,7 +6,36 @@ use crate::args::{parse_i64, INTERVAL_MAX, MISSES_MAX};
 use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
 use crate::owner::{Owner, MAX_OWNER_LEN};
 use redis_module::{native_types::RedisType, raw};
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
+
+/// Calls a varargs Redis API (RM_Replicate, RM_EmitAOF) as `function(target,
+/// "HBLOCK.APPLY", format, key, <fields>)`: the one place where the format
+/// string and its arguments meet. Format: s = the key, l = long long, b =
+/// buffer and length: the key, the phase, the owner, then the 7 numbers of
+/// [`Fields`] in order. A mismatch makes Redis read garbage (an AOF test
+/// replays it). Use inside `unsafe`: every argument lives for the call.
+macro_rules! call_with_apply_args {
+    ($function:expr, $target:expr, $key:expr, $fields:expr) => {{
+        let f: &$crate::record::Fields = &$fields;
+        $function(
+            $target,
+            c"HBLOCK.APPLY".as_ptr(),
+            c"slblllllll".as_ptr(),
+            $key,
+            f.phase as i64,
+            f.owner.as_ptr().cast::<std::ffi::c_char>(),
+            f.owner.len(),
+            f.token as i64,
+            f.interval_ms as i64,
+            f.misses as i64,
+            f.beats as i64,
+            f.granted_ms,
+            f.last_beat_ms,
+            f.takeovers as i64,
+        )
+    }};
+}
+pub(crate) use call_with_apply_args;
 
 /// Bump when the RDB layout changes, and keep loading the old layouts.
 const ENCODING_VERSION: c_int = 1;
@@ -206,28 +235,9 @@ extern "C" fn aof_rewrite(
     let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else {
         return;
     };
-    let f = Fields::of(lease);
-    // Format: s = the key, l = long long, b = binary buffer + length: the key,
-    // phase, owner, then the 7 numbers of Fields in order. One letter per
-    // argument below; a mismatch makes Redis read garbage (a test replays it).
-    // SAFETY: the arguments match the format string one for one.
+    // SAFETY: the macro passes one argument per format letter.
     unsafe {
-        emit(
-            aof,
-            c"HBLOCK.APPLY".as_ptr(),
-            c"slblllllll".as_ptr(),
-            key,
-            f.phase as i64,
-            f.owner.as_ptr().cast::<c_char>(),
-            f.owner.len(),
-            f.token as i64,
-            f.interval_ms as i64,
-            f.misses as i64,
-            f.beats as i64,
-            f.granted_ms,
-            f.last_beat_ms,
-            f.takeovers as i64,
-        );
+        call_with_apply_args!(emit, aof, key, Fields::of(lease));
     }
 }
 

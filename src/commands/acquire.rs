@@ -5,12 +5,12 @@
 //! token); otherwise nil, or with WAIT blocks in FIFO order until granted or
 //! until the time runs out. Clients already waiting are never overtaken.
 
-use super::{byte_args, commit, create_lock, lock_at, now_ms};
+use super::{byte_args, commit, grant_new_key, lock_at, now_ms};
 use crate::args;
 use crate::blocking;
 use crate::config;
 use crate::error::Error;
-use crate::lease::{Acquired, Effects, Lease, State, Terms};
+use crate::lease::{Acquired, State};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -50,17 +50,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
         None if queue_ahead => Acquired::Busy,
         None => {
-            let terms = Terms {
-                interval_ms: requested.0.unwrap_or(defaults.interval_ms),
-                misses: requested.1.unwrap_or(defaults.misses),
-            };
-            let lease = create_lock(&handle, Lease::first(owner, terms, now))?;
-            let fx = Effects {
-                changed: true,
-                acquired: true,
-                ..Effects::default()
-            };
-            commit(ctx, key, lease, fx);
+            let lease = grant_new_key(ctx, key, &handle, owner, requested, now)?;
             blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), lease);
             Acquired::Token(lease.token)
         }

@@ -7,9 +7,11 @@ pub mod beat;
 pub mod info;
 pub mod release;
 
+use crate::config;
 use crate::error::Error;
+use crate::lease::Terms;
 use crate::lease::{Effects, Lease};
-use crate::record::{Fields, LOCK_TYPE};
+use crate::record::{call_with_apply_args, Fields, LOCK_TYPE};
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, NotifyEvent, RedisString};
@@ -41,6 +43,27 @@ pub fn create_lock(key: &RedisKeyWritable, lease: Lease) -> Result<&mut Lease, E
     key.set_value(&LOCK_TYPE, lease)
         .map_err(|_| Error::WrongType)?;
     lock_at(key)?.ok_or(Error::WrongType)
+}
+
+/// The first lease of a key that does not exist (token 1), with the terms the
+/// call gave and the configured defaults for the rest; published and replicated.
+pub fn grant_new_key<'k>(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &'k RedisKeyWritable,
+    owner: &[u8],
+    requested: (Option<u32>, Option<u16>),
+    now: i64,
+) -> Result<&'k mut Lease, Error> {
+    let terms = Terms::resolve(requested, config::default_terms());
+    let lease = create_lock(handle, Lease::first(owner, terms, now))?;
+    let fx = Effects {
+        changed: true,
+        acquired: true,
+        ..Effects::default()
+    };
+    commit(ctx, key, lease, fx);
+    Ok(lease)
 }
 
 /// Makes a transition visible: replicate the new record as absolute values,
@@ -85,26 +108,10 @@ pub fn signal_modified(ctx: &Context, key: &RedisString) {
 /// length), the same one the AOF rewrite uses, so no argument strings are
 /// built here: this is on every BEAT's path.
 pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
-    let f = Fields::of(lease);
-    // SAFETY: one argument per format letter, in order; all live for the call.
+    // SAFETY: the macro passes one argument per format letter; all live for the call.
     unsafe {
         if let Some(replicate) = raw::RedisModule_Replicate {
-            replicate(
-                ctx.ctx,
-                c"HBLOCK.APPLY".as_ptr(),
-                c"slblllllll".as_ptr(),
-                key.inner,
-                f.phase as i64,
-                f.owner.as_ptr().cast::<std::ffi::c_char>(),
-                f.owner.len(),
-                f.token as i64,
-                f.interval_ms as i64,
-                f.misses as i64,
-                f.beats as i64,
-                f.granted_ms,
-                f.last_beat_ms,
-                f.takeovers as i64,
-            );
+            call_with_apply_args!(replicate, ctx.ctx, key.inner, Fields::of(lease));
         }
     }
 }
