@@ -21,7 +21,7 @@ use crate::lease::{Acquired, Effects, Lease, Phase, State};
 use crate::queue::{LockId, Queues, WaiterId};
 use crate::schedule::{Due, Schedule, WaitSlot};
 use crate::stats;
-use redis_module::key::RedisKeyWritable;
+use redis_module::key::{KeyFlags, RedisKeyWritable};
 use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -32,8 +32,10 @@ use std::sync::atomic::Ordering;
 /// so that, once promoted, it takes over within that time.
 const REPLICA_POLL_MS: i64 = 100;
 
-/// A blocked client, as the address of its `RedisModuleBlockedClient`.
-type Handle = usize;
+/// While writes are paused, the timer looks again this often.
+const PAUSE_POLL_MS: i64 = 10;
+
+use crate::handoff::{self, Grant, Handle};
 
 #[derive(Default)]
 struct Blocking {
@@ -156,6 +158,7 @@ pub fn block(
         on_disconnect(bc, Some(on_disconnect_waiter));
         bc
     };
+    handoff::blocked(ctx.ctx, bc as Handle);
     let deadline = (wait_ms > 0).then(|| now.saturating_add(wait_ms as i64));
     with(|s| {
         let id = s.queues.push(lock, owner, terms, deadline, bc as Handle);
@@ -171,17 +174,26 @@ pub fn block(
 
 /// Takes a waiter out of its queue and unblocks it with `outcome`.
 fn finish_waiter(id: WaiterId, outcome: Outcome) {
-    let handle = with(|s| {
+    let waiter = with(|s| {
         let waiter = s.queues.remove(id)?;
         if let Some(slot) = s.wait_slots.remove(&id) {
             s.schedule.cancel_wait(slot);
         }
-        Some(waiter.handle)
+        Some(waiter)
     })
     .flatten();
-    let Some(handle) = handle else {
+    let Some(waiter) = waiter else {
         return;
     };
+    let handle = waiter.handle;
+    if let Outcome::Token(token) = outcome {
+        let grant = Grant {
+            lock: waiter.lock,
+            owner: waiter.owner,
+            token: token as u64,
+        };
+        handoff::granted(handle, grant);
+    }
     update_waiting_stat();
     let privdata = Box::into_raw(Box::new(outcome)).cast::<c_void>();
     // SAFETY: the handle came from BlockClient and has not been unblocked yet
@@ -253,6 +265,8 @@ pub fn serve(
             continue;
         }
         let granted = match lock_at(handle)? {
+            // A grant that creates a key follows ACQUIRE's deny-oom.
+            None if crate::eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
             None => {
                 let lease = grant_new_key(ctx, key, handle, &owner, terms, now)?;
                 watch_lease(ctx.ctx, || lock.clone(), lease);
@@ -295,16 +309,13 @@ fn fail_all(lock: &LockId, message: &str) {
 /// record's own scheduled check is consumed (or, for a lock that arrived
 /// under a new name, was never this name's), so it is scheduled afresh.
 fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
-    // SAFETY: a plain API call on the timer's context.
-    unsafe {
-        if let Some(select) = raw::RedisModule_SelectDb {
-            if select(ctx.ctx, lock.db) != raw::REDISMODULE_OK as c_int {
-                return;
-            }
-        }
+    if !select_db(ctx, lock.db) {
+        return;
     }
     let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
-    let handle = ctx.open_key_writable(&key);
+    // NOTOUCH: looking at a key (maybe not even a lock) must not reset its
+    // LRU/LFU; a write lookup counts no keyspace hits or misses either.
+    let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
     let lease = match lock_at(&handle) {
         Ok(lease) => lease,
         Err(err) => {
@@ -345,12 +356,69 @@ fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
     }
 }
 
+/// A WAIT ran out: the waiter, if still waiting, is answered nil.
+fn end_wait(due: Due) {
+    if let Due::WaitEnd(id) = due {
+        if with(|s| s.queues.get(id).is_some()).unwrap_or(false) {
+            finish_waiter(id, Outcome::Nil);
+            stats::bump(&stats::WAIT_TIMEOUTS);
+        }
+    }
+}
+
+/// Whether Redis forbids propagating writes right now (clients paused).
+/// `RedisModule_AvoidReplicaTraffic` is exactly that test on Redis 7.0 and
+/// Valkey; a server without it has no pauses we could break.
+pub fn writes_paused() -> bool {
+    // SAFETY: a plain API call without arguments, on the main thread.
+    unsafe { raw::RedisModule_AvoidReplicaTraffic.is_some_and(|avoid| avoid() != 0) }
+}
+
+/// Releases a lease granted to a client that never got its token (it still
+/// is that grant: same owner and token, not beaten or renewed since), then
+/// serves the next waiter.
+fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
+    if is_master && select_db(ctx, grant.lock.db) {
+        let key = RedisString::create_from_slice(ctx.ctx, &grant.lock.key);
+        let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
+        if let Ok(Some(lease)) = lock_at(&handle) {
+            let untouched = lease.phase == Phase::Held
+                && lease.token == grant.token
+                && lease.beats == 0
+                && lease.owner.as_bytes() == &grant.owner[..];
+            if untouched {
+                let (_, fx) = lease.release(&grant.owner, grant.token, now);
+                commit(ctx, &key, lease, fx);
+            }
+        }
+    }
+    check_lock(ctx, &grant.lock, now, is_master);
+}
+
+fn select_db(ctx: &Context, db: i32) -> bool {
+    // SAFETY: a plain API call on the timer's context.
+    unsafe {
+        raw::RedisModule_SelectDb
+            .is_some_and(|select| select(ctx.ctx, db) == raw::REDISMODULE_OK as c_int)
+    }
+}
+
 /// Arms the module timer for the earliest due time, if it is not already.
 pub fn arm(ctx: *mut raw::RedisModuleCtx) {
+    arm_not_before(ctx, i64::MIN);
+}
+
+/// Arms the module timer for the earliest due time, but not before
+/// `earliest` (while writes are paused, due work is retried later).
+fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
     let now = now_ms();
     let next = with(|s| s.schedule.next_due()).flatten();
-    let next = if has_pending() { Some(now) } else { next };
-    let Some(next) = next else {
+    let next = if has_pending() || handoff::has_undo() {
+        Some(now)
+    } else {
+        next
+    };
+    let Some(next) = next.map(|next| next.max(earliest)) else {
         return;
     };
     let Some((stop, create)) = with(|s| match s.armed {
@@ -379,21 +447,30 @@ pub fn arm(ctx: *mut raw::RedisModuleCtx) {
 
 extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     with(|s| s.armed = None);
+    let now = now_ms();
+    if writes_paused() {
+        // CLIENT PAUSE WRITE/ALL, FAILOVER, CLUSTER FAILOVER, SHUTDOWN waiting
+        // for replicas: Redis aborts if anything is propagated now. Answer the
+        // WAITs that ran out (no write); expiries and grants wait for the end
+        // of the pause and then happen at once, in deadline order.
+        for due in with(|s| s.schedule.take_due_waits(now)).unwrap_or_default() {
+            end_wait(due);
+        }
+        arm_not_before(ctx, now.saturating_add(PAUSE_POLL_MS));
+        return;
+    }
     let context = Context::new(ctx);
     let is_master = context.get_flags().contains(ContextFlags::MASTER);
-    let now = now_ms();
+    for grant in handoff::take_undo() {
+        undo_grant(&context, &grant, now, is_master);
+    }
     for lock in take_pending() {
         check_lock(&context, &lock, now, is_master);
     }
     let due = with(|s| s.schedule.take_due(now)).unwrap_or_default();
     for due in due {
         match due {
-            Due::WaitEnd(id) => {
-                if with(|s| s.queues.get(id).is_some()).unwrap_or(false) {
-                    finish_waiter(id, Outcome::Nil);
-                    stats::bump(&stats::WAIT_TIMEOUTS);
-                }
-            }
+            Due::WaitEnd(_) => end_wait(due),
             Due::Lease { lock, .. } => check_lock(&context, &lock, now, is_master),
         }
     }
@@ -408,6 +485,11 @@ extern "C" fn reply_to_waiter(
     _argc: c_int,
 ) -> c_int {
     reply_outcome(ctx);
+    // SAFETY: a plain API call on the reply context.
+    let bc = unsafe {
+        raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
+    };
+    handoff::done(bc as Handle);
     raw::REDISMODULE_OK as c_int
 }
 
@@ -480,6 +562,7 @@ fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
     if found.is_none() {
         return false;
     }
+    handoff::done(bc as Handle);
     update_waiting_stat();
     // SAFETY: it was still queued, so its handle was never unblocked; the
     // client is gone (or answered by the caller), so this only frees it.
@@ -491,12 +574,16 @@ fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
     true
 }
 
-/// A waiter disconnected, was killed, or Redis unblocked it (role change).
+/// A waiter disconnected, was killed, or Redis unblocked it (role change,
+/// CLIENT UNBLOCK ... ERROR). One granted a moment ago will never read its
+/// token: the timer undoes that grant.
 extern "C" fn on_disconnect_waiter(
-    _ctx: *mut raw::RedisModuleCtx,
+    ctx: *mut raw::RedisModuleCtx,
     bc: *mut raw::RedisModuleBlockedClient,
 ) {
-    leave_queue(bc);
+    if !leave_queue(bc) && handoff::lost(bc as Handle) {
+        arm(ctx);
+    }
 }
 
 // ---- keyspace and server events ----
@@ -515,6 +602,7 @@ extern "C" fn on_key_event(
     }
     // SAFETY: Redis passes a NUL-terminated event name and a live key string.
     let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+    crate::eviction::on_key_event(event, key);
     // Valkey 8.1 before valkey-io/valkey#4024 runs this callback on the client
     // that issued the command after selecting the event's db, and never
     // switches it back: after MOVE that client would be left on the target
@@ -597,6 +685,10 @@ unsafe extern "C" fn on_server_event(
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
             return;
         }
+        raw::REDISMODULE_EVENT_CONFIG => {
+            crate::eviction::on_config_change(ctx, data);
+            return;
+        }
         _ => {}
     }
     arm(ctx);
@@ -620,6 +712,7 @@ pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
         raw::REDISMODULE_EVENT_SWAPDB,
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         raw::REDISMODULE_EVENT_LOADING,
+        raw::REDISMODULE_EVENT_CONFIG,
     ];
     // SAFETY: registration calls during OnLoad with our own callbacks.
     unsafe {
@@ -639,11 +732,17 @@ pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
             }
         }
         // Keys are signalled as modified only when a lock really changes
-        // (commit), not whenever one is opened for writing.
+        // (commit), not whenever one is opened for writing. rdb_load checks
+        // for short reads (the crate tests RedisModule_IsIOError after each
+        // load call) and touches nothing but the record it builds, and the
+        // timer and events act on the live keyspace only, so Redis may keep
+        // diskless loading (swapdb, async loading) on.
         if let Some(set_options) = raw::RedisModule_SetModuleOptions {
             set_options(
                 ctx,
-                raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as c_int,
+                (raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED
+                    | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
+                    | raw::REDISMODULE_OPTIONS_HANDLE_REPL_ASYNC_LOAD) as c_int,
             );
         }
     }

@@ -1,8 +1,8 @@
 //! Module configs: `CONFIG GET/SET hblock.<name>` and loadmodule arguments.
-//! Defaults, minimum and maximum of each live in the registration table in
-//! lib.rs, beside the statics here.
+//! Each config's default and range live in [`CONFIGS`]; the registration
+//! table in lib.rs and the loadmodule parser both read them from there.
 
-use crate::args::{INTERVAL_MAX, MISSES_MAX};
+use crate::args::{parse_i64, INTERVAL_MAX, MISSES_MAX};
 use crate::lease::Terms;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -14,11 +14,136 @@ pub static INTERVAL: AtomicI64 = AtomicI64::new(INTERVAL_DEFAULT);
 /// `hblock.misses`: allowed missed beats of a new lease when ACQUIRE gives none.
 pub static MISSES: AtomicI64 = AtomicI64::new(MISSES_DEFAULT);
 
+/// A numeric config: its name (without the `hblock.` prefix), value and range.
+pub struct Numeric {
+    pub name: &'static str,
+    pub value: &'static AtomicI64,
+    pub min: i64,
+    pub max: i64,
+}
+
+pub const CONFIGS: [Numeric; 2] = [
+    Numeric {
+        name: "interval",
+        value: &INTERVAL,
+        min: 1,
+        max: INTERVAL_MAX,
+    },
+    Numeric {
+        name: "misses",
+        value: &MISSES,
+        min: 1,
+        max: MISSES_MAX,
+    },
+];
+
 /// The terms a new lease gets by default. Redis enforces the ranges on SET;
 /// the clamp only guards the conversion.
 pub fn default_terms() -> Terms {
     Terms {
         interval_ms: INTERVAL.load(Ordering::Relaxed).clamp(1, INTERVAL_MAX) as u32,
         misses: MISSES.load(Ordering::Relaxed).clamp(1, MISSES_MAX) as u16,
+    }
+}
+
+/// Parses `loadmodule ... name value [name value ...]`: names are
+/// case-insensitive, each at most once, every value an integer in its range.
+/// Returns (index into [`CONFIGS`], value) pairs, or the one line to log.
+pub fn parse_module_args(args: &[&[u8]]) -> Result<Vec<(usize, i64)>, String> {
+    let mut parsed: Vec<(usize, i64)> = Vec::new();
+    for pair in args.chunks(2) {
+        let name = String::from_utf8_lossy(pair.first().copied().unwrap_or_default());
+        let Some((index, config)) = CONFIGS
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name.eq_ignore_ascii_case(&name))
+        else {
+            let known: Vec<&str> = CONFIGS.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "unknown module argument '{name}' (known: {})",
+                known.join(", ")
+            ));
+        };
+        let Some(value) = pair.get(1) else {
+            return Err(format!(
+                "module argument '{}' needs a value, an integer from {} to {}",
+                config.name, config.min, config.max
+            ));
+        };
+        if parsed.iter().any(|(i, _)| *i == index) {
+            return Err(format!("module argument '{}' is given twice", config.name));
+        }
+        match parse_i64(value).filter(|v| (config.min..=config.max).contains(v)) {
+            Some(v) => parsed.push((index, v)),
+            None => {
+                return Err(format!(
+                    "module argument '{}' is '{}': it must be an integer from {} to {}",
+                    config.name,
+                    String::from_utf8_lossy(value),
+                    config.min,
+                    config.max
+                ))
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Applies parsed module arguments (after Redis loaded the config file's
+/// `hblock.*` lines, so the loadmodule line wins).
+pub fn apply(parsed: &[(usize, i64)]) {
+    for &(index, value) in parsed {
+        if let Some(config) = CONFIGS.get(index) {
+            config.value.store(value, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Vec<(usize, i64)>, String> {
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        parse_module_args(&bytes)
+    }
+
+    #[test]
+    fn good_arguments_any_case() {
+        assert_eq!(parse(&[]), Ok(vec![]));
+        assert_eq!(
+            parse(&["INTERVAL", "500", "misses", "10000"]),
+            Ok(vec![(0, 500), (1, 10_000)])
+        );
+    }
+
+    #[test]
+    fn bad_arguments_name_the_argument_value_and_range() {
+        let cases: [(&[&str], &str); 8] = [
+            (
+                &["interval", "0"],
+                "'interval' is '0': it must be an integer from 1 to 86400000",
+            ),
+            (&["interval", "-5"], "'interval' is '-5'"),
+            (&["interval", "99999999999"], "from 1 to 86400000"),
+            (
+                &["misses", "70000"],
+                "'misses' is '70000': it must be an integer from 1 to 10000",
+            ),
+            (&["misses", "abc"], "'misses' is 'abc'"),
+            (
+                &["bogus", "1"],
+                "unknown module argument 'bogus' (known: interval, misses)",
+            ),
+            (&["interval"], "'interval' needs a value"),
+            (
+                &["interval", "5", "Interval", "6"],
+                "'interval' is given twice",
+            ),
+        ];
+        for (args, want) in cases {
+            let got = parse(args).expect_err("must be refused");
+            assert!(got.contains(want), "{args:?}: {got}");
+        }
     }
 }

@@ -25,6 +25,10 @@ pub enum Error {
     InternalOnly,
     /// HBLOCK.APPLY given a record that cannot exist.
     BadRecord,
+    /// A lock write on a replica (even with `replica-read-only no`).
+    ReadOnly,
+    /// A waiter's grant would create a key while over `maxmemory`.
+    Oom,
 }
 
 impl Error {
@@ -52,6 +56,8 @@ impl Error {
                     .into()
             }
             Error::BadRecord => "ERR invalid lock record".into(),
+            Error::ReadOnly => "READONLY You can't write against a read only replica.".into(),
+            Error::Oom => crate::eviction::OOM_ERROR.into(),
         }
     }
 }

@@ -19,6 +19,8 @@ mod command_info;
 mod commands;
 mod config;
 mod error;
+mod eviction;
+mod handoff;
 mod lease;
 mod owner;
 mod queue;
@@ -40,7 +42,15 @@ type Allocator = std::alloc::System;
 #[cfg(test)]
 const ALLOCATOR: Allocator = std::alloc::System;
 
-fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
+    match config::parse_module_args(&args) {
+        Ok(parsed) => config::apply(&parsed),
+        Err(line) => {
+            ctx.log_warning(&line);
+            return Status::Err;
+        }
+    }
     if let Err(name) = command_info::register(ctx.ctx) {
         ctx.log_warning(&format!("hblock: could not set command info of {name:?}"));
         return Status::Err;
@@ -49,6 +59,11 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         ctx.log_warning("hblock: could not subscribe to keyspace and server events");
         return Status::Err;
     }
+    if !handoff::register_filter(ctx.ctx) {
+        ctx.log_warning("could not register the CLIENT UNBLOCK command filter");
+        return Status::Err;
+    }
+    eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.
     // SAFETY: called during OnLoad with the load context.
     unsafe {
@@ -74,12 +89,14 @@ redis_module! {
     ],
     configurations: [
         i64: [
-            ["interval", &config::INTERVAL, config::INTERVAL_DEFAULT, 1, args::INTERVAL_MAX, ConfigurationFlags::DEFAULT, None],
-            ["misses", &config::MISSES, config::MISSES_DEFAULT, 1, args::MISSES_MAX, ConfigurationFlags::DEFAULT, None],
+            ["interval", &config::INTERVAL, config::INTERVAL_DEFAULT, config::CONFIGS[0].min, config::CONFIGS[0].max, ConfigurationFlags::DEFAULT, None],
+            ["misses", &config::MISSES, config::MISSES_DEFAULT, config::CONFIGS[1].min, config::CONFIGS[1].max, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [],
         enum: [],
-        module_args_as_configuration: true,
+        // Checked by config::parse_module_args in init: unknown names, missing
+        // values and out-of-range numbers refuse the load.
+        module_args_as_configuration: false,
     ]
 }

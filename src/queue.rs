@@ -130,9 +130,21 @@ impl<H: Copy + Eq + Hash> Queues<H> {
             queue.live = queue.live.saturating_sub(1);
             if queue.live == 0 {
                 self.locks.remove(&waiter.lock);
+            } else if queue.order.len() > 2 * queue.live + 8 {
+                // Departures from behind the head leave ids in `order`; drop
+                // them once they outnumber the live waiters (amortized O(1)).
+                let waiters = &self.waiters;
+                queue.order.retain(|id| waiters.contains_key(id));
+                queue.order.shrink_to(2 * queue.live + 8);
             }
         }
         Some(waiter)
+    }
+
+    /// Ids kept in a lock's queue, departed ones included (for tests).
+    #[cfg(test)]
+    fn slots(&self, lock: &LockId) -> usize {
+        self.locks.get(lock).map_or(0, |q| q.order.len())
     }
 
     pub fn get(&self, id: WaiterId) -> Option<&Waiter<H>> {
@@ -193,6 +205,23 @@ mod tests {
 
     fn push(q: &mut Queues<u32>, name: &str, owner: &str, handle: u32) -> WaiterId {
         q.push(lock(name), owner.as_bytes(), (None, None), None, handle)
+    }
+
+    #[test]
+    fn departures_behind_the_head_do_not_accumulate() {
+        let mut q = Queues::default();
+        let _head = push(&mut q, "a", "head", 0);
+        let ids: Vec<WaiterId> = (1..=20_000).map(|h| push(&mut q, "a", "w", h)).collect();
+        for id in ids {
+            q.remove(id);
+        }
+        assert_eq!(q.len(&lock("a")), 1);
+        assert!(
+            q.slots(&lock("a")) <= 10,
+            "{} slots kept",
+            q.slots(&lock("a"))
+        );
+        assert_eq!(q.head(&lock("a")).map(|w| w.handle), Some(0));
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
         aux_save: None,
         aux_save_triggers: 0,
         free_effort: None,
-        unlink: None,
+        unlink: Some(crate::eviction::on_unlink),
         copy: Some(copy),
         defrag: None,
         mem_usage2: None,

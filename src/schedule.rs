@@ -89,6 +89,17 @@ impl Schedule {
         waits.chain(leases).collect()
     }
 
+    /// Takes only the WAIT ends due at or before `now` (while writes are
+    /// paused, lease checks stay scheduled).
+    pub fn take_due_waits(&mut self, now: i64) -> Vec<Due> {
+        let later = match now.checked_add(1) {
+            Some(after) => self.waits.split_off(&(after, 0)),
+            None => BTreeSet::new(),
+        };
+        let due = std::mem::replace(&mut self.waits, later);
+        due.into_iter().map(|(_, id)| Due::WaitEnd(id)).collect()
+    }
+
     /// Lease checks of one database move to another (SWAPDB).
     pub fn swap_dbs(&mut self, a: i32, b: i32) {
         let swap = |db: i32| match db {
@@ -148,6 +159,19 @@ mod tests {
         s.cancel_wait(w); // already taken: harmless
         assert_eq!(s.take_due(i64::MAX), [lease("b", 200)]);
         assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn while_paused_only_wait_ends_are_taken() {
+        let mut s = Schedule::default();
+        s.lease_check(&lock("b"), None, 50);
+        s.lease_check(&lock("a"), None, 20);
+        s.wait_end(3, 40);
+        s.wait_end(4, 500);
+        assert_eq!(s.take_due_waits(100), [Due::WaitEnd(3)]);
+        assert_eq!(s.take_due_waits(i64::MAX), [Due::WaitEnd(4)]);
+        // The expiries kept their order for when the pause ends.
+        assert_eq!(s.take_due(100), [lease("a", 20), lease("b", 50)]);
     }
 
     #[test]

@@ -14,12 +14,14 @@ pub static NOTHELD: AtomicU64 = AtomicU64::new(0);
 pub static WAITING: AtomicU64 = AtomicU64::new(0);
 /// Blocking ACQUIREs that ran out of WAIT time.
 pub static WAIT_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+/// Lock keys evicted by `maxmemory` (an `allkeys-*` policy).
+pub static EVICTED: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-const FIELDS: [(&CStr, &AtomicU64); 8] = [
+const FIELDS: [(&CStr, &AtomicU64); 9] = [
     (c"acquired", &ACQUIRED),
     (c"released", &RELEASED),
     (c"expired", &EXPIRED),
@@ -28,6 +30,7 @@ const FIELDS: [(&CStr, &AtomicU64); 8] = [
     (c"notheld", &NOTHELD),
     (c"waiting", &WAITING),
     (c"wait_timeouts", &WAIT_TIMEOUTS),
+    (c"evicted", &EVICTED),
 ];
 
 /// Redis prefixes each field with the module name: `hblock_acquired`, ...

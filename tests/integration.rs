@@ -17,6 +17,8 @@ mod exclusion;
 mod expiry;
 /// Hostile input: 100,000 random calls.
 mod fuzz;
+/// Redis being operated: pause, failover, shutdown, eviction, module args.
+mod operations;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
 mod persistence;
 /// A master with a replica.

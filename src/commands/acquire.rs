@@ -5,7 +5,7 @@
 //! token); otherwise nil, or with WAIT blocks in FIFO order until granted or
 //! until the time runs out. Clients already waiting are never overtaken.
 
-use super::{byte_args, commit, grant_new_key, lock_at, now_ms};
+use super::{byte_args, commit, grant_new_key, lock_at, now_ms, refuse_on_replica};
 use crate::args;
 use crate::blocking;
 use crate::config;
@@ -17,6 +17,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key, owner, options @ ..] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
+    refuse_on_replica(ctx)?;
     let owner = args::owner(owner.as_slice())?;
     let opts = args::acquire_options(&byte_args(options))?;
     let requested = (opts.interval_ms, opts.misses);

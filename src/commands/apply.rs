@@ -36,6 +36,10 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         None => create_lock(&handle, lease)?,
     };
     signal_modified(ctx, key);
+    // Module commands propagate themselves: on a replica this puts the record
+    // in its own AOF and counts it toward its save points (sub-replicas get
+    // the master's stream as it is). Nothing is propagated while loading.
+    ctx.replicate_verbatim();
     // Watched here too, so a promoted replica takes over expired leases.
     blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), record);
     Ok(RedisValue::SimpleStringStatic("OK"))

@@ -2,7 +2,7 @@
 //!
 //! The holder's heartbeat. Reply: the lease's beat count, or `NOTHELD <why>`.
 
-use super::{commit, lock_at, now_ms};
+use super::{commit, lock_at, now_ms, refuse_on_replica};
 use crate::args;
 use crate::blocking;
 use crate::error::Error;
@@ -14,6 +14,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key, owner, token] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
+    refuse_on_replica(ctx)?;
     let owner = args::owner(owner.as_slice())?;
     let token = args::token(token.as_slice())?;
     let now = now_ms();

@@ -14,7 +14,7 @@ use crate::lease::{Effects, Lease};
 use crate::record::{call_with_apply_args, Fields, LOCK_TYPE};
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
-use redis_module::{raw, Context, NotifyEvent, RedisString};
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
 
 /// Wall-clock milliseconds, the clock Redis itself uses for PEXPIRE. Read once
 /// per command and replicated as absolute times, never re-read on replicas.
@@ -29,6 +29,17 @@ pub fn now_ms() -> i64 {
 /// The arguments as byte slices (keys and owners are binary-safe).
 pub fn byte_args(args: &[RedisString]) -> Vec<&[u8]> {
     args.iter().map(RedisString::as_slice).collect()
+}
+
+/// Refuses a lock write on a replica, whatever `replica-read-only` says: a
+/// lock that exists only on a replica is invisible to its master and lost at
+/// the next resync.
+pub fn refuse_on_replica(ctx: &Context) -> Result<(), Error> {
+    let flags = ctx.get_flags();
+    if flags.contains(ContextFlags::SLAVE) && !flags.contains(ContextFlags::REPLICATED) {
+        return Err(Error::ReadOnly);
+    }
+    Ok(())
 }
 
 /// The lock stored at an open key: None when the key does not exist,

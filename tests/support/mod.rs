@@ -204,6 +204,31 @@ impl Server {
         self.launch();
     }
 
+    /// SIGKILLs the server and starts it again in the same directory with
+    /// other options (for example without `replicaof`, to see what it
+    /// kept on its own disk).
+    pub fn crash_and_restart_with(&mut self, options: Options) {
+        self.kill();
+        self.options = options;
+        self.launch();
+    }
+
+    /// Waits for the process to exit by itself (SHUTDOWN); its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = eventually(within, || child.try_wait().ok().flatten());
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
+    /// Starts the server again in its directory after it exited by itself.
+    pub fn relaunch(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
     /// Whether this server was started and not stopped on purpose.
     pub fn running(&self) -> bool {
         self.child.is_some()
@@ -244,6 +269,34 @@ impl Drop for Server {
             "redis-server died during the test"
         );
     }
+}
+
+/// Starts a server that must refuse to start; returns its log.
+pub fn refused_start(options: Options) -> String {
+    let dir = tempfile::Builder::new()
+        .prefix("hblock-test-")
+        .tempdir()
+        .expect("temp dir");
+    let mut cmd = Command::new(server_bin());
+    cmd.current_dir(dir.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--logfile", "redis.log"])
+        .args(["--save", ""])
+        .arg("--loadmodule")
+        .arg(module_path())
+        .args(&options.module_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn redis-server");
+    let exited = eventually(Duration::from_secs(10), || child.try_wait().ok().flatten());
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server started with {:?}", options.module_args);
+    }
+    std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default()
 }
 
 /// Runs a command given as a list of byte-string-like arguments.

@@ -1,0 +1,84 @@
+//! Locks and `maxmemory`: a warning when the eviction policy may evict lock
+//! keys, the `hblock_evicted` counter, and the OOM rule for waiter grants.
+//!
+//! Redis 7.0 says "evicted" only after the key is gone, so the data type's
+//! `unlink` callback notes which key object it saw last; the "evicted" event
+//! that follows for the same object is a lock's eviction.
+
+use crate::stats;
+use redis_module::{raw, Context, ContextFlags, RedisValue};
+use std::cell::Cell;
+use std::ffi::{c_char, c_void, CStr};
+
+/// Redis's own reply when a write would go over `maxmemory`.
+pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+thread_local! {
+    /// The key object of the lock unlinked last, until the next key event.
+    static LAST_UNLINKED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The data type's unlink callback: remember the key object.
+pub extern "C" fn on_unlink(key: *mut raw::RedisModuleString, _value: *const c_void) {
+    LAST_UNLINKED.with(|k| k.set(key as usize));
+}
+
+/// Every key event passes here first: an "evicted" event for the key object
+/// just unlinked counts an evicted lock. Any event clears the note.
+pub fn on_key_event(event: &[u8], key: *mut raw::RedisModuleString) {
+    let last = LAST_UNLINKED.with(|k| k.replace(0));
+    if event == b"evicted" && last != 0 && last == key as usize {
+        stats::bump(&stats::EVICTED);
+    }
+}
+
+/// Whether creating a key now would go over `maxmemory` (waiter grants of a
+/// new key follow ACQUIRE's deny-oom; Redis checks commands, not timers).
+pub fn over_maxmemory(ctx: &Context) -> bool {
+    ctx.get_flags().contains(ContextFlags::OOM)
+}
+
+/// Logs a warning when `maxmemory-policy` lets Redis evict keys without a
+/// TTL, lock keys among them. Called at load and when the policy changes.
+pub fn warn_if_locks_evictable(ctx: &Context) {
+    let reply = ctx.call("CONFIG", &["GET", "maxmemory-policy"]);
+    let policy = match reply {
+        Ok(RedisValue::Array(items)) => match items.get(1) {
+            Some(RedisValue::SimpleString(s)) => s.clone(),
+            Some(RedisValue::BulkString(s)) => s.clone(),
+            Some(RedisValue::BulkRedisString(s)) => s.to_string_lossy(),
+            _ => return,
+        },
+        _ => return,
+    };
+    if policy.starts_with("allkeys-") {
+        ctx.log_warning(&format!(
+            "maxmemory-policy is {policy}: Redis may evict lock keys, which ends \
+             their leases at once and loses their records. Use noeviction or a \
+             volatile-* policy on servers that hold locks (hblock_evicted counts \
+             evicted locks)."
+        ));
+    }
+}
+
+/// The config-change server event: warn again if the policy changed.
+pub fn on_config_change(ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
+    // SAFETY: for REDISMODULE_EVENT_CONFIG, data is a RedisModuleConfigChange
+    // whose config_names holds num_changes NUL-terminated names.
+    let names = unsafe {
+        let Some(change) = data.cast::<raw::RedisModuleConfigChange>().as_ref() else {
+            return;
+        };
+        if change.config_names.is_null() {
+            return;
+        }
+        std::slice::from_raw_parts(change.config_names, change.num_changes as usize)
+    };
+    let policy_changed = names.iter().any(|&name: &*const c_char| {
+        // SAFETY: each entry is a NUL-terminated config name (see above).
+        !name.is_null() && unsafe { CStr::from_ptr(name) }.to_bytes() == b"maxmemory-policy"
+    });
+    if policy_changed {
+        warn_if_locks_evictable(&Context::new(ctx));
+    }
+}

@@ -1,0 +1,171 @@
+//! The moment between granting a waiter and its reply reaching it.
+//!
+//! A grant commits the lease to the waiter at once and calls
+//! `RedisModule_UnblockClient`; Redis delivers the reply (the token) later in
+//! the same event-loop pass. Two things can get in between:
+//! - `CLIENT UNBLOCK <waiter>`: Redis 7.0 then skips both the module's reply
+//!   and timeout callbacks, so the waiter would get no reply at all (or
+//!   `-UNBLOCKED` while it holds the lease). A command filter answers such a
+//!   call as for a client that is not blocked (0): the waiter was served and
+//!   gets its token.
+//! - the waiter's connection closes (`CLIENT KILL`, a crash): nobody will ever
+//!   learn the token, so the grant is undone (released as RELEASE would) from
+//!   the timer, and the next waiter is served at once.
+//!
+//! A `CLIENT UNBLOCK` queued in MULTI before the waiter was granted escapes
+//! the filter (filters run when a command is queued): the grant is undone
+//! then too, and the waiter gets `-UNBLOCKED` or, on 7.0, no reply.
+
+use crate::queue::LockId;
+use redis_module::raw;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_int;
+
+/// A blocked client, as the address of its `RedisModuleBlockedClient`.
+pub type Handle = usize;
+
+/// A grant whose reply has not reached its client yet.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub lock: LockId,
+    pub owner: Box<[u8]>,
+    pub token: u64,
+}
+
+#[derive(Default)]
+struct Handoff {
+    /// Client id of every blocked ACQUIRE, queued or granted.
+    client_ids: HashMap<Handle, u64>,
+    /// Granted, reply not delivered yet.
+    granted: HashMap<Handle, Grant>,
+    /// Grants whose client went away before its reply: undo them.
+    undo: Vec<Grant>,
+}
+
+thread_local! {
+    static HANDOFF: RefCell<Handoff> = RefCell::new(Handoff::default());
+}
+
+fn with<R>(f: impl FnOnce(&mut Handoff) -> R) -> Option<R> {
+    HANDOFF.with(|h| h.try_borrow_mut().ok().map(|mut h| f(&mut h)))
+}
+
+/// A client blocked in ACQUIRE (its id is read from the command's context).
+pub fn blocked(ctx: *mut raw::RedisModuleCtx, handle: Handle) {
+    // SAFETY: a plain API call on the live command context.
+    let id = unsafe { raw::RedisModule_GetClientId.map_or(0, |get| get(ctx)) };
+    with(|h| h.client_ids.insert(handle, id));
+}
+
+/// The waiter was granted; its reply is on its way.
+pub fn granted(handle: Handle, grant: Grant) {
+    with(|h| h.granted.insert(handle, grant));
+}
+
+/// The client's reply was delivered, or it left the queue: forget it.
+pub fn done(handle: Handle) {
+    with(|h| {
+        h.granted.remove(&handle);
+        h.client_ids.remove(&handle);
+    });
+}
+
+/// The client's connection closed (or Redis unblocked it) after it was
+/// granted but before its reply: the grant is to be undone.
+pub fn lost(handle: Handle) -> bool {
+    let lost = with(|h| {
+        h.client_ids.remove(&handle);
+        let grant = h.granted.remove(&handle)?;
+        h.undo.push(grant);
+        Some(())
+    })
+    .flatten();
+    lost.is_some()
+}
+
+/// Grants to undo, for the timer.
+pub fn take_undo() -> Vec<Grant> {
+    with(|h| std::mem::take(&mut h.undo)).unwrap_or_default()
+}
+
+pub fn has_undo() -> bool {
+    HANDOFF.with(|h| h.try_borrow().is_ok_and(|h| !h.undo.is_empty()))
+}
+
+/// Whether `client_id` was granted and is waiting for its reply.
+fn awaiting_reply(client_id: u64) -> bool {
+    with(|h| {
+        !h.granted.is_empty()
+            && h.granted
+                .keys()
+                .any(|handle| h.client_ids.get(handle) == Some(&client_id))
+    })
+    .unwrap_or(false)
+}
+
+fn any_granted() -> bool {
+    HANDOFF.with(|h| h.try_borrow().is_ok_and(|h| !h.granted.is_empty()))
+}
+
+/// Registers the command filter. Called once from init.
+pub fn register_filter(ctx: *mut raw::RedisModuleCtx) -> bool {
+    // SAFETY: registration during OnLoad with our own callback.
+    unsafe {
+        let Some(register) = raw::RedisModule_RegisterCommandFilter else {
+            return false;
+        };
+        !register(
+            ctx,
+            Some(filter_client_unblock),
+            raw::REDISMODULE_CMDFILTER_NOSELF as c_int,
+        )
+        .is_null()
+    }
+}
+
+/// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]` of a granted waiter whose reply is
+/// pending becomes `CLIENT UNBLOCK 0 ...` (no such client: reply 0), so the
+/// waiter gets its token. Every other command passes untouched; the cost is
+/// one check of an (almost always) empty map.
+extern "C" fn filter_client_unblock(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    if !any_granted() {
+        return;
+    }
+    // SAFETY: plain API calls on the live filter context; the strings it
+    // returns live for the call, and the replacement is handed over to Redis.
+    unsafe {
+        let (Some(count), Some(arg), Some(replace), Some(create)) = (
+            raw::RedisModule_CommandFilterArgsCount,
+            raw::RedisModule_CommandFilterArgGet,
+            raw::RedisModule_CommandFilterArgReplace,
+            raw::RedisModule_CreateString,
+        ) else {
+            return;
+        };
+        if !(3..=4).contains(&count(fctx)) {
+            return;
+        }
+        let word = |pos: c_int| {
+            let s = arg(fctx, pos);
+            if s.is_null() {
+                &[][..]
+            } else {
+                redis_module::RedisString::string_as_slice(s)
+            }
+        };
+        if !word(0).eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
+            return;
+        }
+        let Some(target) = crate::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok())
+        else {
+            return;
+        };
+        if awaiting_reply(target) {
+            let none = create(std::ptr::null_mut(), c"0".as_ptr(), 1);
+            if !none.is_null() {
+                replace(fctx, 2, none);
+            }
+        }
+    }
+}
