@@ -98,12 +98,16 @@ enum Cmd {
     Beat {
         key: String,
         owner: String,
+        /// The lease's fencing token (a positive integer)
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
         token: i64,
     },
     /// Release the lease held by OWNER with TOKEN; print 1 or 0
     Release {
         key: String,
         owner: String,
+        /// The lease's fencing token (a positive integer)
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
         token: i64,
     },
     /// Show a lock (human-readable, or --json)
@@ -131,6 +135,15 @@ fn main() {
         )
     };
     let code = match client {
+        // A URL that does not parse is a usage error, like any bad argument.
+        Err(err) if err.kind() == redis::ErrorKind::InvalidClientConfig => {
+            let urls: Vec<String> = cli.urls.iter().map(|u| mask_password(u)).collect();
+            eprintln!(
+                "hblock: invalid Redis URL {} ({err}); expected redis://[user:password@]host:port/[db]",
+                urls.join(",")
+            );
+            2
+        }
         Err(err) => fail(err),
         Ok(client) => dispatch(&client, cli.command),
     };
@@ -238,6 +251,20 @@ fn dispatch(client: &Client, command: Cmd) -> i32 {
             }
             Err(err) => fail(err),
         },
+    }
+}
+
+/// A URL with its password replaced by `***`, for messages.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
     }
 }
 

@@ -184,6 +184,22 @@ fn thin_commands_print_replies_and_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(code(&unreachable), 3);
+    // A URL that does not parse, and tokens that are not positive, are usage
+    // errors; the message shows the URL without its password.
+    let bad_url = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", "redis://u:s3cret@:::bad", "info", "k"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad_url.stderr);
+    assert_eq!(code(&bad_url), 2, "{stderr}");
+    assert!(
+        stderr.contains("redis://u:***@:::bad") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    for token in ["0", "-5"] {
+        let beat = hblock(&server, &["beat", "k", "o", token]);
+        assert_eq!(code(&beat), 2, "beat with token {token}");
+    }
 }
 
 /// Parses `start|stop TOKEN NANOS` lines written by the children.
