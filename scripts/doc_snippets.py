@@ -1,0 +1,390 @@
+"""Runs every fenced snippet of README.md and docs/*.md against real servers,
+so the docs cannot drift from the code. Each block's language says how:
+
+  redis-cli  a transcript: each `127.0.0.1:6379> CMD` is sent with redis-cli
+             to a fresh server, HBLOCK_DOC_PAUSE seconds apart (default 5: a
+             person typing), and the reply must match the lines below it
+             (`# ...` comments are ignored; a `...` line skips the rest).
+  sh         run with bash from the repository root, PORT and HBLOCK_REDIS_URL
+             pointing at a test server, target/release on PATH; must exit 0.
+             A line `make run` starts the server in the background (waits for
+             it); `make test` is checked with `make -n` (this is that run).
+  text       right after an `sh` block: lines that must appear, in order, in
+             its output.
+  rust       the first line names a file (`// client/examples/x.rs`): the
+             block must be that file, which is run with cargo.
+  python     the same (`# examples/python/x.py`); quickstart.py is run with
+             Redis up, interrupted (release), and with Redis killed (it must
+             stop before its lease can have ended).
+  conf       redis.conf lines: a server must start with them (the module path
+             replaced by the built one) and serve HBLOCK.INFO.
+  ini        a systemd unit: its ExecStart must run (`hblock run` with the
+             command replaced by `true`) and exit 0.
+  syntax     a command's syntax diagram: the server must know the command.
+  usage      `hblock ...` command lines: every subcommand and --flag they use
+             must be in the CLI's --help.
+  files      a layout: the path (or glob) starting each unindented line exists.
+  info       the INFO hblock fields: exactly the server's fields.
+
+Any other block fails the run. Usage: python scripts/doc_snippets.py [FILE...]
+"""
+
+import glob
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.environ.get("HBLOCK_MODULE", os.path.join(ROOT, "target/release/libhblock.so"))
+SERVER = os.environ.get("SERVER_BIN", "redis-server")
+PAUSE = float(os.environ.get("HBLOCK_DOC_PAUSE", "5"))
+PYTHON = sys.executable
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ping(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            out = subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
+                                 text=True, timeout=2).stdout.strip()
+            if out == "PONG":
+                return True
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+class Server:
+    """redis-server with the module on a free loopback port, in a temp dir."""
+
+    def __init__(self, extra_conf=""):
+        self.dir = tempfile.mkdtemp(prefix="hblock-doc-")
+        self.port = free_port()
+        conf = os.path.join(self.dir, "redis.conf")
+        with open(conf, "w") as f:
+            f.write(extra_conf.replace("/path/to/libhblock.so", MODULE) + "\n")
+            if "loadmodule" not in extra_conf:
+                f.write(f"loadmodule {MODULE}\n")
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave \"\"\n"
+                    "logfile redis.log\nenable-debug-command yes\n")
+        self.proc = subprocess.Popen([SERVER, conf], cwd=self.dir, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        if not ping(self.port):
+            self.stop()
+            raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def blocks(path):
+    """(language, first line number, text) of each fenced block."""
+    out, lang, start, lines = [], None, 0, []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            fence = re.match(r"^```(\S*)\s*$", line)
+            if fence and lang is None:
+                lang, start, lines = fence.group(1), n, []
+            elif line.rstrip() == "```" and lang is not None:
+                out.append((lang, start, "".join(lines)))
+                lang = None
+            elif lang is not None:
+                lines.append(line)
+    return out
+
+
+def strip_comment(line):
+    return re.sub(r"\s+#.*$", "", line).rstrip()
+
+
+def check_transcript(text):
+    """Replays a redis-cli transcript against a fresh server."""
+    steps, current = [], None
+    for line in text.splitlines():
+        m = re.match(r"^127\.0\.0\.1:6379> (.*)$", line)
+        if m:
+            current = (strip_comment(m.group(1)), [])
+            steps.append(current)
+        elif current is not None and line.strip():
+            current[1].append(strip_comment(line))
+    assert steps, "no commands in the transcript"
+    server = Server()
+    try:
+        for i, (command, expected) in enumerate(steps):
+            if i:
+                time.sleep(PAUSE)
+            got = subprocess.run(["redis-cli", "--no-raw", "-p", str(server.port)]
+                                 + shlex.split(command), capture_output=True, text=True,
+                                 timeout=30).stdout.rstrip("\n").split("\n")
+            if "..." in expected:
+                cut = expected.index("...")
+                expected, got = expected[:cut], got[:cut]
+            if [g.rstrip() for g in got] != expected:
+                raise AssertionError(f"{command}: expected {expected}, got {got}")
+    finally:
+        server.close()
+
+
+def run_sh(text, expect=None):
+    server = Server()
+    env = dict(os.environ, PORT=str(server.port), HBLOCK_REDIS_URL=server.url,
+               PATH=os.path.join(ROOT, "target/release") + ":" + os.environ["PATH"])
+    background = []
+    script = []
+    try:
+        for line in text.splitlines():
+            cmd = strip_comment(line).strip()
+            if cmd == "make run":
+                # Another server, as a user's terminal would start it.
+                port = free_port()
+                background.append(subprocess.Popen(["make", "run", f"PORT={port}"], cwd=ROOT,
+                                                   stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL,
+                                                   start_new_session=True))
+                assert ping(port, timeout=600), "make run did not start a server"
+                out = subprocess.run(["redis-cli", "-p", str(port), "HBLOCK.INFO", "x"],
+                                     capture_output=True, text=True).stdout
+                assert "ERR" not in out, f"make run: no module: {out}"
+            elif cmd == "make test":
+                subprocess.run(["make", "-n", "test"], cwd=ROOT, check=True,
+                               stdout=subprocess.DEVNULL)
+            else:
+                script.append(line)
+        if script:
+            proc = subprocess.run(["bash", "-e", "-c", "\n".join(script)], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=120)
+            output = proc.stdout + proc.stderr
+            assert proc.returncode == 0, f"exit {proc.returncode}:\n{output}"
+            if expect:
+                at = 0
+                for want in expect:
+                    found = output.find(want, at)
+                    assert found >= 0, f"output lacks {want!r} (in order):\n{output}"
+                    at = found + len(want)
+    finally:
+        for proc in background:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+        server.close()
+
+
+def included_file(text, comment):
+    first = text.splitlines()[0]
+    m = re.match(rf"^{re.escape(comment)} ([^\s:]+)", first)
+    assert m, f"the first line must name the file it shows ({comment} path)"
+    path = os.path.join(ROOT, m.group(1))
+    with open(path) as f:
+        assert f.read() == text, f"the block differs from {m.group(1)}"
+    return path
+
+
+def check_rust(text):
+    path = included_file(text, "//")
+    name = os.path.splitext(os.path.basename(path))[0]
+    server = Server()
+    try:
+        env = dict(os.environ, HBLOCK_REDIS_URL=server.url)
+        proc = subprocess.run(["cargo", "run", "-q", "--release", "-p", "hblock-client",
+                               "--example", name], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "leads with fencing token 1" in proc.stdout, proc.stdout
+        info = subprocess.run(["redis-cli", "-p", str(server.port), "HBLOCK.INFO", "jobs:leader"],
+                              capture_output=True, text=True).stdout
+        assert "free" in info, f"not released: {info}"
+    finally:
+        server.close()
+
+
+def read_until(proc, needle, timeout):
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"no {needle!r} within {timeout} s: {lines[-5:]}")
+
+
+def check_python(text):
+    path = included_file(text, "#")
+    # Redis up: leads, works, and Ctrl-C releases.
+    server = Server()
+    try:
+        env = dict(os.environ, HBLOCK_REDIS_URL=server.url, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen([PYTHON, path], env=env, stdout=subprocess.PIPE, text=True)
+        read_until(proc, "working", 10)
+        proc.send_signal(signal.SIGINT)
+        read_until(proc, "released", 10)
+        assert proc.wait(10) == 0
+        info = subprocess.run(["redis-cli", "-p", str(server.port), "HBLOCK.INFO", "jobs:leader"],
+                              capture_output=True, text=True).stdout
+        assert "free" in info, f"not released: {info}"
+        # Redis killed while it works: it stops before its lease can end.
+        proc = subprocess.Popen([PYTHON, path], env=env, stdout=subprocess.PIPE, text=True)
+        read_until(proc, "working", 10)
+        killed = time.monotonic()
+        server.stop()
+        read_until(proc, "stopped", 10)
+        took = time.monotonic() - killed
+        assert took <= 3.0, f"worked {took:.2f} s after Redis died (lease 3 s)"
+        proc.wait(10)
+    finally:
+        server.close()
+
+
+def check_conf(text):
+    server = Server(text)
+    server.close()
+
+
+def check_unit(text):
+    m = re.search(r"^ExecStart=(.*)$", text, re.M)
+    assert m, "no ExecStart"
+    argv = shlex.split(m.group(1))
+    assert os.path.basename(argv[0]) == "hblock" and argv[1] == "run", argv
+    cut = argv.index("--")
+    server = Server()
+    try:
+        argv = [os.path.join(ROOT, "target/release/hblock")] + argv[1:cut] + ["--", "true"]
+        argv = [a.replace("redis://127.0.0.1:6379", server.url) for a in argv]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        server.close()
+
+
+def check_syntax(text):
+    command = text.split()[0]
+    server = Server()
+    try:
+        out = subprocess.run(["redis-cli", "-p", str(server.port), "COMMAND", "INFO", command],
+                             capture_output=True, text=True).stdout
+        assert command.lower() in out.lower(), f"unknown command {command}"
+    finally:
+        server.close()
+
+
+def check_usage(text):
+    hblock = os.path.join(ROOT, "target/release/hblock")
+    helps = {None: subprocess.run([hblock, "--help"], capture_output=True, text=True).stdout}
+    for line in text.splitlines():
+        words = shlex.split(strip_comment(line))
+        if not words:
+            continue
+        assert words[0] == "hblock", f"not an hblock command line: {line}"
+        sub = next((w for w in words[1:] if not w.startswith("-") and w in
+                    ("run", "acquire", "beat", "release", "info")), None)
+        if sub not in helps:
+            proc = subprocess.run([hblock, sub, "--help"], capture_output=True, text=True)
+            assert proc.returncode == 0, f"hblock {sub} --help failed"
+            helps[sub] = proc.stdout
+        words = words[:words.index("--")] if "--" in words else words
+        for flag in re.findall(r"(--[a-z][a-z-]*)", " ".join(words)):
+            assert flag in helps[sub] or flag in helps[None], f"{flag} is not an option of {sub}"
+
+
+def check_files(text):
+    for line in text.splitlines():
+        if not line.strip() or line[0].isspace():
+            continue
+        for path in re.split(r",\s*", line.split("  ")[0].strip()):
+            assert glob.glob(os.path.join(ROOT, path)), f"{path} does not exist"
+
+
+def check_info(text):
+    documented = set(re.findall(r"^(hblock_\w+):", text, re.M))
+    server = Server()
+    try:
+        out = subprocess.run(["redis-cli", "-p", str(server.port), "INFO", "hblock"],
+                             capture_output=True, text=True).stdout
+        real = set(re.findall(r"^(hblock_\w+):", out, re.M))
+        assert documented == real, f"documented {sorted(documented)}, server {sorted(real)}"
+    finally:
+        server.close()
+
+
+def main(paths):
+    paths = paths or [os.path.join(ROOT, "README.md")] + sorted(
+        glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    passed, failed = 0, 0
+    for path in paths:
+        found = blocks(path)
+        for i, (lang, line, text) in enumerate(found):
+            where = f"{os.path.relpath(path, ROOT)}:{line} ({lang or 'no language'})"
+            nxt = found[i + 1] if i + 1 < len(found) else None
+            try:
+                if lang == "redis-cli":
+                    check_transcript(text)
+                elif lang == "sh":
+                    expect = None
+                    if nxt and nxt[0] == "text":
+                        expect = [strip_comment(l).strip() for l in nxt[2].splitlines()
+                                  if strip_comment(l).strip()]
+                    run_sh(text, expect)
+                elif lang == "text":
+                    prev = found[i - 1] if i else None
+                    assert prev and prev[0] == "sh", "a text block must follow an sh block"
+                elif lang == "rust":
+                    check_rust(text)
+                elif lang == "python":
+                    check_python(text)
+                elif lang == "conf":
+                    check_conf(text)
+                elif lang == "ini":
+                    check_unit(text)
+                elif lang == "syntax":
+                    check_syntax(text)
+                elif lang == "info":
+                    check_info(text)
+                elif lang == "usage":
+                    check_usage(text)
+                elif lang == "files":
+                    check_files(text)
+                else:
+                    raise AssertionError("no checker for this language")
+                passed += 1
+                print(f"ok   {where}", flush=True)
+            except Exception as err:  # report every failing block, not only the first
+                failed += 1
+                print(f"FAIL {where}: {err}", flush=True)
+    print(f"docs: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
