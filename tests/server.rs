@@ -384,3 +384,72 @@ fn a_user_without_the_commands_cannot_run_them() {
     let info: redis::Value = redis::cmd("HBLOCK.INFO").arg("lock").query(&mut r).unwrap();
     assert!(matches!(info, Value::Array(_)), "{info:?}");
 }
+
+/// Where the server has `RedisModule_SetCommandACLCategories` (Redis 7.2+,
+/// Valkey), the commands carry ACL categories and `+@read` / `+@write` grant
+/// them; on Redis 7.0 they have none and only names grant them.
+#[test]
+fn acl_categories_follow_what_the_server_supports() {
+    let server = Server::start();
+    let mut admin = server.conn();
+    let version = crate::support::info_field(&mut admin, "server", "redis_version").unwrap();
+    let valkey = crate::support::info_field(&mut admin, "server", "valkey_version").is_some();
+    let has_api = valkey || version.as_str() >= "7.2";
+    let info: Vec<Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("HBLOCK.INFO")
+        .arg("HBLOCK.ACQUIRE")
+        .query(&mut admin)
+        .unwrap();
+    let categories = |entry: &Value| -> Vec<String> {
+        let Value::Array(fields) = entry else {
+            panic!("COMMAND INFO entry {entry:?}");
+        };
+        match fields.get(6) {
+            Some(Value::Array(cats)) => cats
+                .iter()
+                .map(|c| match c {
+                    Value::SimpleString(s) => s.clone(),
+                    Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => panic!("category {other:?}"),
+                })
+                .collect(),
+            other => panic!("categories {other:?}"),
+        }
+    };
+    let (read_cats, write_cats) = (categories(&info[0]), categories(&info[1]));
+    if !has_api {
+        assert!(
+            read_cats.is_empty() && write_cats.is_empty(),
+            "{read_cats:?}"
+        );
+        return;
+    }
+    assert!(
+        read_cats.contains(&"@read".to_string()) && read_cats.contains(&"@fast".to_string()),
+        "{read_cats:?}"
+    );
+    assert!(
+        write_cats.contains(&"@write".to_string()) && write_cats.contains(&"@blocking".to_string()),
+        "{write_cats:?}"
+    );
+    // The categories grant the commands.
+    for (user, category) in [("r", "+@read"), ("w", "+@write")] {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", user, "on", ">pw", "~*", category])
+            .query(&mut admin)
+            .unwrap();
+    }
+    let mut r = server.conn();
+    let _: () = redis::cmd("AUTH").arg("r").arg("pw").query(&mut r).unwrap();
+    let _: Value = redis::cmd("HBLOCK.INFO").arg("k").query(&mut r).unwrap();
+    assert!(error_of(&mut r, &[b"HBLOCK.ACQUIRE", b"k", b"o"]).starts_with("NOPERM"));
+    let mut w = server.conn();
+    let _: () = redis::cmd("AUTH").arg("w").arg("pw").query(&mut w).unwrap();
+    let token: i64 = redis::cmd("HBLOCK.ACQUIRE")
+        .arg("k")
+        .arg("o")
+        .query(&mut w)
+        .unwrap();
+    assert_eq!(token, 1);
+}
