@@ -17,6 +17,7 @@
 use crate::commands::{commit, grant_new_key, lock_at, now_ms};
 use crate::config;
 use crate::error::Error;
+use crate::handoff::{self, Grant, Handle};
 use crate::lease::{Acquired, Effects, Lease, Phase, State};
 use crate::queue::{LockId, Queues, WaiterId};
 use crate::schedule::{Due, Schedule, WaitSlot};
@@ -34,8 +35,6 @@ const REPLICA_POLL_MS: i64 = 100;
 
 /// While writes are paused, the timer looks again this often.
 const PAUSE_POLL_MS: i64 = 10;
-
-use crate::handoff::{self, Grant, Handle};
 
 #[derive(Default)]
 struct Blocking {

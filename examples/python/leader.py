@@ -1,8 +1,9 @@
-"""The seed recipe's program on hblock: exactly one instance works, and a
-standby takes over the moment the active one dies.
+"""Leader election on hblock: exactly one instance works, and a standby takes
+over the moment the active one dies.
 
-The old recipe: SETNX a key, INCR it as a heartbeat, standbys poll and take
-over with GETSET after several unchanged polls. Here the server does it:
+The usual recipe with plain commands: SETNX a key, INCR it as a heartbeat,
+standbys poll and take over with GETSET after several unchanged polls. Here
+the server does it:
 
   - wait for the lease with one blocking HBLOCK.ACQUIRE ... WAIT 0 (a standby
     keeps its place in the queue and is granted the lock at once when the
@@ -30,7 +31,7 @@ from redis.retry import Retry
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis", default=os.environ.get("HBLOCK_REDIS_URL", "redis://127.0.0.1:6379"))
-    parser.add_argument("--key", default="seed:leader")
+    parser.add_argument("--key", default="jobs:leader")
     parser.add_argument("--owner", default=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     parser.add_argument("--interval", type=int, default=1000, help="heartbeat interval, ms")
     parser.add_argument("--misses", type=int, default=3, help="missed beats allowed")

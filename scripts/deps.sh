@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Finds the system packages the build and the tests need, each by what really
+# uses it, and installs the missing ones with apt-get when run as root.
+#
+#   scripts/deps.sh [--check] [--root DIR] [NAME ...]
+#
+# NAME: cargo cc libclang redis-server python3-venv valgrind tclsh (default: all).
+# --check   only report: print "missing: ..." and exit 1 when something is missing.
+# --root    look below DIR instead of / for libraries (used by the tests).
+#
+# Exit: 0 all present (or installed), 1 something missing, 2 usage.
+set -u
+
+root=""
+check_only=0
+wanted=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --check) check_only=1 ;;
+    --root) root=${2:?--root needs a directory}; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -*) echo "deps.sh: unknown option $1" >&2; exit 2 ;;
+    *) wanted+=("$1") ;;
+  esac
+  shift
+done
+[ ${#wanted[@]} -gt 0 ] || wanted=(cargo cc libclang redis-server python3-venv valgrind tclsh)
+
+# bindgen (through clang-sys) loads libclang.so or libclang-<N>.so*; the
+# libclang-cpp library some images ship is a different library and does not do.
+has_libclang() {
+  local dir f
+  if [ -z "$root" ] && [ -n "${LIBCLANG_PATH:-}" ]; then
+    for f in "$LIBCLANG_PATH"/libclang.so* "$LIBCLANG_PATH"/libclang-[0-9]*.so*; do
+      [ -e "$f" ] && return 0
+    done
+  fi
+  for dir in "$root"/usr/lib/llvm-*/lib "$root"/usr/lib/*-linux-gnu "$root"/usr/lib \
+             "$root"/usr/local/lib "$root"/usr/lib64; do
+    for f in "$dir"/libclang.so "$dir"/libclang.so.[0-9]* "$dir"/libclang-[0-9]*.so*; do
+      [ -e "$f" ] && return 0
+    done
+  done
+  return 1
+}
+
+# present NAME: 0 when the dependency is usable.
+present() {
+  case "$1" in
+    cargo) command -v cargo >/dev/null 2>&1 ;;
+    cc) command -v cc >/dev/null 2>&1 ;;
+    libclang) has_libclang ;;
+    redis-server) command -v redis-server >/dev/null 2>&1 ;;
+    python3-venv) python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
+    valgrind) command -v valgrind >/dev/null 2>&1 ;;
+    tclsh) command -v tclsh >/dev/null 2>&1 ;;
+    *) echo "deps.sh: unknown dependency $1" >&2; exit 2 ;;
+  esac
+}
+
+# The Debian package that provides NAME.
+package_of() {
+  case "$1" in
+    cc) echo gcc ;;
+    libclang) echo libclang-dev ;;
+    tclsh) echo tcl ;;
+    *) echo "$1" ;;
+  esac
+}
+
+missing=()
+for name in "${wanted[@]}"; do
+  present "$name" || missing+=("$name")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "missing: ${missing[*]}"
+[ "$check_only" = 1 ] && exit 1
+
+packages=()
+for name in "${missing[@]}"; do
+  if [ "$name" = cargo ]; then
+    echo "Rust is not installed (no cargo on PATH). Install it with rustup"
+    echo "(https://rustup.rs), or: sudo apt-get install -y cargo; then run make again."
+    exit 1
+  fi
+  packages+=("$(package_of "$name")")
+done
+
+if [ "$(id -u)" != 0 ]; then
+  echo "Run: sudo apt-get update && sudo apt-get install -y ${packages[*]}"
+  exit 1
+fi
+echo "installing: ${packages[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null || {
+  echo "apt-get install ${packages[*]} failed"; exit 1; }
+for name in "${missing[@]}"; do
+  present "$name" || { echo "still missing after install: $name"; exit 1; }
+done

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Tests scripts/deps.sh's libclang detection against fake root directories:
+# libclang-cpp alone is not libclang; libclang-<N>.so.1 or libclang.so is.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+# expect DESCRIPTION WANT_EXIT FILE...: a fake root holding FILEs.
+expect() {
+  local what=$1 want=$2 root got
+  shift 2
+  root="$tmp/$passed-$failed"
+  mkdir -p "$root"
+  for f in "$@"; do mkdir -p "$root/$(dirname "$f")"; : >"$root/$f"; done
+  LIBCLANG_PATH= "$here/deps.sh" --check --root "$root" libclang >/dev/null
+  got=$?
+  if [ "$got" = "$want" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $what: exit $got, expected $want"
+  fi
+}
+
+expect "empty root" 1
+expect "libclang-cpp only (the fresh image)" 1 usr/lib/llvm-14/lib/libclang-cpp.so.14
+expect "libclang-cpp in the multiarch dir" 1 usr/lib/x86_64-linux-gnu/libclang-cpp.so.14
+expect "libclang-14.so.1 (libclang1-14)" 0 usr/lib/x86_64-linux-gnu/libclang-14.so.1
+expect "libclang.so (libclang-dev)" 0 usr/lib/llvm-14/lib/libclang.so
+expect "libclang.so.1 in llvm's dir" 0 usr/lib/llvm-16/lib/libclang.so.1
+expect "static archives only" 1 usr/lib/llvm-14/lib/libclangBasic.a
+
+# Unknown names and options are usage errors, not "missing".
+"$here/deps.sh" --check nosuchthing >/dev/null 2>&1
+[ $? = 2 ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: unknown name"; }
+
+echo "deps: $passed passed, $failed failed"
+[ "$failed" = 0 ]
