@@ -25,3 +25,5 @@ mod persistence;
 mod replication;
 /// Configs, command metadata, INFO, notifications, MULTI and Lua.
 mod server;
+/// The operations torture test: clients under pause, failover, save, reload, restarts.
+mod torture;

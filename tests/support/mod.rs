@@ -119,9 +119,16 @@ impl Server {
     }
 
     /// Starts the process, retrying on another port if this one was taken.
+    /// A restart keeps the port when it is still free (replicas and clients
+    /// find the server where it was).
     fn launch(&mut self) {
-        for _attempt in 0..5 {
-            self.port = if self.options.cluster_node {
+        for attempt in 0..5 {
+            let keep = attempt == 0
+                && self.port != 0
+                && TcpListener::bind(("127.0.0.1", self.port)).is_ok();
+            self.port = if keep {
+                self.port
+            } else if self.options.cluster_node {
                 free_cluster_port()
             } else {
                 free_port()
@@ -179,6 +186,11 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The server's process id (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn dir(&self) -> &Path {
