@@ -52,7 +52,9 @@ pub fn default_terms() -> Terms {
 pub fn parse_module_args(args: &[&[u8]]) -> Result<Vec<(usize, i64)>, String> {
     let mut parsed: Vec<(usize, i64)> = Vec::new();
     for pair in args.chunks(2) {
-        let name = String::from_utf8_lossy(pair.first().copied().unwrap_or_default());
+        // Escaped: a MODULE LOAD argument may hold any byte, NUL included,
+        // and the log line must be a C string.
+        let name = printable(pair.first().copied().unwrap_or_default());
         let Some((index, config)) = CONFIGS
             .iter()
             .enumerate()
@@ -79,7 +81,7 @@ pub fn parse_module_args(args: &[&[u8]]) -> Result<Vec<(usize, i64)>, String> {
                 return Err(format!(
                     "module argument '{}' is '{}': it must be an integer from {} to {}",
                     config.name,
-                    String::from_utf8_lossy(value),
+                    printable(value),
                     config.min,
                     config.max
                 ))
@@ -87,6 +89,12 @@ pub fn parse_module_args(args: &[&[u8]]) -> Result<Vec<(usize, i64)>, String> {
         }
     }
     Ok(parsed)
+}
+
+/// An argument as text fit for a log line: invalid UTF-8 replaced, control
+/// characters (NUL included) escaped.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).escape_debug().to_string()
 }
 
 /// Applies parsed module arguments (after Redis loaded the config file's

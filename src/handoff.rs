@@ -16,11 +16,11 @@
 //! the filter (filters run when a command is queued): the grant is undone
 //! then too, and the waiter gets `-UNBLOCKED` or, on 7.0, no reply.
 
+use crate::filter;
 use crate::queue::LockId;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::c_int;
 
 /// A blocked client, as the address of its `RedisModuleBlockedClient`.
 pub type Handle = usize;
@@ -108,64 +108,26 @@ fn any_granted() -> bool {
     HANDOFF.with(|h| h.try_borrow().is_ok_and(|h| !h.granted.is_empty()))
 }
 
-/// Registers the command filter. Called once from init.
-pub fn register_filter(ctx: *mut raw::RedisModuleCtx) -> bool {
-    // SAFETY: registration during OnLoad with our own callback.
-    unsafe {
-        let Some(register) = raw::RedisModule_RegisterCommandFilter else {
-            return false;
-        };
-        !register(
-            ctx,
-            Some(filter_client_unblock),
-            raw::REDISMODULE_CMDFILTER_NOSELF as c_int,
-        )
-        .is_null()
-    }
-}
-
 /// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]` of a granted waiter whose reply is
 /// pending becomes `CLIENT UNBLOCK 0 ...` (no such client: reply 0), so the
 /// waiter gets its token. Every other command passes untouched; the cost is
 /// one check of an (almost always) empty map.
-extern "C" fn filter_client_unblock(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     if !any_granted() {
         return;
     }
-    // SAFETY: plain API calls on the live filter context; the strings it
-    // returns live for the call, and the replacement is handed over to Redis.
-    unsafe {
-        let (Some(count), Some(arg), Some(replace), Some(create)) = (
-            raw::RedisModule_CommandFilterArgsCount,
-            raw::RedisModule_CommandFilterArgGet,
-            raw::RedisModule_CommandFilterArgReplace,
-            raw::RedisModule_CreateString,
-        ) else {
-            return;
-        };
-        if !(3..=4).contains(&count(fctx)) {
-            return;
-        }
-        let word = |pos: c_int| {
-            let s = arg(fctx, pos);
-            if s.is_null() {
-                &[][..]
-            } else {
-                redis_module::RedisString::string_as_slice(s)
-            }
-        };
-        if !word(0).eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
-            return;
-        }
-        let Some(target) = crate::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok())
-        else {
-            return;
-        };
-        if awaiting_reply(target) {
-            let none = create(std::ptr::null_mut(), c"0".as_ptr(), 1);
-            if !none.is_null() {
-                replace(fctx, 2, none);
-            }
-        }
+    let count = filter::arg_count(fctx);
+    if !(3..=4).contains(&count) {
+        return;
+    }
+    let word = |pos| filter::arg(fctx, pos);
+    if !word(0).eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
+        return;
+    }
+    let Some(target) = crate::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok()) else {
+        return;
+    };
+    if awaiting_reply(target) {
+        filter::replace_arg(fctx, 2, b"0");
     }
 }

@@ -20,12 +20,14 @@ mod commands;
 mod config;
 mod error;
 mod eviction;
+mod filter;
 mod handoff;
 mod lease;
 mod owner;
 mod queue;
 mod record;
 mod schedule;
+mod second_load;
 mod stats;
 
 use record::LOCK_TYPE;
@@ -59,10 +61,11 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         ctx.log_warning("hblock: could not subscribe to keyspace and server events");
         return Status::Err;
     }
-    if !handoff::register_filter(ctx.ctx) {
-        ctx.log_warning("could not register the CLIENT UNBLOCK command filter");
+    if !filter::register(ctx.ctx) {
+        ctx.log_warning("hblock: could not register its command filter");
         return Status::Err;
     }
+    second_load::init(ctx.ctx);
     eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.
     // SAFETY: called during OnLoad with the load context.

@@ -343,6 +343,40 @@ fn bad_module_arguments_refuse_the_start_with_one_clear_line() {
     assert_eq!(got, ["hblock.interval", "500"]);
 }
 
+#[test]
+fn module_load_with_any_bytes_and_a_second_load_say_what_is_wrong() {
+    let server = Server::with(Options::default().without_module());
+    let mut c = server.conn();
+    let module = crate::support::module_path();
+    let load = |c: &mut Connection, args: &[&[u8]]| {
+        let mut cmd = redis::cmd("MODULE");
+        cmd.arg("LOAD").arg(module.to_str().unwrap());
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query::<Value>(c)
+    };
+    // A NUL in an argument is refused with an escaped log line, not a crash.
+    assert!(load(&mut c, &[b"misses", b"1\0"]).is_err());
+    assert!(load(&mut c, &[b"in\0terval", b"5"]).is_err());
+    assert!(
+        server.log().contains("module argument 'misses' is '1\\0'"),
+        "{}",
+        server.log()
+    );
+    // The module loads after a refused load, and a second load says why it fails.
+    assert!(load(&mut c, &[b"interval", b"500"]).is_ok());
+    assert_eq!(acquire(&mut c, "k", "o", &[]), Some(1));
+    assert!(load(&mut c, &[]).is_err());
+    assert!(
+        server
+            .log()
+            .contains("hblock is already loaded, so MODULE LOAD of"),
+        "{}",
+        server.log()
+    );
+}
+
 // ---- 5. eviction ----
 
 #[test]

@@ -65,6 +65,8 @@ pub struct Options {
     pub module_args: Vec<String>,
     /// A cluster node: its port + 10000 (the cluster bus) must be free too.
     pub cluster_node: bool,
+    /// Start without `--loadmodule` (MODULE LOAD allowed instead).
+    pub no_module: bool,
 }
 
 impl Options {
@@ -77,6 +79,11 @@ impl Options {
         self.config("cluster-enabled", "yes")
             .config("cluster-config-file", "nodes.conf")
             .config("cluster-node-timeout", "1000")
+    }
+
+    pub fn without_module(mut self) -> Self {
+        self.no_module = true;
+        self.config("enable-module-command", "yes")
     }
 
     pub fn module_arg(mut self, name: &str, value: &str) -> Self {
@@ -145,8 +152,10 @@ impl Server {
             for (name, value) in &self.options.config {
                 cmd.arg(format!("--{name}")).arg(value);
             }
-            cmd.arg("--loadmodule").arg(module_path());
-            cmd.args(&self.options.module_args);
+            if !self.options.no_module {
+                cmd.arg("--loadmodule").arg(module_path());
+                cmd.args(&self.options.module_args);
+            }
             let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

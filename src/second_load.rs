@@ -1,0 +1,68 @@
+//! A module name can be loaded once per server. Loading hblock again fails
+//! inside the module API's own init, before any of this module's code runs in
+//! the new copy, and Redis logs only "initialization failed". The copy that is
+//! loaded sees the `MODULE LOAD` command go by and logs the reason first.
+
+use crate::filter;
+use redis_module::raw;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// A context for log lines outside any command (from the filter).
+static LOG_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Files larger than this are not read to see whether they are hblock.
+const MAX_MODULE_FILE: u64 = 256 << 20;
+
+/// The type name every hblock build carries (record.rs).
+const MARKER: &[u8] = b"hblock-lk";
+
+/// Called once from init.
+pub fn init(ctx: *mut raw::RedisModuleCtx) {
+    // SAFETY: a plain API call during OnLoad; the detached context lives as
+    // long as the module and is only used on the main thread.
+    let detached = unsafe {
+        raw::RedisModule_GetDetachedThreadSafeContext.map_or(std::ptr::null_mut(), |get| get(ctx))
+    };
+    LOG_CTX.store(detached, Ordering::Relaxed);
+}
+
+pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    if filter::arg_count(fctx) < 3
+        || !filter::arg(fctx, 0).eq_ignore_ascii_case(b"module")
+        || !filter::arg(fctx, 1).eq_ignore_ascii_case(b"load")
+    {
+        return;
+    }
+    let path = filter::arg(fctx, 2);
+    if is_hblock(path) {
+        warn(&format!(
+            "hblock is already loaded, so MODULE LOAD of {} fails: a module name \
+             loads once per server. MODULE UNLOAD hblock first (after its timers \
+             have fired), or restart with one loadmodule line.",
+            String::from_utf8_lossy(path).escape_debug()
+        ));
+    }
+}
+
+fn is_hblock(path: &[u8]) -> bool {
+    let Ok(path) = std::str::from_utf8(path) else {
+        return false;
+    };
+    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_MODULE_FILE);
+    small && std::fs::read(path).is_ok_and(|bytes| bytes.windows(MARKER.len()).any(|w| w == MARKER))
+}
+
+fn warn(message: &str) {
+    let ctx = LOG_CTX.load(Ordering::Relaxed);
+    let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
+        return;
+    };
+    // SAFETY: a NUL-terminated level and message; "%s" keeps Redis from
+    // reading the message as a format string.
+    unsafe {
+        if let Some(log) = raw::RedisModule_Log {
+            log(ctx, c"warning".as_ptr(), c"%s".as_ptr(), message.as_ptr());
+        }
+    }
+}
