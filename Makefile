@@ -38,8 +38,8 @@ test: build venv lint test-deps test-unit test-servers test-client test-docs mem
 test-deps: ## The dependency detection of scripts/deps.sh, against fake root directories
 	scripts/test-deps.sh
 
-test-unit: ## Unit tests of the pure core (no server)
-	$(CARGO) test -p hblock --lib
+test-unit: ## Unit tests of the pure core (core/, no Redis) and of the module (no server)
+	$(CARGO) test -p hblock-core -p hblock --lib
 
 test-integration: build ## Integration tests against real redis-server processes
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --test integration

@@ -1,6 +1,7 @@
 //! Every error the module replies with, as data. Converted to a reply string
 //! at the boundary; the prefixes (`ERR`, `WRONGTYPE`, `NOTHELD`) are a contract.
 
+use crate::args::Invalid;
 use crate::lease::{CoreError, NotHeld};
 use redis_module::RedisError;
 
@@ -76,6 +77,16 @@ impl From<CoreError> for Error {
     fn from(err: CoreError) -> Self {
         match err {
             CoreError::TokensExhausted => Error::TokensExhausted,
+        }
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Self {
+        match invalid {
+            Invalid::Syntax => Error::Syntax,
+            Invalid::Range { what, min, max } => Error::Range { what, min, max },
+            Invalid::Owner => Error::Owner,
         }
     }
 }

@@ -1,19 +1,25 @@
 //! hblock: heartbeat-lease locks inside Redis.
 //!
 //! # Layout
+//! - `core/` (crate `hblock-core`, no Redis dependency, so the compiler keeps
+//!   it pure): `lease` (the state machine, `now` passed in), `owner`, `queue`
+//!   (FIFO waiters), `schedule` (deadlines), `args` (parsing, errors as data).
+//!   Imported here under those names (`crate::lease`, ...).
 //! - `lib.rs`: the registration table and module init; nothing else.
-//! - `lease.rs`: the pure lease state machine (`now` passed in, no Redis).
-//! - `owner.rs`: the binary-safe owner, stored inline when short.
-//! - `args.rs`: argument parsing and range checks.
-//! - `error.rs`: every error reply, as data.
-//! - `commands/`: one file per command (parse -> core -> write/replicate/notify -> reply).
-//! - `queue.rs`, `schedule.rs`: the pure wait queues and deadline schedule.
-//! - `blocking.rs`: blocked clients, the module timer, key and server events.
+//! - `error.rs`: every error reply, as data (core errors converted here).
+//! - `commands/`: one file per command (parse -> core -> commit -> reply);
+//!   `commit` replicates, publishes, counts and schedules the deadline.
+//! - `blocking/`: blocked clients (`waiters.rs`), the one module timer
+//!   (`timer.rs`, which writes nothing while Redis pauses writes), keyspace
+//!   and server events (`events.rs`).
+//! - `handoff.rs`: a grant whose reply is on its way (CLIENT UNBLOCK, undo).
+//! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`).
+//! - `eviction.rs`: maxmemory: the policy warning, evicted locks, OOM grants.
 //! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
 //! - `command_info.rs`: arity, key specs and COMMAND DOCS.
-//! - `config.rs`, `stats.rs`: configs and the `INFO hblock` section.
+//! - `config.rs`, `stats.rs`: configs (and loadmodule arguments) and the
+//!   `INFO hblock` section.
 
-mod args;
 mod blocking;
 mod command_info;
 mod commands;
@@ -22,14 +28,13 @@ mod error;
 mod eviction;
 mod filter;
 mod handoff;
-mod lease;
-mod owner;
-mod queue;
 mod record;
-mod schedule;
 mod second_load;
 mod stats;
 
+// The pure core (its own crate, so it cannot import Redis), under the names
+// the rest of the module uses.
+use hblock_core::{args, lease, owner, queue, schedule};
 use record::LOCK_TYPE;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{raw, redis_module, Context, RedisString, Status};

@@ -18,8 +18,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;
-    let owner = args::owner(owner.as_slice())?;
-    let opts = args::acquire_options(&byte_args(options))?;
+    let owner = args::owner(owner.as_slice()).map_err(Error::from)?;
+    let opts = args::acquire_options(&byte_args(options)).map_err(Error::from)?;
     let requested = (opts.interval_ms, opts.misses);
     let defaults = config::default_terms();
     let now = now_ms();
@@ -43,16 +43,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     .acquire(owner, requested, defaults, now)
                     .map_err(Error::from)?;
                 commit(ctx, key, lease, fx);
-                if fx.acquired || requested != (None, None) {
-                    blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), lease);
-                }
                 got
             }
         }
         None if queue_ahead => Acquired::Busy,
         None => {
             let lease = grant_new_key(ctx, key, &handle, owner, requested, now)?;
-            blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), lease);
             Acquired::Token(lease.token)
         }
     };

@@ -10,7 +10,7 @@ pub mod release;
 use crate::config;
 use crate::error::Error;
 use crate::lease::Terms;
-use crate::lease::{Effects, Lease};
+use crate::lease::{Effects, Lease, Phase};
 use crate::record::{call_with_apply_args, Fields, LOCK_TYPE};
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
@@ -78,8 +78,9 @@ pub fn grant_new_key<'k>(
 }
 
 /// Makes a transition visible: replicate the new record as absolute values,
-/// publish its keyspace events and count it.
-pub fn commit(ctx: &Context, key: &RedisString, lease: &Lease, fx: Effects) {
+/// publish its keyspace events, count it, and make sure a held lease is
+/// looked at by its deadline (no handler has to remember that).
+pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects) {
     if fx.changed {
         signal_modified(ctx, key);
         replicate_record(ctx, key, lease);
@@ -97,6 +98,10 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &Lease, fx: Effects) {
                 ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
             }
         }
+    }
+    if fx.changed && lease.phase == Phase::Held {
+        // Cheap when a check is already scheduled no later (every beat).
+        crate::blocking::watch_lease(ctx.ctx, || crate::blocking::lock_id(ctx, key), lease);
     }
 }
 

@@ -15,8 +15,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;
-    let owner = args::owner(owner.as_slice())?;
-    let token = args::token(token.as_slice())?;
+    let owner = args::owner(owner.as_slice()).map_err(Error::from)?;
+    let token = args::token(token.as_slice()).map_err(Error::from)?;
     let now = now_ms();
 
     let handle = ctx.open_key_writable(key);

@@ -1,7 +1,7 @@
 //! What must happen at a given time: a lease's deadline (check it, publish its
 //! expiry, hand the lock to the next waiter) or the end of a waiter's WAIT.
 //! Pure data with the clock passed in; one module timer armed at `next_due`
-//! drives it (see `blocking.rs`).
+//! drives it (see `blocking/timer.rs`).
 //!
 //! The lock record remembers when its check is scheduled (`Lease::check_at`),
 //! so no per-lock map is needed: beats move deadlines later without touching
@@ -126,7 +126,7 @@ impl Schedule {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn entries(&self) -> usize {
         self.leases.len() + self.waits.len()
     }
 }
@@ -180,10 +180,10 @@ mod tests {
         let at = s.lease_check(&lock("a"), None, 500);
         // A later deadline: the 500 check will re-check, nothing added.
         assert_eq!(s.lease_check(&lock("a"), Some(at), 900), 500);
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.entries(), 1);
         // Shorter terms: the entry moves earlier.
         let at = s.lease_check(&lock("a"), Some(at), 300);
-        assert_eq!((at, s.len(), s.next_due()), (300, 1, Some(300)));
+        assert_eq!((at, s.entries(), s.next_due()), (300, 1, Some(300)));
         assert_eq!(s.take_due(1000), [lease("a", 300)]);
         // Consumed: the record forgets it and a new check can be made.
         assert_eq!(s.lease_check(&lock("a"), None, 1500), 1500);

@@ -1,8 +1,22 @@
 //! Argument parsing and range checks shared by the commands. Works on bytes:
 //! keys and owners are binary-safe and never assumed to be UTF-8.
 
-use crate::error::Error;
 use crate::owner::MAX_OWNER_LEN;
+
+/// A malformed argument; the module turns each into its `ERR ...` reply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Invalid {
+    /// An unknown, repeated or incomplete option.
+    Syntax,
+    /// A number outside its range, or not a number at all.
+    Range {
+        what: &'static str,
+        min: i64,
+        max: i64,
+    },
+    /// An owner that is empty or longer than 1024 bytes.
+    Owner,
+}
 
 pub const INTERVAL_MAX: i64 = 86_400_000;
 pub const MISSES_MAX: i64 = 10_000;
@@ -37,22 +51,22 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
 }
 
 /// An integer in `min..=max`, or an `ERR` naming `what` and the range.
-pub fn int_in_range(bytes: &[u8], what: &'static str, min: i64, max: i64) -> Result<i64, Error> {
+pub fn int_in_range(bytes: &[u8], what: &'static str, min: i64, max: i64) -> Result<i64, Invalid> {
     match parse_i64(bytes) {
         Some(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(Error::Range { what, min, max }),
+        _ => Err(Invalid::Range { what, min, max }),
     }
 }
 
-pub fn owner(bytes: &[u8]) -> Result<&[u8], Error> {
+pub fn owner(bytes: &[u8]) -> Result<&[u8], Invalid> {
     if bytes.is_empty() || bytes.len() > MAX_OWNER_LEN {
-        return Err(Error::Owner);
+        return Err(Invalid::Owner);
     }
     Ok(bytes)
 }
 
 /// A fencing token: a positive integer.
-pub fn token(bytes: &[u8]) -> Result<u64, Error> {
+pub fn token(bytes: &[u8]) -> Result<u64, Invalid> {
     int_in_range(bytes, "token", 1, i64::MAX).map(|t| t as u64)
 }
 
@@ -65,11 +79,11 @@ pub struct AcquireOptions {
     pub wait_ms: Option<u64>,
 }
 
-pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Error> {
+pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
     let mut opts = AcquireOptions::default();
     let mut rest = args;
     while let Some((name, after)) = rest.split_first() {
-        let (value, after) = after.split_first().ok_or(Error::Syntax)?;
+        let (value, after) = after.split_first().ok_or(Invalid::Syntax)?;
         rest = after;
         if name.eq_ignore_ascii_case(b"INTERVAL") && opts.interval_ms.is_none() {
             opts.interval_ms = Some(int_in_range(value, "INTERVAL", 1, INTERVAL_MAX)? as u32);
@@ -78,7 +92,7 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Error> {
         } else if name.eq_ignore_ascii_case(b"WAIT") && opts.wait_ms.is_none() {
             opts.wait_ms = Some(int_in_range(value, "WAIT", 0, WAIT_MAX)? as u64);
         } else {
-            return Err(Error::Syntax);
+            return Err(Invalid::Syntax);
         }
     }
     Ok(opts)
@@ -139,7 +153,7 @@ mod tests {
             &[b"WAIT", b"1", b"MISSES"],
         ];
         for args in syntax {
-            assert_eq!(acquire_options(args), Err(Error::Syntax));
+            assert_eq!(acquire_options(args), Err(Invalid::Syntax));
         }
         let range: [(&[&[u8]], &str); 6] = [
             (&[b"INTERVAL", b"0"], "INTERVAL"),
@@ -151,7 +165,7 @@ mod tests {
         ];
         for (args, what) in range {
             match acquire_options(args) {
-                Err(Error::Range { what: got, .. }) => assert_eq!(got, what),
+                Err(Invalid::Range { what: got, .. }) => assert_eq!(got, what),
                 other => panic!("{args:?}: {other:?}"),
             }
         }
@@ -159,8 +173,8 @@ mod tests {
 
     #[test]
     fn owners_and_tokens() {
-        assert_eq!(owner(b""), Err(Error::Owner));
-        assert_eq!(owner(&[0u8; 1025]), Err(Error::Owner));
+        assert_eq!(owner(b""), Err(Invalid::Owner));
+        assert_eq!(owner(&[0u8; 1025]), Err(Invalid::Owner));
         assert_eq!(owner(&[0u8; 1024]).map(|o| o.len()), Ok(1024));
         assert!(token(b"0").is_err());
         assert!(token(b"-1").is_err());

@@ -1,0 +1,15 @@
+//! The pure core of hblock: everything that decides, with the clock passed
+//! in and no Redis anywhere. This crate has no `redis-module` dependency, so
+//! the compiler keeps it that way; the module (`src/`) is the Redis glue.
+//!
+//! - `lease`: the lease state machine (acquire, beat, release, expiry).
+//! - `owner`: the binary-safe owner, stored inline when short.
+//! - `queue`: the FIFO wait queues, per lock.
+//! - `schedule`: what must happen when (lease deadlines, WAIT ends).
+//! - `args`: argument parsing and range checks (errors as data).
+
+pub mod args;
+pub mod lease;
+pub mod owner;
+pub mod queue;
+pub mod schedule;

@@ -1,0 +1,178 @@
+//! Keyspace and server events: keys with waiters deleted, overwritten,
+//! renamed or flushed; locks arriving under a new name; SWAPDB; promotion;
+//! the end of loading; config changes (eviction policy).
+
+use super::timer::REPLICA_POLL_MS;
+use super::{arm, note_pending, selected_db, with};
+use crate::commands::now_ms;
+use crate::queue::LockId;
+use redis_module::{raw, RedisString};
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+// ---- keyspace and server events ----
+
+thread_local! {
+    /// The db of the last `move_from` event (see `on_key_event`).
+    static MOVED_FROM_DB: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Events after which a key may hold a lease under a new name.
+const ARRIVALS: [&[u8]; 4] = [b"rename_to", b"move_to", b"copy_to", b"restore"];
+
+extern "C" fn on_key_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if event.is_null() || key.is_null() {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    // SAFETY: Redis passes a NUL-terminated event name and a live key string.
+    let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+    crate::eviction::on_key_event(event, key);
+    // Valkey 8.1 before valkey-io/valkey#4024 runs this callback on the client
+    // that issued the command after selecting the event's db, and never
+    // switches it back: after MOVE that client would be left on the target
+    // db. move_from comes first, in the client's own db, so move_to puts it
+    // back. (Redis uses a private client here; reselecting it is harmless.)
+    match event {
+        b"move_from" => MOVED_FROM_DB.with(|d| d.set(Some(selected_db(ctx)))),
+        b"move_to" => {
+            if let Some(db) = MOVED_FROM_DB.with(|d| d.take()) {
+                handle_key_event(ctx, event, key);
+                // SAFETY: a plain API call on the notification's context.
+                unsafe {
+                    if let Some(select) = raw::RedisModule_SelectDb {
+                        select(ctx, db);
+                    }
+                }
+                return raw::REDISMODULE_OK as c_int;
+            }
+        }
+        _ => {}
+    }
+    handle_key_event(ctx, event, key);
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Notes a key that waiters wait on, or that may now hold a lease under a
+/// new name, for the next timer run.
+fn handle_key_event(ctx: *mut raw::RedisModuleCtx, event: &[u8], key: *mut raw::RedisModuleString) {
+    let arrival = ARRIVALS.contains(&event);
+    let anyone_waiting = !with(|s| s.queues.is_empty()).unwrap_or(true);
+    if !arrival && !anyone_waiting {
+        return;
+    }
+    let lock = LockId::new(selected_db(ctx), RedisString::string_as_slice(key));
+    let waited_on = with(|s| s.queues.has_waiters(&lock)).unwrap_or(false);
+    if arrival || waited_on {
+        note_pending(lock);
+        arm(ctx);
+    }
+}
+
+unsafe extern "C" fn on_server_event(
+    ctx: *mut raw::RedisModuleCtx,
+    event: raw::RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    match event.id {
+        raw::REDISMODULE_EVENT_FLUSHDB => {
+            // SAFETY: for FLUSHDB, data is a RedisModuleFlushInfo.
+            let dbnum = unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }
+                .map_or(-1, |info| info.dbnum);
+            let db = (dbnum >= 0).then_some(dbnum);
+            for lock in with(|s| s.queues.locks_in(db)).unwrap_or_default() {
+                note_pending(lock);
+            }
+        }
+        raw::REDISMODULE_EVENT_SWAPDB => {
+            // SAFETY: for SWAPDB, data is a RedisModuleSwapDbInfo.
+            if let Some(info) = unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() } {
+                let (a, b) = (info.dbnum_first, info.dbnum_second);
+                with(|s| s.schedule.swap_dbs(a, b));
+                for db in [a, b] {
+                    for lock in with(|s| s.queues.locks_in(Some(db))).unwrap_or_default() {
+                        note_pending(lock);
+                    }
+                }
+            }
+        }
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED
+            if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER =>
+        {
+            // Leases that ran out while this was a replica are handled now.
+            let now = now_ms();
+            with(|s| {
+                s.schedule
+                    .advance_leases(now.saturating_add(REPLICA_POLL_MS + 1), now)
+            });
+        }
+        raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
+            return;
+        }
+        raw::REDISMODULE_EVENT_CONFIG => {
+            crate::eviction::on_config_change(ctx, data);
+            return;
+        }
+        _ => {}
+    }
+    arm(ctx);
+}
+
+/// Subscribes to the events above. Called once from init.
+pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
+    // Every class of key event but the module's own: deletes, overwrites,
+    // expiries, evictions, renames and moves of a key somebody waits on.
+    let classes = raw::REDISMODULE_NOTIFY_GENERIC
+        | raw::REDISMODULE_NOTIFY_STRING
+        | raw::REDISMODULE_NOTIFY_LIST
+        | raw::REDISMODULE_NOTIFY_SET
+        | raw::REDISMODULE_NOTIFY_HASH
+        | raw::REDISMODULE_NOTIFY_ZSET
+        | raw::REDISMODULE_NOTIFY_EXPIRED
+        | raw::REDISMODULE_NOTIFY_EVICTED
+        | raw::REDISMODULE_NOTIFY_STREAM;
+    let events = [
+        raw::REDISMODULE_EVENT_FLUSHDB,
+        raw::REDISMODULE_EVENT_SWAPDB,
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        raw::REDISMODULE_EVENT_LOADING,
+        raw::REDISMODULE_EVENT_CONFIG,
+    ];
+    // SAFETY: registration calls during OnLoad with our own callbacks.
+    unsafe {
+        let (Some(keyspace), Some(server)) = (
+            raw::RedisModule_SubscribeToKeyspaceEvents,
+            raw::RedisModule_SubscribeToServerEvent,
+        ) else {
+            return false;
+        };
+        if keyspace(ctx, classes, Some(on_key_event)) != raw::REDISMODULE_OK as c_int {
+            return false;
+        }
+        for id in events {
+            let event = raw::RedisModuleEvent { id, dataver: 1 };
+            if server(ctx, event, Some(on_server_event)) != raw::REDISMODULE_OK as c_int {
+                return false;
+            }
+        }
+        // Keys are signalled as modified only when a lock really changes
+        // (commit), not whenever one is opened for writing. rdb_load checks
+        // for short reads (the crate tests RedisModule_IsIOError after each
+        // load call) and touches nothing but the record it builds, and the
+        // timer and events act on the live keyspace only, so Redis may keep
+        // diskless loading (swapdb, async loading) on.
+        if let Some(set_options) = raw::RedisModule_SetModuleOptions {
+            set_options(
+                ctx,
+                (raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED
+                    | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
+                    | raw::REDISMODULE_OPTIONS_HANDLE_REPL_ASYNC_LOAD) as c_int,
+            );
+        }
+    }
+    true
+}

@@ -1,0 +1,229 @@
+//! The one module timer: lease deadlines (publish the expiry, grant the next
+//! waiter), WAIT ends, grants to undo, keys to look at again; it does
+//! nothing that writes while Redis pauses writes.
+
+use super::waiters::{end_wait, fail_all, serve};
+use super::{has_pending, select_db, take_pending, with};
+use crate::commands::{commit, lock_at, now_ms};
+use crate::handoff::{self, Grant};
+use crate::lease::{Effects, Lease, Phase};
+use crate::queue::LockId;
+use crate::schedule::Due;
+use redis_module::key::KeyFlags;
+use redis_module::{raw, Context, ContextFlags, RedisString};
+use std::ffi::c_void;
+
+/// A replica cannot decide expiries; it re-checks an overdue lease this often
+/// so that, once promoted, it takes over within that time.
+pub(super) const REPLICA_POLL_MS: i64 = 100;
+
+/// While writes are paused, the timer looks again this often.
+const PAUSE_POLL_MS: i64 = 10;
+
+/// Makes sure a held lease is looked at by its deadline: its expiry is
+/// published on time and the next waiter takes over at that moment. `lock`
+/// is only built when a check must be added.
+pub fn watch_lease(
+    ctx: *mut raw::RedisModuleCtx,
+    lock: impl FnOnce() -> LockId,
+    lease: &mut Lease,
+) {
+    if lease.phase == Phase::Held {
+        let deadline = lease.deadline_ms();
+        watch_lease_at(ctx, lock, lease, deadline);
+    }
+}
+
+/// Makes sure the lock is looked at no later than `when`.
+fn watch_lease_at(
+    ctx: *mut raw::RedisModuleCtx,
+    lock: impl FnOnce() -> LockId,
+    lease: &mut Lease,
+    when: i64,
+) {
+    let current = lease.scheduled_check();
+    if current.is_some_and(|at| at <= when) {
+        return; // the common case: a beat moved the deadline later
+    }
+    let lock = lock();
+    if let Some(at) = with(|s| s.schedule.lease_check(&lock, current, when)) {
+        lease.set_scheduled_check(Some(at));
+    }
+    if !ctx.is_null() {
+        arm(ctx);
+    }
+}
+
+/// Looks at one lock from the timer: publishes an expiry the server has not
+/// seen yet, grants it to the next waiter, and schedules the next look. The
+/// record's own scheduled check is consumed (or, for a lock that arrived
+/// under a new name, was never this name's), so it is scheduled afresh.
+fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
+    if !select_db(ctx, lock.db) {
+        return;
+    }
+    let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
+    // NOTOUCH: looking at a key (maybe not even a lock) must not reset its
+    // LRU/LFU; a write lookup counts no keyspace hits or misses either.
+    let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
+    let lease = match lock_at(&handle) {
+        Ok(lease) => lease,
+        Err(err) => {
+            fail_all(lock, &err.message());
+            return;
+        }
+    };
+    if let Some(lease) = lease {
+        lease.set_scheduled_check(None);
+        if !is_master {
+            // A replica only keeps track, so that it can take over when promoted.
+            if lease.phase == Phase::Held {
+                let deadline = lease.deadline_ms();
+                let next = if deadline > now {
+                    deadline
+                } else {
+                    now.saturating_add(REPLICA_POLL_MS)
+                };
+                watch_lease_at(std::ptr::null_mut(), || lock.clone(), lease, next);
+            }
+            return;
+        }
+        if lease.observe_expiry(now) {
+            let fx = Effects {
+                changed: true,
+                expired: true,
+                ..Effects::default()
+            };
+            commit(ctx, &key, lease, fx);
+        } else {
+            watch_lease(std::ptr::null_mut(), || lock.clone(), lease);
+        }
+    } else if !is_master {
+        return;
+    }
+    if let Err(err) = serve(ctx, &key, &handle, lock, now) {
+        fail_all(lock, &err.message());
+    }
+}
+
+/// Whether Redis forbids propagating writes right now (clients paused).
+/// `RedisModule_AvoidReplicaTraffic` is exactly that test on Redis 7.0 and
+/// Valkey; a server without it has no pauses we could break.
+fn writes_paused() -> bool {
+    // SAFETY: a plain API call without arguments, on the main thread.
+    unsafe { raw::RedisModule_AvoidReplicaTraffic.is_some_and(|avoid| avoid() != 0) }
+}
+
+/// Releases a lease granted to a client that never got its token (it still
+/// is that grant: same owner and token, not beaten or renewed since), then
+/// serves the next waiter.
+fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
+    if is_master && select_db(ctx, grant.lock.db) {
+        let key = RedisString::create_from_slice(ctx.ctx, &grant.lock.key);
+        let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
+        if let Ok(Some(lease)) = lock_at(&handle) {
+            let untouched = lease.phase == Phase::Held
+                && lease.token == grant.token
+                && lease.beats == 0
+                && lease.owner.as_bytes() == &grant.owner[..];
+            if untouched {
+                let (_, fx) = lease.release(&grant.owner, grant.token, now);
+                commit(ctx, &key, lease, fx);
+            }
+        }
+    }
+    check_lock(ctx, &grant.lock, now, is_master);
+}
+
+/// Arms the module timer for the earliest due time, if it is not already.
+pub fn arm(ctx: *mut raw::RedisModuleCtx) {
+    arm_not_before(ctx, i64::MIN);
+}
+
+/// Arms the module timer for the earliest due time, but not before
+/// `earliest` (while writes are paused, due work is retried later).
+fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
+    let now = now_ms();
+    let next = with(|s| s.schedule.next_due()).flatten();
+    let next = if has_pending() || handoff::has_undo() {
+        Some(now)
+    } else {
+        next
+    };
+    let Some(next) = next.map(|next| next.max(earliest)) else {
+        return;
+    };
+    let Some((stop, create)) = with(|s| match s.armed {
+        Some((_, when)) if when <= next => (None, false),
+        Some((id, _)) => (Some(id), true),
+        None => (None, true),
+    }) else {
+        return;
+    };
+    // SAFETY: plain API calls on a live context; the timer carries no data.
+    unsafe {
+        if let (Some(id), Some(stop_timer)) = (stop, raw::RedisModule_StopTimer) {
+            stop_timer(ctx, id, std::ptr::null_mut());
+        }
+        if !create {
+            return;
+        }
+        let Some(create_timer) = raw::RedisModule_CreateTimer else {
+            return;
+        };
+        let delay = next.saturating_sub(now).max(0);
+        let id = create_timer(ctx, delay, Some(on_timer), std::ptr::null_mut());
+        with(|s| s.armed = Some((id, next)));
+    }
+}
+
+extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
+    with(|s| s.armed = None);
+    let now = now_ms();
+    if writes_paused() {
+        // CLIENT PAUSE WRITE/ALL, FAILOVER, CLUSTER FAILOVER, SHUTDOWN waiting
+        // for replicas: Redis aborts if anything is propagated now. Answer the
+        // WAITs that ran out (no write); expiries and grants wait for the end
+        // of the pause and then happen at once, in deadline order.
+        for due in with(|s| s.schedule.take_due_waits(now)).unwrap_or_default() {
+            end_wait(due);
+        }
+        arm_not_before(ctx, now.saturating_add(PAUSE_POLL_MS));
+        return;
+    }
+    let context = Context::new(ctx);
+    let is_master = context.get_flags().contains(ContextFlags::MASTER);
+    for grant in handoff::take_undo() {
+        undo_grant(&context, &grant, now, is_master);
+    }
+    for lock in take_pending() {
+        check_lock(&context, &lock, now, is_master);
+    }
+    let due = with(|s| s.schedule.take_due(now)).unwrap_or_default();
+    for due in due {
+        match due {
+            Due::WaitEnd(_) => end_wait(due),
+            Due::Lease { lock, .. } => check_lock(&context, &lock, now, is_master),
+        }
+    }
+    arm(ctx);
+}
+
+/// A lease loaded from an RDB file or a RESTORE payload: watch its deadline
+/// (the timer is armed when loading ends or by the RESTORE's key event).
+pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &mut Lease) {
+    if lease.phase != Phase::Held {
+        return;
+    }
+    // SAFETY: plain API calls on the IO context of the running rdb_load.
+    let (name, db) = unsafe {
+        let name = raw::RedisModule_GetKeyNameFromIO.map_or(std::ptr::null(), |get| get(io));
+        let db = raw::RedisModule_GetDbIdFromIO.map_or(0, |get| get(io));
+        (name, db)
+    };
+    if name.is_null() {
+        return;
+    }
+    let key = RedisString::string_as_slice(name);
+    watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
+}

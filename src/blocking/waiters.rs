@@ -1,0 +1,321 @@
+//! Blocked clients: blocking an ACQUIRE, granting the head of a queue,
+//! replying, and leaving the queue (timeout, CLIENT UNBLOCK, disconnect).
+
+use super::{arm, lock_id, update_waiting_stat, with};
+use crate::commands::{commit, grant_new_key, lock_at};
+use crate::config;
+use crate::error::Error;
+use crate::handoff::{self, Grant, Handle};
+use crate::lease::{Acquired, State};
+use crate::queue::{LockId, WaiterId};
+use crate::schedule::Due;
+use crate::stats;
+use redis_module::key::RedisKeyWritable;
+use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
+use std::ffi::{c_int, c_void, CString};
+
+/// What a waiter is told when it leaves the queue.
+enum Outcome {
+    Token(i64),
+    Nil,
+    Error(String),
+}
+
+/// The lock's id when clients wait on it (cheap when nobody waits anywhere).
+pub fn waiting_lock(ctx: &Context, key: &RedisString) -> Option<LockId> {
+    if with(|s| s.queues.is_empty()).unwrap_or(true) {
+        return None;
+    }
+    let lock = lock_id(ctx, key);
+    with(|s| s.queues.has_waiters(&lock))
+        .unwrap_or(false)
+        .then_some(lock)
+}
+
+/// Clients waiting on this key (HBLOCK.INFO `waiters`).
+pub fn waiters(ctx: &Context, key: &RedisString) -> usize {
+    waiting_lock(ctx, key).map_or(0, |lock| with(|s| s.queues.len(&lock)).unwrap_or(0))
+}
+
+/// Whether this call may block: not inside MULTI, Lua or another module's call.
+pub fn can_block(ctx: &Context) -> bool {
+    !ctx.get_flags()
+        .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
+}
+
+/// Blocks the calling client until it is granted the lock or `wait_ms` pass
+/// (0: no limit). The command then returns `NoReply`.
+pub fn block(
+    ctx: &Context,
+    lock: LockId,
+    owner: &[u8],
+    terms: (Option<u32>, Option<u16>),
+    wait_ms: u64,
+    now: i64,
+) -> RedisValue {
+    // SAFETY: API calls on the live command context; callbacks are ours.
+    let bc = unsafe {
+        let (Some(block_client), Some(on_disconnect)) = (
+            raw::RedisModule_BlockClient,
+            raw::RedisModule_SetDisconnectCallback,
+        ) else {
+            return RedisValue::Null;
+        };
+        let bc = block_client(
+            ctx.ctx,
+            Some(reply_to_waiter),
+            Some(on_client_unblock),
+            Some(free_outcome),
+            0,
+        );
+        if bc.is_null() {
+            return RedisValue::Null;
+        }
+        on_disconnect(bc, Some(on_disconnect_waiter));
+        bc
+    };
+    handoff::blocked(ctx.ctx, bc as Handle);
+    let deadline = (wait_ms > 0).then(|| now.saturating_add(wait_ms as i64));
+    let queued = with(|s| {
+        let id = s.queues.push(lock, owner, terms, deadline, bc as Handle);
+        if let Some(deadline) = deadline {
+            let slot = s.schedule.wait_end(id, deadline);
+            s.wait_slots.insert(id, slot);
+        }
+    });
+    if queued.is_none() {
+        // Never happens (the state is not borrowed across calls into Redis);
+        // if it did, the client would wait, unqueued, until it disconnects.
+        // Say so, and answer it nil at once instead.
+        ctx.log_warning("hblock: internal state busy: a blocking ACQUIRE was answered nil");
+        debug_assert!(false, "blocking state borrowed while blocking a client");
+        handoff::done(bc as Handle);
+        // SAFETY: `bc` was just blocked and never unblocked; the reply callback
+        // gets the Outcome, the free callback frees it.
+        unsafe {
+            if let Some(unblock) = raw::RedisModule_UnblockClient {
+                let nil = Box::into_raw(Box::new(Outcome::Nil)).cast::<c_void>();
+                unblock(bc, nil);
+            }
+        }
+        return RedisValue::NoReply;
+    }
+    update_waiting_stat();
+    arm(ctx.ctx);
+    RedisValue::NoReply
+}
+
+/// Takes a waiter out of its queue and unblocks it with `outcome`.
+fn finish_waiter(id: WaiterId, outcome: Outcome) {
+    let waiter = with(|s| {
+        let waiter = s.queues.remove(id)?;
+        if let Some(slot) = s.wait_slots.remove(&id) {
+            s.schedule.cancel_wait(slot);
+        }
+        Some(waiter)
+    })
+    .flatten();
+    let Some(waiter) = waiter else {
+        return;
+    };
+    let handle = waiter.handle;
+    if let Outcome::Token(token) = outcome {
+        let grant = Grant {
+            lock: waiter.lock,
+            owner: waiter.owner,
+            token: token as u64,
+        };
+        handoff::granted(handle, grant);
+    }
+    update_waiting_stat();
+    let privdata = Box::into_raw(Box::new(outcome)).cast::<c_void>();
+    // SAFETY: the handle came from BlockClient and has not been unblocked yet
+    // (it was still queued); Redis passes privdata to the reply and free callbacks.
+    unsafe {
+        if let Some(unblock) = raw::RedisModule_UnblockClient {
+            unblock(handle as *mut raw::RedisModuleBlockedClient, privdata);
+        }
+    }
+}
+
+/// Hands the lock to the first waiter that is still waiting, if the lock is
+/// free, released, expired or gone. Called with the key open for writing.
+pub fn serve(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &RedisKeyWritable,
+    lock: &LockId,
+    now: i64,
+) -> Result<(), Error> {
+    loop {
+        let head = with(|s| {
+            s.queues
+                .head(lock)
+                .map(|w| (w.id, w.timed_out(now), w.owner.clone(), w.terms))
+        })
+        .flatten();
+        let Some((id, timed_out, owner, terms)) = head else {
+            return Ok(());
+        };
+        if timed_out {
+            // Its WAIT ran out: never granted, even if the lock is free now.
+            finish_waiter(id, Outcome::Nil);
+            stats::bump(&stats::WAIT_TIMEOUTS);
+            continue;
+        }
+        let granted = match lock_at(handle)? {
+            // A grant that creates a key follows ACQUIRE's deny-oom.
+            None if crate::eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
+            None => {
+                let lease = grant_new_key(ctx, key, handle, &owner, terms, now)?;
+                Some(Ok(lease.token))
+            }
+            Some(lease) if lease.state(now) == State::Held => None,
+            Some(lease) => match lease.acquire(&owner, terms, config::default_terms(), now) {
+                Ok((Acquired::Token(token), fx)) => {
+                    commit(ctx, key, lease, fx);
+                    Some(Ok(token))
+                }
+                Ok((Acquired::Busy, _)) => None,
+                Err(err) => Some(Err(Error::from(err))),
+            },
+        };
+        match granted {
+            None => return Ok(()),
+            Some(Ok(token)) => {
+                finish_waiter(id, Outcome::Token(token as i64));
+                return Ok(());
+            }
+            Some(Err(err)) => {
+                finish_waiter(id, Outcome::Error(err.message()));
+            }
+        }
+    }
+}
+
+/// Tells every waiter of a lock `message` (the key now holds another type).
+pub(super) fn fail_all(lock: &LockId, message: &str) {
+    let ids = with(|s| s.queues.ids_of(lock)).unwrap_or_default();
+    for id in ids {
+        finish_waiter(id, Outcome::Error(message.to_string()));
+    }
+}
+
+/// A WAIT ran out: the waiter, if still waiting, is answered nil.
+pub(super) fn end_wait(due: Due) {
+    if let Due::WaitEnd(id) = due {
+        if with(|s| s.queues.get(id).is_some()).unwrap_or(false) {
+            finish_waiter(id, Outcome::Nil);
+            stats::bump(&stats::WAIT_TIMEOUTS);
+        }
+    }
+}
+
+// ---- blocked-client callbacks ----
+
+extern "C" fn reply_to_waiter(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    reply_outcome(ctx);
+    // SAFETY: a plain API call on the reply context.
+    let bc = unsafe {
+        raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
+    };
+    handoff::done(bc as Handle);
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Replies with the outcome stored as this blocked client's private data.
+fn reply_outcome(ctx: *mut raw::RedisModuleCtx) {
+    // SAFETY: the private data is null or the Outcome given to UnblockClient.
+    let outcome = unsafe {
+        raw::RedisModule_GetBlockedClientPrivateData
+            .map(|get| get(ctx).cast::<Outcome>())
+            .and_then(|ptr| ptr.as_ref())
+    };
+    match outcome {
+        Some(Outcome::Token(token)) => {
+            raw::reply_with_long_long(ctx, *token);
+        }
+        Some(Outcome::Error(message)) => {
+            let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: a NUL-terminated message on the reply context.
+            unsafe {
+                if let Some(reply_error) = raw::RedisModule_ReplyWithError {
+                    reply_error(ctx, message.as_ptr());
+                }
+            }
+        }
+        Some(Outcome::Nil) | None => {
+            raw::reply_with_null(ctx);
+        }
+    }
+}
+
+extern "C" fn free_outcome(_ctx: *mut raw::RedisModuleCtx, privdata: *mut c_void) {
+    if !privdata.is_null() {
+        // SAFETY: privdata is the Box<Outcome> given to UnblockClient, freed once.
+        drop(unsafe { Box::from_raw(privdata.cast::<Outcome>()) });
+    }
+}
+
+/// Called for `CLIENT UNBLOCK` (WAIT itself runs on our own timer): nil,
+/// unless the client was granted the lock a moment ago, then its token.
+extern "C" fn on_client_unblock(
+    ctx: *mut raw::RedisModuleCtx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    // SAFETY: a plain API call on the timeout context.
+    let bc = unsafe {
+        raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
+    };
+    if leave_queue(bc) {
+        raw::reply_with_null(ctx);
+    } else {
+        // Already granted (UnblockClient was called): reply what it was given.
+        reply_outcome(ctx);
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Takes a client that is leaving (CLIENT UNBLOCK, disconnect) out of its
+/// queue and frees its handle. False when it had already left the queue
+/// (granted or timed out): its handle was unblocked then, never twice.
+fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
+    let found = with(|s| {
+        let id = s.queues.find(&(bc as Handle))?;
+        if let Some(slot) = s.wait_slots.remove(&id) {
+            s.schedule.cancel_wait(slot);
+        }
+        s.queues.remove(id)
+    })
+    .flatten();
+    if found.is_none() {
+        return false;
+    }
+    handoff::done(bc as Handle);
+    update_waiting_stat();
+    // SAFETY: it was still queued, so its handle was never unblocked; the
+    // client is gone (or answered by the caller), so this only frees it.
+    unsafe {
+        if let Some(unblock) = raw::RedisModule_UnblockClient {
+            unblock(bc, std::ptr::null_mut());
+        }
+    }
+    true
+}
+
+/// A waiter disconnected, was killed, or Redis unblocked it (role change,
+/// CLIENT UNBLOCK ... ERROR). One granted a moment ago will never read its
+/// token: the timer undoes that grant.
+extern "C" fn on_disconnect_waiter(
+    ctx: *mut raw::RedisModuleCtx,
+    bc: *mut raw::RedisModuleBlockedClient,
+) {
+    if !leave_queue(bc) && handoff::lost(bc as Handle) {
+        arm(ctx);
+    }
+}
