@@ -2,12 +2,12 @@
 //! Each config's default and range live in [`CONFIGS`]; the registration
 //! table in lib.rs and the loadmodule parser both read them from there.
 
-use crate::args::{parse_i64, INTERVAL_MAX, MISSES_MAX};
+use crate::args::parse_i64;
 use crate::lease::Terms;
+use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use std::sync::atomic::{AtomicI64, Ordering};
 
-pub const INTERVAL_DEFAULT: i64 = 1000;
-pub const MISSES_DEFAULT: i64 = 3;
+pub use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
 
 /// `hblock.interval`: heartbeat interval of a new lease when ACQUIRE gives none.
 pub static INTERVAL: AtomicI64 = AtomicI64::new(INTERVAL_DEFAULT);
@@ -26,13 +26,13 @@ pub const CONFIGS: [Numeric; 2] = [
     Numeric {
         name: "interval",
         value: &INTERVAL,
-        min: 1,
+        min: INTERVAL_MIN,
         max: INTERVAL_MAX,
     },
     Numeric {
         name: "misses",
         value: &MISSES,
-        min: 1,
+        min: MISSES_MIN,
         max: MISSES_MAX,
     },
 ];
@@ -41,8 +41,10 @@ pub const CONFIGS: [Numeric; 2] = [
 /// the clamp only guards the conversion.
 pub fn default_terms() -> Terms {
     Terms {
-        interval_ms: INTERVAL.load(Ordering::Relaxed).clamp(1, INTERVAL_MAX) as u32,
-        misses: MISSES.load(Ordering::Relaxed).clamp(1, MISSES_MAX) as u16,
+        interval_ms: INTERVAL
+            .load(Ordering::Relaxed)
+            .clamp(INTERVAL_MIN, INTERVAL_MAX) as u32,
+        misses: MISSES.load(Ordering::Relaxed).clamp(MISSES_MIN, MISSES_MAX) as u16,
     }
 }
 

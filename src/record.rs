@@ -2,9 +2,10 @@
 //! MEMORY USAGE. Also the one flat encoding of a record ([`Fields`]) shared by
 //! RDB, AOF and HBLOCK.APPLY, validated in one place.
 
-use crate::args::{parse_i64, INTERVAL_MAX, MISSES_MAX};
+use crate::args::parse_i64;
 use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
 use crate::owner::{Owner, MAX_OWNER_LEN};
+use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use redis_module::{native_types::RedisType, raw};
 use std::ffi::{c_int, c_void};
 
@@ -106,8 +107,8 @@ impl<'a> Fields<'a> {
                 !self.owner.is_empty() && self.owner.len() <= MAX_OWNER_LEN && self.token >= 1
             }
         };
-        let in_range = (1..=INTERVAL_MAX as u64).contains(&self.interval_ms)
-            && (1..=MISSES_MAX as u64).contains(&self.misses)
+        let in_range = (INTERVAL_MIN as u64..=INTERVAL_MAX as u64).contains(&self.interval_ms)
+            && (MISSES_MIN as u64..=MISSES_MAX as u64).contains(&self.misses)
             && self.token <= COUNTER_MAX
             && self.beats <= COUNTER_MAX
             && self.takeovers <= COUNTER_MAX;

@@ -6,6 +6,7 @@
 //! earlier, so the lease cannot end before `sent + interval * misses`.
 
 use crate::commands::{self, BeatError};
+use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -33,8 +34,8 @@ pub struct LeaseOptions {
 impl Default for LeaseOptions {
     fn default() -> Self {
         LeaseOptions {
-            interval: Duration::from_millis(1000),
-            misses: 3,
+            interval: Duration::from_millis(INTERVAL_DEFAULT as u64),
+            misses: MISSES_DEFAULT as u32,
             wait: None,
             min_replicas: 0,
             replica_timeout: Duration::from_millis(1000),

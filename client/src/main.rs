@@ -5,6 +5,9 @@ use hblock_client::commands::{self, BeatError};
 use hblock_client::owner::default_owner;
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::{Client, LeaseOptions};
+use hblock_core::limits::{
+    INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
+};
 use std::time::Duration;
 
 const EXIT_CODES: &str = "\
@@ -45,10 +48,10 @@ struct Terms {
     #[arg(long)]
     owner: Option<String>,
     /// Heartbeat interval in ms
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    #[arg(long, default_value_t = INTERVAL_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(INTERVAL_MIN as u64..=INTERVAL_MAX as u64))]
     interval: u64,
     /// Missed beats allowed before the lease expires
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = MISSES_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(MISSES_MIN..=MISSES_MAX))]
     misses: u32,
     /// After a grant, wait until N replicas have it (Redis WAIT); else release and fail (exit 3)
     #[arg(long, default_value_t = 0)]

@@ -18,10 +18,8 @@ pub enum Invalid {
     Owner,
 }
 
-pub const INTERVAL_MAX: i64 = 86_400_000;
-pub const MISSES_MAX: i64 = 10_000;
-/// WAIT's upper bound: 365 days. 0 means no limit.
-pub const WAIT_MAX: i64 = 31_536_000_000;
+pub use crate::limits::{INTERVAL_MAX, MISSES_MAX, WAIT_MAX};
+use crate::limits::{INTERVAL_MIN, MISSES_MIN, TOKEN_MAX};
 
 /// Parses a decimal integer the way Redis does (`string2ll`): an optional `-`,
 /// no `+`, no spaces, no leading zeros, no overflow.
@@ -67,7 +65,7 @@ pub fn owner(bytes: &[u8]) -> Result<&[u8], Invalid> {
 
 /// A fencing token: a positive integer.
 pub fn token(bytes: &[u8]) -> Result<u64, Invalid> {
-    int_in_range(bytes, "token", 1, i64::MAX).map(|t| t as u64)
+    int_in_range(bytes, "token", 1, TOKEN_MAX).map(|t| t as u64)
 }
 
 /// The options of HBLOCK.ACQUIRE, each at most once, any order, any case.
@@ -86,9 +84,10 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
         let (value, after) = after.split_first().ok_or(Invalid::Syntax)?;
         rest = after;
         if name.eq_ignore_ascii_case(b"INTERVAL") && opts.interval_ms.is_none() {
-            opts.interval_ms = Some(int_in_range(value, "INTERVAL", 1, INTERVAL_MAX)? as u32);
+            opts.interval_ms =
+                Some(int_in_range(value, "INTERVAL", INTERVAL_MIN, INTERVAL_MAX)? as u32);
         } else if name.eq_ignore_ascii_case(b"MISSES") && opts.misses.is_none() {
-            opts.misses = Some(int_in_range(value, "MISSES", 1, MISSES_MAX)? as u16);
+            opts.misses = Some(int_in_range(value, "MISSES", MISSES_MIN, MISSES_MAX)? as u16);
         } else if name.eq_ignore_ascii_case(b"WAIT") && opts.wait_ms.is_none() {
             opts.wait_ms = Some(int_in_range(value, "WAIT", 0, WAIT_MAX)? as u64);
         } else {

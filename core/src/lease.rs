@@ -9,7 +9,7 @@
 use crate::owner::Owner;
 
 /// Largest value any counter or token reaches: Redis integers are signed 64-bit.
-pub const COUNTER_MAX: u64 = i64::MAX as u64;
+pub const COUNTER_MAX: u64 = crate::limits::TOKEN_MAX as u64;
 
 /// `Lease::check_at` when no check is scheduled.
 pub const NO_CHECK: i64 = i64::MIN;

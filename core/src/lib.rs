@@ -7,9 +7,11 @@
 //! - `queue`: the FIFO wait queues, per lock.
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
 //! - `args`: argument parsing and range checks (errors as data).
+//! - `limits`: every range and default, shared with the client crate.
 
 pub mod args;
 pub mod lease;
+pub mod limits;
 pub mod owner;
 pub mod queue;
 pub mod schedule;

@@ -5,7 +5,7 @@
 //! `MEMORY USAGE` of a lock close to that of a plain `SET key owner PX` key.
 
 /// The longest owner accepted, in bytes.
-pub const MAX_OWNER_LEN: usize = 1024;
+pub const MAX_OWNER_LEN: usize = crate::limits::OWNER_MAX_LEN;
 
 /// Owners up to this many bytes are stored inside the record itself.
 const INLINE_CAP: usize = 22;

@@ -1,0 +1,22 @@
+//! Every limit and default of the protocol, stated once. The module (configs,
+//! argument parsing, record validation) and the client crate (CLI ranges,
+//! `LeaseOptions::default`) both read them from here.
+
+/// Heartbeat interval of a lease, ms (INTERVAL, `hblock.interval`).
+pub const INTERVAL_MIN: i64 = 1;
+pub const INTERVAL_MAX: i64 = 86_400_000;
+pub const INTERVAL_DEFAULT: i64 = 1000;
+
+/// Missed beats a lease allows (MISSES, `hblock.misses`).
+pub const MISSES_MIN: i64 = 1;
+pub const MISSES_MAX: i64 = 10_000;
+pub const MISSES_DEFAULT: i64 = 3;
+
+/// Longest WAIT of a blocking ACQUIRE, ms: 365 days. 0 waits without limit.
+pub const WAIT_MAX: i64 = 31_536_000_000;
+
+/// An owner is 1 to this many bytes.
+pub const OWNER_MAX_LEN: usize = 1024;
+
+/// Fencing tokens are 1 to this (exact as i64; counters stop here too).
+pub const TOKEN_MAX: i64 = i64::MAX;
