@@ -9,16 +9,8 @@ use redis_module::RedisError;
 pub enum Error {
     /// Redis's standard "wrong number of arguments" error.
     Arity,
-    /// An unknown, repeated or incomplete option.
-    Syntax,
-    /// A number outside its range, or not a number at all.
-    Range {
-        what: &'static str,
-        min: i64,
-        max: i64,
-    },
-    /// An owner that is empty or longer than 1024 bytes.
-    Owner,
+    /// A malformed argument (syntax, range, owner), found by the core.
+    Invalid(Invalid),
     WrongType,
     NotHeld(NotHeld),
     TokensExhausted,
@@ -36,11 +28,11 @@ impl Error {
     pub fn message(self) -> String {
         match self {
             Error::Arity => "ERR wrong number of arguments".into(),
-            Error::Syntax => "ERR syntax error".into(),
-            Error::Range { what, min, max } => {
+            Error::Invalid(Invalid::Syntax) => "ERR syntax error".into(),
+            Error::Invalid(Invalid::Range { what, min, max }) => {
                 format!("ERR {what} must be an integer from {min} to {max}")
             }
-            Error::Owner => format!(
+            Error::Invalid(Invalid::Owner) => format!(
                 "ERR owner must be 1 to {} bytes",
                 crate::owner::MAX_OWNER_LEN
             ),
@@ -83,11 +75,7 @@ impl From<CoreError> for Error {
 
 impl From<Invalid> for Error {
     fn from(invalid: Invalid) -> Self {
-        match invalid {
-            Invalid::Syntax => Error::Syntax,
-            Invalid::Range { what, min, max } => Error::Range { what, min, max },
-            Invalid::Owner => Error::Owner,
-        }
+        Error::Invalid(invalid)
     }
 }
 
@@ -107,13 +95,13 @@ mod tests {
     #[test]
     fn prefixes_are_the_contract() {
         let table = [
-            (Error::Syntax, "ERR syntax error"),
+            (Error::Invalid(Invalid::Syntax), "ERR syntax error"),
             (
-                Error::Range {
+                Error::Invalid(Invalid::Range {
                     what: "MISSES",
                     min: 1,
                     max: 10000,
-                },
+                }),
                 "ERR MISSES must be an integer from 1 to 10000",
             ),
             (

@@ -2,8 +2,7 @@
 //!
 //! The holder's heartbeat. Reply: the lease's beat count, or `NOTHELD <why>`.
 
-use super::{commit, lock_at, now_ms, refuse_on_replica};
-use crate::args;
+use super::{commit, holder_call, lock_at, now_ms};
 use crate::blocking;
 use crate::error::Error;
 use crate::lease::NotHeld;
@@ -11,12 +10,7 @@ use crate::stats;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, owner, token] = args.as_slice() else {
-        return Err(Error::Arity.into());
-    };
-    refuse_on_replica(ctx)?;
-    let owner = args::owner(owner.as_slice()).map_err(Error::from)?;
-    let token = args::token(token.as_slice()).map_err(Error::from)?;
+    let (key, owner, token) = holder_call(ctx, &args)?;
     let now = now_ms();
 
     let handle = ctx.open_key_writable(key);

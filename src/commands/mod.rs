@@ -26,6 +26,21 @@ pub fn now_ms() -> i64 {
     }
 }
 
+/// `CMD key owner token`, as BEAT and RELEASE take it: refused on a replica,
+/// owner and token checked. Returns the key, the owner and the token.
+pub fn holder_call<'a>(
+    ctx: &Context,
+    args: &'a [RedisString],
+) -> Result<(&'a RedisString, &'a [u8], u64), Error> {
+    let [_, key, owner, token] = args else {
+        return Err(Error::Arity);
+    };
+    refuse_on_replica(ctx)?;
+    let owner = crate::args::owner(owner.as_slice())?;
+    let token = crate::args::token(token.as_slice())?;
+    Ok((key, owner, token))
+}
+
 /// The arguments as byte slices (keys and owners are binary-safe).
 pub fn byte_args(args: &[RedisString]) -> Vec<&[u8]> {
     args.iter().map(RedisString::as_slice).collect()
