@@ -218,3 +218,19 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
     }
     Ok(())
 }
+
+/// HBLOCK.APPLY's documented argument names after the key (for the test that
+/// keeps them equal to the record's fields, `record::NUMBERS`).
+#[cfg(test)]
+pub fn apply_arg_names() -> Vec<&'static str> {
+    DOCS.iter()
+        .find(|doc| doc.name == c"hblock.apply")
+        .map(|doc| {
+            doc.args
+                .iter()
+                .skip(1)
+                .filter_map(|(name, _, _)| name.to_str().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -12,27 +12,29 @@ use std::ffi::{c_int, c_void};
 /// Calls a varargs Redis API (RM_Replicate, RM_EmitAOF) as `function(target,
 /// "HBLOCK.APPLY", format, key, <fields>)`: the one place where the format
 /// string and its arguments meet. Format: s = the key, l = long long, b =
-/// buffer and length: the key, the phase, the owner, then the 7 numbers of
-/// [`Fields`] in order. A mismatch makes Redis read garbage (an AOF test
-/// replays it). Use inside `unsafe`: every argument lives for the call.
+/// buffer and length: the key, the first number (the phase), the owner, then
+/// the other 7 numbers of [`Fields`] in [`NUMBERS`] order. A mismatch makes
+/// Redis read garbage (an AOF test replays it). Use inside `unsafe`: every
+/// argument lives for the call.
 macro_rules! call_with_apply_args {
     ($function:expr, $target:expr, $key:expr, $fields:expr) => {{
         let f: &$crate::record::Fields = &$fields;
+        let n = &f.numbers;
         $function(
             $target,
             c"HBLOCK.APPLY".as_ptr(),
             c"slblllllll".as_ptr(),
             $key,
-            f.phase as i64,
+            n[0],
             f.owner.as_ptr().cast::<std::ffi::c_char>(),
             f.owner.len(),
-            f.token as i64,
-            f.interval_ms as i64,
-            f.misses as i64,
-            f.beats as i64,
-            f.granted_ms,
-            f.last_beat_ms,
-            f.takeovers as i64,
+            n[1],
+            n[2],
+            n[3],
+            n[4],
+            n[5],
+            n[6],
+            n[7],
         )
     }};
 }
@@ -68,61 +70,80 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// A record as a flat list of numbers and the owner: the argument order of
-/// HBLOCK.APPLY and of the RDB layout.
+/// The record's numbers, in the order of HBLOCK.APPLY's arguments and of the
+/// RDB layout; the owner comes right after the first (the phase). This table
+/// is the one description of a record: save, load, digest, APPLY and the
+/// COMMAND DOCS of HBLOCK.APPLY (checked by a test) follow it.
+pub const NUMBERS: [&str; 8] = [
+    "phase",
+    "token",
+    "interval",
+    "misses",
+    "beats",
+    "granted",
+    "last-beat",
+    "takeovers",
+];
+const PHASE: usize = 0;
+const TOKEN: usize = 1;
+const INTERVAL: usize = 2;
+const MISSES: usize = 3;
+const BEATS: usize = 4;
+const GRANTED: usize = 5;
+const LAST_BEAT: usize = 6;
+const TAKEOVERS: usize = 7;
+
+/// A record as the owner and its numbers (see [`NUMBERS`]). Times are signed
+/// ms; the other numbers are never negative, so all fit an i64 (RDB stores
+/// each as the same 64 bits, signed or not).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Fields<'a> {
-    pub phase: u64,
     pub owner: &'a [u8],
-    pub token: u64,
-    pub interval_ms: u64,
-    pub misses: u64,
-    pub beats: u64,
-    pub granted_ms: i64,
-    pub last_beat_ms: i64,
-    pub takeovers: u64,
+    pub numbers: [i64; 8],
 }
 
 impl<'a> Fields<'a> {
     pub fn of(lease: &'a Lease) -> Fields<'a> {
+        let mut numbers = [0i64; 8];
+        numbers[PHASE] = lease.phase as i64;
+        numbers[TOKEN] = lease.token as i64;
+        numbers[INTERVAL] = i64::from(lease.interval_ms);
+        numbers[MISSES] = i64::from(lease.misses);
+        numbers[BEATS] = lease.beats as i64;
+        numbers[GRANTED] = lease.granted_ms;
+        numbers[LAST_BEAT] = lease.last_beat_ms;
+        numbers[TAKEOVERS] = lease.takeovers as i64;
         Fields {
-            phase: lease.phase as u64,
             owner: lease.owner.as_bytes(),
-            token: lease.token,
-            interval_ms: u64::from(lease.interval_ms),
-            misses: u64::from(lease.misses),
-            beats: lease.beats,
-            granted_ms: lease.granted_ms,
-            last_beat_ms: lease.last_beat_ms,
-            takeovers: lease.takeovers,
+            numbers,
         }
     }
 
     /// The record, if these fields describe one the commands could have made.
     pub fn to_lease(self) -> Option<Lease> {
-        let phase = Phase::from_code(self.phase)?;
+        let n = self.numbers;
+        let counter = |v: i64| u64::try_from(v).ok().filter(|v| *v <= COUNTER_MAX);
+        let phase = Phase::from_code(u64::try_from(n[PHASE]).ok()?)?;
+        let token = counter(n[TOKEN])?;
         let owner_ok = match phase {
             Phase::Free => self.owner.is_empty(),
             Phase::Held | Phase::Expired => {
-                !self.owner.is_empty() && self.owner.len() <= MAX_OWNER_LEN && self.token >= 1
+                !self.owner.is_empty() && self.owner.len() <= MAX_OWNER_LEN && token >= 1
             }
         };
-        let in_range = (INTERVAL_MIN as u64..=INTERVAL_MAX as u64).contains(&self.interval_ms)
-            && (MISSES_MIN as u64..=MISSES_MAX as u64).contains(&self.misses)
-            && self.token <= COUNTER_MAX
-            && self.beats <= COUNTER_MAX
-            && self.takeovers <= COUNTER_MAX;
-        if !owner_ok || !in_range {
+        let interval_ok = (INTERVAL_MIN..=INTERVAL_MAX).contains(&n[INTERVAL]);
+        let misses_ok = (MISSES_MIN..=MISSES_MAX).contains(&n[MISSES]);
+        if !owner_ok || !interval_ok || !misses_ok {
             return None;
         }
         Some(Lease {
-            token: self.token,
-            granted_ms: self.granted_ms,
-            last_beat_ms: self.last_beat_ms,
-            beats: self.beats,
-            takeovers: self.takeovers,
-            interval_ms: self.interval_ms as u32,
-            misses: self.misses as u16,
+            token,
+            granted_ms: n[GRANTED],
+            last_beat_ms: n[LAST_BEAT],
+            beats: counter(n[BEATS])?,
+            takeovers: counter(n[TAKEOVERS])?,
+            interval_ms: u32::try_from(n[INTERVAL]).ok()?,
+            misses: u16::try_from(n[MISSES]).ok()?,
             phase,
             owner: Owner::new(self.owner),
             check_at: NO_CHECK,
@@ -133,35 +154,29 @@ impl<'a> Fields<'a> {
     /// replication and AOF format strings produce; used to test `from_args`).
     #[cfg(test)]
     pub fn to_args(self) -> Vec<Vec<u8>> {
-        let mut args = vec![self.phase.to_string().into_bytes(), self.owner.to_vec()];
-        for n in [self.token, self.interval_ms, self.misses, self.beats] {
-            args.push(n.to_string().into_bytes());
-        }
-        for n in [self.granted_ms, self.last_beat_ms] {
-            args.push(n.to_string().into_bytes());
-        }
-        args.push(self.takeovers.to_string().into_bytes());
+        let mut args: Vec<Vec<u8>> = self
+            .numbers
+            .iter()
+            .map(|n| n.to_string().into_bytes())
+            .collect();
+        args.insert(1, self.owner.to_vec());
         args
     }
 
-    /// Parses HBLOCK.APPLY's arguments after the key (9 of them).
+    /// Parses HBLOCK.APPLY's arguments after the key: the phase, the owner,
+    /// then the other numbers (9 in all). Ranges are checked by `to_lease`.
     pub fn from_args(args: &[&'a [u8]]) -> Option<Fields<'a>> {
-        let &[phase, owner, token, interval, misses, beats, granted, last_beat, takeovers] = args
-        else {
+        let (&phase, rest) = args.split_first()?;
+        let (&owner, rest) = rest.split_first()?;
+        if rest.len() != NUMBERS.len() - 1 {
             return None;
-        };
-        let unsigned = |b: &[u8]| parse_i64(b).filter(|v| *v >= 0).map(|v| v as u64);
-        Some(Fields {
-            phase: unsigned(phase)?,
-            owner,
-            token: unsigned(token)?,
-            interval_ms: unsigned(interval)?,
-            misses: unsigned(misses)?,
-            beats: unsigned(beats)?,
-            granted_ms: parse_i64(granted)?,
-            last_beat_ms: parse_i64(last_beat)?,
-            takeovers: unsigned(takeovers)?,
-        })
+        }
+        let mut numbers = [0i64; 8];
+        numbers[PHASE] = parse_i64(phase)?;
+        for (slot, arg) in numbers.iter_mut().skip(1).zip(rest) {
+            *slot = parse_i64(arg)?;
+        }
+        Some(Fields { owner, numbers })
     }
 }
 
@@ -179,41 +194,29 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
         return;
     };
     let f = Fields::of(lease);
-    raw::save_unsigned(rdb, f.phase);
+    raw::save_unsigned(rdb, f.numbers[PHASE] as u64);
     raw::save_slice(rdb, f.owner);
-    for n in [f.token, f.interval_ms, f.misses, f.beats] {
-        raw::save_unsigned(rdb, n);
+    for n in &f.numbers[1..] {
+        raw::save_unsigned(rdb, *n as u64); // the same 64 bits as SaveSigned
     }
-    raw::save_signed(rdb, f.granted_ms);
-    raw::save_signed(rdb, f.last_beat_ms);
-    raw::save_unsigned(rdb, f.takeovers);
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver != ENCODING_VERSION {
         return std::ptr::null_mut();
     }
+    // The crate checks RedisModule_IsIOError after every load: a short read
+    // ends here with nothing built.
     let load = || -> Option<Lease> {
-        let phase = raw::load_unsigned(rdb).ok()?;
+        let mut numbers = [0i64; 8];
+        numbers[PHASE] = raw::load_unsigned(rdb).ok()? as i64;
         let owner = raw::load_string_buffer(rdb).ok()?;
-        let mut numbers = [0u64; 4];
-        for n in &mut numbers {
-            *n = raw::load_unsigned(rdb).ok()?;
+        for n in numbers.iter_mut().skip(1) {
+            *n = raw::load_unsigned(rdb).ok()? as i64;
         }
-        let [token, interval_ms, misses, beats] = numbers;
-        let granted_ms = raw::load_signed(rdb).ok()?;
-        let last_beat_ms = raw::load_signed(rdb).ok()?;
-        let takeovers = raw::load_unsigned(rdb).ok()?;
         Fields {
-            phase,
             owner: owner.as_ref(),
-            token,
-            interval_ms,
-            misses,
-            beats,
-            granted_ms,
-            last_beat_ms,
-            takeovers,
+            numbers,
         }
         .to_lease()
     };
@@ -277,18 +280,9 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
             return;
         };
         add_buffer(md, f.owner.as_ptr().cast_mut().cast(), f.owner.len());
-        for n in [
-            f.phase,
-            f.token,
-            f.interval_ms,
-            f.misses,
-            f.beats,
-            f.takeovers,
-        ] {
-            add_long(md, n as i64);
+        for n in f.numbers {
+            add_long(md, n);
         }
-        add_long(md, f.granted_ms);
-        add_long(md, f.last_beat_ms);
         end(md);
     }
 }
@@ -350,31 +344,38 @@ mod tests {
         let lease = sample();
         let good = Fields::of(&lease);
         let long_owner = [b'x'; MAX_OWNER_LEN + 1];
+        let with = |index: usize, value: i64| {
+            let mut f = good;
+            f.numbers[index] = value;
+            f
+        };
         let bad = [
-            Fields { phase: 3, ..good },
+            with(PHASE, 3),
+            with(PHASE, -1),
             Fields { owner: b"", ..good },
             Fields {
                 owner: &long_owner,
                 ..good
             },
-            Fields { phase: 0, ..good }, // free but with an owner
-            Fields {
-                interval_ms: 0,
-                ..good
-            },
-            Fields {
-                misses: 10_001,
-                ..good
-            },
-            Fields { token: 0, ..good },
-            Fields {
-                token: COUNTER_MAX + 1,
-                ..good
-            },
+            with(PHASE, 0), // free but with an owner
+            with(INTERVAL, 0),
+            with(MISSES, 10_001),
+            with(TOKEN, 0),
+            with(TOKEN, -5),
+            with(BEATS, -1),
+            with(TAKEOVERS, -1),
         ];
         for fields in bad {
             assert_eq!(fields.to_lease(), None, "{fields:?}");
         }
         assert!(Fields::from_args(&[b"1"]).is_none());
+    }
+
+    #[test]
+    fn apply_docs_name_the_record_fields_in_order() {
+        let names = crate::command_info::apply_arg_names();
+        let mut want: Vec<&str> = NUMBERS.to_vec();
+        want.insert(1, "owner");
+        assert_eq!(names, want);
     }
 }

@@ -1,6 +1,6 @@
 use crate::support::{
-    acquire, call, digest, digest_value, mixed_workload, stable_info, state, Options, Server,
-    WORKLOAD_KEYS,
+    acquire, call, digest, digest_value, info_bytes, info_int, mixed_workload, stable_info, state,
+    Options, Server, WORKLOAD_KEYS,
 };
 use redis::Connection;
 use std::time::Duration;
@@ -237,4 +237,34 @@ fn tokens_never_go_backwards_across_crashes() {
 fn server_is_valkey(c: &mut Connection) -> bool {
     let info: String = redis::cmd("INFO").arg("server").query(c).unwrap();
     info.contains("valkey_version:") || info.contains("server_name:valkey")
+}
+
+/// An RDB written by an earlier build (encoding version 1, before the record
+/// was described by one table) loads with every field in place.
+#[test]
+fn an_rdb_from_an_earlier_build_loads_unchanged() {
+    let mut server = Server::start();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/locks-encver1.rdb");
+    std::fs::copy(&fixture, server.dir().join("dump.rdb")).expect("copy the fixture");
+    server.crash_and_restart(); // loads dump.rdb from its directory
+    let mut c = server.conn();
+    // Owner, then token, interval, misses, beats, takeovers, as written.
+    let owners: [(&str, Option<&[u8]>); 3] = [
+        ("held", Some(b"alice")),
+        ("free", None),
+        ("bin", Some(b"new")),
+    ];
+    let numbers: [[i64; 5]; 3] = [
+        [1, 86_400_000, 7, 1, 0],
+        [1, 1000, 3, 0, 0],
+        [2, 86_400_000, 3, 0, 1],
+    ];
+    for ((key, owner), values) in owners.into_iter().zip(numbers) {
+        assert_eq!(info_bytes(&mut c, key, "owner").as_deref(), owner, "{key}");
+        let fields = ["token", "interval", "misses", "beats", "takeovers"];
+        for (field, value) in fields.into_iter().zip(values) {
+            assert_eq!(info_int(&mut c, key, field), value, "{key} {field}");
+        }
+    }
 }
