@@ -1,5 +1,7 @@
 //! Command metadata for COMMAND INFO / COMMAND DOCS / COMMAND GETKEYS: arity,
-//! the key spec (key at position 1) and the arguments with a summary.
+//! the key spec (key at position 1) and the arguments with a summary. The
+//! data lives in each command's `SPEC` (src/commands/*.rs); this file holds
+//! the types and turns a spec into Redis's structures.
 //!
 //! Set through `RedisModule_SetCommandInfo` after registration, because the
 //! crate's `#[command]` macro needs Redis 7.2. Redis copies everything it is
@@ -10,91 +12,37 @@ use std::ffi::{c_int, CStr};
 use std::ptr::{null, null_mut};
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub enum Kind {
     Key,
     Text,
     Integer,
 }
 
 /// One argument: name, kind, and the option keyword before it (options are optional).
-type Arg = (&'static CStr, Kind, Option<&'static CStr>);
+pub type Arg = (&'static CStr, Kind, Option<&'static CStr>);
 
-struct Doc {
-    name: &'static CStr,
-    summary: &'static CStr,
+/// Everything Redis is told about one command. Each `src/commands/<cmd>.rs`
+/// exports its `SPEC`; registration (lib.rs) and COMMAND INFO/DOCS (here)
+/// read the same one.
+pub struct Spec {
+    pub name: &'static CStr,
+    /// Command flags for RedisModule_CreateCommand.
+    pub flags: &'static str,
+    pub summary: &'static CStr,
     /// ACL categories, set where the server supports it (7.2+).
-    acl: &'static CStr,
-    arity: c_int,
+    pub acl: &'static CStr,
+    pub arity: c_int,
     /// Key-spec flags: read-only or read-write, and the kind of access.
-    key_flags: u32,
-    args: &'static [Arg],
+    pub key_flags: u32,
+    pub args: &'static [Arg],
 }
 
-const KEY: Arg = (c"key", Kind::Key, None);
-const OWNER: Arg = (c"owner", Kind::Text, None);
-const TOKEN: Arg = (c"token", Kind::Integer, None);
+pub const KEY: Arg = (c"key", Kind::Key, None);
+pub const OWNER: Arg = (c"owner", Kind::Text, None);
+pub const TOKEN: Arg = (c"token", Kind::Integer, None);
 
-const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
-
-const DOCS: [Doc; 5] = [
-    Doc {
-        name: c"hblock.acquire",
-        acl: c"write blocking",
-        summary: c"Acquires a heartbeat lease and returns its fencing token; nil when another owner holds it.",
-        arity: -3,
-        key_flags: RW_UPDATE,
-        args: &[
-            KEY,
-            OWNER,
-            (c"interval", Kind::Integer, Some(c"INTERVAL")),
-            (c"misses", Kind::Integer, Some(c"MISSES")),
-            (c"wait", Kind::Integer, Some(c"WAIT")),
-        ],
-    },
-    Doc {
-        name: c"hblock.beat",
-        acl: c"write fast",
-        summary: c"Records a heartbeat of the lease held by owner and token; returns its beat count or NOTHELD.",
-        arity: 4,
-        key_flags: RW_UPDATE,
-        args: &[KEY, OWNER, TOKEN],
-    },
-    Doc {
-        name: c"hblock.release",
-        acl: c"write fast",
-        summary: c"Ends the lease held by owner and token; 1 if released, else 0.",
-        arity: 4,
-        key_flags: RW_UPDATE,
-        args: &[KEY, OWNER, TOKEN],
-    },
-    Doc {
-        name: c"hblock.info",
-        acl: c"read fast",
-        summary: c"Returns the state of a lock: holder, token, terms, missed beats, ttl and counters.",
-        arity: 2,
-        key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
-        args: &[KEY],
-    },
-    Doc {
-        name: c"hblock.apply",
-        acl: c"write",
-        summary: c"Internal: sets a lock record; used by replication and AOF only.",
-        arity: 11,
-        key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
-        args: &[
-            KEY,
-            (c"phase", Kind::Integer, None),
-            OWNER,
-            TOKEN,
-            (c"interval", Kind::Integer, None),
-            (c"misses", Kind::Integer, None),
-            (c"beats", Kind::Integer, None),
-            (c"granted", Kind::Integer, None),
-            (c"last-beat", Kind::Integer, None),
-            (c"takeovers", Kind::Integer, None),
-        ],
-    },
-];
+/// The key flags of a command that reads and updates its lock.
+pub const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
 
 fn arg_struct(&(name, kind, token): &Arg) -> raw::RedisModuleCommandArg {
     raw::RedisModuleCommandArg {
@@ -178,7 +126,7 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
     }) else {
         return Err(c"RedisModule_SetCommandInfo");
     };
-    for doc in &DOCS {
+    for doc in crate::commands::SPECS {
         let mut specs = key_specs(doc.key_flags);
         let mut args: Vec<raw::RedisModuleCommandArg> = doc.args.iter().map(arg_struct).collect();
         args.push(end_of_args());
@@ -223,7 +171,8 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
 /// keeps them equal to the record's fields, `record::NUMBERS`).
 #[cfg(test)]
 pub fn apply_arg_names() -> Vec<&'static str> {
-    DOCS.iter()
+    crate::commands::SPECS
+        .iter()
         .find(|doc| doc.name == c"hblock.apply")
         .map(|doc| {
             doc.args

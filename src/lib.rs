@@ -89,11 +89,12 @@ redis_module! {
     data_types: [LOCK_TYPE],
     init: init,
     commands: [
-        ["hblock.acquire", commands::acquire::run, "write deny-oom", 1, 1, 1, ""],
-        ["hblock.beat", commands::beat::run, "write fast", 1, 1, 1, ""],
-        ["hblock.release", commands::release::run, "write fast", 1, 1, 1, ""],
-        ["hblock.info", commands::info::run, "readonly fast", 1, 1, 1, ""],
-        ["hblock.apply", commands::apply::run, "write", 1, 1, 1, ""],
+        // Names and flags come from each command's SPEC (src/commands/*.rs).
+        [commands::acquire::SPEC.name.to_str().unwrap_or_default(), commands::acquire::run, commands::acquire::SPEC.flags, 1, 1, 1, ""],
+        [commands::beat::SPEC.name.to_str().unwrap_or_default(), commands::beat::run, commands::beat::SPEC.flags, 1, 1, 1, ""],
+        [commands::release::SPEC.name.to_str().unwrap_or_default(), commands::release::run, commands::release::SPEC.flags, 1, 1, 1, ""],
+        [commands::info::SPEC.name.to_str().unwrap_or_default(), commands::info::run, commands::info::SPEC.flags, 1, 1, 1, ""],
+        [commands::apply::SPEC.name.to_str().unwrap_or_default(), commands::apply::run, commands::apply::SPEC.flags, 1, 1, 1, ""],
     ],
     configurations: [
         i64: [

@@ -8,10 +8,28 @@
 use super::{byte_args, commit, grant_new_key, lock_at, now_ms, refuse_on_replica};
 use crate::args;
 use crate::blocking;
+use crate::command_info::{Kind, Spec, KEY, OWNER, RW_UPDATE};
 use crate::config;
 use crate::error::Error;
 use crate::lease::{Acquired, State};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
+
+/// What Redis is told about this command (registration, COMMAND INFO/DOCS).
+pub const SPEC: Spec = Spec {
+    name: c"hblock.acquire",
+    flags: "write deny-oom",
+    acl: c"write blocking",
+    summary: c"Acquires a heartbeat lease and returns its fencing token; nil when another owner holds it.",
+    arity: -3,
+    key_flags: RW_UPDATE,
+    args: &[
+        KEY,
+        OWNER,
+        (c"interval", Kind::Integer, Some(c"INTERVAL")),
+        (c"misses", Kind::Integer, Some(c"MISSES")),
+        (c"wait", Kind::Integer, Some(c"WAIT")),
+    ],
+};
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key, owner, options @ ..] = args.as_slice() else {

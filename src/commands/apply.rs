@@ -6,9 +6,32 @@
 
 use super::{byte_args, create_lock, lock_at, signal_modified};
 use crate::blocking;
+use crate::command_info::{Kind, Spec, KEY, OWNER, TOKEN};
 use crate::error::Error;
 use crate::record::Fields;
-use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
+use redis_module::{raw, Context, ContextFlags, RedisResult, RedisString, RedisValue};
+
+/// What Redis is told about this command (registration, COMMAND INFO/DOCS).
+pub const SPEC: Spec = Spec {
+    name: c"hblock.apply",
+    flags: "write",
+    acl: c"write",
+    summary: c"Internal: sets a lock record; used by replication and AOF only.",
+    arity: 11,
+    key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
+    args: &[
+        KEY,
+        (c"phase", Kind::Integer, None),
+        OWNER,
+        TOKEN,
+        (c"interval", Kind::Integer, None),
+        (c"misses", Kind::Integer, None),
+        (c"beats", Kind::Integer, None),
+        (c"granted", Kind::Integer, None),
+        (c"last-beat", Kind::Integer, None),
+        (c"takeovers", Kind::Integer, None),
+    ],
+};
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if !ctx

@@ -6,11 +6,23 @@
 //! written.
 
 use super::now_ms;
+use crate::command_info::{Spec, KEY};
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::ffi::c_char;
+
+/// What Redis is told about this command (registration, COMMAND INFO/DOCS).
+pub const SPEC: Spec = Spec {
+    name: c"hblock.info",
+    flags: "readonly fast",
+    acl: c"read fast",
+    summary: c"Returns the state of a lock: holder, token, terms, missed beats, ttl and counters.",
+    arity: 2,
+    key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
+    args: &[KEY],
+};
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key] = args.as_slice() else {

@@ -7,6 +7,16 @@ pub mod beat;
 pub mod info;
 pub mod release;
 
+/// Every command's spec, in registration order (lib.rs registers them in
+/// this order too; command_info sets their metadata from these).
+pub const SPECS: [&crate::command_info::Spec; 5] = [
+    &acquire::SPEC,
+    &beat::SPEC,
+    &release::SPEC,
+    &info::SPEC,
+    &apply::SPEC,
+];
+
 use crate::config;
 use crate::error::Error;
 use crate::lease::Terms;
