@@ -53,8 +53,7 @@ fn with<R>(f: impl FnOnce(&mut Handoff) -> R) -> Option<R> {
 
 /// A client blocked in ACQUIRE (its id is read from the command's context).
 pub fn blocked(ctx: *mut raw::RedisModuleCtx, handle: Handle) {
-    // SAFETY: a plain API call on the live command context.
-    let id = unsafe { raw::RedisModule_GetClientId.map_or(0, |get| get(ctx)) };
+    let id = crate::ffi::client_id(ctx);
     with(|h| h.client_ids.insert(handle, id));
 }
 

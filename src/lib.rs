@@ -14,6 +14,8 @@
 //!   and server events (`events.rs`).
 //! - `handoff.rs`: a grant whose reply is on its way (CLIENT UNBLOCK, undo).
 //! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`).
+//! - `ffi.rs`: the RedisModule calls the crate does not wrap, each once with
+//!   its SAFETY note (blocked clients, timer, clock, db, log).
 //! - `eviction.rs`: maxmemory: the policy warning, evicted locks, OOM grants.
 //! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
 //! - `command_info.rs`: arity, key specs and COMMAND DOCS.
@@ -26,6 +28,7 @@ mod commands;
 mod config;
 mod error;
 mod eviction;
+mod ffi;
 mod filter;
 mod handoff;
 mod record;

@@ -3,9 +3,8 @@
 //! the new copy, and Redis logs only "initialization failed". The copy that is
 //! loaded sees the `MODULE LOAD` command go by and logs the reason first.
 
-use crate::filter;
+use crate::{ffi, filter};
 use redis_module::raw;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// A context for log lines outside any command (from the filter).
@@ -19,12 +18,7 @@ const MARKER: &[u8] = b"hblock-lk";
 
 /// Called once from init.
 pub fn init(ctx: *mut raw::RedisModuleCtx) {
-    // SAFETY: a plain API call during OnLoad; the detached context lives as
-    // long as the module and is only used on the main thread.
-    let detached = unsafe {
-        raw::RedisModule_GetDetachedThreadSafeContext.map_or(std::ptr::null_mut(), |get| get(ctx))
-    };
-    LOG_CTX.store(detached, Ordering::Relaxed);
+    LOG_CTX.store(ffi::detached_context(ctx), Ordering::Relaxed);
 }
 
 pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
@@ -54,15 +48,5 @@ fn is_hblock(path: &[u8]) -> bool {
 }
 
 fn warn(message: &str) {
-    let ctx = LOG_CTX.load(Ordering::Relaxed);
-    let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
-        return;
-    };
-    // SAFETY: a NUL-terminated level and message; "%s" keeps Redis from
-    // reading the message as a format string.
-    unsafe {
-        if let Some(log) = raw::RedisModule_Log {
-            log(ctx, c"warning".as_ptr(), c"%s".as_ptr(), message.as_ptr());
-        }
-    }
+    ffi::log_warning(LOG_CTX.load(Ordering::Relaxed), message);
 }

@@ -35,7 +35,6 @@ use crate::stats;
 use redis_module::{raw, Context, RedisString};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 
 #[derive(Default)]
@@ -86,11 +85,7 @@ fn update_waiting_stat() {
 }
 
 fn selected_db(ctx: *mut raw::RedisModuleCtx) -> i32 {
-    // SAFETY: a plain API call on a live context.
-    match unsafe { raw::RedisModule_GetSelectedDb } {
-        Some(get) => unsafe { get(ctx) },
-        None => 0,
-    }
+    crate::ffi::selected_db(ctx)
 }
 
 pub fn lock_id(ctx: &Context, key: &RedisString) -> LockId {
@@ -98,9 +93,5 @@ pub fn lock_id(ctx: &Context, key: &RedisString) -> LockId {
 }
 
 fn select_db(ctx: &Context, db: i32) -> bool {
-    // SAFETY: a plain API call on the timer's context.
-    unsafe {
-        raw::RedisModule_SelectDb
-            .is_some_and(|select| select(ctx.ctx, db) == raw::REDISMODULE_OK as c_int)
-    }
+    crate::ffi::select_db(ctx.ctx, db)
 }

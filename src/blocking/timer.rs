@@ -5,6 +5,7 @@
 use super::waiters::{end_wait, fail_all, serve};
 use super::{has_pending, select_db, take_pending, with};
 use crate::commands::{commit, lock_at, now_ms};
+use crate::ffi;
 use crate::handoff::{self, Grant};
 use crate::lease::{Effects, Lease, Phase};
 use crate::queue::LockId;
@@ -106,14 +107,6 @@ fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
     }
 }
 
-/// Whether Redis forbids propagating writes right now (clients paused).
-/// `RedisModule_AvoidReplicaTraffic` is exactly that test on Redis 7.0 and
-/// Valkey; a server without it has no pauses we could break.
-fn writes_paused() -> bool {
-    // SAFETY: a plain API call without arguments, on the main thread.
-    unsafe { raw::RedisModule_AvoidReplicaTraffic.is_some_and(|avoid| avoid() != 0) }
-}
-
 /// Releases a lease granted to a client that never got its token (it still
 /// is that grant: same owner and token, not beaten or renewed since), then
 /// serves the next waiter.
@@ -160,19 +153,14 @@ fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
     }) else {
         return;
     };
-    // SAFETY: plain API calls on a live context; the timer carries no data.
-    unsafe {
-        if let (Some(id), Some(stop_timer)) = (stop, raw::RedisModule_StopTimer) {
-            stop_timer(ctx, id, std::ptr::null_mut());
-        }
-        if !create {
-            return;
-        }
-        let Some(create_timer) = raw::RedisModule_CreateTimer else {
-            return;
-        };
-        let delay = next.saturating_sub(now).max(0);
-        let id = create_timer(ctx, delay, Some(on_timer), std::ptr::null_mut());
+    if let Some(id) = stop {
+        ffi::stop_timer(ctx, id);
+    }
+    if !create {
+        return;
+    }
+    let delay = next.saturating_sub(now).max(0);
+    if let Some(id) = ffi::create_timer(ctx, delay, on_timer) {
         with(|s| s.armed = Some((id, next)));
     }
 }
@@ -180,7 +168,7 @@ fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
 extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     with(|s| s.armed = None);
     let now = now_ms();
-    if writes_paused() {
+    if ffi::writes_paused() {
         // CLIENT PAUSE WRITE/ALL, FAILOVER, CLUSTER FAILOVER, SHUTDOWN waiting
         // for replicas: Redis aborts if anything is propagated now. Answer the
         // WAITs that ran out (no write); expiries and grants wait for the end

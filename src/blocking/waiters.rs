@@ -5,6 +5,7 @@ use super::{arm, lock_id, update_waiting_stat, with};
 use crate::commands::{commit, grant_new_key, lock_at};
 use crate::config;
 use crate::error::Error;
+use crate::ffi;
 use crate::handoff::{self, Grant, Handle};
 use crate::lease::{Acquired, State};
 use crate::queue::{LockId, WaiterId};
@@ -12,7 +13,7 @@ use crate::schedule::Due;
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
-use std::ffi::{c_int, c_void, CString};
+use std::ffi::{c_int, c_void};
 
 /// What a waiter is told when it leaves the queue.
 enum Outcome {
@@ -53,26 +54,14 @@ pub fn block(
     wait_ms: u64,
     now: i64,
 ) -> RedisValue {
-    // SAFETY: API calls on the live command context; callbacks are ours.
-    let bc = unsafe {
-        let (Some(block_client), Some(on_disconnect)) = (
-            raw::RedisModule_BlockClient,
-            raw::RedisModule_SetDisconnectCallback,
-        ) else {
-            return RedisValue::Null;
-        };
-        let bc = block_client(
-            ctx.ctx,
-            Some(reply_to_waiter),
-            Some(on_client_unblock),
-            Some(free_outcome),
-            0,
-        );
-        if bc.is_null() {
-            return RedisValue::Null;
-        }
-        on_disconnect(bc, Some(on_disconnect_waiter));
-        bc
+    let Some(bc) = ffi::block_client(
+        ctx.ctx,
+        reply_to_waiter,
+        on_client_unblock,
+        free_outcome,
+        on_disconnect_waiter,
+    ) else {
+        return RedisValue::Null;
     };
     handoff::blocked(ctx.ctx, bc as Handle);
     let deadline = (wait_ms > 0).then(|| now.saturating_add(wait_ms as i64));
@@ -90,14 +79,8 @@ pub fn block(
         ctx.log_warning("hblock: internal state busy: a blocking ACQUIRE was answered nil");
         debug_assert!(false, "blocking state borrowed while blocking a client");
         handoff::done(bc as Handle);
-        // SAFETY: `bc` was just blocked and never unblocked; the reply callback
-        // gets the Outcome, the free callback frees it.
-        unsafe {
-            if let Some(unblock) = raw::RedisModule_UnblockClient {
-                let nil = Box::into_raw(Box::new(Outcome::Nil)).cast::<c_void>();
-                unblock(bc, nil);
-            }
-        }
+        // Just blocked, never unblocked: the free callback frees the Outcome.
+        ffi::unblock_client(bc, Box::into_raw(Box::new(Outcome::Nil)).cast());
         return RedisValue::NoReply;
     }
     update_waiting_stat();
@@ -128,14 +111,10 @@ fn finish_waiter(id: WaiterId, outcome: Outcome) {
         handoff::granted(handle, grant);
     }
     update_waiting_stat();
+    // Still queued until now, so never unblocked; the reply callback reads
+    // the Outcome, the free callback frees it.
     let privdata = Box::into_raw(Box::new(outcome)).cast::<c_void>();
-    // SAFETY: the handle came from BlockClient and has not been unblocked yet
-    // (it was still queued); Redis passes privdata to the reply and free callbacks.
-    unsafe {
-        if let Some(unblock) = raw::RedisModule_UnblockClient {
-            unblock(handle as *mut raw::RedisModuleBlockedClient, privdata);
-        }
-    }
+    ffi::unblock_client(handle as ffi::BlockedClient, privdata);
 }
 
 /// Hands the lock to the first waiter that is still waiting, if the lock is
@@ -219,35 +198,20 @@ extern "C" fn reply_to_waiter(
     _argc: c_int,
 ) -> c_int {
     reply_outcome(ctx);
-    // SAFETY: a plain API call on the reply context.
-    let bc = unsafe {
-        raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
-    };
-    handoff::done(bc as Handle);
+    handoff::done(ffi::blocked_client_handle(ctx) as Handle);
     raw::REDISMODULE_OK as c_int
 }
 
 /// Replies with the outcome stored as this blocked client's private data.
 fn reply_outcome(ctx: *mut raw::RedisModuleCtx) {
-    // SAFETY: the private data is null or the Outcome given to UnblockClient.
-    let outcome = unsafe {
-        raw::RedisModule_GetBlockedClientPrivateData
-            .map(|get| get(ctx).cast::<Outcome>())
-            .and_then(|ptr| ptr.as_ref())
-    };
+    // SAFETY: the private data is null or the Outcome given to UnblockClient,
+    // alive until the free callback runs after this one.
+    let outcome = unsafe { ffi::blocked_client_privdata(ctx).cast::<Outcome>().as_ref() };
     match outcome {
         Some(Outcome::Token(token)) => {
             raw::reply_with_long_long(ctx, *token);
         }
-        Some(Outcome::Error(message)) => {
-            let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
-            // SAFETY: a NUL-terminated message on the reply context.
-            unsafe {
-                if let Some(reply_error) = raw::RedisModule_ReplyWithError {
-                    reply_error(ctx, message.as_ptr());
-                }
-            }
-        }
+        Some(Outcome::Error(message)) => ffi::reply_error(ctx, message),
         Some(Outcome::Nil) | None => {
             raw::reply_with_null(ctx);
         }
@@ -268,11 +232,7 @@ extern "C" fn on_client_unblock(
     _argv: *mut *mut raw::RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    // SAFETY: a plain API call on the timeout context.
-    let bc = unsafe {
-        raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx))
-    };
-    if leave_queue(bc) {
+    if leave_queue(ffi::blocked_client_handle(ctx)) {
         raw::reply_with_null(ctx);
     } else {
         // Already granted (UnblockClient was called): reply what it was given.
@@ -298,13 +258,9 @@ fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
     }
     handoff::done(bc as Handle);
     update_waiting_stat();
-    // SAFETY: it was still queued, so its handle was never unblocked; the
-    // client is gone (or answered by the caller), so this only frees it.
-    unsafe {
-        if let Some(unblock) = raw::RedisModule_UnblockClient {
-            unblock(bc, std::ptr::null_mut());
-        }
-    }
+    // Still queued, so never unblocked; the client is gone (or answered by
+    // the caller), so this only frees the handle.
+    ffi::unblock_client(bc, std::ptr::null_mut());
     true
 }
 

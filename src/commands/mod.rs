@@ -29,11 +29,7 @@ use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
 /// Wall-clock milliseconds, the clock Redis itself uses for PEXPIRE. Read once
 /// per command and replicated as absolute times, never re-read on replicas.
 pub fn now_ms() -> i64 {
-    // SAFETY: a plain function pointer filled in by RedisModule_Init.
-    match unsafe { raw::RedisModule_Milliseconds } {
-        Some(milliseconds) => unsafe { milliseconds() },
-        None => 0,
-    }
+    crate::ffi::milliseconds()
 }
 
 /// `CMD key owner token`, as BEAT and RELEASE take it: refused on a replica,
@@ -134,12 +130,7 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects) 
 /// explicitly (REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED), so that a
 /// refused call or a timer's look at a lock touches nothing.
 pub fn signal_modified(ctx: &Context, key: &RedisString) {
-    // SAFETY: a plain API call on a live context and key name.
-    unsafe {
-        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-            signal(ctx.ctx, key.inner);
-        }
-    }
+    crate::ffi::signal_modified(ctx.ctx, key.inner);
 }
 
 /// Sends `HBLOCK.APPLY key <fields>` to replicas and the AOF, so they hold

@@ -1,0 +1,174 @@
+//! The RedisModule calls the `redis-module` crate has no safe wrapper for,
+//! each wrapped once with its SAFETY argument, so the rest of the module
+//! calls plain functions. Every function pointer is filled in by
+//! `RedisModule_Init` before any of our code runs; a missing one (an older
+//! server) makes the wrapper do nothing and say so in its return value.
+//!
+//! All of these run on Redis's main thread, as Redis calls modules there.
+
+use redis_module::raw;
+use std::ffi::{c_int, c_void, CString};
+
+pub type Ctx = *mut raw::RedisModuleCtx;
+pub type BlockedClient = *mut raw::RedisModuleBlockedClient;
+pub type TimerId = raw::RedisModuleTimerID;
+
+/// The callbacks of a blocked client.
+pub type ReplyCallback = extern "C" fn(Ctx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+pub type FreeCallback = extern "C" fn(Ctx, *mut c_void);
+pub type DisconnectCallback = extern "C" fn(Ctx, BlockedClient);
+pub type TimerCallback = extern "C" fn(Ctx, *mut c_void);
+
+/// Wall-clock milliseconds, the clock Redis uses for PEXPIRE.
+pub fn milliseconds() -> i64 {
+    // SAFETY: no arguments; a plain read of Redis's clock.
+    unsafe { raw::RedisModule_Milliseconds.map_or(0, |ms| ms()) }
+}
+
+/// Whether Redis pauses writes now (CLIENT PAUSE, FAILOVER, SHUTDOWN waiting
+/// for replicas): anything propagated now aborts the server.
+pub fn writes_paused() -> bool {
+    // SAFETY: no arguments; it only reads (and may end) Redis's pause state.
+    unsafe { raw::RedisModule_AvoidReplicaTraffic.is_some_and(|avoid| avoid() != 0) }
+}
+
+/// The database selected in `ctx`.
+pub fn selected_db(ctx: Ctx) -> i32 {
+    // SAFETY: `ctx` is the live context of the current callback.
+    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |get| get(ctx)) }
+}
+
+/// Selects database `db` in `ctx`; false when it does not exist.
+pub fn select_db(ctx: Ctx, db: i32) -> bool {
+    // SAFETY: `ctx` is the live context of the current callback; Redis checks
+    // the range of `db`.
+    unsafe {
+        raw::RedisModule_SelectDb
+            .is_some_and(|select| select(ctx, db) == raw::REDISMODULE_OK as c_int)
+    }
+}
+
+/// The id of the client `ctx` runs for (0 without one).
+pub fn client_id(ctx: Ctx) -> u64 {
+    // SAFETY: `ctx` is the live context of the current command.
+    unsafe { raw::RedisModule_GetClientId.map_or(0, |get| get(ctx)) }
+}
+
+/// Blocks the client of the command `ctx` runs (no Redis timeout: WAIT runs
+/// on the module timer) with these callbacks. None when Redis refused.
+pub fn block_client(
+    ctx: Ctx,
+    reply: ReplyCallback,
+    on_unblock: ReplyCallback,
+    free: FreeCallback,
+    on_disconnect: DisconnectCallback,
+) -> Option<BlockedClient> {
+    // SAFETY: `ctx` is a live command context; the callbacks are `extern "C"`
+    // functions of this module that live as long as it does.
+    unsafe {
+        let (Some(block), Some(set_disconnect)) = (
+            raw::RedisModule_BlockClient,
+            raw::RedisModule_SetDisconnectCallback,
+        ) else {
+            return None;
+        };
+        let bc = block(ctx, Some(reply), Some(on_unblock), Some(free), 0);
+        if bc.is_null() {
+            return None;
+        }
+        set_disconnect(bc, Some(on_disconnect));
+        Some(bc)
+    }
+}
+
+/// Unblocks `bc`, handing `privdata` (null, or a pointer the reply and free
+/// callbacks understand) to its reply callback.
+///
+/// The caller guarantees `bc` came from [`block_client`] and is unblocked
+/// only once (a queued waiter leaves the queue as it is unblocked).
+pub fn unblock_client(bc: BlockedClient, privdata: *mut c_void) {
+    // SAFETY: see above: a live handle, unblocked once.
+    unsafe {
+        if let Some(unblock) = raw::RedisModule_UnblockClient {
+            unblock(bc, privdata);
+        }
+    }
+}
+
+/// The handle of the blocked client a reply/timeout callback runs for.
+pub fn blocked_client_handle(ctx: Ctx) -> BlockedClient {
+    // SAFETY: `ctx` is the live context of a blocked-client callback.
+    unsafe { raw::RedisModule_GetBlockedClientHandle.map_or(std::ptr::null_mut(), |get| get(ctx)) }
+}
+
+/// The private data given to [`unblock_client`], in a reply callback.
+pub fn blocked_client_privdata(ctx: Ctx) -> *mut c_void {
+    // SAFETY: `ctx` is the live context of a blocked-client callback.
+    unsafe {
+        raw::RedisModule_GetBlockedClientPrivateData.map_or(std::ptr::null_mut(), |get| get(ctx))
+    }
+}
+
+/// Replies with an error (any text: NUL bytes become spaces).
+pub fn reply_error(ctx: Ctx, message: &str) {
+    let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: a NUL-terminated message on the live reply context.
+    unsafe {
+        if let Some(reply_error) = raw::RedisModule_ReplyWithError {
+            reply_error(ctx, message.as_ptr());
+        }
+    }
+}
+
+/// Starts a timer that calls `callback` after `delay_ms` (no data).
+pub fn create_timer(ctx: Ctx, delay_ms: i64, callback: TimerCallback) -> Option<TimerId> {
+    // SAFETY: a live context and an `extern "C"` callback of this module; the
+    // timer carries no data, so nothing leaks when it is stopped.
+    unsafe {
+        raw::RedisModule_CreateTimer
+            .map(|create| create(ctx, delay_ms, Some(callback), std::ptr::null_mut()))
+    }
+}
+
+/// Stops a timer of this module (never from inside its own callback).
+pub fn stop_timer(ctx: Ctx, id: TimerId) {
+    // SAFETY: a live context; Redis ignores ids it does not know.
+    unsafe {
+        if let Some(stop) = raw::RedisModule_StopTimer {
+            stop(ctx, id, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Invalidates WATCH and client-side caches of `key`.
+pub fn signal_modified(ctx: Ctx, key: *mut raw::RedisModuleString) {
+    // SAFETY: a live context and a key name valid for the call.
+    unsafe {
+        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
+            signal(ctx, key);
+        }
+    }
+}
+
+/// A context for log lines outside any callback (lives as long as the module).
+pub fn detached_context(ctx: Ctx) -> Ctx {
+    // SAFETY: called with the OnLoad context; the detached context is never
+    // freed, and used on the main thread only.
+    unsafe {
+        raw::RedisModule_GetDetachedThreadSafeContext.map_or(std::ptr::null_mut(), |get| get(ctx))
+    }
+}
+
+/// Logs `message` at warning level (any text: NUL bytes are escaped).
+pub fn log_warning(ctx: Ctx, message: &str) {
+    let Ok(message) = CString::new(message.replace('\0', "\\0")) else {
+        return;
+    };
+    // SAFETY: NUL-terminated level and message; "%s" keeps Redis from reading
+    // the message as a format string.
+    unsafe {
+        if let Some(log) = raw::RedisModule_Log {
+            log(ctx, c"warning".as_ptr(), c"%s".as_ptr(), message.as_ptr());
+        }
+    }
+}
