@@ -343,6 +343,21 @@ impl Lease {
         &self.events
     }
 
+    /// Sends the heartbeat's reports to `tx` as they happen (wrapped by
+    /// `wrap`), instead of [`Lease::events`], so a caller can wait on one
+    /// channel for everything. The forwarding ends with the heartbeat.
+    pub fn forward_events<T: Send + 'static>(&mut self, tx: Sender<T>, wrap: fn(LeaseEvent) -> T) {
+        let (_, unused) = mpsc::channel();
+        let events = std::mem::replace(&mut self.events, unused);
+        std::thread::spawn(move || {
+            for event in events {
+                if tx.send(wrap(event)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     /// The latest the lease can end, from the client's point of view: the send
     /// time of the last successful beat plus `interval * misses`.
     pub fn lease_ends(&self) -> Instant {

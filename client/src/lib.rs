@@ -6,7 +6,9 @@
 //! - `lease.rs`: [`Client::acquire`] and the [`Lease`] handle (background
 //!   heartbeat, loss reported on a channel, release on drop).
 //! - `owner.rs`: default owner ids, unique per process.
-//! - `supervise.rs`: `hblock run`, the single-instance supervisor.
+//! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
+//! - `stop_plan.rs`: when the supervisor stops its child: a pure state
+//!   machine, the clock passed in, unit-tested.
 //! - `main.rs`: the CLI.
 //!
 //! ```no_run
@@ -28,6 +30,7 @@
 pub mod commands;
 mod lease;
 pub mod owner;
+pub mod stop_plan;
 pub mod supervise;
 
 pub use commands::{BeatError, LockInfo};

@@ -4,17 +4,16 @@
 //!    connection (keeps this standby's place in the queue).
 //! 2. Run CMD in its own process group, with HBLOCK_KEY / HBLOCK_OWNER /
 //!    HBLOCK_TOKEN, and a parent-death signal (SIGKILL) on Linux.
-//! 3. Beat every interval. On NOTHELD: SIGTERM the group at once, SIGKILL after
-//!    `grace`. When beats fail (Redis unreachable): SIGTERM at
-//!    `max(first failure, lease end - grace - margin)` and SIGKILL at
-//!    `lease end - margin`, so the child is dead before the lease can end on
-//!    the server and a standby starts.
+//! 3. Beat every interval (the lease's thread, whose reports are pushed here);
+//!    stop the child when the lease is lost or may end: when and how is
+//!    decided by the pure `StopPlan` (stop_plan.rs).
 //! 4. When CMD exits: RELEASE at once (a standby takes over) and exit with its
 //!    status. SIGINT/SIGTERM are forwarded to CMD; then the same.
 
 use crate::lease::{Client, LeaseEvent, LeaseOptions, LostReason};
+use crate::stop_plan::{Action, StopPlan};
 use std::process::{Command, ExitStatus};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 /// `run` exit code when the lease was lost and the child stopped for it.
@@ -113,157 +112,166 @@ pub fn status_code(status: &ExitStatus) -> i32 {
 pub fn run(client: &Client, opts: RunOptions) -> i32 {
     let (tx, rx) = mpsc::channel();
     catch_signals(tx.clone());
+    let mut lease = match wait_for_lease(client, &opts, &tx, &rx) {
+        Ok(lease) => lease,
+        Err(code) => return code,
+    };
+    log(&format!("acquired {} token={}", opts.key, lease.token()));
+    let pgid = match start_child(&opts, lease.token(), &tx) {
+        Ok(pgid) => pgid,
+        Err(code) => {
+            let _ = lease.release();
+            return code;
+        }
+    };
+    lease.forward_events(tx, Msg::Lease);
+    supervise_child(lease, &opts, pgid, &rx)
+}
 
+/// One blocking `ACQUIRE ... WAIT 0` in a thread, while signals can still
+/// end the wait. Err: the exit code.
+fn wait_for_lease(
+    client: &Client,
+    opts: &RunOptions,
+    tx: &Sender<Msg>,
+    rx: &Receiver<Msg>,
+) -> Result<crate::Lease, i32> {
     log(&format!("waiting for {} as {}", opts.key, opts.owner));
-    {
-        let (client, key, owner, tx) = (
-            client.clone(),
-            opts.key.clone(),
-            opts.owner.clone(),
-            tx.clone(),
-        );
-        let lease_options = LeaseOptions {
-            wait: Some(Duration::ZERO),
-            ..opts.lease.clone()
-        };
-        std::thread::spawn(move || {
-            let acquired = client.acquire(&key, owner.as_bytes(), &lease_options);
-            let _ = tx.send(Msg::Acquired(Box::new(acquired)));
-        });
-    }
-    let lease = loop {
+    let (client, key, owner, tx) = (
+        client.clone(),
+        opts.key.clone(),
+        opts.owner.clone(),
+        tx.clone(),
+    );
+    let lease_options = LeaseOptions {
+        wait: Some(Duration::ZERO),
+        ..opts.lease.clone()
+    };
+    std::thread::spawn(move || {
+        let acquired = client.acquire(&key, owner.as_bytes(), &lease_options);
+        let _ = tx.send(Msg::Acquired(Box::new(acquired)));
+    });
+    loop {
         match rx.recv() {
             Ok(Msg::Signal(sig)) => {
                 log(&format!(
                     "signal {sig} while waiting for {}: exiting",
                     opts.key
                 ));
-                return 128 + sig; // exiting closes the waiting connection
+                return Err(128 + sig); // exiting closes the waiting connection
             }
-            Ok(Msg::Acquired(acquired)) => match *acquired {
-                Ok(Some(lease)) => break lease,
-                Ok(None) => {
-                    log(&format!("not acquired {}", opts.key));
-                    return 1;
-                }
-                Err(err) => {
-                    log(&format!("cannot acquire {}: {err}", opts.key));
-                    return EXIT_REDIS;
-                }
-            },
+            Ok(Msg::Acquired(acquired)) => {
+                return match *acquired {
+                    Ok(Some(lease)) => Ok(lease),
+                    Ok(None) => {
+                        log(&format!("not acquired {}", opts.key));
+                        Err(1)
+                    }
+                    Err(err) => {
+                        log(&format!("cannot acquire {}: {err}", opts.key));
+                        Err(EXIT_REDIS)
+                    }
+                };
+            }
             Ok(_) => {}
-            Err(_) => return EXIT_REDIS,
+            Err(_) => return Err(EXIT_REDIS),
         }
-    };
-    log(&format!("acquired {} token={}", opts.key, lease.token()));
+    }
+}
 
-    let mut child = match spawn_child(&opts, lease.token()) {
-        Ok(child) => child,
-        Err(err) => {
-            log(&format!("cannot start {:?}: {err}", opts.command));
-            let _ = lease.release();
-            return 127;
-        }
-    };
+/// Starts the child and a thread that reports its exit. Ok: its process
+/// group; Err: the exit code (127: it could not be started).
+fn start_child(opts: &RunOptions, token: i64, tx: &Sender<Msg>) -> Result<u32, i32> {
+    let mut child = spawn_child(opts, token).map_err(|err| {
+        log(&format!("cannot start {:?}: {err}", opts.command));
+        127
+    })?;
     let pgid = child.id();
     log(&format!("started {:?} pid={pgid}", opts.command));
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(Msg::ChildExited(child.wait()));
-        });
-    }
-    let interval = opts.lease.interval;
-    let margin = (interval / 4).min(Duration::from_millis(200));
-    let mut lost: Option<String> = None;
-    let mut term_at: Option<Instant> = None;
-    let mut kill_at: Option<Instant> = None;
-    let mut termed = false;
+    let tx = tx.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Msg::ChildExited(child.wait()));
+    });
+    Ok(pgid)
+}
+
+/// Beats (in the lease's thread) while the child runs; stops it when the
+/// plan says so; releases when it exits. Returns the exit code.
+fn supervise_child(lease: crate::Lease, opts: &RunOptions, pgid: u32, rx: &Receiver<Msg>) -> i32 {
+    let mut plan = StopPlan::new(opts.lease.interval, opts.grace);
     loop {
-        // The lease's events join the one loop (checked at least every 20 ms).
-        while let Ok(event) = lease.events().try_recv() {
-            let _ = tx.send(Msg::Lease(event));
-        }
-        let wake = [term_at, kill_at].into_iter().flatten().min().map_or(
-            Duration::from_millis(20),
-            |at| {
-                at.saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(20))
-            },
-        );
-        match rx.recv_timeout(wake) {
-            Ok(Msg::ChildExited(status)) => {
-                signal_group(pgid, libc::SIGKILL); // whatever it left behind
-                let code = match &status {
-                    Ok(status) => status_code(status),
-                    Err(_) => 1,
-                };
-                log(&format!("{:?} exited with {code}", opts.command));
-                let token = lease.token();
-                match lease.release() {
-                    Ok(true) => log(&format!("released {} token={token}", opts.key)),
-                    Ok(false) => log(&format!("{} token={token} was no longer held", opts.key)),
-                    Err(err) => log(&format!("release of {} failed: {err}", opts.key)),
-                }
-                return if lost.is_some() { EXIT_LOST } else { code };
-            }
+        let msg = match plan.next_wake(Instant::now()) {
+            Some(wait) => rx.recv_timeout(wait),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let now = Instant::now();
+        let actions = match msg {
+            Ok(Msg::ChildExited(status)) => return finish(lease, opts, pgid, status, &plan),
             Ok(Msg::Signal(sig)) => {
                 log(&format!("signal {sig}: stopping {:?}", opts.command));
                 signal_group(pgid, sig);
-                kill_at = Some(kill_at.map_or(Instant::now() + opts.grace, |k| {
-                    k.min(Instant::now() + opts.grace)
-                }));
+                plan.on_signal(now);
+                Vec::new()
             }
             Ok(Msg::Lease(LeaseEvent::Lost(reason))) => {
                 log(&format!("lost {}: {reason}", opts.key));
-                lost = Some(reason.to_string());
-                if !termed {
-                    termed = true;
-                    signal_group(pgid, libc::SIGTERM);
-                }
-                let deadline = match reason {
-                    LostReason::NotHeld(_) => Instant::now() + opts.grace,
-                    LostReason::Unreachable(_) => Instant::now(),
-                };
-                kill_at = Some(kill_at.map_or(deadline, |k| k.min(deadline)));
+                let not_held = matches!(reason, LostReason::NotHeld(_));
+                plan.on_lost(reason.to_string(), not_held, now)
             }
             Ok(Msg::Lease(LeaseEvent::BeatFailed { error, lease_ends })) => {
-                let left = lease_ends.saturating_duration_since(Instant::now());
+                let left = lease_ends.saturating_duration_since(now).as_millis();
                 log(&format!(
-                    "beat of {} failed: {error}; lease ends in {} ms at the latest",
-                    opts.key,
-                    left.as_millis()
+                    "beat of {} failed: {error}; lease ends in {left} ms at the latest",
+                    opts.key
                 ));
-                let term = lease_ends
-                    .checked_sub(opts.grace + margin)
-                    .map_or(Instant::now(), |t| t.max(Instant::now()));
-                term_at = Some(term);
-                kill_at = Some(lease_ends.checked_sub(margin).unwrap_or(lease_ends));
+                plan.on_beat_failed(lease_ends, now);
+                Vec::new()
             }
             Ok(Msg::Lease(LeaseEvent::Recovered)) => {
-                if !termed {
+                if plan.on_recovered() {
                     log(&format!("beats of {} succeed again", opts.key));
-                    term_at = None;
-                    kill_at = None;
                 }
+                Vec::new()
             }
-            Ok(Msg::Acquired(_)) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Msg::Acquired(_)) | Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return EXIT_LOST,
-        }
-        let now = Instant::now();
-        if term_at.is_some_and(|t| now >= t) && !termed {
-            termed = true;
-            lost.get_or_insert_with(|| "Redis unreachable".into());
+        };
+        for action in actions.into_iter().chain(plan.due(Instant::now())) {
+            let (sig, what) = match action {
+                Action::Term => (libc::SIGTERM, "stopping"),
+                Action::Kill => (libc::SIGKILL, "killing"),
+            };
             log(&format!(
-                "stopping {:?}: the lease of {} may end soon",
-                opts.command, opts.key
+                "{what} {:?} ({})",
+                opts.command,
+                plan.lost().unwrap_or("signal")
             ));
-            signal_group(pgid, libc::SIGTERM);
+            signal_group(pgid, sig);
         }
-        if kill_at.is_some_and(|t| now >= t) {
-            kill_at = None;
-            log(&format!("killing {:?}", opts.command));
-            signal_group(pgid, libc::SIGKILL);
-        }
+    }
+}
+
+/// The child exited: kill what it left behind, release, exit with its
+/// status (or 4 when the lease was lost).
+fn finish(
+    lease: crate::Lease,
+    opts: &RunOptions,
+    pgid: u32,
+    status: std::io::Result<ExitStatus>,
+    plan: &StopPlan,
+) -> i32 {
+    signal_group(pgid, libc::SIGKILL); // whatever it left behind
+    let code = status.as_ref().map_or(1, status_code);
+    log(&format!("{:?} exited with {code}", opts.command));
+    let token = lease.token();
+    match lease.release() {
+        Ok(true) => log(&format!("released {} token={token}", opts.key)),
+        Ok(false) => log(&format!("{} token={token} was no longer held", opts.key)),
+        Err(err) => log(&format!("release of {} failed: {err}", opts.key)),
+    }
+    if plan.lost().is_some() {
+        EXIT_LOST
+    } else {
+        code
     }
 }
