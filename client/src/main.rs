@@ -2,9 +2,9 @@
 
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands::{self, BeatError};
-use hblock_client::owner::default_owner;
+use hblock_client::owner::{default_owner, hex};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
-use hblock_client::{Client, LeaseOptions};
+use hblock_client::{Client, Conn, LeaseOptions};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
 };
@@ -154,106 +154,124 @@ fn main() {
 }
 
 fn dispatch(client: &Client, command: Cmd) -> i32 {
-    if let Cmd::Run {
-        key,
-        terms,
-        grace,
-        command,
-    } = command
-    {
-        let opts = RunOptions {
-            key,
-            lease: terms.lease_options(Some(Duration::ZERO)),
-            owner: terms.owner.unwrap_or_else(default_owner),
-            grace: Duration::from_millis(grace),
-            command,
-        };
-        return supervise::run(client, opts);
-    }
-    let mut con = match client.connection() {
-        Ok(con) => con,
-        Err(err) => return fail(err),
-    };
     match command {
-        Cmd::Run { .. } => unreachable!("handled above"),
-        Cmd::Acquire { key, terms, wait } => {
-            let generated = terms.owner.is_none();
-            let owner = terms.owner.clone().unwrap_or_else(default_owner);
-            if generated {
-                eprintln!("owner={owner}");
-            }
-            let reply = if terms.min_replicas > 0 {
-                // Through the library: grant, WAIT for replicas, release on failure.
-                let options = terms.lease_options(wait.map(Duration::from_millis));
-                client
-                    .acquire(&key, owner.as_bytes(), &options)
-                    .map(|lease| lease.map(|l| l.detach()))
-            } else {
-                commands::acquire(
-                    &mut con,
-                    &key,
-                    owner.as_bytes(),
-                    Some(terms.interval),
-                    Some(u64::from(terms.misses)),
-                    wait,
-                )
+        Cmd::Run {
+            key,
+            terms,
+            grace,
+            command,
+        } => {
+            let opts = RunOptions {
+                key,
+                lease: terms.lease_options(Some(Duration::ZERO)),
+                owner: terms.owner.unwrap_or_else(default_owner),
+                grace: Duration::from_millis(grace),
+                command,
             };
-            match reply {
-                Ok(Some(token)) => {
-                    println!("{token}");
-                    0
-                }
-                Ok(None) => {
-                    eprintln!("hblock: {key} not acquired");
-                    1
-                }
-                Err(err) => fail(err),
-            }
+            supervise::run(client, opts)
+        }
+        Cmd::Acquire { key, terms, wait } => {
+            with_connection(client, |con| acquire(client, con, &key, &terms, wait))
         }
         Cmd::Beat { key, owner, token } => {
-            match commands::beat(&mut con, &key, owner.as_bytes(), token) {
-                Ok(beats) => {
-                    println!("{beats}");
-                    0
-                }
-                Err(BeatError::NotHeld(why)) => {
-                    eprintln!("hblock: NOTHELD {why}");
-                    1
-                }
-                Err(BeatError::Redis(err)) => fail(err),
-            }
+            with_connection(client, |con| beat(con, &key, &owner, token))
         }
         Cmd::Release { key, owner, token } => {
-            match commands::release(&mut con, &key, owner.as_bytes(), token) {
-                Ok(released) => {
-                    println!("{}", i32::from(released));
-                    if released {
-                        0
-                    } else {
-                        1
-                    }
-                }
-                Err(err) => fail(err),
-            }
+            with_connection(client, |con| release(con, &key, &owner, token))
         }
-        Cmd::Info { key, json } => match commands::info(&mut con, &key) {
-            Ok(None) => {
-                eprintln!("hblock: no such lock: {key}");
+        Cmd::Info { key, json } => with_connection(client, |con| info(con, &key, json)),
+    }
+}
+
+/// Runs a thin command on a new connection; exit 3 when there is none.
+fn with_connection(client: &Client, command: impl FnOnce(&mut Conn) -> i32) -> i32 {
+    match client.connection() {
+        Ok(mut con) => command(&mut con),
+        Err(err) => fail(err),
+    }
+}
+
+fn acquire(client: &Client, con: &mut Conn, key: &str, terms: &Terms, wait: Option<u64>) -> i32 {
+    let generated = terms.owner.is_none();
+    let owner = terms.owner.clone().unwrap_or_else(default_owner);
+    if generated {
+        eprintln!("owner={owner}");
+    }
+    let reply = if terms.min_replicas > 0 {
+        // Through the library: grant, WAIT for replicas, release on failure.
+        let options = terms.lease_options(wait.map(Duration::from_millis));
+        client
+            .acquire(key, owner.as_bytes(), &options)
+            .map(|lease| lease.map(|l| l.detach()))
+    } else {
+        commands::acquire(
+            con,
+            key,
+            owner.as_bytes(),
+            Some(terms.interval),
+            Some(u64::from(terms.misses)),
+            wait,
+        )
+    };
+    match reply {
+        Ok(Some(token)) => {
+            println!("{token}");
+            0
+        }
+        Ok(None) => {
+            eprintln!("hblock: {key} not acquired");
+            1
+        }
+        Err(err) => fail(err),
+    }
+}
+
+fn beat(con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
+    match commands::beat(con, key, owner.as_bytes(), token) {
+        Ok(beats) => {
+            println!("{beats}");
+            0
+        }
+        Err(BeatError::NotHeld(why)) => {
+            eprintln!("hblock: NOTHELD {why}");
+            1
+        }
+        Err(BeatError::Redis(err)) => fail(err),
+    }
+}
+
+fn release(con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
+    match commands::release(con, key, owner.as_bytes(), token) {
+        Ok(released) => {
+            println!("{}", i32::from(released));
+            if released {
+                0
+            } else {
                 1
             }
-            Ok(Some(info)) => {
-                println!(
-                    "{}",
-                    if json {
-                        info_json(&info)
-                    } else {
-                        info_text(&info)
-                    }
-                );
-                0
-            }
-            Err(err) => fail(err),
-        },
+        }
+        Err(err) => fail(err),
+    }
+}
+
+fn info(con: &mut Conn, key: &str, json: bool) -> i32 {
+    match commands::info(con, key) {
+        Ok(None) => {
+            eprintln!("hblock: no such lock: {key}");
+            1
+        }
+        Ok(Some(info)) => {
+            println!(
+                "{}",
+                if json {
+                    info_json(&info)
+                } else {
+                    info_text(&info)
+                }
+            );
+            0
+        }
+        Err(err) => fail(err),
     }
 }
 
@@ -275,10 +293,7 @@ fn mask_password(url: &str) -> String {
 fn owner_text(owner: &[u8]) -> String {
     match std::str::from_utf8(owner) {
         Ok(s) => s.to_string(),
-        Err(_) => format!(
-            "0x{}",
-            owner.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
+        Err(_) => format!("0x{}", hex(owner)),
     }
 }
 
@@ -294,37 +309,20 @@ fn info_text(info: &hblock_client::LockInfo) -> String {
     out.trim_end().to_string()
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// INFO's field names; integers as JSON numbers; the owner as a JSON string
-/// when it is UTF-8, else `"owner_hex"` with its bytes in hex.
+/// INFO's field names, in INFO's order; integers as JSON numbers; the owner
+/// as a JSON string when it is UTF-8, else `null` plus `"owner_hex"`.
 fn info_json(info: &hblock_client::LockInfo) -> String {
-    let mut fields = vec![format!("\"state\":{}", json_string(&info.state))];
-    match info.owner.as_deref() {
-        None => fields.push("\"owner\":null".into()),
-        Some(owner) => match std::str::from_utf8(owner) {
-            Ok(s) => fields.push(format!("\"owner\":{}", json_string(s))),
-            Err(_) => {
-                fields.push("\"owner\":null".into());
-                let hex: String = owner.iter().map(|b| format!("{b:02x}")).collect();
-                fields.push(format!("\"owner_hex\":\"{hex}\""));
-            }
-        },
+    use serde_json::{Map, Value};
+    let mut fields = Map::new();
+    fields.insert("state".into(), Value::from(info.state.as_str()));
+    let owner = info.owner.as_deref();
+    let text = owner.and_then(|o| std::str::from_utf8(o).ok());
+    fields.insert("owner".into(), text.map_or(Value::Null, Value::from));
+    if let (Some(owner), None) = (owner, text) {
+        fields.insert("owner_hex".into(), Value::from(hex(owner)));
     }
     for (name, value) in info.numbers() {
-        fields.push(format!("\"{name}\":{value}"));
+        fields.insert(name.into(), Value::from(value));
     }
-    format!("{{{}}}", fields.join(","))
+    Value::Object(fields).to_string()
 }

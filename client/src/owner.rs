@@ -28,6 +28,11 @@ fn random_hex() -> String {
             .map_or(0, |d| d.as_nanos() as u64);
         bytes = (nanos ^ (&bytes as *const _ as u64)).to_le_bytes();
     }
+    hex(&bytes)
+}
+
+/// Bytes as lower-case hex (owners that are not UTF-8, random ids).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
