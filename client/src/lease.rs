@@ -6,10 +6,11 @@
 //! earlier, so the lease cannot end before `sent + interval * misses`.
 
 use crate::commands::{self, BeatError};
+use crate::heartbeat::Heartbeat;
 use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -174,7 +175,7 @@ impl Client {
         }
     }
 
-    fn connection_for_beats(&self, interval: Duration) -> RedisResult<Conn> {
+    pub(crate) fn connection_for_beats(&self, interval: Duration) -> RedisResult<Conn> {
         // A beat that takes longer than an interval is a failed beat.
         let limit = interval.max(Duration::from_millis(50));
         match &self.target {
@@ -264,8 +265,8 @@ impl Client {
     }
 }
 
-struct Shared {
-    last_ok: Mutex<Instant>,
+pub(crate) struct Shared {
+    pub(crate) last_ok: Mutex<Instant>,
 }
 
 /// A held lease. Beats every interval in the background; dropping it stops
@@ -297,20 +298,18 @@ impl Lease {
         });
         let (event_tx, events) = mpsc::channel();
         let (stop, stop_rx) = mpsc::channel();
-        let heartbeat = {
-            let (client, key, owner, shared) = (
-                client.clone(),
-                key.to_string(),
-                owner.to_vec(),
-                shared.clone(),
-            );
-            let (interval, lease) = (options.interval, options.lease());
-            std::thread::spawn(move || {
-                heartbeat(
-                    &client, &key, &owner, token, interval, lease, &shared, &event_tx, &stop_rx,
-                )
-            })
+        let heartbeat = Heartbeat {
+            client: client.clone(),
+            key: key.to_string(),
+            owner: owner.to_vec(),
+            token,
+            interval: options.interval,
+            lease: options.lease(),
+            shared: shared.clone(),
+            events: event_tx,
+            stop: stop_rx,
         };
+        let heartbeat = std::thread::spawn(move || heartbeat.run());
         Lease {
             client,
             key: key.to_string(),
@@ -400,80 +399,6 @@ impl Drop for Lease {
             if let Ok(mut con) = self.client.connection() {
                 let _ = commands::release(&mut con, &self.key, &self.owner, self.token);
             }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn heartbeat(
-    client: &Client,
-    key: &str,
-    owner: &[u8],
-    token: i64,
-    interval: Duration,
-    lease: Duration,
-    shared: &Shared,
-    events: &Sender<LeaseEvent>,
-    stop: &Receiver<()>,
-) {
-    let mut con: Option<Conn> = None;
-    let mut failing = false;
-    let mut next = Instant::now() + interval;
-    loop {
-        match stop.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => return, // released or dropped
-        }
-        next += interval;
-        let sent = Instant::now();
-        let result = match con.as_mut() {
-            Some(c) => commands::beat(c, key, owner, token),
-            None => client
-                .connection_for_beats(interval)
-                .map_err(BeatError::from)
-                .and_then(|mut c| {
-                    let r = commands::beat(&mut c, key, owner, token);
-                    con = Some(c);
-                    r
-                }),
-        };
-        match result {
-            Ok(_) => {
-                if let Ok(mut last_ok) = shared.last_ok.lock() {
-                    *last_ok = sent;
-                }
-                if failing {
-                    failing = false;
-                    let _ = events.send(LeaseEvent::Recovered);
-                }
-            }
-            Err(BeatError::NotHeld(why)) => {
-                let _ = events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
-                return;
-            }
-            Err(BeatError::Redis(err)) => {
-                con = None; // reconnect on the next beat
-                let last_ok = shared
-                    .last_ok
-                    .lock()
-                    .map_or_else(|e| *e.into_inner(), |t| *t);
-                let lease_ends = last_ok + lease;
-                if Instant::now() >= lease_ends {
-                    let _ = events.send(LeaseEvent::Lost(LostReason::Unreachable(err.to_string())));
-                    return;
-                }
-                if !failing {
-                    failing = true;
-                    let _ = events.send(LeaseEvent::BeatFailed {
-                        error: err.to_string(),
-                        lease_ends,
-                    });
-                }
-            }
-        }
-        // A late beat does not make the next ones bunch up.
-        if next < Instant::now() {
-            next = Instant::now() + interval;
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - `commands.rs`: one function per HBLOCK command, typed replies.
 //! - `lease.rs`: [`Client::acquire`] and the [`Lease`] handle (background
 //!   heartbeat, loss reported on a channel, release on drop).
+//! - `heartbeat.rs`: the lease's background heartbeat.
 //! - `owner.rs`: default owner ids, unique per process.
 //! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
 //! - `stop_plan.rs`: when the supervisor stops its child: a pure state
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod commands;
+mod heartbeat;
 mod lease;
 pub mod owner;
 pub mod stop_plan;

@@ -1,0 +1,106 @@
+//! The background heartbeat of a [`crate::Lease`]: beats every interval on
+//! its own connection, reconnects after errors, and reports failures,
+//! recovery and loss. The lease is counted from the *send* time of the last
+//! acknowledged beat (the server got it no earlier).
+
+use crate::commands::{self, BeatError};
+use crate::lease::{Client, Conn, LeaseEvent, LostReason, Shared};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The background heartbeat of one lease (its own thread and connection).
+pub(crate) struct Heartbeat {
+    pub(crate) client: Client,
+    pub(crate) key: String,
+    pub(crate) owner: Vec<u8>,
+    pub(crate) token: i64,
+    pub(crate) interval: Duration,
+    /// interval * misses: how long the lease lasts without a beat.
+    pub(crate) lease: Duration,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: Sender<LeaseEvent>,
+    /// Closed (or sent to) when the lease is released or dropped.
+    pub(crate) stop: Receiver<()>,
+}
+
+impl Heartbeat {
+    /// Beats every interval until stopped or the lease is lost; reports
+    /// failures, recovery and loss on `events`.
+    pub(crate) fn run(self) {
+        let mut con: Option<Conn> = None;
+        let mut failing = false;
+        let mut next = Instant::now() + self.interval;
+        loop {
+            match self
+                .stop
+                .recv_timeout(next.saturating_duration_since(Instant::now()))
+            {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return, // released or dropped
+            }
+            next += self.interval;
+            let sent = Instant::now();
+            match self.beat(&mut con) {
+                Ok(()) => {
+                    if let Ok(mut last_ok) = self.shared.last_ok.lock() {
+                        *last_ok = sent;
+                    }
+                    if failing {
+                        failing = false;
+                        let _ = self.events.send(LeaseEvent::Recovered);
+                    }
+                }
+                Err(BeatError::NotHeld(why)) => {
+                    let _ = self.events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
+                    return;
+                }
+                Err(BeatError::Redis(err)) => {
+                    con = None; // reconnect on the next beat
+                    if !self.on_failure(&err.to_string(), &mut failing) {
+                        return;
+                    }
+                }
+            }
+            // A late beat does not make the next ones bunch up.
+            if next < Instant::now() {
+                next = Instant::now() + self.interval;
+            }
+        }
+    }
+
+    /// One beat, connecting first when there is no connection.
+    fn beat(&self, con: &mut Option<Conn>) -> Result<(), BeatError> {
+        if con.is_none() {
+            *con = Some(self.client.connection_for_beats(self.interval)?);
+        }
+        match con.as_mut() {
+            Some(c) => commands::beat(c, &self.key, &self.owner, self.token).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// A beat failed: report it once, or the loss once the lease may have
+    /// ended. False when the heartbeat stops.
+    fn on_failure(&self, error: &str, failing: &mut bool) -> bool {
+        let last_ok = self
+            .shared
+            .last_ok
+            .lock()
+            .map_or_else(|e| *e.into_inner(), |t| *t);
+        let lease_ends = last_ok + self.lease;
+        if Instant::now() >= lease_ends {
+            let lost = LostReason::Unreachable(error.to_string());
+            let _ = self.events.send(LeaseEvent::Lost(lost));
+            return false;
+        }
+        if !*failing {
+            *failing = true;
+            let _ = self.events.send(LeaseEvent::BeatFailed {
+                error: error.to_string(),
+                lease_ends,
+            });
+        }
+        true
+    }
+}
