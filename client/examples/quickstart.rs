@@ -2,7 +2,7 @@
 use hblock_client::{Client, LeaseEvent, LeaseOptions};
 use std::time::{Duration, Instant};
 
-fn main() -> Result<(), redis::RedisError> {
+fn main() -> Result<(), hblock_client::Error> {
     let url = std::env::var("HBLOCK_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
     let client = Client::open(&url)?;
     // Queue (first come, first served) until the lock is ours: WAIT 0.

@@ -1,5 +1,6 @@
 //! One function per HBLOCK command, with typed replies.
 
+use crate::Error;
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// `HBLOCK.ACQUIRE`: the fencing token, or None when another owner holds the
@@ -26,41 +27,13 @@ pub fn acquire(
     cmd.query(con)
 }
 
-/// Why a beat failed.
-#[derive(Debug)]
-pub enum BeatError {
-    /// The server says the caller does not hold the lease (`NOTHELD <why>`).
-    NotHeld(String),
-    /// Redis could not be reached, or answered something else.
-    Redis(RedisError),
-}
-
-impl std::fmt::Display for BeatError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BeatError::NotHeld(why) => write!(f, "NOTHELD {why}"),
-            BeatError::Redis(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-impl From<RedisError> for BeatError {
-    fn from(err: RedisError) -> Self {
-        if err.code() == Some("NOTHELD") {
-            BeatError::NotHeld(err.detail().unwrap_or("").to_string())
-        } else {
-            BeatError::Redis(err)
-        }
-    }
-}
-
 /// `HBLOCK.BEAT`: the lease's beat count.
 pub fn beat(
     con: &mut impl ConnectionLike,
     key: &str,
     owner: &[u8],
     token: i64,
-) -> Result<i64, BeatError> {
+) -> Result<i64, Error> {
     Ok(redis::cmd("HBLOCK.BEAT")
         .arg(key)
         .arg(owner)

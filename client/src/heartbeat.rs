@@ -3,8 +3,9 @@
 //! recovery and loss. The lease is counted from the *send* time of the last
 //! acknowledged beat (the server got it no earlier).
 
-use crate::commands::{self, BeatError};
+use crate::commands;
 use crate::lease::{Client, Conn, LeaseEvent, LostReason, Shared};
+use crate::Error;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,11 +52,11 @@ impl Heartbeat {
                         let _ = self.events.send(LeaseEvent::Recovered);
                     }
                 }
-                Err(BeatError::NotHeld(why)) => {
+                Err(Error::NotHeld(why)) => {
                     let _ = self.events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
                     return;
                 }
-                Err(BeatError::Redis(err)) => {
+                Err(err) => {
                     con = None; // reconnect on the next beat
                     if !self.on_failure(&err.to_string(), &mut failing) {
                         return;
@@ -70,7 +71,7 @@ impl Heartbeat {
     }
 
     /// One beat, connecting first when there is no connection.
-    fn beat(&self, con: &mut Option<Conn>) -> Result<(), BeatError> {
+    fn beat(&self, con: &mut Option<Conn>) -> Result<(), Error> {
         if con.is_none() {
             *con = Some(self.client.connection_for_beats(self.interval)?);
         }

@@ -5,8 +5,9 @@
 //! *send* time of the last successful beat: the server received that beat no
 //! earlier, so the lease cannot end before `sent + interval * misses`.
 
-use crate::commands::{self, BeatError};
+use crate::commands;
 use crate::heartbeat::Heartbeat;
+use crate::Error;
 use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
@@ -206,7 +207,7 @@ impl Client {
         key: &str,
         owner: &[u8],
         options: &LeaseOptions,
-    ) -> RedisResult<Option<Lease>> {
+    ) -> Result<Option<Lease>, Error> {
         let mut con = self.connection()?;
         let sent = Instant::now();
         let token = commands::acquire(
@@ -227,14 +228,11 @@ impl Client {
             let beat_sent = Instant::now();
             match commands::beat(&mut con, key, owner, token) {
                 Ok(_) => last_ok = beat_sent,
-                Err(BeatError::NotHeld(why)) => {
-                    return Err(redis::RedisError::from((
-                        redis::ErrorKind::Extension,
-                        "NOTHELD",
-                        format!("the lease ended before its first beat: {why}"),
-                    )))
+                Err(Error::NotHeld(why)) => {
+                    let why = format!("the lease ended before its first beat: {why}");
+                    return Err(Error::NotHeld(why));
                 }
-                Err(BeatError::Redis(err)) => return Err(err),
+                Err(err) => return Err(err),
             }
         }
         if options.min_replicas > 0 {
@@ -244,14 +242,10 @@ impl Client {
                 .query(&mut con)?;
             if acked < i64::from(options.min_replicas) {
                 let _ = commands::release(&mut con, key, owner, token);
-                return Err(redis::RedisError::from((
-                    redis::ErrorKind::Extension,
-                    "NOREPLICAS",
-                    format!(
-                        "only {acked} of {} replicas acknowledged the grant; released it",
-                        options.min_replicas
-                    ),
-                )));
+                return Err(Error::NoReplicas {
+                    acked,
+                    wanted: options.min_replicas,
+                });
             }
         }
         Ok(Some(Lease::start(

@@ -25,15 +25,17 @@
 //!         eprintln!("lost: {why}");
 //!     }
 //! } // dropped: heartbeat stops and the lease is released
-//! # Ok::<(), redis::RedisError>(())
+//! # Ok::<(), hblock_client::Error>(())
 //! ```
 
 pub mod commands;
+mod error;
 mod heartbeat;
 mod lease;
 pub mod owner;
 pub mod stop_plan;
 pub mod supervise;
 
-pub use commands::{BeatError, LockInfo};
+pub use commands::LockInfo;
+pub use error::Error;
 pub use lease::{Client, Conn, Lease, LeaseEvent, LeaseOptions, LostReason};

@@ -1,9 +1,10 @@
 //! The `hblock` CLI. See `hblock --help`.
 
 use clap::{Args, Parser, Subcommand};
-use hblock_client::commands::{self, BeatError};
+use hblock_client::commands;
 use hblock_client::owner::{default_owner, hex};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
+use hblock_client::Error;
 use hblock_client::{Client, Conn, LeaseOptions};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
@@ -121,7 +122,8 @@ enum Cmd {
     },
 }
 
-fn fail(err: redis::RedisError) -> i32 {
+/// Redis unreachable or an error reply (including too few replicas): exit 3.
+fn fail(err: impl std::fmt::Display) -> i32 {
     eprintln!("hblock: {err}");
     EXIT_REDIS
 }
@@ -212,6 +214,7 @@ fn acquire(client: &Client, con: &mut Conn, key: &str, terms: &Terms, wait: Opti
             Some(u64::from(terms.misses)),
             wait,
         )
+        .map_err(Error::from)
     };
     match reply {
         Ok(Some(token)) => {
@@ -232,11 +235,11 @@ fn beat(con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
             println!("{beats}");
             0
         }
-        Err(BeatError::NotHeld(why)) => {
+        Err(Error::NotHeld(why)) => {
             eprintln!("hblock: NOTHELD {why}");
             1
         }
-        Err(BeatError::Redis(err)) => fail(err),
+        Err(err) => fail(err),
     }
 }
 

@@ -31,7 +31,7 @@ pub struct RunOptions {
 
 enum Msg {
     Signal(i32),
-    Acquired(Box<redis::RedisResult<Option<crate::Lease>>>),
+    Acquired(Box<Result<Option<crate::Lease>, crate::Error>>),
     ChildExited(std::io::Result<ExitStatus>),
     Lease(LeaseEvent),
 }

@@ -1,0 +1,42 @@
+//! The client's errors, as data: what the server or the network said, and
+//! the two outcomes of this crate's own that are not Redis errors.
+
+use redis::RedisError;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Redis could not be reached, or answered an error of its own.
+    Redis(RedisError),
+    /// The caller does not hold the lease (the server's `NOTHELD <why>`).
+    NotHeld(String),
+    /// Fewer replicas than asked acknowledged a grant in time; the lease was
+    /// released.
+    NoReplicas { acked: i64, wanted: u32 },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Redis(err) => write!(f, "{err}"),
+            Error::NotHeld(why) => write!(f, "NOTHELD {why}"),
+            Error::NoReplicas { acked, wanted } => write!(
+                f,
+                "only {acked} of {wanted} replicas acknowledged the grant; released it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A Redis reply `NOTHELD ...` becomes [`Error::NotHeld`]; everything else
+/// stays a Redis error.
+impl From<RedisError> for Error {
+    fn from(err: RedisError) -> Self {
+        if err.code() == Some("NOTHELD") {
+            Error::NotHeld(err.detail().unwrap_or("").to_string())
+        } else {
+            Error::Redis(err)
+        }
+    }
+}
