@@ -44,6 +44,19 @@ pub const TOKEN: Arg = (c"token", Kind::Integer, None);
 /// The key flags of a command that reads and updates its lock.
 pub const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
 
+/// The spec of a `CMD key owner token` command (BEAT, RELEASE): a fast write.
+pub const fn holder_spec(name: &'static CStr, summary: &'static CStr) -> Spec {
+    Spec {
+        name,
+        flags: "write fast",
+        acl: c"write fast",
+        summary,
+        arity: 4,
+        key_flags: RW_UPDATE,
+        args: &[KEY, OWNER, TOKEN],
+    }
+}
+
 fn arg_struct(&(name, kind, token): &Arg) -> raw::RedisModuleCommandArg {
     raw::RedisModuleCommandArg {
         name: name.as_ptr(),

@@ -7,7 +7,8 @@
 //! All of these run on Redis's main thread, as Redis calls modules there.
 
 use redis_module::raw;
-use std::ffi::{c_int, c_void, CString};
+use redis_module::RedisString;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 pub type Ctx = *mut raw::RedisModuleCtx;
 pub type BlockedClient = *mut raw::RedisModuleBlockedClient;
@@ -18,6 +19,10 @@ pub type ReplyCallback = extern "C" fn(Ctx, *mut *mut raw::RedisModuleString, c_
 pub type FreeCallback = extern "C" fn(Ctx, *mut c_void);
 pub type DisconnectCallback = extern "C" fn(Ctx, BlockedClient);
 pub type TimerCallback = extern "C" fn(Ctx, *mut c_void);
+pub type KeyEventCallback =
+    extern "C" fn(Ctx, c_int, *const c_char, *mut raw::RedisModuleString) -> c_int;
+pub type ServerEventCallback = unsafe extern "C" fn(Ctx, raw::RedisModuleEvent, u64, *mut c_void);
+pub type FilterCtx = *mut raw::RedisModuleCommandFilterCtx;
 
 /// Wall-clock milliseconds, the clock Redis uses for PEXPIRE.
 pub fn milliseconds() -> i64 {
@@ -169,6 +174,92 @@ pub fn log_warning(ctx: Ctx, message: &str) {
     unsafe {
         if let Some(log) = raw::RedisModule_Log {
             log(ctx, c"warning".as_ptr(), c"%s".as_ptr(), message.as_ptr());
+        }
+    }
+}
+
+/// Subscribes `callback` to the keyspace events of `classes` (OnLoad only).
+pub fn subscribe_keyspace(ctx: Ctx, classes: c_int, callback: KeyEventCallback) -> bool {
+    // SAFETY: the OnLoad context and an `extern "C"` callback of this module.
+    unsafe {
+        raw::RedisModule_SubscribeToKeyspaceEvents
+            .is_some_and(|sub| sub(ctx, classes, Some(callback)) == raw::REDISMODULE_OK as c_int)
+    }
+}
+
+/// Subscribes `callback` to server event `id` (OnLoad only).
+pub fn subscribe_server_event(ctx: Ctx, id: u64, callback: ServerEventCallback) -> bool {
+    let event = raw::RedisModuleEvent { id, dataver: 1 };
+    // SAFETY: the OnLoad context and an `extern "C"` callback of this module.
+    unsafe {
+        raw::RedisModule_SubscribeToServerEvent
+            .is_some_and(|sub| sub(ctx, event, Some(callback)) == raw::REDISMODULE_OK as c_int)
+    }
+}
+
+/// Sets the module's options (REDISMODULE_OPTION[S]_* flags; OnLoad only).
+pub fn set_module_options(ctx: Ctx, options: c_int) {
+    // SAFETY: the OnLoad context; Redis only stores the flags.
+    unsafe {
+        if let Some(set) = raw::RedisModule_SetModuleOptions {
+            set(ctx, options);
+        }
+    }
+}
+
+/// Starts this module's section of INFO (its name is the module's).
+pub fn info_add_section(ctx: *mut raw::RedisModuleInfoCtx) {
+    // SAFETY: the live context of an INFO callback; null means "the module's
+    // own section".
+    unsafe {
+        if let Some(add) = raw::RedisModule_InfoAddSection {
+            add(ctx, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Adds `name:value` to the INFO section (Redis prefixes the module name).
+pub fn info_add_u64(ctx: *mut raw::RedisModuleInfoCtx, name: &CStr, value: u64) {
+    // SAFETY: the live context of an INFO callback; Redis copies the name.
+    unsafe {
+        if let Some(add) = raw::RedisModule_InfoAddFieldULongLong {
+            add(ctx, name.as_ptr().cast_mut(), value);
+        }
+    }
+}
+
+/// How many arguments a filtered command has (its name included).
+pub fn filter_arg_count(fctx: FilterCtx) -> c_int {
+    // SAFETY: the live context of a command filter callback.
+    unsafe { raw::RedisModule_CommandFilterArgsCount.map_or(0, |count| count(fctx)) }
+}
+
+/// Argument `pos` of a filtered command as bytes (empty when there is none);
+/// valid for the filter callback.
+pub fn filter_arg<'a>(fctx: FilterCtx, pos: c_int) -> &'a [u8] {
+    // SAFETY: the live filter context; the string it returns stays valid
+    // until the callback returns.
+    let s = unsafe {
+        raw::RedisModule_CommandFilterArgGet.map_or(std::ptr::null_mut(), |get| get(fctx, pos))
+    };
+    if s.is_null() {
+        &[]
+    } else {
+        RedisString::string_as_slice(s)
+    }
+}
+
+/// Replaces argument `pos` of a filtered command with `value`.
+pub fn filter_replace_arg(fctx: FilterCtx, pos: c_int, value: &[u8]) {
+    // SAFETY: a new string (no context: not auto-freed) handed over to
+    // Redis, which frees it with the command's arguments.
+    unsafe {
+        let Some(create) = raw::RedisModule_CreateString else {
+            return;
+        };
+        let s = create(std::ptr::null_mut(), value.as_ptr().cast(), value.len());
+        if let (false, Some(replace)) = (s.is_null(), raw::RedisModule_CommandFilterArgReplace) {
+            replace(fctx, pos, s);
         }
     }
 }

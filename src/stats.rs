@@ -1,7 +1,7 @@
 //! The `INFO hblock` section: counters since the module was loaded.
 
 use redis_module::raw;
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub static ACQUIRED: AtomicU64 = AtomicU64::new(0);
@@ -35,21 +35,8 @@ const FIELDS: [(&CStr, &AtomicU64); 9] = [
 
 /// Redis prefixes each field with the module name: `hblock_acquired`, ...
 pub extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
-    // SAFETY: called by Redis on the main thread with a valid info context.
-    unsafe {
-        let (Some(add_section), Some(add_field)) = (
-            raw::RedisModule_InfoAddSection,
-            raw::RedisModule_InfoAddFieldULongLong,
-        ) else {
-            return;
-        };
-        add_section(ctx, std::ptr::null_mut::<c_char>());
-        for (name, counter) in FIELDS {
-            add_field(
-                ctx,
-                name.as_ptr().cast_mut(),
-                counter.load(Ordering::Relaxed),
-            );
-        }
+    crate::ffi::info_add_section(ctx);
+    for (name, counter) in FIELDS {
+        crate::ffi::info_add_u64(ctx, name, counter.load(Ordering::Relaxed));
     }
 }

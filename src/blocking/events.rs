@@ -142,37 +142,26 @@ pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
         raw::REDISMODULE_EVENT_LOADING,
         raw::REDISMODULE_EVENT_CONFIG,
     ];
-    // SAFETY: registration calls during OnLoad with our own callbacks.
-    unsafe {
-        let (Some(keyspace), Some(server)) = (
-            raw::RedisModule_SubscribeToKeyspaceEvents,
-            raw::RedisModule_SubscribeToServerEvent,
-        ) else {
-            return false;
-        };
-        if keyspace(ctx, classes, Some(on_key_event)) != raw::REDISMODULE_OK as c_int {
-            return false;
-        }
-        for id in events {
-            let event = raw::RedisModuleEvent { id, dataver: 1 };
-            if server(ctx, event, Some(on_server_event)) != raw::REDISMODULE_OK as c_int {
-                return false;
-            }
-        }
-        // Keys are signalled as modified only when a lock really changes
-        // (commit), not whenever one is opened for writing. rdb_load checks
-        // for short reads (the crate tests RedisModule_IsIOError after each
-        // load call) and touches nothing but the record it builds, and the
-        // timer and events act on the live keyspace only, so Redis may keep
-        // diskless loading (swapdb, async loading) on.
-        if let Some(set_options) = raw::RedisModule_SetModuleOptions {
-            set_options(
-                ctx,
-                (raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED
-                    | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
-                    | raw::REDISMODULE_OPTIONS_HANDLE_REPL_ASYNC_LOAD) as c_int,
-            );
-        }
+    if !crate::ffi::subscribe_keyspace(ctx, classes, on_key_event) {
+        return false;
     }
+    if !events
+        .into_iter()
+        .all(|id| crate::ffi::subscribe_server_event(ctx, id, on_server_event))
+    {
+        return false;
+    }
+    // Keys are signalled as modified only when a lock really changes
+    // (commit), not whenever one is opened for writing. rdb_load checks for
+    // short reads (the crate tests RedisModule_IsIOError after each load
+    // call) and touches nothing but the record it builds, and the timer and
+    // events act on the live keyspace only, so Redis may keep diskless
+    // loading (swapdb, async loading) on.
+    crate::ffi::set_module_options(
+        ctx,
+        (raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED
+            | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
+            | raw::REDISMODULE_OPTIONS_HANDLE_REPL_ASYNC_LOAD) as c_int,
+    );
     true
 }

@@ -6,19 +6,14 @@
 
 use super::{commit, holder_call, lock_at, now_ms};
 use crate::blocking;
-use crate::command_info::{Spec, KEY, OWNER, RW_UPDATE, TOKEN};
+use crate::command_info::{holder_spec, Spec};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
-pub const SPEC: Spec = Spec {
-    name: c"hblock.release",
-    flags: "write fast",
-    acl: c"write fast",
-    summary: c"Ends the lease held by owner and token; 1 if released, else 0.",
-    arity: 4,
-    key_flags: RW_UPDATE,
-    args: &[KEY, OWNER, TOKEN],
-};
+pub const SPEC: Spec = holder_spec(
+    c"hblock.release",
+    c"Ends the lease held by owner and token; 1 if released, else 0.",
+);
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let (key, owner, token) = holder_call(ctx, &args)?;
