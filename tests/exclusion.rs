@@ -9,6 +9,7 @@
 //! after its WAIT and counted. `HBLOCK_CHECK_SECS` sets the duration (CI: 20;
 //! `make soak DURATION=...` for longer).
 
+use crate::support::rng::Rng;
 use crate::support::{counter, Server};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -38,16 +39,6 @@ struct Grant {
     token: Option<i64>,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 fn fenced(
     c: &mut redis::Connection,
     sha: &str,
@@ -75,7 +66,7 @@ fn worker(server_url: String, sha: String, id: usize, until: Instant) -> Vec<Gra
             .expect("connect")
     };
     let mut c = connect();
-    let mut rng = Rng(0x9e37_79b9 + id as u64 * 7919);
+    let mut rng = Rng::new(0x9e37_79b9 + id as u64 * 7919);
     let mut grants = Vec::new();
     let mut n = 0;
     while Instant::now() < until {

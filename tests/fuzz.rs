@@ -3,30 +3,11 @@
 //! keys) from several connections. The server must stay up, every reply must
 //! be a value or a documented error, and a lock nobody touched must not change.
 
+use crate::support::raw::{encode, read_reply, Reply};
+use crate::support::rng::Rng;
 use crate::support::{acquire, digest_value, Server};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
-
-/// xorshift64*: deterministic, so a failure can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
-        items[self.below(items.len())]
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 const COMMANDS: [&[u8]; 7] = [
     b"HBLOCK.ACQUIRE",
@@ -79,12 +60,12 @@ fn random_arg(rng: &mut Rng) -> Vec<u8> {
         1 => rng.pick(&NUMBERS).to_vec(),
         2 => rng.pick(&OPTIONS).to_vec(),
         3 => {
-            let len = [0, 1, 17, 1024, 1025, 70_000][rng.below(6)];
+            let len = [0, 1, 17, 1024, 1025, 70_000][rng.below(6) as usize];
             rng.bytes(len)
         }
-        4 => (rng.next() as i64).to_string().into_bytes(),
+        4 => (rng.next_u64() as i64).to_string().into_bytes(),
         _ => {
-            let len = rng.below(40);
+            let len = rng.below(40) as usize;
             rng.bytes(len)
         }
     }
@@ -116,51 +97,6 @@ fn random_call(rng: &mut Rng) -> Vec<Vec<u8>> {
     call
 }
 
-fn encode(call: &[Vec<u8>], out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("*{}\r\n", call.len()).as_bytes());
-    for arg in call {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// A reply reduced to what the checks need.
-#[derive(Debug)]
-enum Reply {
-    Value,
-    Error(String),
-}
-
-fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read reply");
-    let line = line.trim_end();
-    let (kind, rest) = line.split_at(1);
-    match kind {
-        "-" => Reply::Error(rest.to_string()),
-        "+" | ":" => Reply::Value,
-        "$" => {
-            let len: i64 = rest.parse().expect("bulk length");
-            if len >= 0 {
-                let mut buf = vec![0; len as usize + 2];
-                r.read_exact(&mut buf).expect("bulk");
-            }
-            Reply::Value
-        }
-        "*" => {
-            let n: i64 = rest.parse().expect("array length");
-            for _ in 0..n.max(0) {
-                if let Reply::Error(e) = read_reply(r) {
-                    panic!("error inside an array: {e}");
-                }
-            }
-            Reply::Value
-        }
-        other => panic!("unexpected reply type {other:?} in {line:?}"),
-    }
-}
-
 /// The documented errors; anything else is a bug.
 fn documented(error: &str) -> bool {
     const PREFIXES: [&str; 9] = [
@@ -181,7 +117,7 @@ fn fuzz_connection(port: u16, seed: u64, calls: usize) -> usize {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut errors = 0;
     let mut done = 0;
     while done < calls {

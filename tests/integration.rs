@@ -1,7 +1,8 @@
 //! Integration tests: each test starts its own redis-server with the freshly
 //! built module (see `support`) and talks to it with the `redis` crate.
 
-mod support;
+/// Servers, clusters, RESP and a PRNG: the dev-only crate `hblock-test-support`.
+use hblock_test_support as support;
 
 /// Blocking ACQUIRE: FIFO waiters, hand-off, grant at expiry, WAIT, leaving the queue.
 mod blocking;

@@ -7,6 +7,7 @@
 //! `HBLOCK_TORTURE_SECS` (default 20) sets how long the operator loop runs.
 
 use crate::support::cluster::Cluster;
+use crate::support::rng::Rng;
 use crate::support::{digest, eventually, info_field, wait_in_sync, Options, Server};
 use redis::{Connection, Value};
 use std::collections::HashSet;
@@ -45,16 +46,6 @@ fn expected_error(err: &redis::RedisError) -> bool {
         || err.is_connection_refusal()
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below.max(1)
-    }
-}
-
 fn connect(shared: &Shared) -> Option<Connection> {
     let url = {
         let urls = shared.urls.lock().ok()?;
@@ -72,13 +63,13 @@ fn connect(shared: &Shared) -> Option<Connection> {
 /// or let the lease lapse; then an ECHO proves the replies are in order.
 /// Err(true) asks for a new connection; Err(false) recorded a bug.
 fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Result<(), bool> {
-    let key = rng.next(LOCKS);
+    let key = rng.below(LOCKS);
     let name = format!("t:{key}");
     // A fresh owner per round: a holder's re-ACQUIRE of its own live lease
     // answers the same token by design, which is not a second grant.
-    let owner = format!("c{me}-{}", rng.next(u64::MAX));
-    let interval = 30 + rng.next(200);
-    let wait = 1 + rng.next(300);
+    let owner = format!("c{me}-{}", rng.below(u64::MAX));
+    let interval = 30 + rng.below(200);
+    let wait = 1 + rng.below(300);
     let check = |r: redis::RedisResult<Value>, what: &str| -> Result<Value, bool> {
         match r {
             Ok(v) => Ok(v),
@@ -115,7 +106,7 @@ fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Resul
     };
     if token > 0 {
         shared.grants.lock().unwrap().push((key, token));
-        for _ in 0..rng.next(3) {
+        for _ in 0..rng.below(3) {
             std::thread::sleep(Duration::from_millis(interval / 2));
             let beat = redis::cmd("HBLOCK.BEAT")
                 .arg(&name)
@@ -136,7 +127,7 @@ fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Resul
                 Err(false) => break, // NOTHELD: it lapsed
             }
         }
-        if rng.next(2) == 0 {
+        if rng.below(2) == 0 {
             let rel = redis::cmd("HBLOCK.RELEASE")
                 .arg(&name)
                 .arg(&owner)
@@ -152,7 +143,7 @@ fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Resul
             }
         }
     }
-    let tag = format!("{me}:{}", rng.next(u64::MAX));
+    let tag = format!("{me}:{}", rng.below(u64::MAX));
     match check(redis::cmd("ECHO").arg(&tag).query::<Value>(c), "ECHO")? {
         Value::BulkString(b) if b == tag.as_bytes() => Ok(()),
         other => {
@@ -167,7 +158,7 @@ fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Resul
 }
 
 fn client(me: usize, shared: Arc<Shared>) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (me as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut rng = Rng::new((me as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut conn: Option<Connection> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         let Some(c) = conn.as_mut() else {

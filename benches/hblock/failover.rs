@@ -1,8 +1,8 @@
 //! Failover latency: release-to-grant with 1, 100 and 10,000 waiters on one
 //! lock; lease-deadline-to-grant; memory and CPU of 10,000 idle waiters.
 
-use crate::raw::Raw;
 use crate::stats::{info_number, summary, wait_for_waiters, Row};
+use crate::support::raw::Raw;
 use crate::support::Server;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

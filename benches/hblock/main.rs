@@ -5,12 +5,10 @@
 //! table, and writes target/bench/results.json and results.csv.
 //! `QUICK=1` runs a short version (under a minute).
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use hblock_test_support as support;
 
 mod failover;
 mod memory;
-mod raw;
 mod stats;
 mod takeover;
 mod throughput;

@@ -3,8 +3,8 @@
 //! recipe (INCR heartbeat, standby polls GET every interval and takes over
 //! with GETSET after `misses` unchanged polls). Same interval and misses.
 
-use crate::raw::Raw;
 use crate::stats::{summary, Row};
+use crate::support::raw::Raw;
 use crate::support::Server;
 use std::time::{Duration, Instant};
 

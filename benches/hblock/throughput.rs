@@ -1,8 +1,8 @@
 //! Throughput against what users have today, same server, same run:
 //! redis-benchmark for single commands, a small driver for lock cycles.
 
-use crate::raw::Raw;
 use crate::stats::Row;
+use crate::support::raw::Raw;
 use crate::support::Server;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
 //! The `hblock` CLI and the Python example as real processes against a real
 //! server with the module loaded.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use hblock_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

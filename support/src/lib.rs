@@ -1,13 +1,13 @@
-//! The test server: a real `redis-server --loadmodule` on a free loopback port,
+//! Test support (a dev-only crate of the workspace). The test server: a real `redis-server --loadmodule` on a free loopback port,
 //! in its own temp dir, killed and reaped on drop. The log is printed when the
 //! test that owns it fails.
 //!
 //! `SERVER_BIN` overrides the server binary (default `redis-server`),
 //! `HBLOCK_MODULE` the module (default `target/release/libhblock.so`).
 
-#![allow(dead_code)]
-
 pub mod cluster;
+pub mod raw;
+pub mod rng;
 
 use redis::{Connection, Value};
 use std::net::TcpListener;
@@ -18,7 +18,7 @@ use tempfile::TempDir;
 
 pub fn module_path() -> PathBuf {
     let path = std::env::var_os("HBLOCK_MODULE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libhblock.so"),
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libhblock.so"),
         PathBuf::from,
     );
     assert!(
