@@ -133,12 +133,6 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
         sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
         sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
     };
-    // SAFETY: plain function pointers filled in by RedisModule_Init.
-    let (Some(get_command), Some(set_info)) = (unsafe { raw::RedisModule_GetCommand }, unsafe {
-        raw::RedisModule_SetCommandInfo
-    }) else {
-        return Err(c"RedisModule_SetCommandInfo");
-    };
     for doc in crate::commands::SPECS {
         let mut specs = key_specs(doc.key_flags);
         let mut args: Vec<raw::RedisModuleCommandArg> = doc.args.iter().map(arg_struct).collect();
@@ -154,27 +148,8 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
             key_specs: specs.as_mut_ptr(),
             args: args.as_mut_ptr(),
         };
-        // SAFETY: the command was registered just before; `info` and the arrays
-        // it points to live until the call returns, and Redis copies them.
-        let ok = unsafe {
-            let command = get_command(ctx, doc.name.as_ptr());
-            !command.is_null() && set_info(command, &info) == raw::REDISMODULE_OK as c_int
-        };
-        if !ok {
+        if !crate::ffi::set_command_info(ctx, doc.name, &info, doc.acl) {
             return Err(doc.name);
-        }
-        // Redis 7.0 has no API for ACL categories of module commands: there
-        // they are granted by name (+hblock.acquire) or with +@all.
-        // SAFETY: plain API calls on a command registered just before.
-        unsafe {
-            if let Some(set_categories) = raw::RedisModule_SetCommandACLCategories {
-                let command = get_command(ctx, doc.name.as_ptr());
-                if command.is_null()
-                    || set_categories(command, doc.acl.as_ptr()) != raw::REDISMODULE_OK as c_int
-                {
-                    return Err(doc.name);
-                }
-            }
         }
     }
     Ok(())

@@ -263,3 +263,98 @@ pub fn filter_replace_arg(fctx: FilterCtx, pos: c_int, value: &[u8]) {
         }
     }
 }
+
+/// The allocation size of `ptr` (allocated by Redis's allocator), or
+/// `fallback` without the API.
+pub fn malloc_size(ptr: *const c_void, fallback: usize) -> usize {
+    // SAFETY: the caller passes a pointer the Redis allocator returned.
+    unsafe { raw::RedisModule_MallocSize.map_or(fallback, |size| size(ptr.cast_mut())) }
+}
+
+/// Adds one element of a DEBUG DIGEST sequence: a buffer, then numbers.
+pub fn digest_add(md: *mut raw::RedisModuleDigest, owner: &[u8], numbers: &[i64]) {
+    // SAFETY: `md` is the digest context of the running digest callback;
+    // the buffer outlives the call (Redis hashes it at once).
+    unsafe {
+        let (Some(add_buffer), Some(add_long), Some(end)) = (
+            raw::RedisModule_DigestAddStringBuffer,
+            raw::RedisModule_DigestAddLongLong,
+            raw::RedisModule_DigestEndSequence,
+        ) else {
+            return;
+        };
+        add_buffer(md, owner.as_ptr().cast_mut().cast(), owner.len());
+        for n in numbers {
+            add_long(md, *n);
+        }
+        end(md);
+    }
+}
+
+/// The key name and database of the value an rdb_load is loading (None
+/// when Redis does not say, as for some RESTOREs).
+pub fn loading_key<'a>(io: *mut raw::RedisModuleIO) -> Option<(&'a [u8], i32)> {
+    // SAFETY: `io` is the IO context of the running rdb_load; the name lives
+    // as long as that load.
+    unsafe {
+        let name = raw::RedisModule_GetKeyNameFromIO.map_or(std::ptr::null(), |get| get(io));
+        let db = raw::RedisModule_GetDbIdFromIO.map_or(0, |get| get(io));
+        (!name.is_null()).then(|| (RedisString::string_as_slice(name), db))
+    }
+}
+
+/// Registers the module's INFO callback (OnLoad only).
+pub fn register_info(ctx: Ctx, callback: extern "C" fn(*mut raw::RedisModuleInfoCtx, c_int)) {
+    // SAFETY: the OnLoad context and an `extern "C"` callback of this module.
+    unsafe {
+        if let Some(register) = raw::RedisModule_RegisterInfoFunc {
+            register(ctx, Some(callback));
+        }
+    }
+}
+
+/// Registers a command filter for every command but the module's own.
+pub fn register_command_filter(ctx: Ctx, callback: extern "C" fn(FilterCtx)) -> bool {
+    // SAFETY: the OnLoad context and an `extern "C"` callback of this module.
+    unsafe {
+        raw::RedisModule_RegisterCommandFilter.is_some_and(|register| {
+            !register(
+                ctx,
+                Some(callback),
+                raw::REDISMODULE_CMDFILTER_NOSELF as c_int,
+            )
+            .is_null()
+        })
+    }
+}
+
+/// Sets a registered command's metadata and, where the server has the API
+/// (Redis 7.2+, Valkey), its ACL categories. False when Redis refused.
+pub fn set_command_info(
+    ctx: Ctx,
+    name: &CStr,
+    info: &raw::RedisModuleCommandInfo,
+    acl_categories: &CStr,
+) -> bool {
+    // SAFETY: the OnLoad context and a command registered just before;
+    // `info` and what it points to live for the call, and Redis copies them.
+    unsafe {
+        let (Some(get_command), Some(set_info)) =
+            (raw::RedisModule_GetCommand, raw::RedisModule_SetCommandInfo)
+        else {
+            return false;
+        };
+        let command = get_command(ctx, name.as_ptr());
+        if command.is_null() || set_info(command, info) != raw::REDISMODULE_OK as c_int {
+            return false;
+        }
+        // Redis 7.0 has no API for ACL categories of module commands: there
+        // they are granted by name (+hblock.acquire) or with +@all.
+        match raw::RedisModule_SetCommandACLCategories {
+            Some(set_categories) => {
+                set_categories(command, acl_categories.as_ptr()) == raw::REDISMODULE_OK as c_int
+            }
+            None => true,
+        }
+    }
+}

@@ -4,22 +4,10 @@
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
 
 use redis_module::raw;
-use std::ffi::c_int;
 
 /// Registers the filter. Called once from init.
 pub fn register(ctx: *mut raw::RedisModuleCtx) -> bool {
-    // SAFETY: registration during OnLoad with our own callback.
-    unsafe {
-        let Some(register) = raw::RedisModule_RegisterCommandFilter else {
-            return false;
-        };
-        !register(
-            ctx,
-            Some(on_command),
-            raw::REDISMODULE_CMDFILTER_NOSELF as c_int,
-        )
-        .is_null()
-    }
+    crate::ffi::register_command_filter(ctx, on_command)
 }
 
 extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {

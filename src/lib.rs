@@ -40,7 +40,7 @@ mod stats;
 use hblock_core::{args, lease, owner, queue, schedule};
 use record::LOCK_TYPE;
 use redis_module::configuration::ConfigurationFlags;
-use redis_module::{raw, redis_module, Context, RedisString, Status};
+use redis_module::{redis_module, Context, RedisString, Status};
 
 // Unit tests run without Redis, so they cannot use Redis's allocator.
 #[cfg(not(test))]
@@ -76,12 +76,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     second_load::init(ctx.ctx);
     eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.
-    // SAFETY: called during OnLoad with the load context.
-    unsafe {
-        if let Some(register_info) = raw::RedisModule_RegisterInfoFunc {
-            register_info(ctx.ctx, Some(stats::info_callback));
-        }
-    }
+    ffi::register_info(ctx.ctx, stats::info_callback);
     Status::Ok
 }
 

@@ -3,6 +3,7 @@
 //! RDB, AOF and HBLOCK.APPLY, validated in one place.
 
 use crate::args::parse_i64;
+use crate::ffi;
 use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
 use crate::owner::{Owner, MAX_OWNER_LEN};
 use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
@@ -251,15 +252,9 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return 0;
     };
-    let size_of = |ptr: *const c_void, fallback: usize| match unsafe { raw::RedisModule_MallocSize }
-    {
-        // SAFETY: both pointers were allocated through the Redis allocator.
-        Some(malloc_size) => unsafe { malloc_size(ptr.cast_mut()) },
-        None => fallback,
-    };
-    let mut total = size_of(value, std::mem::size_of::<Lease>());
+    let mut total = ffi::malloc_size(value, std::mem::size_of::<Lease>());
     if let Some(ptr) = lease.owner.heap_ptr() {
-        total += size_of(ptr.cast(), lease.owner.as_bytes().len());
+        total += ffi::malloc_size(ptr.cast(), lease.owner.as_bytes().len());
     }
     total
 }
@@ -270,21 +265,7 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
         return;
     };
     let f = Fields::of(lease);
-    // SAFETY: `md` is the digest context Redis gave us; the buffer outlives the call.
-    unsafe {
-        let (Some(add_buffer), Some(add_long), Some(end)) = (
-            raw::RedisModule_DigestAddStringBuffer,
-            raw::RedisModule_DigestAddLongLong,
-            raw::RedisModule_DigestEndSequence,
-        ) else {
-            return;
-        };
-        add_buffer(md, f.owner.as_ptr().cast_mut().cast(), f.owner.len());
-        for n in f.numbers {
-            add_long(md, n);
-        }
-        end(md);
-    }
+    ffi::digest_add(md, f.owner, &f.numbers);
 }
 
 extern "C" fn copy(

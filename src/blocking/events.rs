@@ -41,12 +41,7 @@ extern "C" fn on_key_event(
         b"move_to" => {
             if let Some(db) = MOVED_FROM_DB.with(|d| d.take()) {
                 handle_key_event(ctx, event, key);
-                // SAFETY: a plain API call on the notification's context.
-                unsafe {
-                    if let Some(select) = raw::RedisModule_SelectDb {
-                        select(ctx, db);
-                    }
-                }
+                crate::ffi::select_db(ctx, db);
                 return raw::REDISMODULE_OK as c_int;
             }
         }

@@ -203,15 +203,8 @@ pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &mut Lease) {
     if lease.phase != Phase::Held {
         return;
     }
-    // SAFETY: plain API calls on the IO context of the running rdb_load.
-    let (name, db) = unsafe {
-        let name = raw::RedisModule_GetKeyNameFromIO.map_or(std::ptr::null(), |get| get(io));
-        let db = raw::RedisModule_GetDbIdFromIO.map_or(0, |get| get(io));
-        (name, db)
-    };
-    if name.is_null() {
+    let Some((key, db)) = ffi::loading_key(io) else {
         return;
-    }
-    let key = RedisString::string_as_slice(name);
+    };
     watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
 }
