@@ -35,8 +35,7 @@ fn locks_over_all_slots_work_through_cluster_clients() {
             .query(&mut c)
             .unwrap();
         assert_eq!(beats, 1);
-        let info: Vec<redis::Value> = redis::cmd("HBLOCK.INFO").arg(&key).query(&mut c).unwrap();
-        assert_eq!(info[1], redis::Value::BulkString(b"held".to_vec()));
+        assert_eq!(crate::support::state(&mut c, &key), "held");
         let released: i64 = redis::cmd("HBLOCK.RELEASE")
             .arg(&key)
             .arg("o")
@@ -117,8 +116,7 @@ fn blocking_waits_and_notifications_on_the_keys_node() {
         acquire(&mut w, key, "standby", &["WAIT", "0"])
     });
     let queued = eventually(Duration::from_secs(5), || {
-        let info: Vec<redis::Value> = redis::cmd("HBLOCK.INFO").arg(key).query(&mut node).ok()?;
-        (info.get(21) == Some(&redis::Value::Int(1))).then_some(())
+        (crate::support::info_int(&mut node, key, "waiters") == 1).then_some(())
     });
     assert!(queued.is_some(), "the standby waits on the key's master");
     let released: i64 = redis::cmd("HBLOCK.RELEASE")

@@ -234,7 +234,10 @@ fn keyspace_notifications_for_acquire_release_and_expiry() {
         acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
         Some(2)
     );
-    std::thread::sleep(Duration::from_millis(40)); // let the 20 ms lease lapse
+    let lapsed = crate::support::eventually(Duration::from_secs(2), || {
+        (crate::support::state(&mut c, "lock") == "expired").then_some(())
+    });
+    assert!(lapsed.is_some(), "the 20 ms lease never lapsed");
     let _ = error_of(&mut c, &[b"HBLOCK.BEAT", b"lock", b"a", b"2"]);
     let _ = error_of(&mut c, &[b"HBLOCK.BEAT", b"lock", b"a", b"2"]);
     assert_eq!(acquire(&mut c, "lock", "b", &[]), Some(3));

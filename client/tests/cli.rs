@@ -349,9 +349,13 @@ fn redis_going_away_stops_the_child_before_the_lease_could_end() {
     let mut active = Supervisor::start(&server, dir.path(), "a", &terms, SLEEPER);
     let a_child =
         wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
-    std::thread::sleep(Duration::from_millis(250)); // a few beats
-                                                    // The last beat the server saw was sent before this instant, so the lease
-                                                    // ends on the server no later than 300 ms after it.
+    // A few beats; the last beat the server saw was sent before the moment
+    // Redis stops, so the lease ends there no later than 300 ms after it.
+    let mut c = server.conn();
+    let beating = support::eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "beats") >= 2).then_some(())
+    });
+    assert!(beating.is_some(), "the supervisor never beat");
     let stopped = Instant::now();
     server.stop();
     let dead = eventually(Duration::from_secs(3), || {

@@ -9,7 +9,7 @@ pub mod cluster;
 pub mod raw;
 pub mod rng;
 
-use redis::{Connection, Value};
+use redis::{Connection, ConnectionLike, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -322,7 +322,7 @@ pub fn refused_start(options: Options) -> String {
 
 /// Runs a command given as a list of byte-string-like arguments.
 pub fn call<T: redis::FromRedisValue>(
-    conn: &mut Connection,
+    conn: &mut impl ConnectionLike,
     args: &[&[u8]],
 ) -> redis::RedisResult<T> {
     let mut cmd = redis::cmd(std::str::from_utf8(args[0]).expect("command name"));
@@ -333,7 +333,7 @@ pub fn call<T: redis::FromRedisValue>(
 }
 
 /// The full error text of a failed command (`CODE detail`), or a panic when it succeeded.
-pub fn error_of(conn: &mut Connection, args: &[&[u8]]) -> String {
+pub fn error_of(conn: &mut impl ConnectionLike, args: &[&[u8]]) -> String {
     match call::<Value>(conn, args) {
         Ok(value) => panic!("expected an error from {:?}, got {value:?}", show(args)),
         Err(err) => error_text(&err),
@@ -369,7 +369,7 @@ pub fn eventually<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> 
 }
 
 /// HBLOCK.INFO as (field, value) pairs in reply order; None for a missing key.
-pub fn info(conn: &mut Connection, key: &str) -> Option<Vec<(String, Value)>> {
+pub fn info(conn: &mut impl ConnectionLike, key: &str) -> Option<Vec<(String, Value)>> {
     let reply: Value = redis::cmd("HBLOCK.INFO")
         .arg(key)
         .query(conn)
@@ -393,7 +393,7 @@ pub fn info(conn: &mut Connection, key: &str) -> Option<Vec<(String, Value)>> {
 }
 
 /// One HBLOCK.INFO field as an integer.
-pub fn info_int(conn: &mut Connection, key: &str, field: &str) -> i64 {
+pub fn info_int(conn: &mut impl ConnectionLike, key: &str, field: &str) -> i64 {
     let pairs = info(conn, key).expect("lock exists");
     match pairs.into_iter().find(|(name, _)| name == field) {
         Some((_, Value::Int(n))) => n,
@@ -402,7 +402,7 @@ pub fn info_int(conn: &mut Connection, key: &str, field: &str) -> i64 {
 }
 
 /// One HBLOCK.INFO field as bytes (None for nil).
-pub fn info_bytes(conn: &mut Connection, key: &str, field: &str) -> Option<Vec<u8>> {
+pub fn info_bytes(conn: &mut impl ConnectionLike, key: &str, field: &str) -> Option<Vec<u8>> {
     let pairs = info(conn, key).expect("lock exists");
     match pairs.into_iter().find(|(name, _)| name == field) {
         Some((_, Value::BulkString(b))) => Some(b),
@@ -411,12 +411,12 @@ pub fn info_bytes(conn: &mut Connection, key: &str, field: &str) -> Option<Vec<u
     }
 }
 
-pub fn state(conn: &mut Connection, key: &str) -> String {
+pub fn state(conn: &mut impl ConnectionLike, key: &str) -> String {
     String::from_utf8(info_bytes(conn, key, "state").expect("state")).expect("utf8")
 }
 
 /// `INFO hblock` counter `hblock_<name>`.
-pub fn counter(conn: &mut Connection, name: &str) -> u64 {
+pub fn counter(conn: &mut impl ConnectionLike, name: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg("hblock").query(conn).expect("INFO");
     let field = format!("hblock_{name}:");
     info.lines()
@@ -425,14 +425,14 @@ pub fn counter(conn: &mut Connection, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in INFO hblock:\n{info}"))
 }
 
-pub fn digest(conn: &mut Connection) -> String {
+pub fn digest(conn: &mut impl ConnectionLike) -> String {
     redis::cmd("DEBUG")
         .arg("DIGEST")
         .query(conn)
         .expect("DEBUG DIGEST")
 }
 
-pub fn digest_value(conn: &mut Connection, key: &str) -> String {
+pub fn digest_value(conn: &mut impl ConnectionLike, key: &str) -> String {
     let v: Vec<String> = redis::cmd("DEBUG")
         .arg("DIGEST-VALUE")
         .arg(key)
@@ -441,7 +441,12 @@ pub fn digest_value(conn: &mut Connection, key: &str) -> String {
     v.into_iter().next().expect("one digest")
 }
 
-pub fn acquire(conn: &mut Connection, key: &str, owner: &str, opts: &[&str]) -> Option<i64> {
+pub fn acquire(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    owner: &str,
+    opts: &[&str],
+) -> Option<i64> {
     let mut cmd = redis::cmd("HBLOCK.ACQUIRE");
     cmd.arg(key).arg(owner);
     for o in opts {
@@ -452,7 +457,7 @@ pub fn acquire(conn: &mut Connection, key: &str, owner: &str, opts: &[&str]) -> 
 
 /// A mix of every kind of record: held (short, binary and 1024-byte owners),
 /// beaten, renewed with new terms, released, expired-and-seen, taken over.
-pub fn mixed_workload(c: &mut Connection) {
+pub fn mixed_workload(c: &mut impl ConnectionLike) {
     let long_owner = vec![b'L'; 1024];
     for (key, owner) in [
         (&b"w:held"[..], &b"alice"[..]),
@@ -504,7 +509,7 @@ pub fn mixed_workload(c: &mut Connection) {
 }
 
 /// HBLOCK.INFO of a key without the fields that move with the clock.
-pub fn stable_info(c: &mut Connection, key: &str) -> Vec<(String, Value)> {
+pub fn stable_info(c: &mut impl ConnectionLike, key: &str) -> Vec<(String, Value)> {
     info(c, key)
         .expect("lock exists")
         .into_iter()
@@ -531,7 +536,7 @@ pub fn parse_plain_int(bytes: &[u8]) -> Option<i64> {
 }
 
 /// A field of `INFO <section>`.
-pub fn info_field(c: &mut Connection, section: &str, field: &str) -> Option<String> {
+pub fn info_field(c: &mut impl ConnectionLike, section: &str, field: &str) -> Option<String> {
     let info: String = redis::cmd("INFO").arg(section).query(c).ok()?;
     let prefix = format!("{field}:");
     info.lines()
@@ -540,7 +545,7 @@ pub fn info_field(c: &mut Connection, section: &str, field: &str) -> Option<Stri
 
 /// Waits until the replica is linked and has processed everything the
 /// master sent.
-pub fn wait_in_sync(master: &mut Connection, replica: &mut Connection) {
+pub fn wait_in_sync(master: &mut impl ConnectionLike, replica: &mut impl ConnectionLike) {
     let synced = eventually(Duration::from_secs(10), || {
         let up = info_field(replica, "replication", "master_link_status")? == "up";
         let m = info_field(master, "replication", "master_repl_offset")?;
