@@ -12,13 +12,19 @@ mod cluster;
 mod commands;
 /// Error replies, and the bad-input sweep that must change nothing.
 mod errors;
+/// maxmemory: warning, evicted locks counted, OOM grants.
+mod eviction;
 /// The mutual-exclusion checker (HBLOCK_CHECK_SECS, default 20).
 mod exclusion;
 /// Missed beats, expiry and takeover, on short real leases.
 mod expiry;
 /// Hostile input: 100,000 random calls.
 mod fuzz;
-/// Redis being operated: pause, failover, shutdown, eviction, module args.
+/// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.
+mod handoff;
+/// Module arguments, MODULE LOAD, RESTORE, diskless loading.
+mod loading;
+/// Redis being operated: pauses, failover, shutdown, replicas.
 mod operations;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
 mod persistence;
