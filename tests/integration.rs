@@ -4,6 +4,8 @@
 /// Servers, clusters, RESP and a PRNG: the dev-only crate `hblock-test-support`.
 use hblock_test_support as support;
 
+/// ACL key patterns, commands by name, categories where supported.
+mod acl;
 /// Blocking ACQUIRE: FIFO waiters, hand-off, grant at expiry, WAIT, leaving the queue.
 mod blocking;
 /// A real Redis Cluster: all slots, blocking, notifications, failover.
@@ -22,6 +24,8 @@ mod expiry;
 mod fuzz;
 /// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.
 mod handoff;
+/// Waiters and leases when their key changes: DEL, FLUSH, RENAME, reload, role change.
+mod key_events;
 /// Module arguments, MODULE LOAD, RESTORE, diskless loading.
 mod loading;
 /// Redis being operated: pauses, failover, shutdown, replicas.

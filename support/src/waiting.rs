@@ -1,10 +1,10 @@
 //! Clients blocked in ACQUIRE and leases that run out, for the tests of
 //! operations (pauses, failovers, CLIENT UNBLOCK, eviction).
 
-use crate::{counter, eventually, Server};
+use crate::{call, counter, eventually, info_int, Server};
 use redis::{ConnectionLike, Value};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A client blocked in `ACQUIRE key owner INTERVAL 60000 WAIT 0` on its own
 /// connection (a lease it is granted outlives the test's 5 s read timeout):
@@ -57,4 +57,52 @@ pub fn lapsing_leases(conn: &mut impl ConnectionLike, n: usize) {
             .ignore();
     }
     let _: () = pipe.query(conn).expect("lapsing leases");
+}
+
+/// A blocking ACQUIRE on its own connection: its reply and when it arrived.
+pub type Waiting = JoinHandle<(redis::RedisResult<Option<i64>>, Instant)>;
+
+pub fn spawn_acquire(server: &Server, key: &str, owner: &str, opts: &[&str]) -> Waiting {
+    let mut conn = server.conn();
+    let mut cmd = redis::cmd("HBLOCK.ACQUIRE");
+    cmd.arg(key).arg(owner);
+    for o in opts {
+        cmd.arg(*o);
+    }
+    std::thread::spawn(move || {
+        let reply = cmd.query::<Option<i64>>(&mut conn);
+        (reply, Instant::now())
+    })
+}
+
+/// Waits until `n` clients wait on `key` (so arrival order is known).
+pub fn wait_for_key_waiters(c: &mut impl ConnectionLike, key: &str, n: i64) {
+    let seen = eventually(Duration::from_secs(5), || {
+        (info_int(c, key, "waiters") == n).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "{key}: never {n} waiters (now {})",
+        info_int(c, key, "waiters")
+    );
+}
+
+/// HBLOCK.RELEASE; its reply.
+pub fn release(c: &mut impl ConnectionLike, key: &str, owner: &str, token: i64) -> i64 {
+    call(
+        c,
+        &[
+            b"HBLOCK.RELEASE",
+            key.as_bytes(),
+            owner.as_bytes(),
+            token.to_string().as_bytes(),
+        ],
+    )
+    .unwrap()
+}
+
+/// The reply of a finished waiter and when it came.
+pub fn joined(w: Waiting) -> (Option<i64>, Instant) {
+    let (reply, at) = w.join().expect("waiter thread");
+    (reply.expect("ACQUIRE reply"), at)
 }
