@@ -1,0 +1,166 @@
+//! The `hblock` CLI and the Python example as real processes against a real
+//! server with the module loaded.
+
+use hblock_test_support as support;
+
+/// The Python example and redis-py on a cluster.
+mod python;
+/// --min-replicas and `hblock run` through a cluster failover.
+mod replicas;
+/// `hblock run`: hand-over, kill -9, pauses, Redis going away, signals.
+mod run;
+/// The thin commands: replies and exit codes.
+mod thin;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{eventually, Server};
+
+fn hblock(server: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .arg("--redis")
+        .arg(server.url())
+        .args(args)
+        .output()
+        .expect("run hblock")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// `hblock run` in the background, its stderr kept in a file.
+struct Supervisor {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Supervisor {
+    fn start(server: &Server, dir: &Path, name: &str, args: &[&str], command: &str) -> Supervisor {
+        Supervisor::start_on(&[server.url()], dir, name, args, command)
+    }
+
+    /// `urls` of more than one node: a cluster.
+    fn start_on(
+        urls: &[String],
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        command: &str,
+    ) -> Supervisor {
+        let log = dir.join(format!("{name}.stderr"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
+        for url in urls {
+            cmd.arg("--redis").arg(url);
+        }
+        let child = cmd
+            .arg("run")
+            .arg(default_key())
+            .args(args)
+            .args(["--owner", name])
+            .args(["--", "sh", "-c", command])
+            .env("DIR", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start hblock run");
+        Supervisor { child, log }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on a process this test started.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let status = eventually(within, || self.child.try_wait().ok().flatten())?;
+        Some(status.code().unwrap_or(-1))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- hblock run log {} ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Whether a process runs: an exited child whose parent died stays a zombie
+/// until init reaps it, so /proc's state is read instead of kill(pid, 0).
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn wait_pid_file(path: &Path, within: Duration) -> Option<i32> {
+    eventually(within, || read_pid(path))
+}
+
+/// The child of `hblock run` that writes its pid and then sleeps.
+const SLEEPER: &str = "echo $$ > \"$DIR/$HBLOCK_OWNER.pid\"; exec sleep 60";
+
+/// Parses `start|stop TOKEN NANOS` lines written by the children.
+fn timeline(path: &Path) -> Vec<(String, i64, u128)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((
+                it.next()?.to_string(),
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// `hblock run KEY`: the key used by the supervisor tests.
+fn default_key() -> &'static str {
+    "job"
+}
+
+fn python() -> String {
+    std::env::var("HBLOCK_PYTHON").unwrap_or_else(|_| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin/python");
+        assert!(
+            venv.exists(),
+            "no Python with redis-py: run `make venv` (make test does)"
+        );
+        venv.display().to_string()
+    })
+}

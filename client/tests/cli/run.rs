@@ -1,0 +1,209 @@
+//! `hblock run`: one child at a time, kill -9 of a supervisor, a paused
+//! supervisor, Redis going away, the child's exit status, signals.
+
+use super::*;
+
+#[test]
+fn three_supervisors_run_one_child_at_a_time_and_hand_over_at_once() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("timeline");
+    let child = format!(
+        "echo start $HBLOCK_TOKEN $(date +%s%N) >> {0}; sleep 0.3; echo stop $HBLOCK_TOKEN $(date +%s%N) >> {0}",
+        log.display()
+    );
+    let mut sups: Vec<Supervisor> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|name| Supervisor::start(&server, dir.path(), name, &["--interval", "100"], &child))
+        .collect();
+    for sup in &mut sups {
+        assert_eq!(
+            sup.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "{}",
+            sup.log()
+        );
+    }
+    let events = timeline(&log);
+    assert_eq!(events.len(), 6, "{events:?}");
+    let mut gaps = Vec::new();
+    for (i, pair) in events.chunks(2).enumerate() {
+        let (start, stop) = (&pair[0], &pair[1]);
+        assert_eq!(
+            (start.0.as_str(), stop.0.as_str()),
+            ("start", "stop"),
+            "never two children at once: {events:?}"
+        );
+        assert_eq!(
+            (start.1, stop.1),
+            (i as i64 + 1, i as i64 + 1),
+            "tokens 1, 2, 3 in turn"
+        );
+        if i > 0 {
+            gaps.push(start.2.saturating_sub(events[2 * i - 1].2));
+        }
+    }
+    let gaps_ms: Vec<f64> = gaps.iter().map(|g| *g as f64 / 1e6).collect();
+    eprintln!("child exit to the standby's child start: {gaps_ms:?} ms");
+    for gap in gaps_ms {
+        assert!(
+            gap < 100.0,
+            "standby child started {gap} ms after the previous one stopped"
+        );
+    }
+}
+
+#[test]
+fn kill_9_of_the_supervisor_kills_its_child_and_a_standby_takes_over() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let terms = ["--interval", "100", "--misses", "3"]; // 300 ms lease
+    let active = Supervisor::start(&server, dir.path(), "a", &terms, SLEEPER);
+    let a_child =
+        wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
+    let _standby = Supervisor::start(&server, dir.path(), "b", &terms, SLEEPER);
+    let mut c = server.conn();
+    let waiting = eventually(Duration::from_secs(5), || {
+        let n: i64 = support::info_int(&mut c, default_key(), "waiters");
+        (n == 1).then_some(())
+    });
+    assert!(waiting.is_some(), "b waits");
+    let killed = Instant::now();
+    active.signal(libc::SIGKILL);
+    let dead = eventually(Duration::from_secs(2), || {
+        (!alive(a_child)).then_some(Instant::now())
+    });
+    assert!(dead.is_some(), "a's child survived its supervisor");
+    let b_child =
+        wait_pid_file(&dir.path().join("b.pid"), Duration::from_secs(5)).expect("b took over");
+    let took = killed.elapsed();
+    eprintln!(
+        "kill -9 to the standby's child: {took:?} (lease 300 ms)\n{}",
+        _standby.log()
+    );
+    assert!(
+        took < Duration::from_millis(300 + 400),
+        "standby took {took:?}"
+    );
+    assert!(alive(b_child));
+}
+
+#[test]
+fn a_paused_supervisor_learns_notheld_and_stops_its_child() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let terms = ["--interval", "100", "--misses", "2", "--grace", "1000"];
+    let mut active = Supervisor::start(&server, dir.path(), "a", &terms, SLEEPER);
+    let a_child =
+        wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
+    let _standby = Supervisor::start(&server, dir.path(), "b", &terms, SLEEPER);
+    active.signal(libc::SIGSTOP);
+    let b_child =
+        wait_pid_file(&dir.path().join("b.pid"), Duration::from_secs(5)).expect("b took over");
+    assert!(alive(b_child));
+    let resumed = Instant::now();
+    active.signal(libc::SIGCONT);
+    let stopped = eventually(Duration::from_secs(3), || {
+        (!alive(a_child)).then_some(Instant::now())
+    });
+    let stopped = stopped.expect("the old child was stopped");
+    let took = stopped.duration_since(resumed);
+    eprintln!("SIGCONT to the old child's end: {took:?} (interval 100 ms)");
+    assert!(took < Duration::from_millis(100 + 400), "took {took:?}");
+    assert_eq!(
+        active.wait_exit(Duration::from_secs(5)),
+        Some(4),
+        "lost-the-lease exit code"
+    );
+    assert!(
+        active.log().contains("lost job: NOTHELD"),
+        "{}",
+        active.log()
+    );
+}
+
+#[test]
+fn redis_going_away_stops_the_child_before_the_lease_could_end() {
+    let mut server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let terms = ["--interval", "100", "--misses", "3"]; // 300 ms lease
+    let mut active = Supervisor::start(&server, dir.path(), "a", &terms, SLEEPER);
+    let a_child =
+        wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
+    // A few beats; the last beat the server saw was sent before the moment
+    // Redis stops, so the lease ends there no later than 300 ms after it.
+    let mut c = server.conn();
+    let beating = support::eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "beats") >= 2).then_some(())
+    });
+    assert!(beating.is_some(), "the supervisor never beat");
+    let stopped = Instant::now();
+    server.stop();
+    let dead = eventually(Duration::from_secs(3), || {
+        (!alive(a_child)).then_some(Instant::now())
+    })
+    .expect("the child was stopped");
+    let took = dead.duration_since(stopped);
+    eprintln!("Redis stopped to the child's end: {took:?} (lease 300 ms)");
+    assert!(
+        took < Duration::from_millis(300),
+        "the child outlived the lease: {took:?}"
+    );
+    assert_eq!(active.wait_exit(Duration::from_secs(5)), Some(4));
+}
+
+#[test]
+fn a_child_exit_status_is_passed_on_and_the_lock_released() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sup = Supervisor::start(
+        &server,
+        dir.path(),
+        "a",
+        &[],
+        "test \"$HBLOCK_KEY:$HBLOCK_TOKEN\" = job:1 && exit 7",
+    );
+    assert_eq!(
+        sup.wait_exit(Duration::from_secs(10)),
+        Some(7),
+        "{}",
+        sup.log()
+    );
+    let mut c = server.conn();
+    assert_eq!(support::state(&mut c, "job"), "free", "released at once");
+    let mut killed = Supervisor::start(&server, dir.path(), "b", &[], "kill -9 $$");
+    assert_eq!(killed.wait_exit(Duration::from_secs(10)), Some(128 + 9));
+}
+
+#[test]
+fn sigterm_is_forwarded_then_the_lock_released() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sup = Supervisor::start(&server, dir.path(), "a", &[], SLEEPER);
+    let child = wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("child");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_exit(Duration::from_secs(5)),
+        Some(128 + libc::SIGTERM)
+    );
+    assert!(!alive(child));
+    let mut c = server.conn();
+    assert_eq!(support::state(&mut c, "job"), "free");
+    // A standby interrupted while waiting leaves the queue.
+    let _holder = Supervisor::start(&server, dir.path(), "h", &[], SLEEPER);
+    wait_pid_file(&dir.path().join("h.pid"), Duration::from_secs(5)).expect("holder");
+    let mut waiter = Supervisor::start(&server, dir.path(), "w", &[], SLEEPER);
+    let queued = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, "job", "waiters") == 1).then_some(())
+    });
+    assert!(queued.is_some());
+    waiter.signal(libc::SIGINT);
+    assert_eq!(
+        waiter.wait_exit(Duration::from_secs(5)),
+        Some(128 + libc::SIGINT)
+    );
+    let left = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, "job", "waiters") == 0).then_some(())
+    });
+    assert!(left.is_some(), "the interrupted standby left the queue");
+}

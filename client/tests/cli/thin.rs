@@ -1,0 +1,80 @@
+//! The thin commands (acquire, beat, release, info): replies and exit codes.
+
+use super::*;
+
+#[test]
+fn thin_commands_print_replies_and_exit_codes() {
+    let server = Server::start();
+    let acquired = hblock(&server, &["acquire", "k", "--owner", "a"]);
+    assert_eq!((code(&acquired), stdout(&acquired).as_str()), (0, "1"));
+    let busy = hblock(&server, &["acquire", "k", "--owner", "b"]);
+    assert_eq!((code(&busy), stdout(&busy).as_str()), (1, ""));
+    let generated = hblock(&server, &["acquire", "other"]);
+    assert_eq!(code(&generated), 0);
+    assert!(
+        String::from_utf8_lossy(&generated.stderr).contains("owner="),
+        "the generated owner is shown"
+    );
+    let beat = hblock(&server, &["beat", "k", "a", "1"]);
+    assert_eq!((code(&beat), stdout(&beat).as_str()), (0, "1"));
+    let refused = hblock(&server, &["beat", "k", "b", "1"]);
+    assert_eq!(code(&refused), 1);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("NOTHELD"));
+    let info = hblock(&server, &["info", "k"]);
+    assert_eq!(code(&info), 0);
+    assert!(
+        stdout(&info).contains("state      held") && stdout(&info).contains("owner      a"),
+        "{}",
+        stdout(&info)
+    );
+    let json = hblock(&server, &["info", "k", "--json"]);
+    assert_eq!(code(&json), 0);
+    let text = stdout(&json);
+    assert!(
+        text.starts_with(
+            "{\"state\":\"held\",\"owner\":\"a\",\"token\":1,\"interval\":1000,\"misses\":3,"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\"takeovers\":0,\"waiters\":0}"), "{text}");
+    let released = hblock(&server, &["release", "k", "a", "1"]);
+    assert_eq!((code(&released), stdout(&released).as_str()), (0, "1"));
+    let again = hblock(&server, &["release", "k", "a", "1"]);
+    assert_eq!((code(&again), stdout(&again).as_str()), (1, "0"));
+    let missing = hblock(&server, &["info", "nokey"]);
+    assert_eq!(code(&missing), 1);
+    let waited = hblock(&server, &["acquire", "k", "--owner", "c", "--wait", "100"]);
+    assert_eq!(
+        (code(&waited), stdout(&waited).as_str()),
+        (0, "2"),
+        "free: no wait needed"
+    );
+    let timed_out = hblock(&server, &["acquire", "k", "--owner", "d", "--wait", "100"]);
+    assert_eq!(code(&timed_out), 1);
+    assert_eq!(code(&hblock(&server, &["bogus"])), 2, "usage error");
+    assert_eq!(
+        code(&hblock(&server, &["acquire", "k", "--interval", "0"])),
+        2
+    );
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", "redis://127.0.0.1:1", "info", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&unreachable), 3);
+    // A URL that does not parse, and tokens that are not positive, are usage
+    // errors; the message shows the URL without its password.
+    let bad_url = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", "redis://u:s3cret@:::bad", "info", "k"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad_url.stderr);
+    assert_eq!(code(&bad_url), 2, "{stderr}");
+    assert!(
+        stderr.contains("redis://u:***@:::bad") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    for token in ["0", "-5"] {
+        let beat = hblock(&server, &["beat", "k", "o", token]);
+        assert_eq!(code(&beat), 2, "beat with token {token}");
+    }
+}
