@@ -3,6 +3,7 @@
 
 use crate::args::Invalid;
 use crate::lease::{CoreError, NotHeld};
+use hblock_core::proto::NOTHELD;
 use redis_module::RedisError;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,7 +40,7 @@ impl Error {
             Error::WrongType => {
                 "WRONGTYPE Operation against a key holding the wrong kind of value".into()
             }
-            Error::NotHeld(why) => format!("NOTHELD {}", not_held_reason(why)),
+            Error::NotHeld(why) => format!("{NOTHELD} {}", not_held_reason(why)),
             Error::TokensExhausted => {
                 "ERR this lock has issued its last fencing token; delete the key to start over"
                     .into()

@@ -1,6 +1,7 @@
 //! One function per HBLOCK command, with typed replies.
 
 use crate::Error;
+use hblock_core::proto::INFO_NUMBERS;
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// `HBLOCK.ACQUIRE`: the fencing token, or None when another owner holds the
@@ -75,17 +76,42 @@ pub struct LockInfo {
 impl LockInfo {
     /// The integer fields with their INFO names, in reply order.
     pub fn numbers(&self) -> [(&'static str, i64); 9] {
-        [
-            ("token", self.token),
-            ("interval", self.interval),
-            ("misses", self.misses),
-            ("missed", self.missed),
-            ("ttl", self.ttl),
-            ("beats", self.beats),
-            ("age", self.age),
-            ("takeovers", self.takeovers),
-            ("waiters", self.waiters),
-        ]
+        let values = [
+            self.token,
+            self.interval,
+            self.misses,
+            self.missed,
+            self.ttl,
+            self.beats,
+            self.age,
+            self.takeovers,
+            self.waiters,
+        ];
+        let mut out = [("", 0); 9];
+        for (slot, pair) in out.iter_mut().zip(INFO_NUMBERS.into_iter().zip(values)) {
+            *slot = pair;
+        }
+        out
+    }
+
+    /// Sets the integer field named `name` (an INFO_NUMBERS name); false for
+    /// another name.
+    fn set_number(&mut self, name: &[u8], value: i64) -> bool {
+        let fields = [
+            &mut self.token,
+            &mut self.interval,
+            &mut self.misses,
+            &mut self.missed,
+            &mut self.ttl,
+            &mut self.beats,
+            &mut self.age,
+            &mut self.takeovers,
+            &mut self.waiters,
+        ];
+        match INFO_NUMBERS.iter().position(|n| n.as_bytes() == name) {
+            Some(i) => fields.into_iter().nth(i).map(|f| *f = value).is_some(),
+            None => false,
+        }
     }
 }
 
@@ -122,18 +148,10 @@ pub fn info(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<Lock
             }
             (b"owner", Value::BulkString(o)) => info.owner = Some(o),
             (b"owner", Value::Nil) => info.owner = None,
-            (field, Value::Int(n)) => match field {
-                b"token" => info.token = n,
-                b"interval" => info.interval = n,
-                b"misses" => info.misses = n,
-                b"missed" => info.missed = n,
-                b"ttl" => info.ttl = n,
-                b"beats" => info.beats = n,
-                b"age" => info.age = n,
-                b"takeovers" => info.takeovers = n,
-                b"waiters" => info.waiters = n,
-                _ => {} // a field added by a newer module
-            },
+            // A field added by a newer module is skipped.
+            (field, Value::Int(n)) => {
+                info.set_number(field, n);
+            }
             (_, other) => return Err(unexpected(&other)),
         }
     }

@@ -1,6 +1,7 @@
 //! The client's errors, as data: what the server or the network said, and
 //! the two outcomes of this crate's own that are not Redis errors.
 
+use hblock_core::proto::NOTHELD;
 use redis::RedisError;
 
 #[derive(Debug)]
@@ -18,7 +19,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Redis(err) => write!(f, "{err}"),
-            Error::NotHeld(why) => write!(f, "NOTHELD {why}"),
+            Error::NotHeld(why) => write!(f, "{NOTHELD} {why}"),
             Error::NoReplicas { acked, wanted } => write!(
                 f,
                 "only {acked} of {wanted} replicas acknowledged the grant; released it"
@@ -33,7 +34,7 @@ impl std::error::Error for Error {}
 /// stays a Redis error.
 impl From<RedisError> for Error {
     fn from(err: RedisError) -> Self {
-        if err.code() == Some("NOTHELD") {
+        if err.code() == Some(NOTHELD) {
             Error::NotHeld(err.detail().unwrap_or("").to_string())
         } else {
             Error::Redis(err)

@@ -8,10 +8,12 @@
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
 //! - `args`: argument parsing and range checks (errors as data).
 //! - `limits`: every range and default, shared with the client crate.
+//! - `proto`: INFO's field names and the NOTHELD code, shared with it too.
 
 pub mod args;
 pub mod lease;
 pub mod limits;
 pub mod owner;
+pub mod proto;
 pub mod queue;
 pub mod schedule;

@@ -10,6 +10,7 @@ use crate::command_info::{Spec, KEY};
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
+use hblock_core::proto::INFO_NUMBERS;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::ffi::c_char;
 
@@ -42,16 +43,17 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
     let view = lease.view(now);
-    let numbers: [(&str, i64); 9] = [
-        ("token", view.token as i64),
-        ("interval", i64::from(view.interval_ms)),
-        ("misses", i64::from(view.misses)),
-        ("missed", view.missed as i64),
-        ("ttl", view.ttl_ms),
-        ("beats", view.beats as i64),
-        ("age", view.age_ms),
-        ("takeovers", view.takeovers as i64),
-        ("waiters", waiters as i64),
+    // In the order of INFO_NUMBERS (hblock_core::proto), which names them.
+    let numbers: [i64; 9] = [
+        view.token as i64,
+        i64::from(view.interval_ms),
+        i64::from(view.misses),
+        view.missed as i64,
+        view.ttl_ms,
+        view.beats as i64,
+        view.age_ms,
+        view.takeovers as i64,
+        waiters as i64,
     ];
     let bulk = |bytes: &[u8]| {
         raw::reply_with_string_buffer(ctx.ctx, bytes.as_ptr().cast::<c_char>(), bytes.len())
@@ -64,7 +66,7 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
         Some(owner) => bulk(owner),
         None => raw::reply_with_null(ctx.ctx),
     };
-    for (name, value) in numbers {
+    for (name, value) in INFO_NUMBERS.into_iter().zip(numbers) {
         bulk(name.as_bytes());
         raw::reply_with_long_long(ctx.ctx, value);
     }

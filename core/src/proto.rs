@@ -1,0 +1,21 @@
+//! What the module answers and the clients read, named once: INFO's field
+//! names in reply order, and the error prefix of a caller that does not hold
+//! the lease. The module (src/commands/info.rs, src/error.rs) and the client
+//! crate (client/src/commands.rs, client/src/error.rs) both use these.
+
+/// HBLOCK.INFO's integer fields, in reply order (after `state` and `owner`).
+pub const INFO_NUMBERS: [&str; 9] = [
+    "token",
+    "interval",
+    "misses",
+    "missed",
+    "ttl",
+    "beats",
+    "age",
+    "takeovers",
+    "waiters",
+];
+
+/// The error code of BEAT (and FENCED, CHECK) by a caller that does not hold
+/// the live lease: `NOTHELD <why>`.
+pub const NOTHELD: &str = "NOTHELD";
