@@ -3,7 +3,7 @@
 //! blocking WAIT and notifications on the key's node, and a master failover.
 
 use crate::support::cluster::Cluster;
-use crate::support::eventually;
+use crate::support::{config_set, eventually};
 use redis::Connection;
 use std::time::{Duration, Instant};
 
@@ -92,12 +92,7 @@ fn blocking_waits_and_notifications_on_the_keys_node() {
     let key = "wait:lock";
     let master = cluster.master_of(key);
     let mut node: Connection = cluster.nodes[master].conn();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("Ed")
-        .query(&mut node)
-        .unwrap();
+    config_set(&mut node, "notify-keyspace-events", "Ed");
     let mut sub = cluster.nodes[master].conn();
     let mut pubsub = sub.as_pubsub();
     pubsub.subscribe("__keyevent@0__:hblock.acquired").unwrap();

@@ -1,4 +1,4 @@
-use crate::support::{acquire, call, counter, error_of, info_int, Options, Server};
+use crate::support::{acquire, call, config_set, counter, error_of, info_int, Options, Server};
 use redis::Value;
 use std::time::Duration;
 
@@ -25,18 +25,8 @@ fn configs_set_defaults_of_new_leases() {
         (500, 5)
     );
 
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("hblock.interval")
-        .arg("2000")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("hblock.misses")
-        .arg("4")
-        .query(&mut c)
-        .unwrap();
+    config_set(&mut c, "hblock.interval", "2000");
+    config_set(&mut c, "hblock.misses", "4");
     assert_eq!(acquire(&mut c, "b", "o", &[]), Some(1));
     assert_eq!(
         (

@@ -228,6 +228,16 @@ pub fn parse_plain_int(bytes: &[u8]) -> Option<i64> {
     text.parse().ok()
 }
 
+/// `CONFIG SET name value`, which must succeed.
+pub fn config_set(c: &mut impl ConnectionLike, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(c)
+        .unwrap_or_else(|e| panic!("CONFIG SET {name} {value}: {e}"));
+}
+
 /// A field of `INFO <section>`.
 pub fn info_field(c: &mut impl ConnectionLike, section: &str, field: &str) -> Option<String> {
     let info: String = redis::cmd("INFO").arg(section).query(c).ok()?;
