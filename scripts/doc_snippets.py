@@ -107,6 +107,12 @@ class Server:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
 
 def blocks(path):
     """(language, first line number, text) of each fenced block."""
@@ -139,8 +145,7 @@ def check_transcript(text):
         elif current is not None and line.strip():
             current[1].append(strip_comment(line))
     assert steps, "no commands in the transcript"
-    server = Server()
-    try:
+    with Server() as server:
         for i, (command, expected) in enumerate(steps):
             if i:
                 time.sleep(PAUSE)
@@ -152,8 +157,6 @@ def check_transcript(text):
                 expected, got = expected[:cut], got[:cut]
             if [g.rstrip() for g in got] != expected:
                 raise AssertionError(f"{command}: expected {expected}, got {got}")
-    finally:
-        server.close()
 
 
 def run_sh(text, expect=None):
@@ -212,8 +215,7 @@ def included_file(text, comment):
 def check_rust(text):
     path = included_file(text, "//")
     name = os.path.splitext(os.path.basename(path))[0]
-    server = Server()
-    try:
+    with Server() as server:
         env = dict(os.environ, HBLOCK_REDIS_URL=server.url)
         proc = subprocess.run(["cargo", "run", "-q", "--release", "-p", "hblock-client",
                                "--example", name], cwd=ROOT, env=env, capture_output=True,
@@ -223,8 +225,6 @@ def check_rust(text):
         info = subprocess.run(["redis-cli", "-p", str(server.port), "HBLOCK.INFO", "jobs:leader"],
                               capture_output=True, text=True).stdout
         assert "free" in info, f"not released: {info}"
-    finally:
-        server.close()
 
 
 def read_until(proc, needle, timeout):
@@ -243,8 +243,7 @@ def read_until(proc, needle, timeout):
 def check_python(text):
     path = included_file(text, "#")
     # Redis up: leads, works, and Ctrl-C releases.
-    server = Server()
-    try:
+    with Server() as server:
         env = dict(os.environ, HBLOCK_REDIS_URL=server.url, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen([PYTHON, path], env=env, stdout=subprocess.PIPE, text=True)
         read_until(proc, "working", 10)
@@ -263,13 +262,11 @@ def check_python(text):
         took = time.monotonic() - killed
         assert took <= 3.0, f"worked {took:.2f} s after Redis died (lease 3 s)"
         proc.wait(10)
-    finally:
-        server.close()
 
 
 def check_conf(text):
-    server = Server(text)
-    server.close()
+    with Server(text):
+        pass
 
 
 def check_unit(text):
@@ -278,25 +275,19 @@ def check_unit(text):
     argv = shlex.split(m.group(1))
     assert os.path.basename(argv[0]) == "hblock" and argv[1] == "run", argv
     cut = argv.index("--")
-    server = Server()
-    try:
+    with Server() as server:
         argv = [os.path.join(ROOT, "target/release/hblock")] + argv[1:cut] + ["--", "true"]
         argv = [a.replace("redis://127.0.0.1:6379", server.url) for a in argv]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stderr
-    finally:
-        server.close()
 
 
 def check_syntax(text):
     command = text.split()[0]
-    server = Server()
-    try:
+    with Server() as server:
         out = subprocess.run(["redis-cli", "-p", str(server.port), "COMMAND", "INFO", command],
                              capture_output=True, text=True).stdout
         assert command.lower() in out.lower(), f"unknown command {command}"
-    finally:
-        server.close()
 
 
 def check_usage(text):
@@ -328,14 +319,25 @@ def check_files(text):
 
 def check_info(text):
     documented = set(re.findall(r"^(hblock_\w+):", text, re.M))
-    server = Server()
-    try:
+    with Server() as server:
         out = subprocess.run(["redis-cli", "-p", str(server.port), "INFO", "hblock"],
                              capture_output=True, text=True).stdout
         real = set(re.findall(r"^(hblock_\w+):", out, re.M))
         assert documented == real, f"documented {sorted(documented)}, server {sorted(real)}"
-    finally:
-        server.close()
+
+
+# The checkers that need only the block itself (sh and text go together).
+CHECKERS = {
+    "redis-cli": check_transcript,
+    "rust": check_rust,
+    "python": check_python,
+    "conf": check_conf,
+    "ini": check_unit,
+    "syntax": check_syntax,
+    "info": check_info,
+    "usage": check_usage,
+    "files": check_files,
+}
 
 
 def main(paths):
@@ -348,8 +350,8 @@ def main(paths):
             where = f"{os.path.relpath(path, ROOT)}:{line} ({lang or 'no language'})"
             nxt = found[i + 1] if i + 1 < len(found) else None
             try:
-                if lang == "redis-cli":
-                    check_transcript(text)
+                if lang in CHECKERS:
+                    CHECKERS[lang](text)
                 elif lang == "sh":
                     expect = None
                     if nxt and nxt[0] == "text":
@@ -359,22 +361,6 @@ def main(paths):
                 elif lang == "text":
                     prev = found[i - 1] if i else None
                     assert prev and prev[0] == "sh", "a text block must follow an sh block"
-                elif lang == "rust":
-                    check_rust(text)
-                elif lang == "python":
-                    check_python(text)
-                elif lang == "conf":
-                    check_conf(text)
-                elif lang == "ini":
-                    check_unit(text)
-                elif lang == "syntax":
-                    check_syntax(text)
-                elif lang == "info":
-                    check_info(text)
-                elif lang == "usage":
-                    check_usage(text)
-                elif lang == "files":
-                    check_files(text)
                 else:
                     raise AssertionError("no checker for this language")
                 passed += 1
