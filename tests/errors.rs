@@ -178,6 +178,64 @@ fn apply_is_refused_to_normal_clients() {
     assert_eq!(exists, 0);
 }
 
+/// Not a valid token, INTERVAL, MISSES or WAIT (0 is a valid WAIT: left out).
+const BAD_NUMBERS: [&[u8]; 11] = [
+    b"-1",
+    b"-0",
+    b"+1",
+    b"01",
+    b"1e3",
+    b" 1",
+    b"abc",
+    b"",
+    b"9223372036854775808",
+    b"-9223372036854775809",
+    b"18446744073709551616",
+];
+
+/// Every malformed call of the three commands on `key`.
+fn malformed_calls(key: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    let long_owner = vec![b'z'; 1025];
+    let huge_owner = vec![b'z'; 1 << 20];
+    let bad_owners: [&[u8]; 3] = [b"", &long_owner, &huge_owner];
+    let mut calls: Vec<Vec<&[u8]>> = Vec::new();
+    for owner in bad_owners {
+        calls.push(vec![b"HBLOCK.ACQUIRE", key, owner]);
+        calls.push(vec![b"HBLOCK.BEAT", key, owner, b"1"]);
+        calls.push(vec![b"HBLOCK.RELEASE", key, owner, b"1"]);
+    }
+    for n in BAD_NUMBERS {
+        calls.push(vec![b"HBLOCK.BEAT", key, b"alice", n]);
+        calls.push(vec![b"HBLOCK.RELEASE", key, b"alice", n]);
+        for option in [&b"INTERVAL"[..], b"MISSES", b"WAIT"] {
+            calls.push(vec![b"HBLOCK.ACQUIRE", key, b"x", option, n]);
+        }
+        calls.push(vec![
+            b"HBLOCK.ACQUIRE",
+            key,
+            b"x",
+            b"MISSES",
+            b"2",
+            b"BOGUS",
+            n,
+        ]);
+    }
+    calls.push(vec![b"HBLOCK.BEAT", key, b"alice", b"0"]);
+    calls.push(vec![b"HBLOCK.ACQUIRE", key, b"x", b"INTERVAL", b"0"]);
+    calls.push(vec![b"HBLOCK.ACQUIRE", key, b"x", b"MISSES", b"0"]);
+    for extra in [0usize, 1, 3, 4, 5] {
+        let mut args: Vec<&[u8]> = vec![b"HBLOCK.BEAT", key];
+        args.extend(std::iter::repeat_n(&b"1"[..], extra));
+        calls.push(args.clone());
+        args[0] = b"HBLOCK.RELEASE";
+        calls.push(args);
+    }
+    calls
+        .into_iter()
+        .map(|args| args.into_iter().map(<[u8]>::to_vec).collect())
+        .collect()
+}
+
 /// Every command with malformed input, plus well-formed calls by non-holders:
 /// the server stays up and the data set (DEBUG DIGEST) does not change.
 #[test]
@@ -196,54 +254,14 @@ fn bad_input_sweep_changes_nothing() {
     let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut c).unwrap();
     let before = digest(&mut c);
 
-    let long_owner = vec![b'z'; 1025];
-    let huge_owner = vec![b'z'; 1 << 20];
-    let bad_owners: [&[u8]; 3] = [b"", &long_owner, &huge_owner];
-    // Not a valid token, INTERVAL, MISSES or WAIT (0 is a valid WAIT: left out).
-    let bad_numbers: [&[u8]; 11] = [
-        b"-1",
-        b"-0",
-        b"+1",
-        b"01",
-        b"1e3",
-        b" 1",
-        b"abc",
-        b"",
-        b"9223372036854775808",
-        b"-9223372036854775809",
-        b"18446744073709551616",
-    ];
-    let keys: [&[u8]; 4] = [b"held", b"free", b"str", b"missing"];
     let mut calls = 0;
     let mut refuse = |c: &mut redis::Connection, args: &[&[u8]]| {
         let _ = error_of(c, args);
         calls += 1;
     };
-    for key in keys {
-        for owner in bad_owners {
-            refuse(&mut c, &[b"HBLOCK.ACQUIRE", key, owner]);
-            refuse(&mut c, &[b"HBLOCK.BEAT", key, owner, b"1"]);
-            refuse(&mut c, &[b"HBLOCK.RELEASE", key, owner, b"1"]);
-        }
-        for n in bad_numbers {
-            refuse(&mut c, &[b"HBLOCK.BEAT", key, b"alice", n]);
-            refuse(&mut c, &[b"HBLOCK.RELEASE", key, b"alice", n]);
-            refuse(&mut c, &[b"HBLOCK.ACQUIRE", key, b"x", b"INTERVAL", n]);
-            refuse(&mut c, &[b"HBLOCK.ACQUIRE", key, b"x", b"MISSES", n]);
-            refuse(&mut c, &[b"HBLOCK.ACQUIRE", key, b"x", b"WAIT", n]);
-            refuse(
-                &mut c,
-                &[b"HBLOCK.ACQUIRE", key, b"x", b"MISSES", b"2", b"BOGUS", n],
-            );
-        }
-        refuse(&mut c, &[b"HBLOCK.BEAT", key, b"alice", b"0"]);
-        refuse(&mut c, &[b"HBLOCK.ACQUIRE", key, b"x", b"INTERVAL", b"0"]);
-        refuse(&mut c, &[b"HBLOCK.ACQUIRE", key, b"x", b"MISSES", b"0"]);
-        for extra in [0usize, 1, 3, 4, 5] {
-            let mut args: Vec<&[u8]> = vec![b"HBLOCK.BEAT", key];
-            args.extend(std::iter::repeat_n(&b"1"[..], extra));
-            refuse(&mut c, &args);
-            args[0] = b"HBLOCK.RELEASE";
+    for key in [&b"held"[..], b"free", b"str", b"missing"] {
+        for args in malformed_calls(key) {
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             refuse(&mut c, &args);
         }
     }

@@ -59,6 +59,73 @@ fn fenced(
         .expect("fenced write")
 }
 
+fn acquire(c: &mut redis::Connection, key: &str, owner: &str, wait_ms: u64) -> Option<i64> {
+    redis::cmd("HBLOCK.ACQUIRE")
+        .arg(key)
+        .arg(owner)
+        .arg("INTERVAL")
+        .arg(INTERVAL_MS)
+        .arg("MISSES")
+        .arg(MISSES)
+        .arg("WAIT")
+        .arg(wait_ms)
+        .query(c)
+        .expect("acquire")
+}
+
+/// One held lease, used the way `rng` picks: crash, pause past the lease, or work
+/// and release. Returns true when the connection must be replaced (the crash).
+fn use_lease(
+    c: &mut redis::Connection,
+    rng: &mut Rng,
+    sha: &str,
+    lock: usize,
+    owner: &str,
+    token: i64,
+) -> bool {
+    let key = format!("mx:{lock}");
+    let beat = |c: &mut redis::Connection| {
+        redis::cmd("HBLOCK.BEAT")
+            .arg(&key)
+            .arg(owner)
+            .arg(token)
+            .query::<i64>(c)
+            .is_ok()
+    };
+    match rng.below(10) {
+        0 => {
+            // Crash: write once, then vanish without releasing.
+            fenced(c, sha, lock, token, owner, "w");
+            return true;
+        }
+        1 | 2 => {
+            // Paused past the lease, then resumes and tries to write.
+            fenced(c, sha, lock, token, owner, "w");
+            std::thread::sleep(Duration::from_millis(
+                INTERVAL_MS * MISSES * 2 + rng.below(100),
+            ));
+            fenced(c, sha, lock, token, owner, "stale");
+            assert!(!beat(c), "a lease expired while paused must not beat again");
+        }
+        _ => {
+            for _ in 0..=rng.below(4) {
+                fenced(c, sha, lock, token, owner, "w");
+                std::thread::sleep(Duration::from_millis(rng.below(INTERVAL_MS / 2)));
+                if !beat(c) {
+                    break;
+                }
+            }
+            let _: i64 = redis::cmd("HBLOCK.RELEASE")
+                .arg(&key)
+                .arg(owner)
+                .arg(token)
+                .query(c)
+                .expect("release");
+        }
+    }
+    false
+}
+
 fn worker(server_url: String, sha: String, id: usize, until: Instant) -> Vec<Grant> {
     let connect = || {
         redis::Client::open(server_url.as_str())
@@ -72,21 +139,10 @@ fn worker(server_url: String, sha: String, id: usize, until: Instant) -> Vec<Gra
     while Instant::now() < until {
         n += 1;
         let lock = rng.below(LOCKS as u64) as usize;
-        let key = format!("mx:{lock}");
         let owner = format!("w{id}-{n}");
         let wait_ms = 10 + rng.below(190);
         let sent = Instant::now();
-        let token: Option<i64> = redis::cmd("HBLOCK.ACQUIRE")
-            .arg(&key)
-            .arg(&owner)
-            .arg("INTERVAL")
-            .arg(INTERVAL_MS)
-            .arg("MISSES")
-            .arg(MISSES)
-            .arg("WAIT")
-            .arg(wait_ms)
-            .query(&mut c)
-            .expect("acquire");
+        let token = acquire(&mut c, &format!("mx:{lock}"), &owner, wait_ms);
         grants.push(Grant {
             lock,
             wait_ms,
@@ -94,47 +150,9 @@ fn worker(server_url: String, sha: String, id: usize, until: Instant) -> Vec<Gra
             replied: Instant::now(),
             token,
         });
-        let Some(token) = token else { continue };
-        let beat = |c: &mut redis::Connection| {
-            redis::cmd("HBLOCK.BEAT")
-                .arg(&key)
-                .arg(&owner)
-                .arg(token)
-                .query::<i64>(c)
-                .is_ok()
-        };
-        match rng.below(10) {
-            0 => {
-                // Crash: write once, then vanish without releasing.
-                fenced(&mut c, &sha, lock, token, &owner, "w");
+        if let Some(token) = token {
+            if use_lease(&mut c, &mut rng, &sha, lock, &owner, token) {
                 c = connect();
-            }
-            1 | 2 => {
-                // Paused past the lease, then resumes and tries to write.
-                fenced(&mut c, &sha, lock, token, &owner, "w");
-                std::thread::sleep(Duration::from_millis(
-                    INTERVAL_MS * MISSES * 2 + rng.below(100),
-                ));
-                fenced(&mut c, &sha, lock, token, &owner, "stale");
-                assert!(
-                    !beat(&mut c),
-                    "a lease expired while paused must not beat again"
-                );
-            }
-            _ => {
-                for _ in 0..=rng.below(4) {
-                    fenced(&mut c, &sha, lock, token, &owner, "w");
-                    std::thread::sleep(Duration::from_millis(rng.below(INTERVAL_MS / 2)));
-                    if !beat(&mut c) {
-                        break;
-                    }
-                }
-                let _: i64 = redis::cmd("HBLOCK.RELEASE")
-                    .arg(&key)
-                    .arg(&owner)
-                    .arg(token)
-                    .query(&mut c)
-                    .expect("release");
             }
         }
     }
@@ -156,32 +174,10 @@ fn parse_log(line: &str) -> (u128, i64, i64, String, bool, String) {
     )
 }
 
-#[test]
-fn mutual_exclusion_holds_under_contention_crashes_and_pauses() {
-    let secs: u64 = std::env::var("HBLOCK_CHECK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    let server = Server::start();
-    let mut c = server.conn();
-    let sha: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(FENCED_WRITE)
-        .query(&mut c)
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(secs);
-    let handles: Vec<_> = (0..WORKERS)
-        .map(|id| {
-            let (url, sha) = (server.url(), sha.clone());
-            std::thread::spawn(move || worker(url, sha, id, until))
-        })
-        .collect();
-    let grants: Vec<Grant> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("worker"))
-        .collect();
-
-    // 1. One lease per token, tokens 1..=n with none skipped or repeated.
+/// Checks 1 and 2: one lease per token, tokens 1..=n with none skipped or
+/// repeated; a grant answered before another was asked has the lower token.
+/// Returns the number of leases granted.
+fn check_grants(grants: &[Grant]) -> usize {
     let mut per_lock: HashMap<usize, Vec<&Grant>> = HashMap::new();
     for g in grants.iter().filter(|g| g.token.is_some()) {
         per_lock.entry(g.lock).or_default().push(g);
@@ -194,7 +190,6 @@ fn mutual_exclusion_holds_under_contention_crashes_and_pauses() {
             tokens, expected,
             "lock {lock}: every token granted exactly once"
         );
-        // 2. A grant answered before another was asked has the lower token.
         let mut by_reply: Vec<&&Grant> = gs.iter().collect();
         by_reply.sort_by_key(|g| g.replied);
         for (i, a) in by_reply.iter().enumerate() {
@@ -208,48 +203,57 @@ fn mutual_exclusion_holds_under_contention_crashes_and_pauses() {
             }
         }
     }
+    per_lock.values().map(Vec::len).sum()
+}
 
-    // 3. The write logs, in server order.
-    let (mut accepted, mut stale, mut total) = (0, 0, 0);
-    for lock in 0..LOCKS {
-        let lines: Vec<String> = redis::cmd("LRANGE")
-            .arg(format!("mx:log:{lock}"))
-            .arg(0)
-            .arg(-1)
-            .query(&mut c)
-            .unwrap();
-        let mut last_time = 0;
-        let mut last_current = 0;
-        let mut newest_writer = 0;
-        for line in &lines {
-            let (time, token, current, state, ok, kind) = parse_log(line);
-            total += 1;
-            assert!(time >= last_time, "lock {lock}: log out of server order");
+#[derive(Default)]
+struct Writes {
+    total: usize,
+    accepted: usize,
+    stale: usize,
+}
+
+/// Check 3, the write log of one lock in server order: time and token never
+/// go back, accepted writes come from the current holder and never from an
+/// older lease, stale writes are all rejected.
+fn check_write_log(c: &mut redis::Connection, lock: usize, writes: &mut Writes) {
+    let lines: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("mx:log:{lock}"))
+        .arg(0)
+        .arg(-1)
+        .query(c)
+        .expect("LRANGE");
+    let (mut last_time, mut last_current, mut newest_writer) = (0, 0, 0);
+    for line in &lines {
+        let (time, token, current, state, ok, kind) = parse_log(line);
+        writes.total += 1;
+        assert!(time >= last_time, "lock {lock}: log out of server order");
+        assert!(
+            current >= last_current,
+            "lock {lock}: the token went back from {last_current} to {current}"
+        );
+        (last_time, last_current) = (time, current);
+        if ok {
+            writes.accepted += 1;
             assert!(
-                current >= last_current,
-                "lock {lock}: the token went back from {last_current} to {current}"
+                state == "held" && token == current,
+                "lock {lock}: accepted {line}"
             );
-            (last_time, last_current) = (time, current);
-            if ok {
-                accepted += 1;
-                assert!(
-                    state == "held" && token == current,
-                    "lock {lock}: accepted {line}"
-                );
-                assert!(
-                    token >= newest_writer,
-                    "lock {lock}: lease {token} wrote after lease {newest_writer}: overlap"
-                );
-                newest_writer = token;
-            }
-            if kind == "stale" {
-                stale += 1;
-                assert!(!ok, "lock {lock}: a stale write was accepted: {line}");
-            }
+            assert!(
+                token >= newest_writer,
+                "lock {lock}: lease {token} wrote after lease {newest_writer}: overlap"
+            );
+            newest_writer = token;
+        }
+        if kind == "stale" {
+            writes.stale += 1;
+            assert!(!ok, "lock {lock}: a stale write was accepted: {line}");
         }
     }
+}
 
-    // 4. Timed-out waiters got nil after their WAIT, and were counted.
+/// Check 4: timed-out waiters got nil after their WAIT, and were counted.
+fn check_timeouts(c: &mut redis::Connection, grants: &[Grant]) -> usize {
     let timeouts: Vec<&Grant> = grants.iter().filter(|g| g.token.is_none()).collect();
     for g in &timeouts {
         let waited = g.replied.duration_since(g.sent);
@@ -260,18 +264,51 @@ fn mutual_exclusion_holds_under_contention_crashes_and_pauses() {
         );
     }
     assert_eq!(
-        counter(&mut c, "wait_timeouts"),
+        counter(c, "wait_timeouts"),
         timeouts.len() as u64,
         "every nil is a counted WAIT timeout"
     );
-    assert_eq!(counter(&mut c, "waiting"), 0);
-    let granted: usize = per_lock.values().map(Vec::len).sum();
+    assert_eq!(counter(c, "waiting"), 0);
+    timeouts.len()
+}
+
+#[test]
+fn mutual_exclusion_holds_under_contention_crashes_and_pauses() {
+    let secs: u64 = std::env::var("HBLOCK_CHECK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let server = Server::start();
+    let mut c = server.conn();
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(FENCED_WRITE)
+        .query(&mut c)
+        .expect("SCRIPT LOAD");
+    let until = Instant::now() + Duration::from_secs(secs);
+    let handles: Vec<_> = (0..WORKERS)
+        .map(|id| {
+            let (url, sha) = (server.url(), sha.clone());
+            std::thread::spawn(move || worker(url, sha, id, until))
+        })
+        .collect();
+    let grants: Vec<Grant> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("worker"))
+        .collect();
+
+    let granted = check_grants(&grants);
+    let mut writes = Writes::default();
+    for lock in 0..LOCKS {
+        check_write_log(&mut c, lock, &mut writes);
+    }
+    let timeouts = check_timeouts(&mut c, &grants);
     eprintln!(
-        "exclusion check, {secs} s: {granted} leases, {} timeouts, {total} writes ({accepted} accepted), {stale} stale writes, all rejected",
-        timeouts.len()
+        "exclusion check, {secs} s: {granted} leases, {timeouts} timeouts, {} writes ({} accepted), {} stale writes, all rejected",
+        writes.total, writes.accepted, writes.stale
     );
     assert!(
-        granted > 20 && stale > 0 && accepted > 0,
+        granted > 20 && writes.stale > 0 && writes.accepted > 0,
         "the run exercised too little"
     );
 }

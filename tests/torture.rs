@@ -59,6 +59,26 @@ fn connect(shared: &Shared) -> Option<Connection> {
     Some(conn)
 }
 
+impl Shared {
+    /// Records a reply that no operation explains; Err(false) ends the round.
+    fn bug<T>(&self, what: String) -> Result<T, bool> {
+        if let Ok(mut bad) = self.bad.lock() {
+            bad.push(what);
+        }
+        Err(false)
+    }
+
+    /// A reply, or Err(true) (new connection) for an error the operations
+    /// explain, Err(false) for NOTHELD (the lease lapsed) or a bug.
+    fn check(&self, r: redis::RedisResult<Value>, what: &str) -> Result<Value, bool> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) if expected_error(&e) => Err(!matches!(e.code(), Some("NOTHELD"))),
+            Err(e) => self.bug(format!("{what}: {e}")),
+        }
+    }
+}
+
 /// One client's round: acquire (maybe waiting), beat a few times, release
 /// or let the lease lapse; then an ECHO proves the replies are in order.
 /// Err(true) asks for a new connection; Err(false) recorded a bug.
@@ -70,16 +90,6 @@ fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Resul
     let owner = format!("c{me}-{}", rng.below(u64::MAX));
     let interval = 30 + rng.below(200);
     let wait = 1 + rng.below(300);
-    let check = |r: redis::RedisResult<Value>, what: &str| -> Result<Value, bool> {
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) if expected_error(&e) => Err(!matches!(e.code(), Some("NOTHELD"))),
-            Err(e) => {
-                shared.bad.lock().unwrap().push(format!("{what}: {e}"));
-                Err(false)
-            }
-        }
-    };
     let reply = redis::cmd("HBLOCK.ACQUIRE")
         .arg(&name)
         .arg(&owner)
@@ -92,69 +102,56 @@ fn round(c: &mut Connection, rng: &mut Rng, me: usize, shared: &Shared) -> Resul
             &wait.to_string(),
         ])
         .query::<Value>(c);
-    let token = match check(reply, "ACQUIRE")? {
-        Value::Int(t) => t,
-        Value::Nil => 0,
-        other => {
-            shared
-                .bad
-                .lock()
-                .unwrap()
-                .push(format!("ACQUIRE answered {other:?}"));
-            return Err(false);
-        }
-    };
-    if token > 0 {
-        shared.grants.lock().unwrap().push((key, token));
-        for _ in 0..rng.below(3) {
-            std::thread::sleep(Duration::from_millis(interval / 2));
-            let beat = redis::cmd("HBLOCK.BEAT")
-                .arg(&name)
-                .arg(&owner)
-                .arg(token)
-                .query::<Value>(c);
-            match check(beat, "BEAT") {
-                Ok(Value::Int(_)) => {}
-                Ok(other) => {
-                    shared
-                        .bad
-                        .lock()
-                        .unwrap()
-                        .push(format!("BEAT answered {other:?}"));
-                    return Err(false);
-                }
-                Err(true) => return Err(true),
-                Err(false) => break, // NOTHELD: it lapsed
+    match shared.check(reply, "ACQUIRE")? {
+        Value::Int(token) => {
+            if let Ok(mut grants) = shared.grants.lock() {
+                grants.push((key, token));
             }
+            hold(c, rng, shared, (&name, &owner, token), interval)?;
         }
-        if rng.below(2) == 0 {
-            let rel = redis::cmd("HBLOCK.RELEASE")
-                .arg(&name)
-                .arg(&owner)
-                .arg(token)
-                .query::<Value>(c);
-            if !matches!(check(rel, "RELEASE")?, Value::Int(0 | 1)) {
-                shared
-                    .bad
-                    .lock()
-                    .unwrap()
-                    .push("RELEASE answered neither 0 nor 1".into());
-                return Err(false);
-            }
-        }
+        Value::Nil => {}
+        other => return shared.bug(format!("ACQUIRE answered {other:?}")),
     }
     let tag = format!("{me}:{}", rng.below(u64::MAX));
-    match check(redis::cmd("ECHO").arg(&tag).query::<Value>(c), "ECHO")? {
+    match shared.check(redis::cmd("ECHO").arg(&tag).query::<Value>(c), "ECHO")? {
         Value::BulkString(b) if b == tag.as_bytes() => Ok(()),
-        other => {
-            shared
-                .bad
-                .lock()
-                .unwrap()
-                .push(format!("ECHO {tag} answered {other:?}"));
-            Err(false)
+        other => shared.bug(format!("ECHO {tag} answered {other:?}")),
+    }
+}
+
+/// Beats a granted lease a few times, then releases it or lets it lapse.
+fn hold(
+    c: &mut Connection,
+    rng: &mut Rng,
+    shared: &Shared,
+    (name, owner, token): (&str, &str, i64),
+    interval: u64,
+) -> Result<(), bool> {
+    for _ in 0..rng.below(3) {
+        std::thread::sleep(Duration::from_millis(interval / 2));
+        let beat = redis::cmd("HBLOCK.BEAT")
+            .arg(name)
+            .arg(owner)
+            .arg(token)
+            .query::<Value>(c);
+        match shared.check(beat, "BEAT") {
+            Ok(Value::Int(_)) => {}
+            Ok(other) => return shared.bug(format!("BEAT answered {other:?}")),
+            Err(true) => return Err(true),
+            Err(false) => break, // NOTHELD: it lapsed
         }
     }
+    if rng.below(2) == 0 {
+        let rel = redis::cmd("HBLOCK.RELEASE")
+            .arg(name)
+            .arg(owner)
+            .arg(token)
+            .query::<Value>(c);
+        if !matches!(shared.check(rel, "RELEASE")?, Value::Int(0 | 1)) {
+            return shared.bug("RELEASE answered neither 0 nor 1".into());
+        }
+    }
+    Ok(())
 }
 
 fn client(me: usize, shared: Arc<Shared>) {
@@ -189,85 +186,127 @@ fn replica_options(master_port: u16) -> Options {
     server_options().config("replicaof", &format!("127.0.0.1 {master_port}"))
 }
 
+/// FAILOVER to the replica, as an operator would: once it is in sync.
+fn fail_over(servers: &mut [Server; 2], shared: &Shared, m: usize) {
+    let r = 1 - m;
+    let mut mc = servers[m].conn();
+    wait_in_sync(&mut mc, &mut servers[r].conn());
+    let _: () = redis::cmd("FAILOVER").query(&mut mc).expect("FAILOVER");
+    let mut rc = servers[r].conn();
+    let promoted = eventually(Duration::from_secs(15), || {
+        (info_field(&mut rc, "replication", "role")? == "master").then_some(())
+    });
+    assert!(promoted.is_some(), "FAILOVER did not finish");
+    shared.master.store(r, Ordering::SeqCst);
+}
+
+/// SHUTDOWN while the replica is stopped: writes pause while the master
+/// waits for it; then the master starts again from its files.
+fn shut_down_lagging(servers: &mut [Server; 2], m: usize) {
+    let r = 1 - m;
+    signal(&servers[r], "-STOP");
+    let _ = redis::cmd("SHUTDOWN").query::<Value>(&mut servers[m].conn());
+    let status = servers[m].wait_exit(Duration::from_secs(15));
+    signal(&servers[r], "-CONT");
+    let status = status.expect("master did not exit after SHUTDOWN");
+    assert!(
+        status.success(),
+        "SHUTDOWN exited {status:?}\n{}",
+        servers[m].log()
+    );
+    servers[m].crash_and_restart_with(server_options());
+}
+
+/// One operator step (of seven) on the current master `m`; returns its name.
+fn operation(servers: &mut [Server; 2], shared: &Shared, step: usize) -> &'static str {
+    let m = shared.master.load(Ordering::SeqCst);
+    let mut mc = servers[m].conn();
+    let mut run = |cmd: &mut redis::Cmd| {
+        cmd.query::<Value>(&mut mc).expect("operator command");
+    };
+    match step % 7 {
+        0 => {
+            run(redis::cmd("CLIENT").arg("PAUSE").arg(300).arg("WRITE"));
+            "CLIENT PAUSE WRITE"
+        }
+        1 => {
+            fail_over(servers, shared, m);
+            "FAILOVER"
+        }
+        2 => {
+            run(redis::cmd("BGSAVE").arg("SCHEDULE"));
+            "BGSAVE"
+        }
+        3 => {
+            run(&mut redis::cmd("BGREWRITEAOF"));
+            "BGREWRITEAOF"
+        }
+        4 => {
+            run(redis::cmd("DEBUG").arg("RELOAD"));
+            "DEBUG RELOAD"
+        }
+        5 => {
+            let master_port = servers[m].port;
+            servers[1 - m].crash_and_restart_with(replica_options(master_port));
+            "replica kill -9, restart from its AOF"
+        }
+        _ => {
+            shut_down_lagging(servers, m);
+            "SHUTDOWN with a lagging replica, restart"
+        }
+    }
+}
+
 /// The operator: each step, then a short breath for the clients.
 fn operate(servers: &mut [Server; 2], shared: &Shared, until: Instant) -> Vec<&'static str> {
-    let mut done = Vec::new();
     // HBLOCK_TORTURE_STEPS=1,4 runs only those steps (to find which one breaks).
     let only: Option<Vec<usize>> = std::env::var("HBLOCK_TORTURE_STEPS")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect());
+    let mut done = Vec::new();
     let mut step = 0usize;
     while Instant::now() < until {
-        if only
-            .as_ref()
-            .is_some_and(|only| !only.contains(&(step % 7)))
-        {
-            step += 1;
-            continue;
+        if only.as_ref().is_none_or(|only| only.contains(&(step % 7))) {
+            done.push(operation(servers, shared, step));
+            std::thread::sleep(Duration::from_millis(300));
         }
-        let m = shared.master.load(Ordering::SeqCst);
-        let r = 1 - m;
-        let mut mc = servers[m].conn();
-        let name = match step % 7 {
-            0 => {
-                let _: () = redis::cmd("CLIENT")
-                    .arg("PAUSE")
-                    .arg(300)
-                    .arg("WRITE")
-                    .query(&mut mc)
-                    .unwrap();
-                "CLIENT PAUSE WRITE"
-            }
-            1 => {
-                // As an operator would: fail over to a replica that is in sync.
-                wait_in_sync(&mut mc, &mut servers[r].conn());
-                let _: () = redis::cmd("FAILOVER").query(&mut mc).unwrap();
-                let mut rc = servers[r].conn();
-                let promoted = eventually(Duration::from_secs(15), || {
-                    (info_field(&mut rc, "replication", "role")? == "master").then_some(())
-                });
-                assert!(promoted.is_some(), "FAILOVER did not finish");
-                shared.master.store(r, Ordering::SeqCst);
-                "FAILOVER"
-            }
-            2 => {
-                let _: Value = redis::cmd("BGSAVE").arg("SCHEDULE").query(&mut mc).unwrap();
-                "BGSAVE"
-            }
-            3 => {
-                let _: Value = redis::cmd("BGREWRITEAOF").query(&mut mc).unwrap();
-                "BGREWRITEAOF"
-            }
-            4 => {
-                let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut mc).unwrap();
-                "DEBUG RELOAD"
-            }
-            5 => {
-                let master_port = servers[m].port;
-                servers[r].crash_and_restart_with(replica_options(master_port));
-                "replica kill -9, restart from its AOF"
-            }
-            _ => {
-                // Writes pause while the master waits for the stopped replica.
-                signal(&servers[r], "-STOP");
-                let _ = redis::cmd("SHUTDOWN").query::<Value>(&mut mc);
-                let status = servers[m].wait_exit(Duration::from_secs(15));
-                signal(&servers[r], "-CONT");
-                let status = status.expect("master did not exit after SHUTDOWN");
-                assert!(
-                    status.success(),
-                    "SHUTDOWN exited {status:?}\n{}",
-                    servers[m].log()
-                );
-                servers[m].crash_and_restart_with(server_options());
-                "SHUTDOWN with a lagging replica, restart"
-            }
-        };
-        done.push(name);
         step += 1;
-        std::thread::sleep(Duration::from_millis(300));
     }
     done
+}
+
+/// After the run: no unexplained reply, no token granted twice, every step
+/// ran, and the replica holds the master's data.
+fn check_outcome(servers: &[Server; 2], shared: &Shared, steps: &[&str]) {
+    let grants = shared.grants.lock().map(|g| g.clone()).unwrap_or_default();
+    eprintln!(
+        "torture: {} operator steps, {} client rounds, {} grants",
+        steps.len(),
+        shared.ops.load(Ordering::Relaxed),
+        grants.len()
+    );
+    let bad = shared.bad.lock().map(|b| b.clone()).unwrap_or_default();
+    assert!(
+        bad.is_empty(),
+        "unexpected replies: {:?}",
+        &bad[..bad.len().min(10)]
+    );
+    let distinct: HashSet<_> = grants.iter().copied().collect();
+    assert_eq!(distinct.len(), grants.len(), "a token was granted twice");
+    assert!(
+        steps.len() >= 7,
+        "every operation ran at least once: {steps:?}"
+    );
+    let m = shared.master.load(Ordering::SeqCst);
+    let (mut mc, mut rc) = (servers[m].conn(), servers[1 - m].conn());
+    let equal = eventually(Duration::from_secs(10), || {
+        wait_in_sync(&mut mc, &mut rc);
+        (digest(&mut mc) == digest(&mut rc)).then_some(())
+    });
+    assert!(
+        equal.is_some(),
+        "replica and master differ after the torture"
+    );
 }
 
 #[test]
@@ -303,39 +342,7 @@ fn clients_ride_out_pause_failover_save_reload_restart_and_shutdown() {
     for t in threads {
         t.join().expect("client thread");
     }
-    eprintln!(
-        "torture: {} operator steps, {} client rounds, {} grants",
-        steps.len(),
-        shared.ops.load(Ordering::Relaxed),
-        shared.grants.lock().unwrap().len()
-    );
-    let bad = shared.bad.lock().unwrap();
-    assert!(
-        bad.is_empty(),
-        "unexpected replies: {:?}",
-        &bad[..bad.len().min(10)]
-    );
-    let distinct: HashSet<_> = shared.grants.lock().unwrap().iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        shared.grants.lock().unwrap().len(),
-        "a token was granted twice"
-    );
-    assert!(
-        steps.len() >= 7,
-        "every operation ran at least once: {steps:?}"
-    );
-
-    let m = shared.master.load(Ordering::SeqCst);
-    let (mut mc, mut rc) = (servers[m].conn(), servers[1 - m].conn());
-    let equal = eventually(Duration::from_secs(10), || {
-        wait_in_sync(&mut mc, &mut rc);
-        (digest(&mut mc) == digest(&mut rc)).then_some(())
-    });
-    assert!(
-        equal.is_some(),
-        "replica and master differ after the torture"
-    );
+    check_outcome(&servers, &shared, &steps);
 }
 
 #[test]
@@ -360,45 +367,56 @@ fn cluster_failover_with_lapsing_leases_keeps_every_node_up() {
             .filter(|i| !cluster.masters().contains(i))
             .collect();
         for replica in replicas {
-            let mut c = cluster.nodes[replica].conn();
-            // A manual failover needs a replica its master knows, in sync.
-            let master = eventually(Duration::from_secs(15), || {
-                let port: u16 = info_field(&mut c, "replication", "master_port")?
-                    .parse()
-                    .ok()?;
-                cluster.nodes.iter().position(|n| n.port == port)
-            })
-            .expect("the replica names its master");
-            let mut mc = cluster.nodes[master].conn();
-            wait_in_sync(&mut mc, &mut c);
-            // ... and that its master's view of the cluster lists as its replica.
-            let me: String = redis::cmd("CLUSTER").arg("MYID").query(&mut c).unwrap();
-            let master_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut mc).unwrap();
-            let known = eventually(Duration::from_secs(15), || {
-                let replicas: Vec<String> = redis::cmd("CLUSTER")
-                    .arg("REPLICAS")
-                    .arg(&master_id)
-                    .query(&mut mc)
-                    .ok()?;
-                replicas
-                    .iter()
-                    .any(|line| line.starts_with(&me))
-                    .then_some(())
-            });
-            assert!(
-                known.is_some(),
-                "round {round}: the master never listed replica {replica}"
-            );
-            let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut c).unwrap();
-            let promoted = eventually(Duration::from_secs(15), || {
-                (info_field(&mut c, "replication", "role")? == "master").then_some(())
-            });
-            assert!(
-                promoted.is_some(),
-                "round {round}: CLUSTER FAILOVER did not finish"
-            );
+            fail_over_replica(&cluster, replica, round);
         }
         cluster.wait_ok(Duration::from_secs(15));
     }
     // Server guards assert on drop that no node died.
+}
+
+/// CLUSTER FAILOVER on `replica`, once its master knows it and it is in sync.
+fn fail_over_replica(cluster: &Cluster, replica: usize, round: usize) {
+    let mut c = cluster.nodes[replica].conn();
+    let master = eventually(Duration::from_secs(15), || {
+        let port: u16 = info_field(&mut c, "replication", "master_port")?
+            .parse()
+            .ok()?;
+        cluster.nodes.iter().position(|n| n.port == port)
+    })
+    .expect("the replica names its master");
+    let mut mc = cluster.nodes[master].conn();
+    wait_in_sync(&mut mc, &mut c);
+    let myid = |c: &mut Connection| -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(c)
+            .expect("CLUSTER MYID")
+    };
+    let (me, master_id) = (myid(&mut c), myid(&mut mc));
+    let known = eventually(Duration::from_secs(15), || {
+        let replicas: Vec<String> = redis::cmd("CLUSTER")
+            .arg("REPLICAS")
+            .arg(&master_id)
+            .query(&mut mc)
+            .ok()?;
+        replicas
+            .iter()
+            .any(|line| line.starts_with(&me))
+            .then_some(())
+    });
+    assert!(
+        known.is_some(),
+        "round {round}: the master never listed replica {replica}"
+    );
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(&mut c)
+        .expect("CLUSTER FAILOVER");
+    let promoted = eventually(Duration::from_secs(15), || {
+        (info_field(&mut c, "replication", "role")? == "master").then_some(())
+    });
+    assert!(
+        promoted.is_some(),
+        "round {round}: CLUSTER FAILOVER did not finish"
+    );
 }

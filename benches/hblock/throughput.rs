@@ -102,96 +102,78 @@ fn cycles(
     total as f64 / duration.as_secs_f64()
 }
 
-pub fn run(server: &Server, quick: bool) -> Vec<Row> {
-    let mut c = server.conn();
-    let requests = if quick { 100_000 } else { 1_000_000 };
+/// The keys the commands work on, and the two baseline scripts loaded.
+/// Returns the SHAs of (extend, unlock).
+fn prepare(c: &mut redis::Connection) -> (String, String) {
     let token: i64 = redis::cmd("HBLOCK.ACQUIRE")
         .arg("bench:lock")
         .arg("holder")
         .arg("INTERVAL")
         .arg(86_400_000)
-        .query(&mut c)
-        .unwrap();
+        .query(c)
+        .expect("ACQUIRE");
     assert_eq!(token, 1);
-    let _: () = redis::cmd("SET")
-        .arg("bench:ctr")
-        .arg(0)
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("bench:str")
-        .arg("holder")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("bench:held")
-        .arg("holder")
-        .query(&mut c)
-        .unwrap();
-    let extend: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(EXTEND)
-        .query(&mut c)
-        .unwrap();
-    let unlock: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(UNLOCK)
-        .query(&mut c)
-        .unwrap();
+    for (key, value) in [
+        ("bench:ctr", "0"),
+        ("bench:str", "holder"),
+        ("bench:held", "holder"),
+    ] {
+        let _: () = redis::cmd("SET").arg(key).arg(value).query(c).expect("SET");
+    }
+    let load = |c: &mut redis::Connection, script: &str| -> String {
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(script)
+            .query(c)
+            .expect("SCRIPT LOAD")
+    };
+    (load(c, EXTEND), load(c, UNLOCK))
+}
 
-    let mut rows = Vec::new();
-    for pipeline in [1, 16] {
-        let p = format!("-P {pipeline}, 50 clients");
-        let beat = rps(
-            server,
-            requests,
-            pipeline,
-            &["HBLOCK.BEAT", "bench:lock", "holder", "1"],
-        );
-        let incr = rps(server, requests, pipeline, &["INCR", "bench:ctr"]);
-        let script = rps(
-            server,
-            requests,
-            pipeline,
-            &["EVALSHA", &extend, "1", "bench:str", "holder", "30000"],
-        );
-        let pipelined = pipeline > 1;
-        rows.push(compare(
+/// BEAT, busy ACQUIRE and INFO against their baselines at one pipeline depth.
+fn at_depth(server: &Server, requests: usize, pipeline: usize, extend: &str) -> Vec<Row> {
+    let p = format!("-P {pipeline}, 50 clients");
+    let rps = |args: &[&str]| rps(server, requests, pipeline, args);
+    let beat = rps(&["HBLOCK.BEAT", "bench:lock", "holder", "1"]);
+    let incr = rps(&["INCR", "bench:ctr"]);
+    let script = rps(&["EVALSHA", extend, "1", "bench:str", "holder", "30000"]);
+    let pipelined = pipeline > 1;
+    let busy = rps(&["HBLOCK.ACQUIRE", "bench:lock", "standby"]);
+    let setnx = rps(&["SET", "bench:held", "standby", "NX", "PX", "30000"]);
+    let info = rps(&["HBLOCK.INFO", "bench:lock"]);
+    let get = rps(&["GET", "bench:str"]);
+    vec![
+        compare(
             format!("BEAT by the holder ({p})"),
             beat,
             "INCR",
             incr,
             pipelined.then_some(0.9),
-        ));
-        rows.push(compare(
+        ),
+        compare(
             format!("BEAT by the holder ({p})"),
             beat,
             "EVALSHA extend",
             script,
             pipelined.then_some(2.0),
-        ));
-        let busy = rps(
-            server,
-            requests,
-            pipeline,
-            &["HBLOCK.ACQUIRE", "bench:lock", "standby"],
-        );
-        let setnx = rps(
-            server,
-            requests,
-            pipeline,
-            &["SET", "bench:held", "standby", "NX", "PX", "30000"],
-        );
-        rows.push(compare(
+        ),
+        compare(
             format!("ACQUIRE of a held lock ({p})"),
             busy,
             "SET NX PX",
             setnx,
             Some(0.9),
-        ));
-        let info = rps(server, requests, pipeline, &["HBLOCK.INFO", "bench:lock"]);
-        let get = rps(server, requests, pipeline, &["GET", "bench:str"]);
-        rows.push(compare(format!("INFO ({p})"), info, "GET", get, None));
+        ),
+        compare(format!("INFO ({p})"), info, "GET", get, None),
+    ]
+}
+
+pub fn run(server: &Server, quick: bool) -> Vec<Row> {
+    let requests = if quick { 100_000 } else { 1_000_000 };
+    let (extend, unlock) = prepare(&mut server.conn());
+    let mut rows = Vec::new();
+    for pipeline in [1, 16] {
+        rows.extend(at_depth(server, requests, pipeline, &extend));
     }
     let duration = Duration::from_millis(if quick { 500 } else { 3000 });
     let hblock = cycles(server, 8, duration, true, &unlock);

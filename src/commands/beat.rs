@@ -2,11 +2,10 @@
 //!
 //! The holder's heartbeat. Reply: the lease's beat count, or `NOTHELD <why>`.
 
-use super::{commit, holder_call, lock_at, now_ms};
-use crate::blocking;
+use super::on_holder;
 use crate::command_info::{holder_spec, Spec};
 use crate::error::Error;
-use crate::lease::NotHeld;
+use crate::lease::{Lease, NotHeld};
 use crate::stats;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
@@ -17,23 +16,11 @@ pub const SPEC: Spec = holder_spec(
 );
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let (key, owner, token) = holder_call(ctx, &args)?;
-    let now = now_ms();
-
-    let handle = ctx.open_key_writable(key);
-    let result = match lock_at(&handle)? {
-        None => Err(NotHeld::NoSuchLock),
-        Some(lease) => {
-            let (result, fx) = lease.beat(owner, token, now);
-            commit(ctx, key, lease, fx);
-            result
-        }
-    };
+    let call = on_holder(ctx, &args, Lease::beat)?;
+    let result = call.outcome.unwrap_or(Err(NotHeld::NoSuchLock));
     // A lease this call found expired goes to the next waiter now.
     if result == Err(NotHeld::Expired) {
-        if let Some(lock) = blocking::waiting_lock(ctx, key) {
-            blocking::serve(ctx, key, &handle, &lock, now)?;
-        }
+        call.serve_waiter(ctx)?;
     }
     match result {
         Ok(beats) => {

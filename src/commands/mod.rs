@@ -47,6 +47,52 @@ pub fn holder_call<'a>(
     Ok((key, owner, token))
 }
 
+/// BEAT's and RELEASE's call once parsed and applied: the open key, the time
+/// of the call, and what the lease answered (None: no such key).
+pub struct HolderCall<'a, T> {
+    pub key: &'a RedisString,
+    pub handle: RedisKeyWritable,
+    pub now: i64,
+    pub outcome: Option<T>,
+}
+
+/// `CMD key owner token` parsed (holder_call), `op` applied to the lock at
+/// the key and its effects committed.
+pub fn on_holder<'a, T>(
+    ctx: &Context,
+    args: &'a [RedisString],
+    op: impl FnOnce(&mut Lease, &[u8], u64, i64) -> (T, Effects),
+) -> Result<HolderCall<'a, T>, Error> {
+    let (key, owner, token) = holder_call(ctx, args)?;
+    let now = now_ms();
+    let handle = ctx.open_key_writable(key);
+    let outcome = match lock_at(&handle)? {
+        None => None,
+        Some(lease) => {
+            let (outcome, fx) = op(lease, owner, token, now);
+            commit(ctx, key, lease, fx);
+            Some(outcome)
+        }
+    };
+    Ok(HolderCall {
+        key,
+        handle,
+        now,
+        outcome,
+    })
+}
+
+impl<T> HolderCall<'_, T> {
+    /// Hands a lock that became free to its first waiter before any other
+    /// client runs.
+    pub fn serve_waiter(&self, ctx: &Context) -> Result<(), Error> {
+        if let Some(lock) = crate::blocking::waiting_lock(ctx, self.key) {
+            crate::blocking::serve(ctx, self.key, &self.handle, &lock, self.now)?;
+        }
+        Ok(())
+    }
+}
+
 /// The arguments as byte slices (keys and owners are binary-safe).
 pub fn byte_args(args: &[RedisString]) -> Vec<&[u8]> {
     args.iter().map(RedisString::as_slice).collect()

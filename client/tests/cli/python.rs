@@ -29,44 +29,31 @@ fn the_python_example_fails_over_between_two_instances() {
             .expect("python");
         (child, out)
     };
-    let saw = |path: &Path, text: &str| {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .contains(text)
+    let shows = |path: &Path, text: &str, secs: u64| {
+        eventually(Duration::from_secs(secs), || {
+            let out = std::fs::read_to_string(path).unwrap_or_default();
+            out.contains(text).then_some(())
+        })
+        .is_some()
     };
     let (mut first, first_out) = start("first");
-    assert!(eventually(Duration::from_secs(10), || saw(
-        &first_out,
-        "acquired py token=1"
-    )
-    .then_some(()))
-    .is_some());
+    assert!(shows(&first_out, "acquired py token=1", 10));
     let (mut second, second_out) = start("second");
     let mut c = server.conn();
     let queued = eventually(Duration::from_secs(10), || {
         (support::info_int(&mut c, "py", "waiters") == 1).then_some(())
     });
     assert!(queued.is_some(), "second waits");
-    assert!(!saw(&second_out, "working"), "only one instance works");
+    assert!(!shows(&second_out, "working", 0), "only one instance works");
     first.kill().unwrap(); // SIGKILL: a crash, no release
     let _ = first.wait();
     let crashed = Instant::now();
-    assert!(eventually(Duration::from_secs(5), || saw(
-        &second_out,
-        "acquired py token=2"
-    )
-    .then_some(()))
-    .is_some());
+    assert!(shows(&second_out, "acquired py token=2", 5));
     eprintln!(
         "python: crash to takeover {:?} (lease 200 ms)",
         crashed.elapsed()
     );
-    assert!(eventually(Duration::from_secs(5), || saw(
-        &second_out,
-        "working token=2"
-    )
-    .then_some(()))
-    .is_some());
+    assert!(shows(&second_out, "working token=2", 5));
     // SIGTERM: the instance releases and exits 0.
     // SAFETY: kill(2) on a process this test started.
     unsafe {
@@ -75,7 +62,7 @@ fn the_python_example_fails_over_between_two_instances() {
     let status =
         eventually(Duration::from_secs(5), || second.try_wait().ok().flatten()).expect("exit");
     assert_eq!(status.code(), Some(0));
-    assert!(saw(&second_out, "released py token=2: 1"));
+    assert!(shows(&second_out, "released py token=2: 1", 0));
     assert_eq!(support::state(&mut c, "py"), "free");
 }
 

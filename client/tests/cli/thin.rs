@@ -51,6 +51,11 @@ fn thin_commands_print_replies_and_exit_codes() {
     );
     let timed_out = hblock(&server, &["acquire", "k", "--owner", "d", "--wait", "100"]);
     assert_eq!(code(&timed_out), 1);
+}
+
+#[test]
+fn usage_errors_exit_2_and_an_unreachable_server_3() {
+    let server = Server::start();
     assert_eq!(code(&hblock(&server, &["bogus"])), 2, "usage error");
     assert_eq!(
         code(&hblock(&server, &["acquire", "k", "--interval", "0"])),
