@@ -18,7 +18,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Redis(err) => write!(f, "{err}"),
+            Error::Redis(err) => write!(f, "{}", describe(err)),
             Error::NotHeld(why) => write!(f, "{NOTHELD} {why}"),
             Error::NoReplicas { acked, wanted } => write!(
                 f,
@@ -30,6 +30,35 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// Worth retrying on a new connection: the network, a server that is
+    /// loading, read-only after a failover, or between masters.
+    pub fn is_transient(&self) -> bool {
+        let Error::Redis(err) = self else {
+            return false;
+        };
+        err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_timeout()
+            || matches!(
+                err.code(),
+                Some(
+                    "LOADING"
+                        | "READONLY"
+                        | "MASTERDOWN"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "UNBLOCKED"
+                )
+            )
+    }
+
+    pub fn is_not_held(&self) -> bool {
+        matches!(self, Error::NotHeld(_))
+    }
+}
+
 /// A Redis reply `NOTHELD ...` becomes [`Error::NotHeld`]; everything else
 /// stays a Redis error.
 impl From<RedisError> for Error {
@@ -40,4 +69,17 @@ impl From<RedisError> for Error {
             Error::Redis(err)
         }
     }
+}
+
+/// A Redis error as the server said it (`WRONGTYPE Operation against ...`),
+/// with a hint where the cause is usually elsewhere.
+fn describe(err: &RedisError) -> String {
+    let (Some(code), Some(detail)) = (err.code(), err.detail()) else {
+        return err.to_string();
+    };
+    let lower = detail.to_ascii_lowercase();
+    if lower.starts_with("unknown command") && lower.contains("hblock.") {
+        return format!("{code} {detail}; is the hblock module loaded? (MODULE LIST)");
+    }
+    format!("{code} {detail}")
 }

@@ -3,9 +3,11 @@
 //! recovery and loss. The lease is counted from the *send* time of the last
 //! acknowledged beat (the server got it no earlier).
 
+use crate::backoff::Backoff;
 use crate::commands;
-use crate::lease::{Client, Conn, LeaseEvent, LostReason, Shared};
+use crate::lease::{LeaseEvent, LostReason, Shared};
 use crate::Error;
+use crate::{Client, Conn};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +28,13 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Beats every interval until stopped or the lease is lost; reports
-    /// failures, recovery and loss on `events`.
+    /// Beats every interval until stopped or the lease is lost; after a
+    /// failure, retries on a new connection with backoff (never slower than
+    /// interval / 2). Reports failures, recovery and loss on `events`.
     pub(crate) fn run(self) {
         let mut con: Option<Conn> = None;
         let mut failing = false;
+        let mut backoff = Backoff::new(self.interval);
         let mut next = Instant::now() + self.interval;
         loop {
             match self
@@ -40,13 +44,12 @@ impl Heartbeat {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return, // released or dropped
             }
-            next += self.interval;
             let sent = Instant::now();
             match self.beat(&mut con) {
                 Ok(()) => {
-                    if let Ok(mut last_ok) = self.shared.last_ok.lock() {
-                        *last_ok = sent;
-                    }
+                    self.shared.beat_acknowledged(sent, self.lease);
+                    backoff.reset();
+                    next = sent + self.interval;
                     if failing {
                         failing = false;
                         let _ = self.events.send(LeaseEvent::Recovered);
@@ -57,15 +60,12 @@ impl Heartbeat {
                     return;
                 }
                 Err(err) => {
-                    con = None; // reconnect on the next beat
+                    con = None; // reconnect on the next attempt
                     if !self.on_failure(&err.to_string(), &mut failing) {
                         return;
                     }
+                    next = Instant::now() + backoff.next_delay();
                 }
-            }
-            // A late beat does not make the next ones bunch up.
-            if next < Instant::now() {
-                next = Instant::now() + self.interval;
             }
         }
     }
@@ -84,12 +84,7 @@ impl Heartbeat {
     /// A beat failed: report it once, or the loss once the lease may have
     /// ended. False when the heartbeat stops.
     fn on_failure(&self, error: &str, failing: &mut bool) -> bool {
-        let last_ok = self
-            .shared
-            .last_ok
-            .lock()
-            .map_or_else(|e| *e.into_inner(), |t| *t);
-        let lease_ends = last_ok + self.lease;
+        let lease_ends = self.shared.last_ok() + self.lease;
         if Instant::now() >= lease_ends {
             let lost = LostReason::Unreachable(error.to_string());
             let _ = self.events.send(LeaseEvent::Lost(lost));

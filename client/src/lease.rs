@@ -1,5 +1,5 @@
-//! [`Client::acquire`] and the [`Lease`] handle: a background heartbeat on its
-//! own connection, loss reported on a channel, release on drop.
+//! The [`Lease`] handle and its terms: a background heartbeat on its own
+//! connection, loss reported on a channel, release on drop.
 //!
 //! The client cannot see the server's clock, so it counts the lease from the
 //! *send* time of the last successful beat: the server received that beat no
@@ -7,10 +7,9 @@
 
 use crate::commands;
 use crate::heartbeat::Heartbeat;
-use crate::Error;
+use crate::Client;
 use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
-use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
+use redis::RedisResult;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -84,183 +83,33 @@ pub enum LeaseEvent {
     Lost(LostReason),
 }
 
-/// Where the locks live: one Redis server, or a Redis Cluster given by a few
-/// of its nodes (the client follows MOVED redirects and failovers).
-#[derive(Clone)]
-enum Target {
-    Single(Box<redis::Client>),
-    Cluster(Vec<String>),
-}
+/// Extends a watchdog's deadline (or anything else) after each beat.
+type OnExtended = Box<dyn Fn(Instant) + Send>;
 
-/// A Redis connection source for the heartbeat and the waiter.
-#[derive(Clone)]
-pub struct Client {
-    target: Target,
-}
-
-/// A connection to a single server or to a cluster.
-pub enum Conn {
-    Single(Connection),
-    Cluster(Box<ClusterConnection>),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-    fn req_packed_commands(
-        &mut self,
-        cmd: &[u8],
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
-        match self {
-            Conn::Single(c) => c.req_command(cmd),
-            Conn::Cluster(c) => c.req_command(cmd),
-        }
-    }
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-    fn check_connection(&mut self) -> bool {
-        match self {
-            Conn::Single(c) => c.check_connection(),
-            Conn::Cluster(c) => c.check_connection(),
-        }
-    }
-    fn is_open(&self) -> bool {
-        match self {
-            Conn::Single(c) => c.is_open(),
-            Conn::Cluster(c) => c.is_open(),
-        }
-    }
-}
-
-impl Client {
-    /// `redis://[user:password@]host:port/[db]`, or `rediss://` for TLS.
-    pub fn open(url: &str) -> RedisResult<Client> {
-        Ok(Client {
-            target: Target::Single(Box::new(redis::Client::open(url)?)),
-        })
-    }
-
-    /// A Redis Cluster, from the URLs of one or more of its nodes.
-    pub fn open_cluster(urls: &[String]) -> RedisResult<Client> {
-        ClusterClient::new(urls.to_vec())?; // validates the URLs
-        Ok(Client {
-            target: Target::Cluster(urls.to_vec()),
-        })
-    }
-
-    /// A connection without a response timeout (blocking ACQUIRE may wait long).
-    pub fn connection(&self) -> RedisResult<Conn> {
-        match &self.target {
-            Target::Single(client) => Ok(Conn::Single(client.get_connection()?)),
-            Target::Cluster(urls) => {
-                let con = ClusterClient::new(urls.clone())?.get_connection()?;
-                con.set_read_timeout(None)?;
-                Ok(Conn::Cluster(Box::new(con)))
-            }
-        }
-    }
-
-    pub(crate) fn connection_for_beats(&self, interval: Duration) -> RedisResult<Conn> {
-        // A beat that takes longer than an interval is a failed beat.
-        let limit = interval.max(Duration::from_millis(50));
-        match &self.target {
-            Target::Single(client) => {
-                let con = client.get_connection_with_timeout(limit)?;
-                con.set_read_timeout(Some(limit))?;
-                con.set_write_timeout(Some(limit))?;
-                Ok(Conn::Single(con))
-            }
-            Target::Cluster(urls) => {
-                // A fresh slot map each time: after a failover the beats go
-                // to the promoted replica.
-                let con = ClusterClient::builder(urls.clone())
-                    .connection_timeout(limit)
-                    .response_timeout(limit)
-                    .retries(1)
-                    .build()?
-                    .get_connection()?;
-                Ok(Conn::Cluster(Box::new(con)))
-            }
-        }
-    }
-
-    /// ACQUIRE on a dedicated connection (blocking with `options.wait`), then
-    /// start beating. None when the lock was not granted.
-    pub fn acquire(
-        &self,
-        key: &str,
-        owner: &[u8],
-        options: &LeaseOptions,
-    ) -> Result<Option<Lease>, Error> {
-        let mut con = self.connection()?;
-        let sent = Instant::now();
-        let token = commands::acquire(
-            &mut con,
-            key,
-            owner,
-            Some(options.interval.as_millis() as u64),
-            Some(u64::from(options.misses)),
-            options.wait.map(|d| d.as_millis() as u64),
-        )?;
-        let Some(token) = token else {
-            return Ok(None);
-        };
-        let mut last_ok = sent;
-        if options.wait.is_some() {
-            // A blocking grant happened at an unknown time: beat at once and
-            // count the lease from this beat.
-            let beat_sent = Instant::now();
-            match commands::beat(&mut con, key, owner, token) {
-                Ok(_) => last_ok = beat_sent,
-                Err(Error::NotHeld(why)) => {
-                    let why = format!("the lease ended before its first beat: {why}");
-                    return Err(Error::NotHeld(why));
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        if options.min_replicas > 0 {
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(options.min_replicas)
-                .arg(options.replica_timeout.as_millis() as u64)
-                .query(&mut con)?;
-            if acked < i64::from(options.min_replicas) {
-                let _ = commands::release(&mut con, key, owner, token);
-                return Err(Error::NoReplicas {
-                    acked,
-                    wanted: options.min_replicas,
-                });
-            }
-        }
-        Ok(Some(Lease::start(
-            self.clone(),
-            key,
-            owner,
-            token,
-            options,
-            last_ok,
-        )))
-    }
-}
-
+/// What the heartbeat thread and the [`Lease`] handle share.
 pub(crate) struct Shared {
-    pub(crate) last_ok: Mutex<Instant>,
+    last_ok: Mutex<Instant>,
+    on_extended: Mutex<Option<OnExtended>>,
+}
+
+impl Shared {
+    /// The send time of the last acknowledged beat (or of the grant).
+    pub(crate) fn last_ok(&self) -> Instant {
+        self.last_ok.lock().map_or_else(|e| *e.into_inner(), |t| *t)
+    }
+
+    /// A beat sent at `sent` was acknowledged: the lease lasts until
+    /// `sent + lease` at least.
+    pub(crate) fn beat_acknowledged(&self, sent: Instant, lease: Duration) {
+        if let Ok(mut last_ok) = self.last_ok.lock() {
+            *last_ok = sent;
+        }
+        if let Ok(hook) = self.on_extended.lock() {
+            if let Some(hook) = hook.as_ref() {
+                hook(sent + lease);
+            }
+        }
+    }
 }
 
 /// A held lease. Beats every interval in the background; dropping it stops
@@ -279,7 +128,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn start(
+    pub(crate) fn start(
         client: Client,
         key: &str,
         owner: &[u8],
@@ -289,6 +138,7 @@ impl Lease {
     ) -> Lease {
         let shared = Arc::new(Shared {
             last_ok: Mutex::new(last_ok),
+            on_extended: Mutex::new(None),
         });
         let (event_tx, events) = mpsc::channel();
         let (stop, stop_rx) = mpsc::channel();
@@ -327,6 +177,8 @@ impl Lease {
         &self.key
     }
 
+    /// The owner the lease was granted to: for [`Client::acquire`], the
+    /// given owner with this process's instance part (`web-1/4f3a9c0d`).
     pub fn owner(&self) -> &[u8] {
         &self.owner
     }
@@ -354,12 +206,16 @@ impl Lease {
     /// The latest the lease can end, from the client's point of view: the send
     /// time of the last successful beat plus `interval * misses`.
     pub fn lease_ends(&self) -> Instant {
-        let last_ok = self
-            .shared
-            .last_ok
-            .lock()
-            .map_or_else(|e| *e.into_inner(), |t| *t);
-        last_ok + self.lease
+        self.shared.last_ok() + self.lease
+    }
+
+    /// Calls `hook` from the heartbeat thread with the new [`Lease::lease_ends`]
+    /// after every acknowledged beat (`hblock run` moves its watchdog's
+    /// deadline with it).
+    pub fn on_extended(&self, hook: impl Fn(Instant) + Send + 'static) {
+        if let Ok(mut slot) = self.shared.on_extended.lock() {
+            *slot = Some(Box::new(hook));
+        }
     }
 
     fn stop_heartbeat(&mut self) {

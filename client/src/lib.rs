@@ -3,13 +3,22 @@
 //!
 //! # Layout
 //! - `commands.rs`: one function per HBLOCK command, typed replies.
-//! - `lease.rs`: [`Client::acquire`] and the [`Lease`] handle (background
-//!   heartbeat, loss reported on a channel, release on drop).
-//! - `heartbeat.rs`: the lease's background heartbeat.
-//! - `owner.rs`: default owner ids, unique per process.
+//! - `conn.rs`: [`Client`], one server or a cluster, and its connections.
+//! - `acquire.rs`: [`Client::acquire`]: the grant, retried while waiting.
+//! - `lease.rs`: the [`Lease`] handle (background heartbeat, loss reported
+//!   on a channel, release on drop).
+//! - `heartbeat.rs`: the lease's background heartbeat (the fault policy:
+//!   reconnect with backoff until the lease may have ended).
+//! - `backoff.rs`: retry delays, never more than half an interval.
+//! - `owner.rs`: owner ids, unique per process.
+//! - `output.rs`: what the CLI prints (text, JSON, masked URLs).
 //! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
 //! - `stop_plan.rs`: when the supervisor stops its child: a pure state
 //!   machine, the clock passed in, unit-tested.
+//! - `watchdog.rs`: the process that kills the child at the lease's
+//!   deadline when the supervisor is stopped.
+//! - `signals.rs`: which signals `hblock run` catches and what it does.
+//! - `log.rs`: timestamped log lines, `--quiet`.
 //! - `main.rs`: the CLI.
 //!
 //! ```no_run
@@ -28,14 +37,22 @@
 //! # Ok::<(), hblock_client::Error>(())
 //! ```
 
+mod acquire;
+mod backoff;
 pub mod commands;
+mod conn;
 mod error;
 mod heartbeat;
 mod lease;
+pub mod log;
+pub mod output;
 pub mod owner;
+pub mod signals;
 pub mod stop_plan;
 pub mod supervise;
+pub mod watchdog;
 
 pub use commands::LockInfo;
+pub use conn::{Client, Conn};
 pub use error::Error;
-pub use lease::{Client, Conn, Lease, LeaseEvent, LeaseOptions, LostReason};
+pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason};

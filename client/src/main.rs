@@ -2,10 +2,10 @@
 
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
-use hblock_client::owner::{default_owner, hex};
+use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
+use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
-use hblock_client::Error;
-use hblock_client::{Client, Conn, LeaseOptions};
+use hblock_client::{log, watchdog, Client, Conn, Error, LeaseOptions};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
 };
@@ -15,13 +15,34 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success
   1   not acquired / not held / no such lock (acquire answered nil, release
-      answered 0, beat answered NOTHELD, info found no key)
+      answered 0, beat answered NOTHELD, info found no key; run --no-wait or
+      --timeout without the lock)
   2   usage error
   3   Redis unreachable or answered an error
   4   run: the lease was lost (NOTHELD, or Redis unreachable for too long) and
       the command was stopped
   run otherwise exits with the command's status (128 + signal when the command
   died of a signal; 127 when it could not be started).";
+
+const RUN_HELP: &str = "\
+The command runs with these variables set:
+  HBLOCK_KEY     the lock's key
+  HBLOCK_OWNER   the owner, unique to this run (--owner plus /<random>)
+  HBLOCK_TOKEN   the lease's fencing token
+
+Signals: SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the command;
+SIGINT, SIGTERM and SIGQUIT are passed on, then hblock waits for the command,
+releases and exits. Use `exec` in shell wrappers so signals reach the program.
+
+Exit codes:
+  0   the command exited 0
+  1   not acquired (--no-wait, --timeout)
+  2   usage error
+  3   Redis unreachable or answered an error before the lease was granted
+  4   the lease was lost (NOTHELD, or Redis unreachable for too long) and the
+      command was stopped
+  N   the command's status (128 + signal when it died of a signal; 127 when it
+      could not be started)";
 
 #[derive(Parser)]
 #[command(name = "hblock", version, about = "Heartbeat-lease locks in Redis (the hblock module)", after_help = EXIT_CODES)]
@@ -31,6 +52,7 @@ struct Cli {
     #[arg(
         long = "redis",
         env = "HBLOCK_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379",
         value_delimiter = ',',
         global = true
@@ -39,15 +61,15 @@ struct Cli {
     /// The URLs are nodes of a Redis Cluster (implied by more than one URL)
     #[arg(long, global = true)]
     cluster: bool,
+    /// Log errors only (run)
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Args, Clone)]
 struct Terms {
-    /// Owner id (default: host:pid:random, unique per process)
-    #[arg(long)]
-    owner: Option<String>,
     /// Heartbeat interval in ms
     #[arg(long, default_value_t = INTERVAL_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(INTERVAL_MIN as u64..=INTERVAL_MAX as u64))]
     interval: u64,
@@ -77,59 +99,120 @@ impl Terms {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run CMD only while holding the lease on KEY; a standby takes over when it stops
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = RUN_HELP)]
     Run {
+        /// The lock's key
         key: String,
+        /// Owner name; a unique part is appended (NAME/<random>) so two runs never share a lease (default: host:pid:random)
+        #[arg(long)]
+        owner: Option<String>,
         #[command(flatten)]
         terms: Terms,
-        /// Time between SIGTERM and SIGKILL when the command must stop, in ms
-        #[arg(long, default_value_t = 5000)]
-        grace: u64,
+        /// Time between SIGTERM and SIGKILL when the command must stop, in ms (default: a third of interval * misses)
+        #[arg(long)]
+        grace: Option<u64>,
+        /// Try once; exit 1 at once when the lock is held
+        #[arg(long, conflicts_with = "timeout")]
+        no_wait: bool,
+        /// Give up waiting for the lock after MS ms (exit 1)
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
         /// The command and its arguments (after --)
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
     /// Acquire the lock; print the token (exit 1 when not acquired)
     Acquire {
+        /// The lock's key
         key: String,
+        /// Owner id, used as given (default: $HBLOCK_OWNER, else host:pid:random, shown on stderr)
+        #[arg(long, env = "HBLOCK_OWNER", hide_env_values = true)]
+        owner: Option<String>,
         #[command(flatten)]
         terms: Terms,
         /// Block up to MS for the lock (0: no limit)
-        #[arg(long)]
+        #[arg(long, value_name = "MS")]
         wait: Option<u64>,
+        /// Print {"key", "owner", "token"} as JSON (token null when not acquired)
+        #[arg(long)]
+        json: bool,
     },
     /// Beat the lease held by OWNER with TOKEN; print the beat count
-    Beat {
-        key: String,
-        owner: String,
-        /// The lease's fencing token (a positive integer)
-        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
-        token: i64,
-    },
+    Beat(Holder),
     /// Release the lease held by OWNER with TOKEN; print 1 or 0
-    Release {
-        key: String,
-        owner: String,
-        /// The lease's fencing token (a positive integer)
-        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
-        token: i64,
-    },
+    Release(Holder),
     /// Show a lock (human-readable, or --json)
     Info {
+        /// The lock's key
         key: String,
+        /// Print INFO's fields as one JSON object
         #[arg(long)]
         json: bool,
     },
 }
 
-/// Redis unreachable or an error reply (including too few replicas): exit 3.
-fn fail(err: impl std::fmt::Display) -> i32 {
-    eprintln!("hblock: {err}");
-    EXIT_REDIS
+#[derive(Args)]
+struct Holder {
+    /// The lock's key
+    key: String,
+    /// OWNER TOKEN, or TOKEN alone with the owner from $HBLOCK_OWNER; TOKEN is the lease's fencing token (a positive integer)
+    #[arg(value_name = "[OWNER] TOKEN", num_args = 1..=2, required = true)]
+    args: Vec<String>,
+}
+
+impl Holder {
+    /// (owner, token), or a usage error.
+    fn owner_and_token(&self) -> Result<(String, i64), String> {
+        let (owner, token) = match self.args.as_slice() {
+            [owner, token] => (owner.clone(), token),
+            [token] => match std::env::var("HBLOCK_OWNER") {
+                Ok(owner) if !owner.is_empty() => (owner, token),
+                _ => return Err("no OWNER given and HBLOCK_OWNER is not set".into()),
+            },
+            _ => return Err("expected [OWNER] TOKEN".into()),
+        };
+        match token.parse::<i64>() {
+            Ok(t) if t > 0 => Ok((owner, t)),
+            _ => Err(format!("TOKEN must be a positive integer, not {token:?}")),
+        }
+    }
+}
+
+/// Where the errors of one invocation are reported: the URLs, masked.
+struct Cx {
+    urls: String,
+}
+
+impl Cx {
+    /// Redis unreachable or an error reply (including too few replicas): exit 3.
+    fn fail(&self, err: &Error) -> i32 {
+        if err.is_transient() {
+            eprintln!("hblock: cannot reach {}: {err}", self.urls);
+        } else {
+            eprintln!("hblock: {err}");
+        }
+        EXIT_REDIS
+    }
+
+    /// A thin command on a new connection; exit 3 when there is none.
+    fn with_connection(&self, client: &Client, command: impl FnOnce(&mut Conn) -> i32) -> i32 {
+        match client.connection() {
+            Ok(mut con) => command(&mut con),
+            Err(err) => self.fail(&Error::from(err)),
+        }
+    }
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(watchdog::ARG) {
+        std::process::exit(watchdog::main());
+    }
     let cli = Cli::parse(); // usage errors exit 2
+    log::set_quiet(cli.quiet);
+    let masked: Vec<String> = cli.urls.iter().map(|u| mask_password(u)).collect();
+    let cx = Cx {
+        urls: masked.join(","),
+    };
     let client = if cli.cluster || cli.urls.len() > 1 {
         Client::open_cluster(&cli.urls)
     } else {
@@ -142,68 +225,94 @@ fn main() {
     let code = match client {
         // A URL that does not parse is a usage error, like any bad argument.
         Err(err) if err.kind() == redis::ErrorKind::InvalidClientConfig => {
-            let urls: Vec<String> = cli.urls.iter().map(|u| mask_password(u)).collect();
             eprintln!(
                 "hblock: invalid Redis URL {} ({err}); expected redis://[user:password@]host:port/[db]",
-                urls.join(",")
+                cx.urls
             );
             2
         }
-        Err(err) => fail(err),
-        Ok(client) => dispatch(&client, cli.command),
+        Err(err) => cx.fail(&Error::from(err)),
+        Ok(client) => dispatch(&cx, &client, cli.command),
     };
     std::process::exit(code);
 }
 
-fn dispatch(client: &Client, command: Cmd) -> i32 {
+fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
     match command {
         Cmd::Run {
             key,
+            owner,
             terms,
             grace,
+            no_wait,
+            timeout,
             command,
         } => {
+            let wait = match (no_wait, timeout) {
+                (true, _) => None,
+                (false, Some(ms)) => Some(Duration::from_millis(ms)),
+                (false, None) => Some(Duration::ZERO),
+            };
+            let lease = terms.lease_options(wait);
             let opts = RunOptions {
                 key,
-                lease: terms.lease_options(Some(Duration::ZERO)),
-                owner: terms.owner.unwrap_or_else(default_owner),
-                grace: Duration::from_millis(grace),
+                owner: owner.map_or_else(default_owner, |o| {
+                    String::from_utf8_lossy(&instance_owner(o.as_bytes())).into_owned()
+                }),
+                grace: grace.map_or(lease.lease() / 3, Duration::from_millis),
+                lease,
                 command,
             };
             supervise::run(client, opts)
         }
-        Cmd::Acquire { key, terms, wait } => {
-            with_connection(client, |con| acquire(client, con, &key, &terms, wait))
-        }
-        Cmd::Beat { key, owner, token } => {
-            with_connection(client, |con| beat(con, &key, &owner, token))
-        }
-        Cmd::Release { key, owner, token } => {
-            with_connection(client, |con| release(con, &key, &owner, token))
-        }
-        Cmd::Info { key, json } => with_connection(client, |con| info(con, &key, json)),
+        Cmd::Acquire {
+            key,
+            owner,
+            terms,
+            wait,
+            json,
+        } => cx.with_connection(client, |con| {
+            acquire(cx, client, con, &key, owner, &terms, (wait, json))
+        }),
+        Cmd::Beat(holder) => holder_command(cx, client, &holder, beat),
+        Cmd::Release(holder) => holder_command(cx, client, &holder, release),
+        Cmd::Info { key, json } => cx.with_connection(client, |con| info(cx, con, &key, json)),
     }
 }
 
-/// Runs a thin command on a new connection; exit 3 when there is none.
-fn with_connection(client: &Client, command: impl FnOnce(&mut Conn) -> i32) -> i32 {
-    match client.connection() {
-        Ok(mut con) => command(&mut con),
-        Err(err) => fail(err),
+type HolderFn = fn(&Cx, &mut Conn, &str, &str, i64) -> i32;
+
+fn holder_command(cx: &Cx, client: &Client, holder: &Holder, command: HolderFn) -> i32 {
+    match holder.owner_and_token() {
+        Ok((owner, token)) => {
+            cx.with_connection(client, |con| command(cx, con, &holder.key, &owner, token))
+        }
+        Err(usage) => {
+            eprintln!("hblock: {usage}");
+            2
+        }
     }
 }
 
-fn acquire(client: &Client, con: &mut Conn, key: &str, terms: &Terms, wait: Option<u64>) -> i32 {
-    let generated = terms.owner.is_none();
-    let owner = terms.owner.clone().unwrap_or_else(default_owner);
-    if generated {
+fn acquire(
+    cx: &Cx,
+    client: &Client,
+    con: &mut Conn,
+    key: &str,
+    owner: Option<String>,
+    terms: &Terms,
+    (wait, json): (Option<u64>, bool),
+) -> i32 {
+    let generated = owner.is_none();
+    let owner = owner.unwrap_or_else(default_owner);
+    if generated && !json {
         eprintln!("owner={owner}");
     }
     let reply = if terms.min_replicas > 0 {
         // Through the library: grant, WAIT for replicas, release on failure.
         let options = terms.lease_options(wait.map(Duration::from_millis));
         client
-            .acquire(key, owner.as_bytes(), &options)
+            .acquire_as(key, owner.as_bytes(), &options, |_| {})
             .map(|lease| lease.map(|l| l.detach()))
     } else {
         commands::acquire(
@@ -217,6 +326,10 @@ fn acquire(client: &Client, con: &mut Conn, key: &str, terms: &Terms, wait: Opti
         .map_err(Error::from)
     };
     match reply {
+        Ok(token) if json => {
+            println!("{}", acquired_json(key, owner.as_bytes(), token));
+            i32::from(token.is_none())
+        }
         Ok(Some(token)) => {
             println!("{token}");
             0
@@ -225,11 +338,11 @@ fn acquire(client: &Client, con: &mut Conn, key: &str, terms: &Terms, wait: Opti
             eprintln!("hblock: {key} not acquired");
             1
         }
-        Err(err) => fail(err),
+        Err(err) => cx.fail(&err),
     }
 }
 
-fn beat(con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
+fn beat(cx: &Cx, con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
     match commands::beat(con, key, owner.as_bytes(), token) {
         Ok(beats) => {
             println!("{beats}");
@@ -239,93 +352,35 @@ fn beat(con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
             eprintln!("hblock: NOTHELD {why}");
             1
         }
-        Err(err) => fail(err),
+        Err(err) => cx.fail(&err),
     }
 }
 
-fn release(con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
+fn release(cx: &Cx, con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
     match commands::release(con, key, owner.as_bytes(), token) {
         Ok(released) => {
             println!("{}", i32::from(released));
-            if released {
-                0
-            } else {
-                1
-            }
+            i32::from(!released)
         }
-        Err(err) => fail(err),
+        Err(err) => cx.fail(&Error::from(err)),
     }
 }
 
-fn info(con: &mut Conn, key: &str, json: bool) -> i32 {
+fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
     match commands::info(con, key) {
         Ok(None) => {
             eprintln!("hblock: no such lock: {key}");
             1
         }
         Ok(Some(info)) => {
-            println!(
-                "{}",
-                if json {
-                    info_json(&info)
-                } else {
-                    info_text(&info)
-                }
-            );
+            let text = if json {
+                info_json(&info)
+            } else {
+                info_text(&info)
+            };
+            println!("{text}");
             0
         }
-        Err(err) => fail(err),
+        Err(err) => cx.fail(&Error::from(err)),
     }
-}
-
-/// A URL with its password replaced by `***`, for messages.
-fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
-
-/// The owner for display: the bytes as UTF-8, or 0x-prefixed hex when they are not.
-fn owner_text(owner: &[u8]) -> String {
-    match std::str::from_utf8(owner) {
-        Ok(s) => s.to_string(),
-        Err(_) => format!("0x{}", hex(owner)),
-    }
-}
-
-fn info_text(info: &hblock_client::LockInfo) -> String {
-    let mut out = format!("state      {}\n", info.state);
-    out.push_str(&format!(
-        "owner      {}\n",
-        info.owner.as_deref().map_or("(none)".into(), owner_text)
-    ));
-    for (name, value) in info.numbers() {
-        out.push_str(&format!("{name:<10} {value}\n"));
-    }
-    out.trim_end().to_string()
-}
-
-/// INFO's field names, in INFO's order; integers as JSON numbers; the owner
-/// as a JSON string when it is UTF-8, else `null` plus `"owner_hex"`.
-fn info_json(info: &hblock_client::LockInfo) -> String {
-    use serde_json::{Map, Value};
-    let mut fields = Map::new();
-    fields.insert("state".into(), Value::from(info.state.as_str()));
-    let owner = info.owner.as_deref();
-    let text = owner.and_then(|o| std::str::from_utf8(o).ok());
-    fields.insert("owner".into(), text.map_or(Value::Null, Value::from));
-    if let (Some(owner), None) = (owner, text) {
-        fields.insert("owner_hex".into(), Value::from(hex(owner)));
-    }
-    for (name, value) in info.numbers() {
-        fields.insert(name.into(), Value::from(value));
-    }
-    Value::Object(fields).to_string()
 }

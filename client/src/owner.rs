@@ -1,10 +1,21 @@
-//! Default owner ids: `host:pid:random`, unique per process.
+//! Owner ids, unique per process: `host:pid:random` when none is given, and
+//! `given/random` for a given one (two processes started with the same
+//! `--owner` must never share a lease: re-acquiring is idempotent for the
+//! holder, so a shared owner would let both run).
 
 use std::io::Read;
 
 /// A fresh owner id for this process, e.g. `web-1:4242:9f3a2b1c5d6e7f80`.
 pub fn default_owner() -> String {
-    format!("{}:{}:{}", hostname(), std::process::id(), random_hex())
+    format!("{}:{}:{}", hostname(), std::process::id(), random_hex(8))
+}
+
+/// A given owner made unique to this process: `web-1` -> `web-1/4f3a9c0d`.
+pub fn instance_owner(given: &[u8]) -> Vec<u8> {
+    let mut owner = given.to_vec();
+    owner.push(b'/');
+    owner.extend_from_slice(random_hex(4).as_bytes());
+    owner
 }
 
 fn hostname() -> String {
@@ -18,8 +29,10 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-fn random_hex() -> String {
+/// `n` random bytes as hex.
+fn random_hex(n: usize) -> String {
     let mut bytes = [0u8; 8];
+    let n = n.min(bytes.len());
     let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if filled.is_err() {
         // No /dev/urandom: time and address entropy still differ per process.
@@ -28,7 +41,7 @@ fn random_hex() -> String {
             .map_or(0, |d| d.as_nanos() as u64);
         bytes = (nanos ^ (&bytes as *const _ as u64)).to_le_bytes();
     }
-    hex(&bytes)
+    hex(bytes.get(..n).unwrap_or(&bytes))
 }
 
 /// Bytes as lower-case hex (owners that are not UTF-8, random ids).
@@ -45,5 +58,15 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.split(':').count(), 3, "{a}");
         assert!(a.contains(&std::process::id().to_string()));
+    }
+
+    #[test]
+    fn a_given_owner_gets_an_instance_part() {
+        let a = String::from_utf8(super::instance_owner(b"web-1")).expect("utf-8");
+        let b = String::from_utf8(super::instance_owner(b"web-1")).expect("utf-8");
+        assert_ne!(a, b);
+        let (given, part) = a.split_once('/').expect("given/instance");
+        assert_eq!((given, part.len()), ("web-1", 8));
+        assert!(part.bytes().all(|c| c.is_ascii_hexdigit()));
     }
 }

@@ -46,6 +46,16 @@ impl StopPlan {
         }
     }
 
+    /// How long before the lease's end the child must be dead.
+    pub fn margin(&self) -> Duration {
+        self.margin
+    }
+
+    /// When the child must be dead, for a lease that ends at `lease_ends`.
+    pub fn kill_time(&self, lease_ends: Instant) -> Instant {
+        lease_ends.checked_sub(self.margin).unwrap_or(lease_ends)
+    }
+
     /// Why the lease was lost, if it was (the run then exits 4).
     pub fn lost(&self) -> Option<&str> {
         self.lost.as_deref()
@@ -81,7 +91,7 @@ impl StopPlan {
             .checked_sub(self.grace + self.margin)
             .map_or(now, |t| t.max(now));
         self.term_at = Some(self.term_at.map_or(term, |t| t.min(term)));
-        self.kill_no_later_than(lease_ends.checked_sub(self.margin).unwrap_or(lease_ends));
+        self.kill_no_later_than(self.kill_time(lease_ends));
     }
 
     /// Beats get through again: nothing to stop, unless stopping began (a

@@ -1,31 +1,43 @@
 //! `hblock run KEY -- CMD`: run CMD only while holding the lease.
 //!
-//! 1. Wait for the lease with one blocking `ACQUIRE ... WAIT 0` on a dedicated
-//!    connection (keeps this standby's place in the queue).
-//! 2. Run CMD in its own process group, with HBLOCK_KEY / HBLOCK_OWNER /
-//!    HBLOCK_TOKEN, and a parent-death signal (SIGKILL) on Linux.
-//! 3. Beat every interval (the lease's thread, whose reports are pushed here);
-//!    stop the child when the lease is lost or may end: when and how is
-//!    decided by the pure `StopPlan` (stop_plan.rs).
-//! 4. When CMD exits: RELEASE at once (a standby takes over) and exit with its
-//!    status. SIGINT/SIGTERM are forwarded to CMD; then the same.
+//! 1. Wait for the lease with one blocking `ACQUIRE ... WAIT` on a dedicated
+//!    connection (keeps this standby's place in the queue); on connection
+//!    errors reconnect and wait again.
+//! 2. Start the watchdog (watchdog.rs), then CMD in its own process group,
+//!    with HBLOCK_KEY / HBLOCK_OWNER / HBLOCK_TOKEN and a parent-death signal
+//!    (SIGKILL) on Linux. Every acknowledged beat moves the watchdog's
+//!    deadline.
+//! 3. Beat every interval (the lease's thread, whose reports are pushed
+//!    here); stop the child when the lease is lost or may end: when and how
+//!    is decided by the pure `StopPlan` (stop_plan.rs).
+//! 4. When CMD exits: RELEASE at once (a standby takes over) and exit with
+//!    its status. Signals: see signals.rs.
 
-use crate::lease::{Client, LeaseEvent, LeaseOptions, LostReason};
+use crate::lease::{LeaseEvent, LeaseOptions, LostReason};
+use crate::log;
+use crate::signals::{self, Kind};
 use crate::stop_plan::{Action, StopPlan};
+use crate::watchdog::Watchdog;
+use crate::Client;
 use std::process::{Command, ExitStatus};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// `run` exit code when the lease was lost and the child stopped for it.
 pub const EXIT_LOST: i32 = 4;
 /// Exit code when Redis could not be reached or answered an error.
 pub const EXIT_REDIS: i32 = 3;
+/// Exit code when the lease was not acquired (`--no-wait`, `--timeout`).
+pub const EXIT_NOT_ACQUIRED: i32 = 1;
 
 pub struct RunOptions {
     pub key: String,
+    /// The owner exactly as used (already unique to this process).
     pub owner: String,
+    /// `wait`: None = try once, Some(0) = no limit, Some(d) = up to d.
     pub lease: LeaseOptions,
-    pub grace: Duration,
+    pub grace: std::time::Duration,
     pub command: Vec<String>,
 }
 
@@ -34,29 +46,6 @@ enum Msg {
     Acquired(Box<Result<Option<crate::Lease>, crate::Error>>),
     ChildExited(std::io::Result<ExitStatus>),
     Lease(LeaseEvent),
-}
-
-fn log(message: &str) {
-    eprintln!("hblock: {message}");
-}
-
-/// Blocks SIGINT and SIGTERM in every thread and delivers them as messages.
-/// Must run before any other thread is started.
-fn catch_signals(tx: Sender<Msg>) {
-    // SAFETY: plain libc calls on a local signal set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        std::thread::spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            if libc::sigwait(&set, &mut sig) == 0 && tx.send(Msg::Signal(sig)).is_err() {
-                return;
-            }
-        });
-    }
 }
 
 /// Sends `sig` to the child's whole process group (its pgid is its pid).
@@ -82,11 +71,7 @@ fn spawn_child(opts: &RunOptions, token: i64) -> std::io::Result<std::process::C
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            signals::unblock_all_in_child();
             #[cfg(target_os = "linux")]
             {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -111,51 +96,85 @@ pub fn status_code(status: &ExitStatus) -> i32 {
 /// Runs the supervisor; returns the process exit code.
 pub fn run(client: &Client, opts: RunOptions) -> i32 {
     let (tx, rx) = mpsc::channel();
-    catch_signals(tx.clone());
+    signals::catch(tx.clone(), Msg::Signal);
     let mut lease = match wait_for_lease(client, &opts, &tx, &rx) {
         Ok(lease) => lease,
         Err(code) => return code,
     };
-    log(&format!("acquired {} token={}", opts.key, lease.token()));
-    let pgid = match start_child(&opts, lease.token(), &tx) {
-        Ok(pgid) => pgid,
+    log::info(&format!(
+        "acquired {} token={} as {}",
+        opts.key,
+        lease.token(),
+        opts.owner
+    ));
+    let plan = StopPlan::new(opts.lease.interval, opts.grace);
+    let (pgid, watchdog) = match start_child(&opts, &lease, &plan, &tx) {
+        Ok(started) => started,
         Err(code) => {
             let _ = lease.release();
             return code;
         }
     };
     lease.forward_events(tx, Msg::Lease);
-    supervise_child(lease, &opts, pgid, &rx)
+    supervise_child(lease, &opts, (pgid, &watchdog), plan, &rx)
 }
 
-/// One blocking `ACQUIRE ... WAIT 0` in a thread, while signals can still
-/// end the wait. Err: the exit code.
+/// Who holds the lock now, for the waiting log line.
+fn holder(client: &Client, key: &str) -> String {
+    let info = client
+        .connection()
+        .ok()
+        .and_then(|mut con| crate::commands::info(&mut con, key).ok().flatten());
+    match info {
+        Some(i) if i.state == "held" => format!(
+            "held by {} token={} ttl={}ms",
+            String::from_utf8_lossy(i.owner.as_deref().unwrap_or_default()),
+            i.token,
+            i.ttl
+        ),
+        Some(i) => format!("{} (token {})", i.state, i.token),
+        None => "no such lock yet".into(),
+    }
+}
+
+/// One blocking ACQUIRE (retried on connection errors) in a thread, while
+/// signals can still end the wait. Err: the exit code.
 fn wait_for_lease(
     client: &Client,
     opts: &RunOptions,
     tx: &Sender<Msg>,
     rx: &Receiver<Msg>,
 ) -> Result<crate::Lease, i32> {
-    log(&format!("waiting for {} as {}", opts.key, opts.owner));
-    let (client, key, owner, tx) = (
+    log::info(&format!(
+        "waiting for {} as {} ({})",
+        opts.key,
+        opts.owner,
+        holder(client, &opts.key)
+    ));
+    let (waiter, key, owner, tx, options) = (
         client.clone(),
         opts.key.clone(),
         opts.owner.clone(),
         tx.clone(),
+        opts.lease.clone(),
     );
-    let lease_options = LeaseOptions {
-        wait: Some(Duration::ZERO),
-        ..opts.lease.clone()
-    };
     std::thread::spawn(move || {
-        let acquired = client.acquire(&key, owner.as_bytes(), &lease_options);
+        let acquired = waiter.acquire_as(&key, owner.as_bytes(), &options, |err| {
+            log::error(&format!(
+                "waiting for {key}: {err}; waiting again (the place in the queue may be lost)"
+            ));
+        });
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
     });
     loop {
         match rx.recv() {
+            Ok(Msg::Signal(sig)) if signals::kind(sig) == Kind::Pass => {
+                log::info(&format!("{} while waiting: ignored", signals::name(sig)));
+            }
             Ok(Msg::Signal(sig)) => {
-                log(&format!(
-                    "signal {sig} while waiting for {}: exiting",
+                log::info(&format!(
+                    "{} while waiting for {}: exiting",
+                    signals::name(sig),
                     opts.key
                 ));
                 return Err(128 + sig); // exiting closes the waiting connection
@@ -164,11 +183,15 @@ fn wait_for_lease(
                 return match *acquired {
                     Ok(Some(lease)) => Ok(lease),
                     Ok(None) => {
-                        log(&format!("not acquired {}", opts.key));
-                        Err(1)
+                        log::error(&format!(
+                            "not acquired {} ({})",
+                            opts.key,
+                            holder(client, &opts.key)
+                        ));
+                        Err(EXIT_NOT_ACQUIRED)
                     }
                     Err(err) => {
-                        log(&format!("cannot acquire {}: {err}", opts.key));
+                        log::error(&format!("cannot acquire {}: {err}", opts.key));
                         Err(EXIT_REDIS)
                     }
                 };
@@ -179,26 +202,100 @@ fn wait_for_lease(
     }
 }
 
-/// Starts the child and a thread that reports its exit. Ok: its process
-/// group; Err: the exit code (127: it could not be started).
-fn start_child(opts: &RunOptions, token: i64, tx: &Sender<Msg>) -> Result<u32, i32> {
-    let mut child = spawn_child(opts, token).map_err(|err| {
-        log(&format!("cannot start {:?}: {err}", opts.command));
+/// Starts the watchdog, then the child and a thread that reports its exit;
+/// the watchdog guards the child's group from then on. Ok: the child's
+/// process group and the watchdog; Err: the exit code (127: could not start).
+fn start_child(
+    opts: &RunOptions,
+    lease: &crate::Lease,
+    plan: &StopPlan,
+    tx: &Sender<Msg>,
+) -> Result<(u32, Arc<Watchdog>), i32> {
+    let watchdog = Watchdog::start().map_err(|err| {
+        log::error(&format!("cannot start the watchdog: {err}"));
+        127
+    })?;
+    let watchdog = Arc::new(watchdog);
+    let mut child = spawn_child(opts, lease.token()).map_err(|err| {
+        log::error(&format!("cannot start {:?}: {err}", opts.command));
+        watchdog.disarm();
         127
     })?;
     let pgid = child.id();
-    log(&format!("started {:?} pid={pgid}", opts.command));
+    watchdog.guard(pgid, plan.kill_time(lease.lease_ends()));
+    let (guard, margin) = (Arc::clone(&watchdog), plan.margin());
+    lease.on_extended(move |lease_ends| {
+        guard.extend(lease_ends.checked_sub(margin).unwrap_or(lease_ends));
+    });
+    log::info(&format!("started {:?} pid={pgid}", opts.command));
     let tx = tx.clone();
     std::thread::spawn(move || {
         let _ = tx.send(Msg::ChildExited(child.wait()));
     });
-    Ok(pgid)
+    Ok((pgid, watchdog))
+}
+
+/// A signal to the supervisor while the child runs: passed on (or SIGTERM
+/// for the ones that only end processes); the stopping kinds start the stop.
+fn on_signal(sig: i32, opts: &RunOptions, pgid: u32, plan: &mut StopPlan, now: Instant) {
+    let name = signals::name(sig);
+    match signals::kind(sig) {
+        Kind::Pass => {
+            log::info(&format!("{name}: passed to {:?}", opts.command));
+            signal_group(pgid, sig);
+        }
+        Kind::Stop => {
+            log::info(&format!("{name}: passed to {:?}, stopping", opts.command));
+            signal_group(pgid, sig);
+            plan.on_signal(now);
+        }
+        Kind::Terminate => {
+            log::info(&format!("{name}: stopping {:?} with SIGTERM", opts.command));
+            signal_group(pgid, libc::SIGTERM);
+            plan.on_signal(now);
+        }
+    }
+}
+
+/// A report of the heartbeat: what the plan makes of it.
+fn on_lease_event(
+    event: LeaseEvent,
+    opts: &RunOptions,
+    plan: &mut StopPlan,
+    now: Instant,
+) -> Vec<Action> {
+    match event {
+        LeaseEvent::Lost(reason) => {
+            log::error(&format!("lost {}: {reason}", opts.key));
+            let not_held = matches!(reason, LostReason::NotHeld(_));
+            plan.on_lost(reason.to_string(), not_held, now)
+        }
+        LeaseEvent::BeatFailed { error, lease_ends } => {
+            let left = lease_ends.saturating_duration_since(now).as_millis();
+            log::error(&format!(
+                "beats of {} failing: {error}; retrying; the lease ends in {left} ms at the latest",
+                opts.key
+            ));
+            plan.on_beat_failed(lease_ends, now);
+            Vec::new()
+        }
+        LeaseEvent::Recovered => {
+            plan.on_recovered();
+            log::error(&format!("beats of {} succeed again", opts.key));
+            Vec::new()
+        }
+    }
 }
 
 /// Beats (in the lease's thread) while the child runs; stops it when the
 /// plan says so; releases when it exits. Returns the exit code.
-fn supervise_child(lease: crate::Lease, opts: &RunOptions, pgid: u32, rx: &Receiver<Msg>) -> i32 {
-    let mut plan = StopPlan::new(opts.lease.interval, opts.grace);
+fn supervise_child(
+    lease: crate::Lease,
+    opts: &RunOptions,
+    (pgid, watchdog): (u32, &Watchdog),
+    mut plan: StopPlan,
+    rx: &Receiver<Msg>,
+) -> i32 {
     loop {
         let msg = match plan.next_wake(Instant::now()) {
             Some(wait) => rx.recv_timeout(wait),
@@ -206,33 +303,15 @@ fn supervise_child(lease: crate::Lease, opts: &RunOptions, pgid: u32, rx: &Recei
         };
         let now = Instant::now();
         let actions = match msg {
-            Ok(Msg::ChildExited(status)) => return finish(lease, opts, pgid, status, &plan),
+            Ok(Msg::ChildExited(status)) => {
+                watchdog.disarm();
+                return finish(lease, opts, pgid, status, &plan);
+            }
             Ok(Msg::Signal(sig)) => {
-                log(&format!("signal {sig}: stopping {:?}", opts.command));
-                signal_group(pgid, sig);
-                plan.on_signal(now);
+                on_signal(sig, opts, pgid, &mut plan, now);
                 Vec::new()
             }
-            Ok(Msg::Lease(LeaseEvent::Lost(reason))) => {
-                log(&format!("lost {}: {reason}", opts.key));
-                let not_held = matches!(reason, LostReason::NotHeld(_));
-                plan.on_lost(reason.to_string(), not_held, now)
-            }
-            Ok(Msg::Lease(LeaseEvent::BeatFailed { error, lease_ends })) => {
-                let left = lease_ends.saturating_duration_since(now).as_millis();
-                log(&format!(
-                    "beat of {} failed: {error}; lease ends in {left} ms at the latest",
-                    opts.key
-                ));
-                plan.on_beat_failed(lease_ends, now);
-                Vec::new()
-            }
-            Ok(Msg::Lease(LeaseEvent::Recovered)) => {
-                if plan.on_recovered() {
-                    log(&format!("beats of {} succeed again", opts.key));
-                }
-                Vec::new()
-            }
+            Ok(Msg::Lease(event)) => on_lease_event(event, opts, &mut plan, now),
             Ok(Msg::Acquired(_)) | Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return EXIT_LOST,
         };
@@ -241,9 +320,10 @@ fn supervise_child(lease: crate::Lease, opts: &RunOptions, pgid: u32, rx: &Recei
                 Action::Term => (libc::SIGTERM, "stopping"),
                 Action::Kill => (libc::SIGKILL, "killing"),
             };
-            log(&format!(
-                "{what} {:?} ({})",
+            log::error(&format!(
+                "{what} {:?} with {} ({})",
                 opts.command,
+                signals::name(sig),
                 plan.lost().unwrap_or("signal")
             ));
             signal_group(pgid, sig);
@@ -252,7 +332,7 @@ fn supervise_child(lease: crate::Lease, opts: &RunOptions, pgid: u32, rx: &Recei
 }
 
 /// The child exited: kill what it left behind, release, exit with its
-/// status (or 4 when the lease was lost).
+/// status (or 4 when the lease was lost, or found no longer held).
 fn finish(
     lease: crate::Lease,
     opts: &RunOptions,
@@ -262,14 +342,21 @@ fn finish(
 ) -> i32 {
     signal_group(pgid, libc::SIGKILL); // whatever it left behind
     let code = status.as_ref().map_or(1, status_code);
-    log(&format!("{:?} exited with {code}", opts.command));
+    log::info(&format!("{:?} exited with {code}", opts.command));
     let token = lease.token();
+    let mut lost = plan.lost().is_some();
     match lease.release() {
-        Ok(true) => log(&format!("released {} token={token}", opts.key)),
-        Ok(false) => log(&format!("{} token={token} was no longer held", opts.key)),
-        Err(err) => log(&format!("release of {} failed: {err}", opts.key)),
+        Ok(true) => log::info(&format!("released {} token={token}", opts.key)),
+        Ok(false) => {
+            log::error(&format!(
+                "lost {}: token={token} was no longer held",
+                opts.key
+            ));
+            lost = true;
+        }
+        Err(err) => log::error(&format!("release of {} failed: {err}", opts.key)),
     }
-    if plan.lost().is_some() {
+    if lost {
         EXIT_LOST
     } else {
         code

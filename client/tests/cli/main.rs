@@ -3,6 +3,9 @@
 
 use hblock_test_support as support;
 
+/// The fault policy: dropped connections, restarts, shared owners, signals,
+/// a stopped supervisor, --no-wait/--timeout, help and error texts.
+mod faults;
 /// The Python example and redis-py on a cluster.
 mod python;
 /// --min-replicas and `hblock run` through a cluster failover.
@@ -45,6 +48,20 @@ impl Supervisor {
         Supervisor::start_on(&[server.url()], dir, name, args, command)
     }
 
+    /// As `start`, with `--owner owner` instead of the name.
+    fn start_named(
+        server: &Server,
+        dir: &Path,
+        name: &str,
+        owner: &str,
+        args: &[&str],
+        command: &str,
+    ) -> Supervisor {
+        let mut args = args.to_vec();
+        args.extend(["--owner", owner]);
+        Supervisor::start_on(&[server.url()], dir, name, &args, command)
+    }
+
     /// `urls` of more than one node: a cluster.
     fn start_on(
         urls: &[String],
@@ -62,9 +79,14 @@ impl Supervisor {
             .arg("run")
             .arg(default_key())
             .args(args)
-            .args(["--owner", name])
+            .args(if args.contains(&"--owner") {
+                vec![]
+            } else {
+                vec!["--owner", name]
+            })
             .args(["--", "sh", "-c", command])
             .env("DIR", dir)
+            .env("NAME", name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -131,7 +153,7 @@ fn wait_pid_file(path: &Path, within: Duration) -> Option<i32> {
 }
 
 /// The child of `hblock run` that writes its pid and then sleeps.
-const SLEEPER: &str = "echo $$ > \"$DIR/$HBLOCK_OWNER.pid\"; exec sleep 60";
+const SLEEPER: &str = "echo $$ > \"$DIR/$NAME.pid\"; exec sleep 60";
 
 /// Parses `start|stop TOKEN NANOS` lines written by the children.
 fn timeline(path: &Path) -> Vec<(String, i64, u128)> {

@@ -88,38 +88,61 @@ fn kill_9_of_the_supervisor_kills_its_child_and_a_standby_takes_over() {
     assert!(alive(b_child));
 }
 
+/// Writes its start time, then a tick every 10 ms (nanoseconds, one a line).
+const TICKER: &str = "date +%s%N > \"$DIR/$NAME.start\"; while :; do date +%s%N >> \"$DIR/$NAME.ticks\"; sleep 0.01; done";
+
+fn last_line_ns(path: &Path) -> Option<u128> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+}
+
 #[test]
-fn a_paused_supervisor_learns_notheld_and_stops_its_child() {
+fn a_stopped_supervisors_child_is_killed_before_the_standbys_child_starts() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let terms = ["--interval", "100", "--misses", "2", "--grace", "1000"];
-    let mut active = Supervisor::start(&server, dir.path(), "a", &terms, SLEEPER);
-    let a_child =
-        wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
-    let _standby = Supervisor::start(&server, dir.path(), "b", &terms, SLEEPER);
-    active.signal(libc::SIGSTOP);
-    let b_child =
-        wait_pid_file(&dir.path().join("b.pid"), Duration::from_secs(5)).expect("b took over");
-    assert!(alive(b_child));
-    let resumed = Instant::now();
-    active.signal(libc::SIGCONT);
-    let stopped = eventually(Duration::from_secs(3), || {
-        (!alive(a_child)).then_some(Instant::now())
+    let terms = ["--interval", "100", "--misses", "3", "--grace", "1000"]; // 300 ms lease
+    let mut active = Supervisor::start(&server, dir.path(), "a", &terms, TICKER);
+    assert!(eventually(Duration::from_secs(5), || last_line_ns(
+        &dir.path().join("a.ticks")
+    ))
+    .is_some());
+    let _standby = Supervisor::start(&server, dir.path(), "b", &terms, TICKER);
+    let mut c = server.conn();
+    let queued = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "waiters") == 1).then_some(())
     });
-    let stopped = stopped.expect("the old child was stopped");
-    let took = stopped.duration_since(resumed);
-    eprintln!("SIGCONT to the old child's end: {took:?} (interval 100 ms)");
-    assert!(took < Duration::from_millis(100 + 400), "took {took:?}");
+    assert!(queued.is_some(), "b waits");
+    active.signal(libc::SIGSTOP);
+    let b_start = eventually(Duration::from_secs(5), || {
+        last_line_ns(&dir.path().join("b.start"))
+    })
+    .expect("b took over");
+    let a_last = last_line_ns(&dir.path().join("a.ticks")).expect("a ticked");
+    eprintln!(
+        "a's last tick {:.1} ms before b's child started",
+        (b_start as f64 - a_last as f64) / 1e6
+    );
+    assert!(
+        a_last < b_start,
+        "the stopped supervisor's child outlived its lease"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        last_line_ns(&dir.path().join("a.ticks")),
+        Some(a_last),
+        "a's child is dead, not paused"
+    );
+    active.signal(libc::SIGCONT);
     assert_eq!(
         active.wait_exit(Duration::from_secs(5)),
         Some(4),
-        "lost-the-lease exit code"
-    );
-    assert!(
-        active.log().contains("lost job: NOTHELD"),
-        "{}",
+        "lost-the-lease exit code\n{}",
         active.log()
     );
+    assert!(active.log().contains("watchdog:"), "{}", active.log());
 }
 
 #[test]

@@ -1,0 +1,125 @@
+//! [`Client::acquire`]: a grant on a dedicated connection (blocking when
+//! asked), its first beat, the replicas' acknowledgement, then the [`Lease`]
+//! that beats in the background. A waiting client rides out connection
+//! errors: it reconnects with backoff and waits again (it may lose its place
+//! in the queue).
+
+use crate::backoff::Backoff;
+use crate::commands;
+use crate::lease::{Lease, LeaseOptions};
+use crate::owner::instance_owner;
+use crate::{Client, Error};
+use std::time::{Duration, Instant};
+
+impl Client {
+    /// ACQUIRE as `owner` made unique to this process (`owner/<random>`,
+    /// see [`Lease::owner`]), so two processes given the same owner never
+    /// share a lease. Blocks with `options.wait`; None when not granted.
+    pub fn acquire(
+        &self,
+        key: &str,
+        owner: &[u8],
+        options: &LeaseOptions,
+    ) -> Result<Option<Lease>, Error> {
+        self.acquire_as(key, &instance_owner(owner), options, |_| {})
+    }
+
+    /// ACQUIRE as exactly `owner` (whoever else uses that owner shares the
+    /// lease). While waiting (`options.wait` set), a connection error, a
+    /// server that is loading or read-only, or a grant lost before its
+    /// first beat is reported to `on_retry` and the wait starts again on a
+    /// new connection, within what is left of `options.wait`.
+    pub fn acquire_as(
+        &self,
+        key: &str,
+        owner: &[u8],
+        options: &LeaseOptions,
+        mut on_retry: impl FnMut(&Error),
+    ) -> Result<Option<Lease>, Error> {
+        let deadline = options
+            .wait
+            .filter(|d| !d.is_zero())
+            .map(|d| Instant::now() + d);
+        let mut backoff = Backoff::new(options.interval);
+        loop {
+            let wait = match (options.wait, deadline) {
+                (None, _) => None,
+                (Some(_), None) => Some(Duration::ZERO),
+                (Some(_), Some(end)) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    // WAIT 0 would mean "no limit": at least 1 ms.
+                    Some(left.max(Duration::from_millis(1)))
+                }
+            };
+            match self.acquire_once(key, owner, options, wait) {
+                Err(err) if wait.is_some() && (err.is_transient() || err.is_not_held()) => {
+                    on_retry(&err);
+                    std::thread::sleep(backoff.next_delay());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One ACQUIRE on a new connection (blocking for `wait`), the first beat
+    /// of a blocking grant, the replicas' acknowledgement.
+    fn acquire_once(
+        &self,
+        key: &str,
+        owner: &[u8],
+        options: &LeaseOptions,
+        wait: Option<Duration>,
+    ) -> Result<Option<Lease>, Error> {
+        let mut con = self.connection()?;
+        let sent = Instant::now();
+        let token = commands::acquire(
+            &mut con,
+            key,
+            owner,
+            Some(options.interval.as_millis() as u64),
+            Some(u64::from(options.misses)),
+            wait.map(|d| d.as_millis() as u64),
+        )?;
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let mut last_ok = sent;
+        if wait.is_some() {
+            // A blocking grant happened at an unknown time: beat at once and
+            // count the lease from this beat.
+            let beat_sent = Instant::now();
+            match commands::beat(&mut con, key, owner, token) {
+                Ok(_) => last_ok = beat_sent,
+                Err(Error::NotHeld(why)) => {
+                    let why = format!("the lease ended before its first beat: {why}");
+                    return Err(Error::NotHeld(why));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if options.min_replicas > 0 {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(options.min_replicas)
+                .arg(options.replica_timeout.as_millis() as u64)
+                .query(&mut con)?;
+            if acked < i64::from(options.min_replicas) {
+                let _ = commands::release(&mut con, key, owner, token);
+                return Err(Error::NoReplicas {
+                    acked,
+                    wanted: options.min_replicas,
+                });
+            }
+        }
+        Ok(Some(Lease::start(
+            self.clone(),
+            key,
+            owner,
+            token,
+            options,
+            last_ok,
+        )))
+    }
+}

@@ -1,0 +1,96 @@
+//! What the CLI prints: lock info as text or JSON, owners, URLs for
+//! messages (password masked).
+
+use crate::owner::hex;
+use crate::LockInfo;
+use serde_json::{Map, Value};
+
+/// A URL with its password replaced by `***`, for messages.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// The owner for display: the bytes as UTF-8, or 0x-prefixed hex when they are not.
+pub fn owner_text(owner: &[u8]) -> String {
+    match std::str::from_utf8(owner) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("0x{}", hex(owner)),
+    }
+}
+
+pub fn info_text(info: &LockInfo) -> String {
+    let mut out = format!("state      {}\n", info.state);
+    out.push_str(&format!(
+        "owner      {}\n",
+        info.owner.as_deref().map_or("(none)".into(), owner_text)
+    ));
+    for (name, value) in info.numbers() {
+        out.push_str(&format!("{name:<10} {value}\n"));
+    }
+    out.trim_end().to_string()
+}
+
+/// The owner as a JSON string when it is UTF-8, else `null` plus
+/// `"owner_hex"`.
+fn insert_owner(fields: &mut Map<String, Value>, owner: Option<&[u8]>) {
+    let text = owner.and_then(|o| std::str::from_utf8(o).ok());
+    fields.insert("owner".into(), text.map_or(Value::Null, Value::from));
+    if let (Some(owner), None) = (owner, text) {
+        fields.insert("owner_hex".into(), Value::from(hex(owner)));
+    }
+}
+
+/// INFO's field names, in INFO's order; integers as JSON numbers.
+pub fn info_json(info: &LockInfo) -> String {
+    let mut fields = Map::new();
+    fields.insert("state".into(), Value::from(info.state.as_str()));
+    insert_owner(&mut fields, info.owner.as_deref());
+    for (name, value) in info.numbers() {
+        fields.insert(name.into(), Value::from(value));
+    }
+    Value::Object(fields).to_string()
+}
+
+/// `hblock acquire --json`: key, owner and token (null when not granted).
+pub fn acquired_json(key: &str, owner: &[u8], token: Option<i64>) -> String {
+    let mut fields = Map::new();
+    fields.insert("key".into(), Value::from(key));
+    insert_owner(&mut fields, Some(owner));
+    fields.insert("token".into(), token.map_or(Value::Null, Value::from));
+    Value::Object(fields).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("redis://u:s3cret@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
+        assert_eq!(mask_password("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn acquired_json_has_owner_and_token() {
+        assert_eq!(
+            acquired_json("k", b"a/1", Some(3)),
+            r#"{"key":"k","owner":"a/1","token":3}"#
+        );
+        assert_eq!(
+            acquired_json("k", b"\xff", None),
+            r#"{"key":"k","owner":null,"owner_hex":"ff","token":null}"#
+        );
+    }
+}
