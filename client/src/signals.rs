@@ -5,10 +5,12 @@
 //! and releasing. SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the
 //! child and the supervisor keeps running; SIGINT, SIGTERM and SIGQUIT are
 //! passed on and the supervisor then waits for the child, releases and
-//! exits; any other signal that would end a process stops the child with
-//! SIGTERM the same way. Faults (SIGSEGV, SIGBUS, ...) and job control
-//! (SIGSTOP, SIGTSTP) are left alone: a stopped supervisor is the watchdog's
-//! case.
+//! exits; any other signal that would end a process (SIGALRM, real-time
+//! signals, and SIGSEGV and the other fault signals when another process
+//! sends them) stops the child with SIGTERM the same way. Job control
+//! (SIGSTOP, SIGTSTP) is left alone: a stopped supervisor is the watchdog's
+//! case. SIGKILL cannot be caught: the parent-death signal and the watchdog
+//! stop the child then.
 
 use std::sync::mpsc::Sender;
 
@@ -25,8 +27,18 @@ pub enum Kind {
 
 const PASS: [i32; 4] = [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
 const STOP: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
-/// Signals whose default action ends a process, other than faults.
-const TERMINATE: [i32; 8] = [
+/// Signals whose default action ends a process. The fault signals among
+/// them are caught only when another process sends them: a real fault in the
+/// supervisor still ends it (the kernel ignores the block for those), and the
+/// watchdog then kills the child's group.
+const TERMINATE: [i32; 15] = [
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGSEGV,
+    libc::SIGSYS,
+    libc::SIGTRAP,
     libc::SIGALRM,
     libc::SIGVTALRM,
     libc::SIGPROF,
@@ -65,6 +77,13 @@ pub fn name(sig: i32) -> String {
         (libc::SIGINT, "SIGINT"),
         (libc::SIGQUIT, "SIGQUIT"),
         (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGSYS, "SIGSYS"),
+        (libc::SIGTRAP, "SIGTRAP"),
         (libc::SIGUSR1, "SIGUSR1"),
         (libc::SIGUSR2, "SIGUSR2"),
         (libc::SIGALRM, "SIGALRM"),
@@ -144,6 +163,7 @@ mod tests {
         assert_eq!(name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
         let caught = caught();
         assert!(caught.contains(&libc::SIGUSR2) && caught.contains(&libc::SIGRTMAX()));
-        assert!(!caught.contains(&libc::SIGSEGV) && !caught.contains(&libc::SIGKILL));
+        assert!(caught.contains(&libc::SIGSEGV) && !caught.contains(&libc::SIGKILL));
+        assert!(!caught.contains(&libc::SIGSTOP) && !caught.contains(&libc::SIGTSTP));
     }
 }

@@ -243,3 +243,69 @@ fn help_hides_the_password_and_errors_give_a_handle() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_catchable_ending_signal_stops_the_child_and_releases() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = server.conn();
+    let signals = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGQUIT,
+        libc::SIGALRM,
+        libc::SIGSEGV,
+        libc::SIGXCPU,
+        libc::SIGRTMIN() + 1,
+    ];
+    for (i, sig) in signals.into_iter().enumerate() {
+        let name = format!("s{i}");
+        let mut sup = Supervisor::start(&server, dir.path(), &name, &[], SLEEPER);
+        let child = pid_of(dir.path(), &name);
+        sup.signal(sig);
+        let code = sup.wait_exit(Duration::from_secs(5));
+        assert!(
+            code.is_some(),
+            "signal {sig}: the supervisor kept running\n{}",
+            sup.log()
+        );
+        assert_ne!(
+            code,
+            Some(-1),
+            "signal {sig} killed the supervisor\n{}",
+            sup.log()
+        );
+        assert!(!alive(child), "signal {sig}: the child survived");
+        assert_eq!(
+            support::state(&mut c, default_key()),
+            "free",
+            "signal {sig}: not released\n{}",
+            sup.log()
+        );
+    }
+}
+
+#[test]
+fn a_waiting_standby_ignores_sighup() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let holder = Supervisor::start(&server, dir.path(), "h", &[], SLEEPER);
+    pid_of(dir.path(), "h");
+    let standby = Supervisor::start(&server, dir.path(), "w", &[], SLEEPER);
+    let mut c = server.conn();
+    let queued = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "waiters") == 1).then_some(())
+    });
+    assert!(queued.is_some());
+    standby.signal(libc::SIGHUP);
+    let logged = eventually(Duration::from_secs(5), || {
+        standby
+            .log()
+            .contains("SIGHUP while waiting: ignored")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", standby.log());
+    assert!(alive(standby.pid()));
+    holder.signal(libc::SIGTERM);
+    pid_of(dir.path(), "w");
+}
