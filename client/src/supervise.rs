@@ -123,17 +123,18 @@ pub fn run(client: &Client, opts: RunOptions) -> i32 {
 fn holder(client: &Client, key: &str) -> String {
     let info = client
         .connection()
-        .ok()
-        .and_then(|mut con| crate::commands::info(&mut con, key).ok().flatten());
+        .map_err(crate::Error::from)
+        .and_then(|mut con| crate::commands::info(&mut con, key).map_err(crate::Error::from));
     match info {
-        Some(i) if i.state == "held" => format!(
+        Ok(Some(i)) if i.state == "held" => format!(
             "held by {} token={} ttl={}ms",
             String::from_utf8_lossy(i.owner.as_deref().unwrap_or_default()),
             i.token,
             i.ttl
         ),
-        Some(i) => format!("{} (token {})", i.state, i.token),
-        None => "no such lock yet".into(),
+        Ok(Some(i)) => format!("{} (token {})", i.state, i.token),
+        Ok(None) => "no such lock yet".into(),
+        Err(err) => format!("holder unknown: {err}"),
     }
 }
 
