@@ -77,6 +77,15 @@ cli SET c text; sleep 0.2; cli DEL c
 cli HBLOCK.ACQUIRE e x INTERVAL 80 MISSES 1
 cli RENAME e e2; cli COPY e2 e3; cli MOVE e3 1
 cli EVAL "return redis.call('HBLOCK.ACQUIRE', KEYS[1], 'lua', 'WAIT', '0')" 1 e2
+# Fenced writes and checks: passed-through replies, refusals, key positions, ACL.
+cli HBLOCK.ACQUIRE g o INTERVAL 100000
+cli HBLOCK.FENCED g o 1 SET gdata v; cli HBLOCK.FENCED g o 1 HSET gh f v; cli HBLOCK.FENCED g o 1 INCR gh
+cli HBLOCK.FENCED g o 9 SET gdata w; cli HBLOCK.FENCED g o 1 BLPOP q 0; cli HBLOCK.FENCED g o 1 NOSUCH
+cli HBLOCK.FENCED g o 1 MULTI; cli HBLOCK.FENCED g o 1 HBLOCK.BEAT g o 1; cli HBLOCK.FENCED g o 1 GET
+cli COMMAND GETKEYS HBLOCK.FENCED g o 1 MSET k1 v k2 v; cli HBLOCK.CHECK g o 1; cli HBLOCK.CHECK g x 1
+cli ACL SETUSER noset on nopass '~*' '+@all' -set
+redis-cli -p "$M" --user noset --pass x --no-auth-warning HBLOCK.FENCED g o 1 SET gdata x >/dev/null 2>&1 || true
+cli HBLOCK.FLOOR 5; cli DEL g; cli HBLOCK.ACQUIRE g o
 # Persistence and replication paths.
 cli COPY a a_copy; cli MEMORY USAGE a; cli DEBUG DIGEST-VALUE a; cli DEBUG DIGEST
 cli SAVE; cli BGREWRITEAOF; sleep 2; cli DEBUG RELOAD; sleep 1

@@ -16,6 +16,8 @@ pub enum Kind {
     Key,
     Text,
     Integer,
+    /// Any number of further arguments (FENCED's wrapped command's).
+    Rest,
 }
 
 /// One argument: name, kind, and the option keyword before it (options are optional).
@@ -32,8 +34,12 @@ pub struct Spec {
     /// ACL categories, set where the server supports it (7.2+).
     pub acl: &'static CStr,
     pub arity: c_int,
-    /// Key-spec flags: read-only or read-write, and the kind of access.
+    /// Key-spec flags of the key at position 1: read-only or read-write, and
+    /// the kind of access. 0: the command takes no key (HBLOCK.FLOOR).
     pub key_flags: u32,
+    /// More keys follow in a wrapped command (HBLOCK.FENCED): an incomplete
+    /// key spec, so Redis asks the command (getkeys-api).
+    pub wraps: bool,
     pub args: &'static [Arg],
 }
 
@@ -53,6 +59,7 @@ pub const fn holder_spec(name: &'static CStr, summary: &'static CStr) -> Spec {
         summary,
         arity: 4,
         key_flags: RW_UPDATE,
+        wraps: false,
         args: &[KEY, OWNER, TOKEN],
     }
 }
@@ -64,15 +71,18 @@ fn arg_struct(&(name, kind, token): &Arg) -> raw::RedisModuleCommandArg {
             Kind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
             Kind::Text => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
             Kind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
+            Kind::Rest => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
         },
         key_spec_index: if matches!(kind, Kind::Key) { 0 } else { -1 },
         token: token.map_or(null(), CStr::as_ptr),
         summary: null(),
         since: null(),
-        flags: if token.is_some() {
-            raw::REDISMODULE_CMD_ARG_OPTIONAL as c_int
-        } else {
-            raw::REDISMODULE_CMD_ARG_NONE as c_int
+        flags: match (kind, token) {
+            (Kind::Rest, _) => {
+                (raw::REDISMODULE_CMD_ARG_OPTIONAL | raw::REDISMODULE_CMD_ARG_MULTIPLE) as c_int
+            }
+            (_, Some(_)) => raw::REDISMODULE_CMD_ARG_OPTIONAL as c_int,
+            (_, None) => raw::REDISMODULE_CMD_ARG_NONE as c_int,
         },
         deprecated_since: null(),
         subargs: null_mut(),
@@ -95,15 +105,23 @@ fn end_of_args() -> raw::RedisModuleCommandArg {
     }
 }
 
-fn key_specs(flags: u32) -> [raw::RedisModuleCommandKeySpec; 2] {
-    let spec = |flags: u64, bs_type, fk_type, pos: c_int| raw::RedisModuleCommandKeySpec {
+fn key_spec(flags: u32, pos: c_int) -> raw::RedisModuleCommandKeySpec {
+    raw::RedisModuleCommandKeySpec {
         notes: null(),
-        flags,
-        begin_search_type: bs_type,
+        flags: u64::from(flags),
+        begin_search_type: if flags == 0 {
+            0
+        } else {
+            raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX
+        },
         bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
             index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos },
         },
-        find_keys_type: fk_type,
+        find_keys_type: if flags == 0 {
+            0
+        } else {
+            raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE
+        },
         fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
             range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
                 lastkey: 0,
@@ -111,17 +129,25 @@ fn key_specs(flags: u32) -> [raw::RedisModuleCommandKeySpec; 2] {
                 limit: 0,
             },
         },
-    };
-    [
-        spec(
-            u64::from(flags),
-            raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
-            raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
-            1,
-        ),
-        // The all-zero entry ends the list.
-        spec(0, 0, 0, 0),
-    ]
+    }
+}
+
+/// The key specs of a command, ended by the all-zero entry.
+fn key_specs(doc: &Spec) -> Vec<raw::RedisModuleCommandKeySpec> {
+    let mut specs = Vec::new();
+    if doc.key_flags != 0 {
+        specs.push(key_spec(doc.key_flags, 1));
+    }
+    if doc.wraps {
+        // The wrapped command's keys, from position 4 on: which ones only
+        // the command knows (it answers Redis's keys position request).
+        let wrapped = raw::REDISMODULE_CMD_KEY_RW
+            | raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_INCOMPLETE;
+        specs.push(key_spec(wrapped, 4));
+    }
+    specs.push(key_spec(0, 0));
+    specs
 }
 
 /// Sets arity, key specs and docs of every command. Returns the name of the
@@ -134,7 +160,7 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
         sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
     };
     for doc in crate::commands::SPECS {
-        let mut specs = key_specs(doc.key_flags);
+        let mut specs = key_specs(doc);
         let mut args: Vec<raw::RedisModuleCommandArg> = doc.args.iter().map(arg_struct).collect();
         args.push(end_of_args());
         let info = raw::RedisModuleCommandInfo {

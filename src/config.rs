@@ -14,6 +14,18 @@ pub static INTERVAL: AtomicI64 = AtomicI64::new(INTERVAL_DEFAULT);
 /// `hblock.misses`: allowed missed beats of a new lease when ACQUIRE gives none.
 pub static MISSES: AtomicI64 = AtomicI64::new(MISSES_DEFAULT);
 
+/// `hblock.failover-delay`: ms after a promotion during which locks this
+/// server's records do not show as held are not granted; -1 = the longest
+/// lease known (auto), 0 = off.
+pub static FAILOVER_DELAY: AtomicI64 = AtomicI64::new(FAILOVER_DELAY_DEFAULT);
+pub const FAILOVER_DELAY_DEFAULT: i64 = hblock_core::tokens::DELAY_AUTO;
+/// The longest lease there can be.
+const FAILOVER_DELAY_MAX: i64 = INTERVAL_MAX * MISSES_MAX;
+
+pub fn failover_delay() -> i64 {
+    FAILOVER_DELAY.load(Ordering::Relaxed)
+}
+
 /// A numeric config: its name (without the `hblock.` prefix), value and range.
 pub struct Numeric {
     pub name: &'static str,
@@ -22,7 +34,7 @@ pub struct Numeric {
     pub max: i64,
 }
 
-pub const CONFIGS: [Numeric; 2] = [
+pub const CONFIGS: [Numeric; 3] = [
     Numeric {
         name: "interval",
         value: &INTERVAL,
@@ -34,6 +46,12 @@ pub const CONFIGS: [Numeric; 2] = [
         value: &MISSES,
         min: MISSES_MIN,
         max: MISSES_MAX,
+    },
+    Numeric {
+        name: "failover-delay",
+        value: &FAILOVER_DELAY,
+        min: hblock_core::tokens::DELAY_AUTO,
+        max: FAILOVER_DELAY_MAX,
     },
 ];
 
@@ -122,8 +140,8 @@ mod tests {
     fn good_arguments_any_case() {
         assert_eq!(parse(&[]), Ok(vec![]));
         assert_eq!(
-            parse(&["INTERVAL", "500", "misses", "10000"]),
-            Ok(vec![(0, 500), (1, 10_000)])
+            parse(&["INTERVAL", "500", "misses", "10000", "Failover-Delay", "-1"]),
+            Ok(vec![(0, 500), (1, 10_000), (2, -1)])
         );
     }
 
@@ -143,7 +161,7 @@ mod tests {
             (&["misses", "abc"], "'misses' is 'abc'"),
             (
                 &["bogus", "1"],
-                "unknown module argument 'bogus' (known: interval, misses)",
+                "unknown module argument 'bogus' (known: interval, misses, failover-delay)",
             ),
             (&["interval"], "'interval' needs a value"),
             (

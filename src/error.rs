@@ -15,8 +15,8 @@ pub enum Error {
     WrongType,
     NotHeld(NotHeld),
     TokensExhausted,
-    /// HBLOCK.APPLY called by a normal client.
-    InternalOnly,
+    /// HBLOCK.APPLY or HBLOCK.FLOOR called by a normal client.
+    InternalOnly(&'static std::ffi::CStr),
     /// HBLOCK.APPLY given a record that cannot exist.
     BadRecord,
     /// A lock write on a replica (even with `replica-read-only no`).
@@ -45,10 +45,10 @@ impl Error {
                 "ERR this lock has issued its last fencing token; delete the key to start over"
                     .into()
             }
-            Error::InternalOnly => {
-                "ERR HBLOCK.APPLY is internal: only the master link and AOF loading may call it"
-                    .into()
-            }
+            Error::InternalOnly(name) => format!(
+                "ERR {} is internal: only the master link and AOF loading may call it",
+                name.to_string_lossy()
+            ),
             Error::BadRecord => "ERR invalid lock record".into(),
             Error::ReadOnly => "READONLY You can't write against a read only replica.".into(),
             Error::Oom => crate::eviction::OOM_ERROR.into(),

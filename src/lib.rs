@@ -14,8 +14,12 @@
 //!   and server events (`events.rs`).
 //! - `handoff.rs`: a grant whose reply is on its way (CLIENT UNBLOCK, undo).
 //! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`).
-//! - `ffi.rs`: the RedisModule calls the crate does not wrap, each once with
-//!   its SAFETY note (blocked clients, timer, clock, db, log).
+//! - `ffi/`: the RedisModule calls the crate does not wrap, each once with
+//!   its SAFETY note (blocked clients, timer, clock, db, log; `call.rs`:
+//!   RM_Call and key positions for FENCED; `persist.rs`: the token floor's
+//!   aux data and `HBLOCK.FLOOR`).
+//! - `tokens.rs`: the data set's token floor (tokens never repeat), epochs
+//!   and the failover delay.
 //! - `eviction.rs`: maxmemory: the policy warning, evicted locks, OOM grants.
 //! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
 //! - `command_info.rs`: arity, key specs and COMMAND DOCS.
@@ -34,6 +38,7 @@ mod handoff;
 mod record;
 mod second_load;
 mod stats;
+mod tokens;
 
 // The pure core (its own crate, so it cannot import Redis), under the names
 // the rest of the module uses.
@@ -93,11 +98,15 @@ redis_module! {
         [commands::release::SPEC.name.to_str().unwrap_or_default(), commands::release::run, commands::release::SPEC.flags, 1, 1, 1, ""],
         [commands::info::SPEC.name.to_str().unwrap_or_default(), commands::info::run, commands::info::SPEC.flags, 1, 1, 1, ""],
         [commands::apply::SPEC.name.to_str().unwrap_or_default(), commands::apply::run, commands::apply::SPEC.flags, 1, 1, 1, ""],
+        [commands::check::SPEC.name.to_str().unwrap_or_default(), commands::check::run, commands::check::SPEC.flags, 1, 1, 1, ""],
+        [commands::fenced::SPEC.name.to_str().unwrap_or_default(), commands::fenced::run, commands::fenced::SPEC.flags, 1, 1, 1, ""],
+        [commands::floor::SPEC.name.to_str().unwrap_or_default(), commands::floor::run, commands::floor::SPEC.flags, 0, 0, 0, ""],
     ],
     configurations: [
         i64: [
             ["interval", &config::INTERVAL, config::INTERVAL_DEFAULT, config::CONFIGS[0].min, config::CONFIGS[0].max, ConfigurationFlags::DEFAULT, None],
             ["misses", &config::MISSES, config::MISSES_DEFAULT, config::CONFIGS[1].min, config::CONFIGS[1].max, ConfigurationFlags::DEFAULT, None],
+            ["failover-delay", &config::FAILOVER_DELAY, config::FAILOVER_DELAY_DEFAULT, config::CONFIGS[2].min, config::CONFIGS[2].max, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [],

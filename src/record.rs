@@ -49,16 +49,17 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
     "hblock-lk",
     ENCODING_VERSION,
     raw::RedisModuleTypeMethods {
-        version: 4, // the 7.0 layout; aux_save2 (7.2) is not used
+        // 5: aux_save2 for 7.2+/Valkey (7.0 reads the fields it knows).
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
         rdb_load: Some(rdb_load),
         rdb_save: Some(rdb_save),
         aof_rewrite: Some(aof_rewrite),
         mem_usage: Some(mem_usage),
         digest: Some(digest),
         free: Some(free),
-        aux_load: None,
-        aux_save: None,
-        aux_save_triggers: 0,
+        aux_load: Some(crate::tokens::aux_load),
+        aux_save: Some(crate::tokens::aux_save),
+        aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
         free_effort: None,
         unlink: Some(crate::eviction::on_unlink),
         copy: Some(copy),
@@ -67,7 +68,7 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
         free_effort2: None,
         unlink2: None,
         copy2: None,
-        aux_save2: None,
+        aux_save2: Some(crate::tokens::aux_save2),
     },
 );
 
@@ -223,6 +224,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
     };
     // A null pointer makes Redis report the RDB as corrupt.
     load().map_or(std::ptr::null_mut(), |mut lease| {
+        crate::tokens::observe(&lease);
         crate::blocking::watch_loaded(rdb, &mut lease);
         Box::into_raw(Box::new(lease)).cast()
     })

@@ -17,11 +17,14 @@ pub static WAIT_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 /// Lock keys evicted by `maxmemory` (an `allkeys-*` policy).
 pub static EVICTED: AtomicU64 = AtomicU64::new(0);
 
+/// Grants deferred by the failover delay (ACQUIREs answered nil or queued).
+pub static FAILOVER_DELAYED: AtomicU64 = AtomicU64::new(0);
+
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-const FIELDS: [(&CStr, &AtomicU64); 9] = [
+const FIELDS: [(&CStr, &AtomicU64); 10] = [
     (c"acquired", &ACQUIRED),
     (c"released", &RELEASED),
     (c"expired", &EXPIRED),
@@ -31,6 +34,7 @@ const FIELDS: [(&CStr, &AtomicU64); 9] = [
     (c"waiting", &WAITING),
     (c"wait_timeouts", &WAIT_TIMEOUTS),
     (c"evicted", &EVICTED),
+    (c"failover_delayed", &FAILOVER_DELAYED),
 ];
 
 /// Redis prefixes each field with the module name: `hblock_acquired`, ...
@@ -39,4 +43,6 @@ pub extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_re
     for (name, counter) in FIELDS {
         crate::ffi::info_add_u64(ctx, name, counter.load(Ordering::Relaxed));
     }
+    // Promotions (and restarts of a master from its files) seen by this data.
+    crate::ffi::info_add_u64(ctx, c"epoch", crate::tokens::epoch());
 }

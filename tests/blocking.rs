@@ -194,7 +194,7 @@ fn multi_and_lua_ignore_wait() {
         .arg(0)
         .query(&mut c)
         .unwrap();
-    assert_eq!(t, Some(1));
+    assert_eq!(t, Some(2), "the data set's next token");
 }
 
 fn client_id_of_waiter(server: &Server, key: &str, owner: &str) -> (i64, Waiting) {

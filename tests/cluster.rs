@@ -27,11 +27,11 @@ fn locks_over_all_slots_work_through_cluster_clients() {
     let mut c = cluster.client();
     for i in 0..60 {
         let key = format!("lock:{i}");
-        assert_eq!(acquire(&mut c, &key, "o", &[]).unwrap(), Some(1), "{key}");
+        let token = acquire(&mut c, &key, "o", &[]).unwrap().expect(&key);
         let beats: i64 = redis::cmd("HBLOCK.BEAT")
             .arg(&key)
             .arg("o")
-            .arg(1)
+            .arg(token)
             .query(&mut c)
             .unwrap();
         assert_eq!(beats, 1);
@@ -39,7 +39,7 @@ fn locks_over_all_slots_work_through_cluster_clients() {
         let released: i64 = redis::cmd("HBLOCK.RELEASE")
             .arg(&key)
             .arg("o")
-            .arg(1)
+            .arg(token)
             .query(&mut c)
             .unwrap();
         assert_eq!(released, 1);
@@ -51,10 +51,9 @@ fn locks_over_all_slots_work_through_cluster_clients() {
         assert!(keys > 0, "master {m} holds no lock");
     }
     // Hash tags keep a lock in the slot of the data it guards.
-    assert_eq!(
-        acquire(&mut c, "{orders}:leader", "o", &[]).unwrap(),
-        Some(1)
-    );
+    assert!(acquire(&mut c, "{orders}:leader", "o", &[])
+        .unwrap()
+        .is_some());
     let _: () = redis::cmd("SET")
         .arg("{orders}:data")
         .arg("x")
@@ -64,7 +63,9 @@ fn locks_over_all_slots_work_through_cluster_clients() {
         cluster.master_of("{orders}:leader"),
         cluster.master_of("{orders}:data")
     );
-    // redis-cli -c follows the redirect to the key's node.
+    // redis-cli -c follows the redirect to the key's node: one lease, the
+    // same token from every node (the owner's re-acquire).
+    let mut tokens = Vec::new();
     for node in &cluster.nodes {
         let out = std::process::Command::new("redis-cli")
             .args([
@@ -77,13 +78,15 @@ fn locks_over_all_slots_work_through_cluster_clients() {
             ])
             .output()
             .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "1",
-            "from node {}",
-            node.port
-        );
+        let token: i64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(token > 0, "from node {}", node.port);
+        tokens.push(token);
     }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
 }
 
 #[test]
@@ -179,6 +182,7 @@ fn a_master_failover_keeps_the_lease_and_the_token_sequence() {
     eprintln!("cluster failover: beats interrupted for {took:?} (node timeout 1 s)");
     let promoted = cluster.master_of(key);
     assert_ne!(promoted, master, "the replica was promoted");
+    let mut promoted_node = cluster.nodes[promoted].conn();
     let mut c = cluster.client();
     let released: i64 = redis::cmd("HBLOCK.RELEASE")
         .arg(key)
@@ -187,9 +191,86 @@ fn a_master_failover_keeps_the_lease_and_the_token_sequence() {
         .query(&mut c)
         .unwrap();
     assert_eq!(released, 1, "the same lease, token 1, survived");
-    assert_eq!(
-        acquire(&mut c, key, "next", &[]).unwrap(),
-        Some(2),
-        "tokens continue, never back"
+    grants_wait_for_the_failover_delay(&mut c, &mut promoted_node, key);
+}
+
+#[test]
+fn fenced_keys_route_like_a_multi_key_command() {
+    let cluster = Cluster::start();
+    let mut c = cluster.client();
+    let token = acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"])
+        .unwrap()
+        .expect("granted");
+    // Same hash tag: one slot, it works through the cluster client.
+    let set: String = redis::cmd("HBLOCK.FENCED")
+        .arg(&[
+            "{app}:lock",
+            "o",
+            &token.to_string(),
+            "SET",
+            "{app}:data",
+            "v",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(set, "OK");
+    // On the lock's node directly: a wrapped key of another slot is CROSSSLOT.
+    let mut node = cluster.nodes[cluster.master_of("{app}:lock")].conn();
+    let cross = crate::support::error_of(
+        &mut node,
+        &[
+            b"HBLOCK.FENCED",
+            b"{app}:lock",
+            b"o",
+            b"1",
+            b"SET",
+            b"{zzz}:data",
+            b"v",
+        ],
     );
+    assert!(cross.starts_with("CROSSSLOT"), "{cross}");
+    // On a node that does not serve the slot: MOVED.
+    let other = (0..cluster.nodes.len())
+        .find(|&i| cluster.masters().contains(&i) && i != cluster.master_of("{app}:lock"))
+        .expect("another master");
+    let mut elsewhere = cluster.nodes[other].conn();
+    let moved = crate::support::error_of(
+        &mut elsewhere,
+        &[
+            b"HBLOCK.FENCED",
+            b"{app}:lock",
+            b"o",
+            b"1",
+            b"SET",
+            b"{app}:data",
+            b"w",
+        ],
+    );
+    assert!(moved.starts_with("MOVED"), "{moved}");
+    let value: String = redis::cmd("GET").arg("{app}:data").query(&mut c).unwrap();
+    assert_eq!(value, "v", "refused calls wrote nothing");
+}
+
+/// After a promotion: a lock not held is granted only after the failover
+/// delay (auto: the 10 s lease the node knows), with a token of the new epoch.
+fn grants_wait_for_the_failover_delay(
+    c: &mut redis::cluster::ClusterConnection,
+    promoted_node: &mut Connection,
+    key: &str,
+) {
+    // A promotion starts a new epoch of tokens; grants of locks not held
+    // wait out the failover delay (auto: the 10 s lease this server knows).
+    assert_eq!(acquire(c, key, "next", &[]).unwrap(), None, "held off");
+    assert!(
+        crate::support::info_int(c, key, "ttl") > 0,
+        "ttl: the delay left"
+    );
+    let token = acquire(c, key, "next", &["WAIT", "20000"])
+        .unwrap()
+        .expect("granted when the delay ends");
+    assert!(
+        token > 1 << 32,
+        "tokens jump past the old master's epoch: {token}"
+    );
+    assert!(crate::support::counter(promoted_node, "failover_delayed") >= 1);
 }

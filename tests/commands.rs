@@ -67,9 +67,9 @@ fn beat_counts_and_release_frees_keeping_the_token() {
     let released: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"bob", b"2"]).unwrap();
     assert_eq!(released, 1);
     assert_eq!(acquire(&mut c, "lock", "alice", &[]), Some(3));
-    // Only deleting the key resets the sequence.
+    // Not even deleting the key starts the sequence over: tokens never repeat.
     let _: i64 = redis::cmd("DEL").arg("lock").query(&mut c).unwrap();
-    assert_eq!(acquire(&mut c, "lock", "carol", &[]), Some(1));
+    assert_eq!(acquire(&mut c, "lock", "carol", &[]), Some(4));
 }
 
 #[test]
@@ -190,12 +190,17 @@ fn owners_are_binary_safe_up_to_1024_bytes() {
     for (i, owner) in owners.iter().enumerate() {
         let key = format!("lock:{i}");
         let token: i64 = call(&mut c, &[b"HBLOCK.ACQUIRE", key.as_bytes(), owner]).unwrap();
-        assert_eq!(token, 1);
+        assert_eq!(token, i as i64 + 1, "one token sequence for the data set");
         assert_eq!(
             info_bytes(&mut c, &key, "owner").as_deref(),
             Some(&owner[..])
         );
-        let beats: i64 = call(&mut c, &[b"HBLOCK.BEAT", key.as_bytes(), owner, b"1"]).unwrap();
+        let token = token.to_string();
+        let beats: i64 = call(
+            &mut c,
+            &[b"HBLOCK.BEAT", key.as_bytes(), owner, token.as_bytes()],
+        )
+        .unwrap();
         assert_eq!(beats, 1);
         let other: Option<i64> =
             call(&mut c, &[b"HBLOCK.ACQUIRE", key.as_bytes(), b"other"]).unwrap();

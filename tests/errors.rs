@@ -248,9 +248,9 @@ fn bad_input_sweep_changes_nothing() {
     );
     assert_eq!(
         acquire(&mut c, "free", "bob", &["INTERVAL", "600000"]),
-        Some(1)
+        Some(2)
     );
-    let _: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"free", b"bob", b"1"]).unwrap();
+    let _: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"free", b"bob", b"2"]).unwrap();
     let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut c).unwrap();
     let before = digest(&mut c);
 

@@ -21,7 +21,8 @@ fn a_lease_expires_after_interval_times_misses() {
     assert_eq!(acquire(&mut c, "lock", "alice", &SHORT), Some(1));
     wait_for_state(&mut c, "lock", "expired");
     assert!(
-        granted.elapsed() >= Duration::from_millis(100),
+        // The server counts whole milliseconds: up to 1 ms less by ours.
+        granted.elapsed() >= Duration::from_millis(99),
         "expired early"
     );
     assert_eq!(info_int(&mut c, "lock", "ttl"), -1);

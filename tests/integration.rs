@@ -20,6 +20,8 @@ mod eviction;
 mod exclusion;
 /// Missed beats, expiry and takeover, on short real leases.
 mod expiry;
+/// HBLOCK.FENCED and HBLOCK.CHECK.
+mod fenced;
 /// Hostile input: 100,000 random calls.
 mod fuzz;
 /// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.
@@ -36,5 +38,7 @@ mod persistence;
 mod replication;
 /// Configs, command metadata, INFO, notifications, MULTI and Lua.
 mod server;
+/// Tokens never repeat: DEL, FLUSHALL, eviction, RESTORE, restarts, failovers.
+mod tokens;
 /// The operations torture test: clients under pause, failover, save, reload, restarts.
 mod torture;

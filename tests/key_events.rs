@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 fn deleted_or_flushed_locks_go_to_the_first_waiter_as_new_keys() {
     let server = Server::start();
     let mut c = server.conn();
+    let mut last_token = 0;
     for (key, wipe) in [("del", "DEL"), ("flush", "FLUSHALL"), ("unlink", "UNLINK")] {
-        assert_eq!(acquire(&mut c, key, "a", &[]), Some(1));
-        release(&mut c, key, "a", 1);
-        assert_eq!(acquire(&mut c, key, "a", &[]), Some(2));
+        let first = acquire(&mut c, key, "a", &[]).expect("granted");
+        release(&mut c, key, "a", first);
+        let second = acquire(&mut c, key, "a", &[]).expect("granted");
+        assert!(second > first && first > last_token);
         let waiter = spawn_acquire(&server, key, "w", &["WAIT", "0"]);
         wait_for_key_waiters(&mut c, key, 1);
         let wiped = Instant::now();
@@ -26,11 +28,12 @@ fn deleted_or_flushed_locks_go_to_the_first_waiter_as_new_keys() {
         }
         let _: redis::Value = cmd.query(&mut c).unwrap();
         let (token, at) = joined(waiter);
-        assert_eq!(
-            token,
-            Some(1),
-            "{wipe}: the new, empty key starts at token 1"
+        let token = token.expect("granted");
+        assert!(
+            token > last_token,
+            "{wipe}: the new, empty key gets a token never used before: {token}"
         );
+        last_token = token;
         let delay = at.duration_since(wiped);
         eprintln!("{wipe} -> grant: {delay:?}");
         assert!(
@@ -66,7 +69,7 @@ fn a_lock_replaced_by_another_lock_keeps_its_waiters() {
     assert_eq!(acquire(&mut c, "lock", "a", &[]), Some(1));
     assert_eq!(
         acquire(&mut c, "other", "b", &["INTERVAL", "600000"]),
-        Some(1)
+        Some(2)
     );
     let waiter = spawn_acquire(&server, "lock", "w", &["WAIT", "0"]);
     wait_for_key_waiters(&mut c, "lock", 1);
@@ -83,8 +86,8 @@ fn a_lock_replaced_by_another_lock_keeps_its_waiters() {
         1,
         "still waiting on the new record"
     );
-    assert_eq!(release(&mut c, "lock", "b", 1), 1);
-    assert_eq!(joined(waiter).0, Some(2));
+    assert_eq!(release(&mut c, "lock", "b", 2), 1);
+    assert_eq!(joined(waiter).0, Some(3));
 }
 
 #[test]
@@ -122,7 +125,7 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     // An expiry decided by the master's timer replicates too.
     assert_eq!(
         acquire(&mut m, "short", "s", &["INTERVAL", "50", "MISSES", "1"]),
-        Some(1)
+        Some(3)
     );
     let expired = eventually(Duration::from_secs(5), || {
         (counter(&mut m, "expired") == 1).then_some(())
@@ -139,7 +142,7 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     // is promoted, with no command on the key.
     assert_eq!(
         acquire(&mut m, "late", "x", &["INTERVAL", "100", "MISSES", "1"]),
-        Some(1)
+        Some(4)
     );
     wait_in_sync(&mut m, &mut r);
     drop(master); // the master dies before it sees the expiry
@@ -157,11 +160,11 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
         seen.is_some(),
         "the promoted replica never published the expiry"
     );
-    assert_eq!(
-        acquire(&mut r, "late", "y", &[]),
-        Some(2),
-        "tokens continue after promotion"
-    );
+    // After the promotion: the failover delay (auto: the 3 s default lease),
+    // then a token of the new epoch.
+    assert_eq!(acquire(&mut r, "late", "y", &[]), None, "held off");
+    let token = acquire(&mut r, "late", "y", &["WAIT", "10000"]).expect("granted after the delay");
+    assert!(token > 1 << 32, "a new epoch: {token}");
 }
 
 #[test]
@@ -177,10 +180,9 @@ fn timers_are_rearmed_after_loading() {
         (counter(&mut c, "expired") == 1).then_some(())
     });
     assert!(seen.is_some(), "expiry after DEBUG RELOAD");
-    assert_eq!(
-        acquire(&mut c, "aof", "a", &["INTERVAL", "300", "MISSES", "1"]),
-        Some(1)
-    );
+    // DEBUG RELOAD started a new epoch (a master loading its files).
+    let token = acquire(&mut c, "aof", "a", &["INTERVAL", "300", "MISSES", "1"]);
+    assert!(token.is_some_and(|t| t > 1 << 32), "{token:?}");
     server.crash_and_restart();
     let mut c = server.conn();
     let seen = eventually(Duration::from_secs(5), || {
@@ -195,10 +197,7 @@ fn leases_renamed_copied_or_moved_still_expire_on_time() {
     let server = Server::start();
     let mut c = server.conn();
     for key in ["renamed", "copied", "moved"] {
-        assert_eq!(
-            acquire(&mut c, key, "a", &["INTERVAL", "200", "MISSES", "1"]),
-            Some(1)
-        );
+        assert!(acquire(&mut c, key, "a", &["INTERVAL", "200", "MISSES", "1"]).is_some());
     }
     let _: () = redis::cmd("RENAME")
         .arg("renamed")

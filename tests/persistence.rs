@@ -22,8 +22,9 @@ fn every_field_survives_an_rdb_restart() {
     assert_eq!(snapshot(&mut c), before);
     assert_eq!(state(&mut c, "w:expired"), "expired");
     assert_eq!(state(&mut c, "w:free"), "free");
-    // The token sequence continues after the restart.
-    assert_eq!(acquire(&mut c, "w:free", "carol", &[]), Some(2));
+    // Tokens continue above every earlier one (a restart starts an epoch).
+    let token = acquire(&mut c, "w:free", "carol", &[]).expect("granted");
+    assert!(token > 1 << 32, "{token}");
 }
 
 fn wait_rewrite_done(c: &mut Connection) {
@@ -226,12 +227,15 @@ fn tokens_never_go_backwards_across_crashes() {
             "{key}: tokens {tokens:?}"
         );
         assert_eq!(tokens.len(), 50, "{key}");
-        assert_eq!(
-            tokens.last(),
-            Some(&50),
-            "{key}: one token per lease, none skipped or reused"
-        );
     }
+    // One sequence for the data set, a new epoch after each restart: no
+    // token was handed out twice, to any key.
+    let mut all: Vec<i64> = granted.values().flatten().copied().collect();
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), count, "a token was handed out twice");
+    {}
 }
 
 fn server_is_valkey(c: &mut Connection) -> bool {

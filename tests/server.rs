@@ -27,7 +27,7 @@ fn configs_set_defaults_of_new_leases() {
 
     config_set(&mut c, "hblock.interval", "2000");
     config_set(&mut c, "hblock.misses", "4");
-    assert_eq!(acquire(&mut c, "b", "o", &[]), Some(1));
+    assert_eq!(acquire(&mut c, "b", "o", &[]), Some(2));
     assert_eq!(
         (
             info_int(&mut c, "b", "interval"),
@@ -248,10 +248,10 @@ fn lua_sees_info_as_plain_strings_and_multi_works() {
         .cmd("HBLOCK.BEAT")
         .arg("m")
         .arg("x")
-        .arg(1)
+        .arg(2) // "lock" got 1: the data set's next token
         .query(&mut c)
         .unwrap();
-    assert_eq!((t1, t2, beats), (Some(1), None, 1));
+    assert_eq!((t1, t2, beats), (Some(2), None, 1));
 }
 
 /// The repository's redis.conf (what `make run` starts) loads the module.

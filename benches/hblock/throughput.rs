@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 /// Compare-owner-then-PEXPIRE: the heartbeat of Lua-based locks.
 const EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 /// Compare-and-delete: the release of redis-py's Lock / Redlock-style locks.
+/// The usual fenced write in Lua: compare the stored token, then SET.
+const FENCED_SET: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[2], ARGV[2]) else return redis.error_reply('stale') end";
 const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// Requests per second of one command, as redis-benchmark measures it.
@@ -103,8 +105,8 @@ fn cycles(
 }
 
 /// The keys the commands work on, and the two baseline scripts loaded.
-/// Returns the SHAs of (extend, unlock).
-fn prepare(c: &mut redis::Connection) -> (String, String) {
+/// Returns the SHAs of (extend, unlock, fenced set).
+fn prepare(c: &mut redis::Connection) -> (String, String, String) {
     let token: i64 = redis::cmd("HBLOCK.ACQUIRE")
         .arg("bench:lock")
         .arg("holder")
@@ -117,6 +119,7 @@ fn prepare(c: &mut redis::Connection) -> (String, String) {
         ("bench:ctr", "0"),
         ("bench:str", "holder"),
         ("bench:held", "holder"),
+        ("bench:fence", "holder:1"),
     ] {
         let _: () = redis::cmd("SET").arg(key).arg(value).query(c).expect("SET");
     }
@@ -127,11 +130,12 @@ fn prepare(c: &mut redis::Connection) -> (String, String) {
             .query(c)
             .expect("SCRIPT LOAD")
     };
-    (load(c, EXTEND), load(c, UNLOCK))
+    (load(c, EXTEND), load(c, UNLOCK), load(c, FENCED_SET))
 }
 
 /// BEAT, busy ACQUIRE and INFO against their baselines at one pipeline depth.
-fn at_depth(server: &Server, requests: usize, pipeline: usize, extend: &str) -> Vec<Row> {
+fn at_depth(server: &Server, requests: usize, pipeline: usize, scripts: (&str, &str)) -> Vec<Row> {
+    let (extend, fenced_set) = scripts;
     let p = format!("-P {pipeline}, 50 clients");
     let rps = |args: &[&str]| rps(server, requests, pipeline, args);
     let beat = rps(&["HBLOCK.BEAT", "bench:lock", "holder", "1"]);
@@ -142,6 +146,25 @@ fn at_depth(server: &Server, requests: usize, pipeline: usize, extend: &str) -> 
     let setnx = rps(&["SET", "bench:held", "standby", "NX", "PX", "30000"]);
     let info = rps(&["HBLOCK.INFO", "bench:lock"]);
     let get = rps(&["GET", "bench:str"]);
+    let fenced = rps(&[
+        "HBLOCK.FENCED",
+        "bench:lock",
+        "holder",
+        "1",
+        "SET",
+        "bench:fdata",
+        "v",
+    ]);
+    let set = rps(&["SET", "bench:fdata", "v"]);
+    let lua = rps(&[
+        "EVALSHA",
+        fenced_set,
+        "2",
+        "bench:fence",
+        "bench:fdata",
+        "holder:1",
+        "v",
+    ]);
     vec![
         compare(
             format!("BEAT by the holder ({p})"),
@@ -165,15 +188,23 @@ fn at_depth(server: &Server, requests: usize, pipeline: usize, extend: &str) -> 
             Some(0.9),
         ),
         compare(format!("INFO ({p})"), info, "GET", get, None),
+        compare(format!("FENCED SET ({p})"), fenced, "SET", set, Some(0.8)),
+        compare(
+            format!("FENCED SET ({p})"),
+            fenced,
+            "EVALSHA compare-then-SET",
+            lua,
+            Some(1.5),
+        ),
     ]
 }
 
 pub fn run(server: &Server, quick: bool) -> Vec<Row> {
     let requests = if quick { 100_000 } else { 1_000_000 };
-    let (extend, unlock) = prepare(&mut server.conn());
+    let (extend, unlock, fenced_set) = prepare(&mut server.conn());
     let mut rows = Vec::new();
     for pipeline in [1, 16] {
-        rows.extend(at_depth(server, requests, pipeline, &extend));
+        rows.extend(at_depth(server, requests, pipeline, (&extend, &fenced_set)));
     }
     let duration = Duration::from_millis(if quick { 500 } else { 3000 });
     let hblock = cycles(server, 8, duration, true, &unlock);

@@ -174,6 +174,22 @@ impl Lease {
         }
     }
 
+    /// The first lease of a new key when the data set last handed out
+    /// `floor`: token `floor + 1` (1 on a fresh data set).
+    pub fn first_after(
+        owner: &[u8],
+        terms: Terms,
+        now: i64,
+        floor: u64,
+    ) -> Result<Lease, CoreError> {
+        if floor >= COUNTER_MAX {
+            return Err(CoreError::TokensExhausted);
+        }
+        let mut lease = Lease::first(owner, terms, now);
+        lease.token = floor + 1;
+        Ok(lease)
+    }
+
     /// When the timer will look at this lock, if it is scheduled to.
     pub fn scheduled_check(&self) -> Option<i64> {
         (self.check_at != NO_CHECK).then_some(self.check_at)
@@ -250,13 +266,16 @@ impl Lease {
     }
 
     /// ACQUIRE by `owner`. `requested` holds the INTERVAL/MISSES given in the
-    /// call (None = not given); `defaults` fills the gaps of a new lease.
+    /// call (None = not given); `defaults` fills the gaps of a new lease. A
+    /// new lease's token is above both this record's and `floor`, the last
+    /// token the data set handed out (tokens never repeat for a key name).
     pub fn acquire(
         &mut self,
         owner: &[u8],
         requested: (Option<u32>, Option<u16>),
         defaults: Terms,
         now: i64,
+        floor: u64,
     ) -> Result<(Acquired, Effects), CoreError> {
         let mut effects = Effects {
             expired: self.observe_expiry(now),
@@ -276,12 +295,13 @@ impl Lease {
             }
             Phase::Held => Ok((Acquired::Busy, effects)),
             Phase::Free | Phase::Expired => {
-                if self.token >= COUNTER_MAX {
+                let above = self.token.max(floor);
+                if above >= COUNTER_MAX {
                     return Err(CoreError::TokensExhausted);
                 }
                 let takeover = self.phase == Phase::Expired;
                 let terms = Terms::resolve(requested, defaults);
-                self.token += 1;
+                self.token = above + 1;
                 self.granted_ms = now;
                 self.last_beat_ms = now;
                 self.beats = 0;
@@ -342,6 +362,15 @@ impl Lease {
     }
 
     /// Whether (owner, token) holds the lease, after expiry has been observed.
+    /// Whether (owner, token) holds the live lease at `now`, without
+    /// recording anything (CHECK, FENCED): BEAT's answers.
+    pub fn check(&self, owner: &[u8], token: u64, now: i64) -> Result<(), NotHeld> {
+        if self.phase == Phase::Held && now >= self.deadline_ms() {
+            return Err(NotHeld::Expired);
+        }
+        self.check_holder(owner, token)
+    }
+
     fn check_holder(&self, owner: &[u8], token: u64) -> Result<(), NotHeld> {
         match self.phase {
             Phase::Free => Err(NotHeld::Released),

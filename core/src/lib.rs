@@ -17,3 +17,4 @@ pub mod owner;
 pub mod proto;
 pub mod queue;
 pub mod schedule;
+pub mod tokens;

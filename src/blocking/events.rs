@@ -98,15 +98,26 @@ unsafe extern "C" fn on_server_event(
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED
             if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER =>
         {
-            // Leases that ran out while this was a replica are handled now.
+            // A new epoch of tokens; leases that ran out while this was a
+            // replica are handled now.
             let now = now_ms();
+            crate::tokens::new_epoch(now, true);
             with(|s| {
                 s.schedule
                     .advance_leases(now.saturating_add(REPLICA_POLL_MS + 1), now)
             });
         }
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => crate::tokens::demoted(),
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
             return;
+        }
+        raw::REDISMODULE_EVENT_LOADING => {
+            // A master that started from its files (or DEBUG RELOAD): a new
+            // epoch, above grants that may not have reached the files.
+            let flags = redis_module::Context::new(ctx).get_flags();
+            if flags.contains(redis_module::ContextFlags::MASTER) {
+                crate::tokens::new_epoch(now_ms(), false);
+            }
         }
         raw::REDISMODULE_EVENT_CONFIG => {
             crate::eviction::on_config_change(ctx, data);

@@ -138,6 +138,10 @@ pub fn arm(ctx: *mut raw::RedisModuleCtx) {
 fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
     let now = now_ms();
     let next = with(|s| s.schedule.next_due()).flatten();
+    let next = match (next, crate::tokens::next_due(now)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let next = if has_pending() || handoff::has_undo() {
         Some(now)
     } else {
@@ -181,6 +185,12 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     }
     let context = Context::new(ctx);
     let is_master = context.get_flags().contains(ContextFlags::MASTER);
+    if is_master && crate::tokens::on_timer(ctx, now) {
+        // The failover delay ended: every lock with waiters is served now.
+        for lock in with(|s| s.queues.locks_in(None)).unwrap_or_default() {
+            super::note_pending(lock);
+        }
+    }
     for grant in handoff::take_undo() {
         undo_grant(&context, &grant, now, is_master);
     }

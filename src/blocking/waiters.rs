@@ -143,14 +143,22 @@ pub fn serve(
             continue;
         }
         let granted = match lock_at(handle)? {
+            // After a promotion, a lock not held waits for the delay's end.
+            Some(lease) if lease.state(now) == State::Held => None,
+            _ if crate::tokens::hold_left(now) > 0 => None,
             // A grant that creates a key follows ACQUIRE's deny-oom.
             None if crate::eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
             None => {
                 let lease = grant_new_key(ctx, key, handle, &owner, terms, now)?;
                 Some(Ok(lease.token))
             }
-            Some(lease) if lease.state(now) == State::Held => None,
-            Some(lease) => match lease.acquire(&owner, terms, config::default_terms(), now) {
+            Some(lease) => match lease.acquire(
+                &owner,
+                terms,
+                config::default_terms(),
+                now,
+                crate::tokens::floor(),
+            ) {
                 Ok((Acquired::Token(token), fx)) => {
                     commit(ctx, key, lease, fx);
                     Some(Ok(token))

@@ -12,6 +12,7 @@ use crate::command_info::{Kind, Spec, KEY, OWNER, RW_UPDATE};
 use crate::config;
 use crate::error::Error;
 use crate::lease::{Acquired, State};
+use crate::{stats, tokens};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -22,6 +23,7 @@ pub const SPEC: Spec = Spec {
     summary: c"Acquires a heartbeat lease and returns its fencing token; nil when another owner holds it.",
     arity: -3,
     key_flags: RW_UPDATE,
+    wraps: false,
     args: &[
         KEY,
         OWNER,
@@ -51,25 +53,14 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     let queue_ahead = waiting.is_some() && blocking::waiting_lock(ctx, key).is_some();
 
-    let got = match lock_at(&handle)? {
-        Some(lease) => {
-            let holder_renews = lease.state(now) == State::Held && lease.owner.as_bytes() == owner;
-            if queue_ahead && !holder_renews {
-                Acquired::Busy
-            } else {
-                let (got, fx) = lease
-                    .acquire(owner, requested, defaults, now)
-                    .map_err(Error::from)?;
-                commit(ctx, key, lease, fx);
-                got
-            }
-        }
-        None if queue_ahead => Acquired::Busy,
-        None => {
-            let lease = grant_new_key(ctx, key, &handle, owner, requested, now)?;
-            Acquired::Token(lease.token)
-        }
+    let call = Call {
+        owner,
+        requested,
+        defaults,
+        now,
+        queue_ahead,
     };
+    let got = grant_or_renew(ctx, key, &handle, &call)?;
     Ok(match got {
         Acquired::Token(token) => RedisValue::Integer(token as i64),
         Acquired::Busy => match opts.wait_ms {
@@ -85,5 +76,56 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             // Inside MULTI or Lua, WAIT is ignored: answer at once.
             _ => RedisValue::Null,
         },
+    })
+}
+
+/// One ACQUIRE once parsed: who asks, for which terms, when, and whether
+/// clients already wait for the lock.
+struct Call<'a> {
+    owner: &'a [u8],
+    requested: (Option<u32>, Option<u16>),
+    defaults: crate::lease::Terms,
+    now: i64,
+    queue_ahead: bool,
+}
+
+/// Grants a new lease, renews the caller's, or answers Busy: the lock is
+/// held, others wait first, or (after a promotion) the failover delay holds
+/// off locks this server's records do not show as held.
+fn grant_or_renew(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &redis_module::key::RedisKeyWritable,
+    call: &Call,
+) -> Result<Acquired, Error> {
+    let Call {
+        owner,
+        requested,
+        defaults,
+        now,
+        queue_ahead,
+    } = *call;
+    let held_off = tokens::hold_left(now) > 0;
+    Ok(match lock_at(handle)? {
+        Some(lease) => {
+            let held = lease.state(now) == State::Held;
+            let holder_renews = held && lease.owner.as_bytes() == owner;
+            if queue_ahead && !holder_renews {
+                Acquired::Busy
+            } else if held_off && !held {
+                stats::bump(&stats::FAILOVER_DELAYED);
+                Acquired::Busy
+            } else {
+                let (got, fx) = lease.acquire(owner, requested, defaults, now, tokens::floor())?;
+                commit(ctx, key, lease, fx);
+                got
+            }
+        }
+        None if queue_ahead => Acquired::Busy,
+        None if held_off => {
+            stats::bump(&stats::FAILOVER_DELAYED);
+            Acquired::Busy
+        }
+        None => Acquired::Token(grant_new_key(ctx, key, handle, owner, requested, now)?.token),
     })
 }

@@ -19,6 +19,7 @@ pub const SPEC: Spec = Spec {
     summary: c"Internal: sets a lock record; used by replication and AOF only.",
     arity: 11,
     key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
+    wraps: false,
     args: &[
         KEY,
         (c"phase", Kind::Integer, None),
@@ -38,7 +39,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         .get_flags()
         .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
     {
-        return Err(Error::InternalOnly.into());
+        return Err(Error::InternalOnly(c"HBLOCK.APPLY").into());
     }
     let [_, key, fields @ ..] = args.as_slice() else {
         return Err(Error::Arity.into());
@@ -64,6 +65,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     // the master's stream as it is). Nothing is propagated while loading.
     ctx.replicate_verbatim();
     // Watched here too, so a promoted replica takes over expired leases.
+    crate::tokens::observe(record);
     blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), record);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -22,6 +22,7 @@ pub const SPEC: Spec = Spec {
     summary: c"Returns the state of a lock: holder, token, terms, missed beats, ttl and counters.",
     arity: 2,
     key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
+    wraps: false,
     args: &[KEY],
 };
 
@@ -43,13 +44,20 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
     let view = lease.view(now);
+    // A lock not held, after a promotion: ttl is the failover delay left.
+    let held_off = crate::tokens::hold_left(now);
+    let ttl = if view.state != crate::lease::State::Held && held_off > 0 {
+        held_off
+    } else {
+        view.ttl_ms
+    };
     // In the order of INFO_NUMBERS (hblock_core::proto), which names them.
     let numbers: [i64; 9] = [
         view.token as i64,
         i64::from(view.interval_ms),
         i64::from(view.misses),
         view.missed as i64,
-        view.ttl_ms,
+        ttl,
         view.beats as i64,
         view.age_ms,
         view.takeovers as i64,

@@ -4,17 +4,23 @@
 pub mod acquire;
 pub mod apply;
 pub mod beat;
+pub mod check;
+pub mod fenced;
+pub mod floor;
 pub mod info;
 pub mod release;
 
 /// Every command's spec, in registration order (lib.rs registers them in
 /// this order too; command_info sets their metadata from these).
-pub const SPECS: [&crate::command_info::Spec; 5] = [
+pub const SPECS: [&crate::command_info::Spec; 8] = [
     &acquire::SPEC,
     &beat::SPEC,
     &release::SPEC,
     &info::SPEC,
     &apply::SPEC,
+    &check::SPEC,
+    &fenced::SPEC,
+    &floor::SPEC,
 ];
 
 use crate::config;
@@ -134,7 +140,9 @@ pub fn grant_new_key<'k>(
     now: i64,
 ) -> Result<&'k mut Lease, Error> {
     let terms = Terms::resolve(requested, config::default_terms());
-    let lease = create_lock(handle, Lease::first(owner, terms, now))?;
+    let first =
+        Lease::first_after(owner, terms, now, crate::tokens::floor()).map_err(Error::from)?;
+    let lease = create_lock(handle, first)?;
     let fx = Effects {
         changed: true,
         acquired: true,
@@ -151,6 +159,7 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects) 
     if fx.changed {
         signal_modified(ctx, key);
         replicate_record(ctx, key, lease);
+        crate::tokens::observe(lease);
     }
     let events = [
         (fx.expired, "hblock.expired", &stats::EXPIRED),

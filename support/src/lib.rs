@@ -152,53 +152,37 @@ pub fn acquire(
 /// beaten, renewed with new terms, released, expired-and-seen, taken over.
 pub fn mixed_workload(c: &mut impl ConnectionLike) {
     let long_owner = vec![b'L'; 1024];
+    fn acquire(c: &mut impl ConnectionLike, key: &[u8], owner: &[u8], terms: &[&[u8]]) -> String {
+        let mut args: Vec<&[u8]> = vec![b"HBLOCK.ACQUIRE", key, owner];
+        args.extend_from_slice(terms);
+        let token: i64 = call(c, &args).expect("ACQUIRE");
+        token.to_string()
+    }
     for (key, owner) in [
         (&b"w:held"[..], &b"alice"[..]),
         (b"w:bin", b"\0\xffbin\r\n"),
         (b"w:long", &long_owner),
     ] {
-        let _: i64 = call(c, &[b"HBLOCK.ACQUIRE", key, owner, b"INTERVAL", b"600000"]).unwrap();
-        let _: i64 = call(c, &[b"HBLOCK.BEAT", key, owner, b"1"]).unwrap();
+        let token = acquire(c, key, owner, &[b"INTERVAL", b"600000"]);
+        let _: i64 = call(c, &[b"HBLOCK.BEAT", key, owner, token.as_bytes()]).expect("BEAT");
     }
-    let _: i64 = call(
-        c,
-        &[b"HBLOCK.ACQUIRE", b"w:held", b"alice", b"MISSES", b"9"],
-    )
-    .unwrap();
-    let _: i64 = call(
-        c,
-        &[b"HBLOCK.ACQUIRE", b"w:free", b"bob", b"INTERVAL", b"600000"],
-    )
-    .unwrap();
-    let _: i64 = call(c, &[b"HBLOCK.RELEASE", b"w:free", b"bob", b"1"]).unwrap();
+    acquire(c, b"w:held", b"alice", &[b"MISSES", b"9"]);
+    let token = acquire(c, b"w:free", b"bob", &[b"INTERVAL", b"600000"]);
+    let _: i64 =
+        call(c, &[b"HBLOCK.RELEASE", b"w:free", b"bob", token.as_bytes()]).expect("RELEASE");
+    let mut expired = String::new();
     for key in [&b"w:expired"[..], b"w:taken"] {
-        let _: i64 = call(
-            c,
-            &[
-                b"HBLOCK.ACQUIRE",
-                key,
-                b"old",
-                b"INTERVAL",
-                b"10",
-                b"MISSES",
-                b"1",
-            ],
-        )
-        .unwrap();
+        let token = acquire(c, key, b"old", &[b"INTERVAL", b"10", b"MISSES", b"1"]);
+        if key == b"w:expired" {
+            expired = token;
+        }
     }
     std::thread::sleep(Duration::from_millis(25));
-    let _ = call::<Value>(c, &[b"HBLOCK.BEAT", b"w:expired", b"old", b"1"]);
-    let _: i64 = call(
+    let _ = call::<Value>(
         c,
-        &[
-            b"HBLOCK.ACQUIRE",
-            b"w:taken",
-            b"new",
-            b"INTERVAL",
-            b"600000",
-        ],
-    )
-    .unwrap();
+        &[b"HBLOCK.BEAT", b"w:expired", b"old", expired.as_bytes()],
+    );
+    acquire(c, b"w:taken", b"new", &[b"INTERVAL", b"600000"]);
 }
 
 /// HBLOCK.INFO of a key without the fields that move with the clock.

@@ -83,7 +83,9 @@ fn run_on_a_cluster_rides_out_a_master_failover() {
     // Thin commands reach keys in every slot.
     for i in 0..10 {
         let out = cli(&["acquire", &format!("thin:{i}"), "--owner", "t"]);
-        assert_eq!((code(&out), stdout(&out).as_str()), (0, "1"));
+        let token: i64 = stdout(&out).parse().unwrap_or(0);
+        assert_eq!(code(&out), 0);
+        assert!(token >= 1, "{}", stdout(&out));
     }
 
     let master = cluster.master_of("job");

@@ -82,7 +82,7 @@ fn an_expired_lease_is_never_revived() {
     assert_eq!(result, Err(NotHeld::Expired));
     assert!(!fx.expired && !fx.changed);
     // The holder must acquire again and gets a new token (a takeover).
-    let (got, fx) = lease.acquire(b"a", NONE, T, 3002).unwrap();
+    let (got, fx) = lease.acquire(b"a", NONE, T, 3002, 0).unwrap();
     assert_eq!(got, Acquired::Token(2));
     assert!(fx.acquired && fx.takeover && !fx.expired);
     assert_eq!(lease.takeovers, 1);
@@ -129,7 +129,7 @@ fn acquire_table() {
         table.into_iter().enumerate()
     {
         let mut lease = setup();
-        let (got, fx) = lease.acquire(owner, NONE, T, now).unwrap();
+        let (got, fx) = lease.acquire(owner, NONE, T, now, 0).unwrap();
         assert_eq!(got, reply, "row {i}");
         assert_eq!(
             (fx.expired, fx.acquired, fx.takeover),
@@ -144,7 +144,7 @@ fn acquire_table() {
 fn busy_acquire_changes_nothing() {
     let mut lease = held_by(b"a", 0);
     let before = lease.clone();
-    let (got, fx) = lease.acquire(b"b", (Some(5), Some(9)), T, 10).unwrap();
+    let (got, fx) = lease.acquire(b"b", (Some(5), Some(9)), T, 10, 0).unwrap();
     assert_eq!(got, Acquired::Busy);
     assert!(!fx.changed);
     assert_eq!(lease, before);
@@ -153,7 +153,7 @@ fn busy_acquire_changes_nothing() {
 #[test]
 fn holder_reacquire_is_a_heartbeat_that_may_change_terms() {
     let mut lease = held_by(b"a", 0);
-    let (got, fx) = lease.acquire(b"a", (Some(200), None), T, 2000).unwrap();
+    let (got, fx) = lease.acquire(b"a", (Some(200), None), T, 2000, 0).unwrap();
     assert_eq!(got, Acquired::Token(1));
     assert!(fx.changed && !fx.acquired);
     assert_eq!((lease.interval_ms, lease.misses, lease.beats), (200, 3, 1));
@@ -169,7 +169,9 @@ fn new_lease_takes_requested_terms_else_defaults() {
         interval_ms: 500,
         misses: 7,
     };
-    lease.acquire(b"b", (None, Some(2)), defaults, 10).unwrap();
+    lease
+        .acquire(b"b", (None, Some(2)), defaults, 10, 0)
+        .unwrap();
     assert_eq!((lease.interval_ms, lease.misses), (500, 2));
     assert_eq!((lease.beats, lease.granted_ms), (0, 10));
 }
@@ -217,7 +219,7 @@ fn view_of_free_and_expired_locks() {
         (expired.ttl_ms, expired.age_ms, expired.missed),
         (-1, 4000, 3)
     );
-    lease.acquire(b"b", NONE, T, 4000).unwrap();
+    lease.acquire(b"b", NONE, T, 4000, 0).unwrap();
     lease.release(b"b", 2, 4100);
     let free = lease.view(9000);
     assert_eq!(free.state, State::Free);
@@ -232,7 +234,7 @@ fn tokens_stop_at_i64_max_instead_of_wrapping() {
     lease.token = COUNTER_MAX;
     lease.release(b"a", COUNTER_MAX, 1);
     assert_eq!(
-        lease.acquire(b"b", NONE, T, 2),
+        lease.acquire(b"b", NONE, T, 2, 0),
         Err(CoreError::TokensExhausted)
     );
 }
@@ -259,4 +261,39 @@ fn record_stays_small() {
         "{}",
         std::mem::size_of::<Lease>()
     );
+}
+
+#[test]
+fn new_leases_get_tokens_above_the_data_sets_floor() {
+    let mut lease = held_by(b"a", 0);
+    lease.release(b"a", 1, 10);
+    // Another key got token 41 meanwhile: this one's next lease is 42.
+    let (got, _) = lease.acquire(b"b", NONE, T, 20, 41).unwrap();
+    assert!(matches!(got, Acquired::Token(42)));
+    // A floor below the record's own token changes nothing.
+    lease.release(b"b", 42, 30);
+    let (got, _) = lease.acquire(b"c", NONE, T, 40, 7).unwrap();
+    assert!(matches!(got, Acquired::Token(43)));
+    // The holder's re-acquire keeps its token whatever the floor.
+    let (got, _) = lease.acquire(b"c", NONE, T, 50, 1000).unwrap();
+    assert!(matches!(got, Acquired::Token(43)));
+    assert_eq!(Lease::first_after(b"x", T, 0, 0).map(|l| l.token), Ok(1));
+    assert_eq!(Lease::first_after(b"x", T, 0, 99).map(|l| l.token), Ok(100));
+    assert!(Lease::first_after(b"x", T, 0, COUNTER_MAX).is_err());
+    let mut full = held_by(b"a", 0);
+    full.release(b"a", 1, 1);
+    assert!(full.acquire(b"b", NONE, T, 2, COUNTER_MAX).is_err());
+}
+
+#[test]
+fn check_answers_like_beat_and_changes_nothing() {
+    let mut lease = held_by(b"a", 0);
+    let before = lease.clone();
+    assert_eq!(lease.check(b"a", 1, 2999), Ok(()));
+    assert_eq!(lease.check(b"b", 1, 10), Err(NotHeld::OtherOwner));
+    assert_eq!(lease.check(b"a", 2, 10), Err(NotHeld::TokenMismatch));
+    assert_eq!(lease.check(b"a", 1, 3000), Err(NotHeld::Expired));
+    assert_eq!(lease, before, "check records nothing");
+    lease.release(b"a", 1, 5);
+    assert_eq!(lease.check(b"a", 1, 6), Err(NotHeld::Released));
 }

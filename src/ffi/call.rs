@@ -1,0 +1,118 @@
+//! What HBLOCK.FENCED needs: the key positions of a wrapped command (for
+//! ACL, COMMAND GETKEYS and cluster routing) and RM_Call with its reply
+//! passed through unchanged.
+
+use super::Ctx;
+use redis_module::{raw, RedisString};
+use std::ffi::{c_int, CStr};
+
+/// True when Redis asks for the command's key positions (getkeys-api).
+pub fn is_keys_position_request(ctx: Ctx) -> bool {
+    // SAFETY: the command's own context.
+    unsafe { raw::RedisModule_IsKeysPositionRequest.is_some_and(|is_request| is_request(ctx) != 0) }
+}
+
+/// Reports argument `pos` as a key (during a keys position request).
+pub fn key_at_pos(ctx: Ctx, pos: c_int) {
+    // SAFETY: the command's own context, during a keys position request.
+    unsafe {
+        if let Some(key_at) = raw::RedisModule_KeyAtPos {
+            key_at(ctx, pos);
+        }
+    }
+}
+
+fn pointers(args: &[RedisString]) -> Vec<*mut raw::RedisModuleString> {
+    args.iter().map(|a| a.inner).collect()
+}
+
+/// The key positions of the command `args[0] args[1..]`, relative to `args`
+/// (empty for an unknown command or a wrong number of arguments).
+pub fn command_keys(ctx: Ctx, args: &[RedisString]) -> Vec<c_int> {
+    let Ok(argc) = c_int::try_from(args.len()) else {
+        return Vec::new();
+    };
+    let mut argv = pointers(args);
+    let mut count: c_int = 0;
+    // SAFETY: argv holds `argc` live strings; Redis returns an array of
+    // `count` ints allocated with its allocator, freed here with RM_Free.
+    unsafe {
+        let Some(get_keys) = raw::RedisModule_GetCommandKeys else {
+            return Vec::new();
+        };
+        let positions = get_keys(ctx, argv.as_mut_ptr(), argc, &mut count);
+        if positions.is_null() {
+            return Vec::new();
+        }
+        let keys = (0..usize::try_from(count).unwrap_or(0))
+            .map(|i| *positions.add(i))
+            .collect();
+        if let Some(free) = raw::RedisModule_Free {
+            free(positions.cast());
+        }
+        keys
+    }
+}
+
+/// RM_Call refused before running anything, with no reply of its own.
+#[derive(Debug)]
+pub struct CallFailed(pub i32);
+
+/// Runs `name args...` with RM_Call and `flags`, and replies with what it
+/// answered (an error reply included, with the `E` flag); an error reply
+/// that `rewrite` has a better text for is replied with that text.
+pub fn call_passing_reply(
+    ctx: Ctx,
+    name: &CStr,
+    args: &[RedisString],
+    flags: &CStr,
+    rewrite: impl Fn(&[u8]) -> Option<String>,
+) -> Result<(), CallFailed> {
+    let mut argv = pointers(args);
+    // SAFETY: format "v<flags>" takes an argv pointer and its length, given
+    // here; the reply is handed to the client and then freed once.
+    unsafe {
+        let (Some(call), Some(reply_with), Some(free)) = (
+            raw::RedisModule_Call,
+            raw::RedisModule_ReplyWithCallReply,
+            raw::RedisModule_FreeCallReply,
+        ) else {
+            return Err(CallFailed(0));
+        };
+        let reply = call(
+            ctx,
+            name.as_ptr(),
+            flags.as_ptr(),
+            argv.as_mut_ptr(),
+            argv.len(),
+        );
+        if reply.is_null() {
+            return Err(CallFailed(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        let better = error_text(reply).and_then(&rewrite);
+        match better {
+            Some(text) => super::reply_error(ctx, &text),
+            None => {
+                reply_with(ctx, reply);
+            }
+        }
+        free(reply);
+    }
+    Ok(())
+}
+
+/// The text of an error reply, None for any other reply.
+///
+/// # Safety
+/// `reply` is a live call reply; the text borrows from it.
+unsafe fn error_text<'a>(reply: *mut raw::RedisModuleCallReply) -> Option<&'a [u8]> {
+    let reply_type = raw::RedisModule_CallReplyType?(reply);
+    if reply_type != raw::REDISMODULE_REPLY_ERROR as c_int {
+        return None;
+    }
+    let mut len: usize = 0;
+    let ptr = raw::RedisModule_CallReplyStringPtr?(reply, &mut len);
+    (!ptr.is_null()).then(|| std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+}

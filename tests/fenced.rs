@@ -1,0 +1,360 @@
+//! HBLOCK.FENCED and HBLOCK.CHECK: writes that happen only while the caller
+//! holds the live lease, checked inside Redis.
+
+use crate::support::{acquire, call, digest, error_of, wait_in_sync, Options, Server};
+use redis::Value;
+use std::time::Duration;
+
+fn fenced(c: &mut redis::Connection, token: &str, cmd: &[&str]) -> redis::RedisResult<Value> {
+    redis::cmd("HBLOCK.FENCED")
+        .arg("{app}:lock")
+        .arg("o")
+        .arg(token)
+        .arg(cmd)
+        .query(c)
+}
+
+fn data(c: &mut redis::Connection) -> String {
+    let dump: Vec<Option<Vec<u8>>> = ["{app}:s", "{app}:n", "{app}:h"]
+        .iter()
+        .map(|k| redis::cmd("DUMP").arg(*k).query(c).expect("DUMP"))
+        .collect();
+    format!("{dump:?}")
+}
+
+#[test]
+fn writes_apply_only_for_the_live_holder_and_replies_pass_through() {
+    let server = Server::start();
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(
+            &mut c,
+            "{app}:lock",
+            "o",
+            &["INTERVAL", "100", "MISSES", "2"]
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        fenced(&mut c, "1", &["SET", "{app}:s", "v"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        fenced(&mut c, "1", &["INCR", "{app}:n"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        fenced(&mut c, "1", &["HSET", "{app}:h", "f", "x"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        fenced(&mut c, "1", &["DEL", "{app}:gone"]).unwrap(),
+        Value::Int(0)
+    );
+    // Errors of the wrapped command are its own.
+    let wrongtype = fenced(&mut c, "1", &["INCR", "{app}:h"]).unwrap_err();
+    assert_eq!(wrongtype.code(), Some("WRONGTYPE"));
+    refusals_write_nothing(&mut c);
+    // RESP3: a map through FENCED is still a map.
+    assert_eq!(
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
+        Some(3)
+    );
+    let mut c3 = server.conn_resp3();
+    let map: Value = fenced(&mut c3, "3", &["HGETALL", "{app}:h"]).unwrap();
+    assert!(matches!(map, Value::Map(_)), "{map:?}");
+    let flat: Value = fenced(&mut c, "3", &["HGETALL", "{app}:h"]).unwrap();
+    assert!(matches!(flat, Value::Array(_)), "{flat:?}");
+}
+
+/// With `{app}:lock` held by "o" under token 1 (a 200 ms lease): a stale
+/// token, another owner, the lease expired, released, a missing lock, bad
+/// syntax; all refused, none writes.
+fn refusals_write_nothing(c: &mut redis::Connection) {
+    let before = data(c);
+    // A stale token, another owner: NOTHELD, nothing written.
+    let stale = fenced(c, "2", &["SET", "{app}:s", "stale"]).unwrap_err();
+    assert_eq!(stale.code(), Some("NOTHELD"));
+    let other = error_of(
+        c,
+        &[
+            b"HBLOCK.FENCED",
+            b"{app}:lock",
+            b"x",
+            b"1",
+            b"SET",
+            b"{app}:s",
+            b"y",
+        ],
+    );
+    assert!(
+        other.starts_with("NOTHELD the lock is held by another owner"),
+        "{other}"
+    );
+    // Expired (no beat for 200 ms), released, missing.
+    std::thread::sleep(Duration::from_millis(250));
+    let expired = fenced(c, "1", &["INCR", "{app}:n"]).unwrap_err();
+    assert_eq!(expired.detail(), Some("the lease expired"));
+    assert_eq!(acquire(c, "{app}:lock", "o", &[]), Some(2));
+    let _: i64 = call(c, &[b"HBLOCK.RELEASE", b"{app}:lock", b"o", b"2"]).unwrap();
+    let released = fenced(c, "2", &["INCR", "{app}:n"]).unwrap_err();
+    assert_eq!(released.detail(), Some("the lease was released"));
+    let missing = error_of(
+        c,
+        &[
+            b"HBLOCK.FENCED",
+            b"{app}:nolock",
+            b"o",
+            b"1",
+            b"SET",
+            b"{app}:s",
+            b"y",
+        ],
+    );
+    assert!(missing.starts_with("NOTHELD no such lock"), "{missing}");
+    assert_eq!(data(c), before, "refused writes changed data");
+    // Syntax: ERR, as for BEAT.
+    for bad in [&b"0"[..], b"x", b"-1"] {
+        let err = error_of(
+            c,
+            &[
+                b"HBLOCK.FENCED",
+                b"{app}:lock",
+                b"o",
+                bad,
+                b"GET",
+                b"{app}:s",
+            ],
+        );
+        assert!(err.starts_with("ERR"), "{err}");
+    }
+    assert!(
+        error_of(c, &[b"HBLOCK.FENCED", b"{app}:lock", b"o", b"1"]).starts_with("ERR wrong number")
+    );
+}
+
+#[test]
+fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
+    let server = Server::start();
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
+        Some(1)
+    );
+    let before = digest(&mut c);
+    let refused: [(&[&str], &str); 8] = [
+        (&["BLPOP", "{app}:l", "0"], "blocking"),
+        (&["MULTI"], "not allowed in scripts"),
+        (&["EXEC"], "not allowed in scripts"),
+        (&["WATCH", "{app}:s"], "not allowed in scripts"),
+        (&["DISCARD"], "not allowed in scripts"),
+        (&["SUBSCRIBE", "ch"], "not allowed in scripts"),
+        (
+            &["HBLOCK.RELEASE", "{app}:lock", "o", "1"],
+            "HBLOCK commands",
+        ),
+        (&["NOSUCHCOMMAND", "x"], "unknown command"),
+    ];
+    for (cmd, why) in refused {
+        let err = fenced(&mut c, "1", cmd).unwrap_err();
+        let text = format!(
+            "{} {}",
+            err.code().unwrap_or(""),
+            err.detail().unwrap_or("")
+        );
+        assert!(
+            text.starts_with("ERR") && text.contains(why),
+            "{cmd:?}: {text}"
+        );
+    }
+    assert_eq!(digest(&mut c), before, "nothing ran");
+    assert_eq!(crate::support::state(&mut c, "{app}:lock"), "held");
+}
+
+#[test]
+fn keys_of_the_wrapped_command_are_keys_for_getkeys_and_acl() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&[
+            "GETKEYS",
+            "HBLOCK.FENCED",
+            "{app}:lock",
+            "o",
+            "1",
+            "MSET",
+            "{app}:a",
+            "1",
+            "{app}:b",
+            "2",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["{app}:lock", "{app}:a", "{app}:b"]);
+    assert_eq!(
+        acquire(&mut c, "app:lock", "o", &["INTERVAL", "60000"]),
+        Some(1)
+    );
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "appuser",
+            "on",
+            "nopass",
+            "~app:*",
+            "+@all",
+            "-flushall",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "noset", "on", "nopass", "~*", "+@all", "-set"])
+        .query(&mut c)
+        .unwrap();
+    let as_user = |user: &str, args: &[&str]| -> redis::RedisResult<Value> {
+        let mut u = server.conn();
+        let _: () = redis::cmd("AUTH").arg(user).arg("x").query(&mut u)?;
+        redis::cmd("HBLOCK.FENCED").arg(args).query(&mut u)
+    };
+    assert_eq!(
+        as_user("appuser", &["app:lock", "o", "1", "SET", "app:data", "v"]).unwrap(),
+        Value::Okay
+    );
+    let denied = as_user("appuser", &["app:lock", "o", "1", "SET", "other:data", "v"]).unwrap_err();
+    assert_eq!(denied.code(), Some("NOPERM"), "{denied}");
+    let no_set = as_user("noset", &["app:lock", "o", "1", "SET", "app:data", "w"]).unwrap_err();
+    assert!(
+        format!("{no_set}").contains("NOPERM") || no_set.code() == Some("NOPERM"),
+        "{no_set}"
+    );
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("other:data")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 0);
+    let value: String = redis::cmd("GET").arg("app:data").query(&mut c).unwrap();
+    assert_eq!(value, "v");
+}
+
+const GUARDED: &str = "redis.call('HBLOCK.CHECK', KEYS[1], ARGV[1], ARGV[2]); \
+    redis.call('SET', KEYS[2], ARGV[3]); \
+    return redis.call('HBLOCK.FENCED', KEYS[1], ARGV[1], ARGV[2], 'INCR', KEYS[3])";
+
+#[test]
+fn check_guards_scripts_and_fenced_works_in_multi_lua_and_functions() {
+    let server = Server::start();
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
+        Some(1)
+    );
+    let run = |c: &mut redis::Connection, token: &str, value: &str| -> redis::RedisResult<i64> {
+        redis::cmd("EVAL")
+            .arg(GUARDED)
+            .arg(3)
+            .arg(&["{app}:lock", "{app}:s", "{app}:n", "o", token, value])
+            .query(c)
+    };
+    assert_eq!(run(&mut c, "1", "fresh").unwrap(), 1);
+    let before = data(&mut c);
+    let stale = run(&mut c, "7", "stale").unwrap_err();
+    assert!(format!("{stale}").contains("NOTHELD"), "{stale}");
+    assert_eq!(
+        data(&mut c),
+        before,
+        "CHECK stopped the stale script before its writes"
+    );
+    let (ok, n): (String, i64) = redis::pipe()
+        .atomic()
+        .cmd("HBLOCK.FENCED")
+        .arg(&["{app}:lock", "o", "1", "SET", "{app}:s", "multi"])
+        .cmd("HBLOCK.FENCED")
+        .arg(&["{app}:lock", "o", "1", "INCR", "{app}:n"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((ok.as_str(), n), ("OK", 2));
+    let lib = "#!lua name=fencedlib\nredis.register_function('fenced_incr', function(keys, args) return redis.call('HBLOCK.FENCED', keys[1], args[1], args[2], 'INCR', keys[2]) end)";
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(lib)
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("FCALL")
+        .arg(&["fenced_incr", "2", "{app}:lock", "{app}:n", "o", "1"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 3);
+    let refused: redis::RedisResult<i64> = redis::cmd("FCALL")
+        .arg(&["fenced_incr", "2", "{app}:lock", "{app}:n", "o", "2"])
+        .query(&mut c);
+    assert!(refused.is_err());
+    let check: String = redis::cmd("HBLOCK.CHECK")
+        .arg(&["{app}:lock", "o", "1"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(check, "OK");
+}
+
+#[test]
+fn replicas_and_the_aof_get_the_wrapped_effect_once() {
+    let master = Server::with(Options::default().config("appendonly", "yes"));
+    let replica = Server::replica_of(&master);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    wait_in_sync(&mut m, &mut r);
+    let mut accepted = 0;
+    for round in 0..20i64 {
+        let token = acquire(
+            &mut m,
+            "{app}:lock",
+            "o",
+            &["INTERVAL", "30", "MISSES", "1"],
+        )
+        .expect("granted");
+        for (t, value) in [(token, "ok"), (token + 100, "stale")] {
+            let set = redis::cmd("HBLOCK.FENCED")
+                .arg(&[
+                    "{app}:lock",
+                    "o",
+                    &t.to_string(),
+                    "SET",
+                    &format!("{{app}}:k{round}"),
+                    value,
+                ])
+                .query::<Value>(&mut m);
+            accepted += i32::from(set.is_ok());
+        }
+        if round % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(40)); // the lease expires
+        } else {
+            let _: i64 = call(
+                &mut m,
+                &[
+                    b"HBLOCK.RELEASE",
+                    b"{app}:lock",
+                    b"o",
+                    token.to_string().as_bytes(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(accepted, 20);
+    wait_in_sync(&mut m, &mut r);
+    assert_eq!(digest(&mut m), digest(&mut r));
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut r)
+        .unwrap();
+    assert!(stats.contains("cmdstat_set:calls=20,"), "{stats}");
+    assert!(!stats.contains("cmdstat_hblock.fenced"), "{stats}");
+    // The AOF holds the SETs, and no FENCED.
+    let _: () = redis::cmd("DEBUG").arg("LOADAOF").query(&mut m).unwrap();
+    let mut m = master.conn();
+    let kept: Option<String> = redis::cmd("GET").arg("{app}:k0").query(&mut m).unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("ok"),
+        "the AOF replays the fenced SET"
+    );
+    assert_eq!(digest(&mut m), digest(&mut r), "AOF replay = replica");
+}
