@@ -39,6 +39,7 @@ mod record;
 mod second_load;
 mod stats;
 mod tokens;
+mod watch;
 
 // The pure core (its own crate, so it cannot import Redis), under the names
 // the rest of the module uses.
@@ -101,6 +102,7 @@ redis_module! {
         [commands::check::SPEC.name.to_str().unwrap_or_default(), commands::check::run, commands::check::SPEC.flags, 1, 1, 1, ""],
         [commands::fenced::SPEC.name.to_str().unwrap_or_default(), commands::fenced::run, commands::fenced::SPEC.flags, 1, 1, 1, ""],
         [commands::floor::SPEC.name.to_str().unwrap_or_default(), commands::floor::run, commands::floor::SPEC.flags, 0, 0, 0, ""],
+        [commands::watch::SPEC.name.to_str().unwrap_or_default(), commands::watch::run, commands::watch::SPEC.flags, 1, 1, 1, ""],
     ],
     configurations: [
         i64: [

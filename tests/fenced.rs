@@ -358,3 +358,24 @@ fn replicas_and_the_aof_get_the_wrapped_effect_once() {
     );
     assert_eq!(digest(&mut m), digest(&mut r), "AOF replay = replica");
 }
+
+#[test]
+fn over_maxmemory_a_fenced_write_gets_oom_and_check_still_answers() {
+    let server = Server::start();
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
+        Some(1)
+    );
+    crate::support::config_set(&mut c, "maxmemory", "1");
+    let oom = fenced(&mut c, "1", &["SET", "{app}:s", "v"]).unwrap_err();
+    assert!(format!("{oom}").contains("OOM"), "{oom}");
+    let check: String = redis::cmd("HBLOCK.CHECK")
+        .arg(&["{app}:lock", "o", "1"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(check, "OK");
+    crate::support::config_set(&mut c, "maxmemory", "0");
+    let exists: i64 = redis::cmd("EXISTS").arg("{app}:s").query(&mut c).unwrap();
+    assert_eq!(exists, 0, "nothing was written");
+}

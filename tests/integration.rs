@@ -42,3 +42,5 @@ mod server;
 mod tokens;
 /// The operations torture test: clients under pause, failover, save, reload, restarts.
 mod torture;
+/// HBLOCK.WATCH: changes of holder without polling.
+mod watch;

@@ -59,11 +59,7 @@ fn release_to_grant(q: &mut Queue, c: &mut redis::Connection, rounds: usize) -> 
         let granted = head.int();
         let elapsed = start.elapsed();
         assert_eq!(q.control.int(), 1, "release");
-        assert_eq!(
-            granted,
-            token + 1,
-            "the head of the queue got the next token"
-        );
+        assert!(granted > token, "the head of the queue got a newer token");
         samples.push(elapsed.as_secs_f64() * 1e3);
         q.holder = (owner.clone(), granted);
         let base = owner.split('.').next().unwrap_or("w");
@@ -101,10 +97,10 @@ fn expiry_to_grant(server: &Server, samples: usize, lease_ms: u64) -> Vec<f64> {
             "MISSES",
             "1",
         ]);
-        assert_eq!(control.int(), 1);
+        let token = control.int();
         let after = Instant::now();
         waiter.send(&["HBLOCK.ACQUIRE", &key, "standby", "WAIT", "0"]);
-        assert_eq!(waiter.int(), 2, "the standby takes over");
+        assert!(waiter.int() > token, "the standby takes over");
         let replied = Instant::now();
         let deadline = before + (after - before) / 2 + Duration::from_millis(lease_ms);
         let late = if replied >= deadline {

@@ -117,7 +117,39 @@ impl LockInfo {
 
 /// `HBLOCK.INFO`: None when the key does not exist.
 pub fn info(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<LockInfo>> {
-    let reply: Value = redis::cmd("HBLOCK.INFO").arg(key).query(con)?;
+    parse_info(redis::cmd("HBLOCK.INFO").arg(key).query(con)?)
+}
+
+/// `HBLOCK.WATCH key SEEN seen TIMEOUT ms`: the INFO once the holder differs
+/// from `seen` (or the TIMEOUT passed; 0 = no limit).
+pub fn watch(
+    con: &mut impl ConnectionLike,
+    key: &str,
+    seen: i64,
+    timeout_ms: u64,
+) -> RedisResult<Option<LockInfo>> {
+    let reply: Value = redis::cmd("HBLOCK.WATCH")
+        .arg(key)
+        .arg("SEEN")
+        .arg(seen)
+        .arg("TIMEOUT")
+        .arg(timeout_ms)
+        .query(con)?;
+    parse_info(reply)
+}
+
+impl LockInfo {
+    /// The token of the live lease, or 0 when the lock is not held.
+    pub fn holder(&self) -> i64 {
+        if self.state == "held" {
+            self.token
+        } else {
+            0
+        }
+    }
+}
+
+fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
     let items = match reply {
         Value::Nil => return Ok(None),
         Value::Array(items) => items,

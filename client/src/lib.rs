@@ -11,12 +11,14 @@
 //!   reconnect with backoff until the lease may have ended).
 //! - `backoff.rs`: retry delays, never more than half an interval.
 //! - `owner.rs`: owner ids, unique per process.
+//! - `help.rs`: the CLI's exit codes and `run --help` text.
 //! - `output.rs`: what the CLI prints (text, JSON, masked URLs).
 //! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
 //! - `stop_plan.rs`: when the supervisor stops its child: a pure state
 //!   machine, the clock passed in, unit-tested.
 //! - `watchdog.rs`: the process that kills the child at the lease's
 //!   deadline when the supervisor is stopped.
+//! - `watch.rs`: [`Client::watch`], every change of a lock's holder.
 //! - `signals.rs`: which signals `hblock run` catches and what it does.
 //! - `log.rs`: timestamped log lines, `--quiet`.
 //! - `main.rs`: the CLI.
@@ -43,6 +45,7 @@ pub mod commands;
 mod conn;
 mod error;
 mod heartbeat;
+pub mod help;
 mod lease;
 pub mod log;
 pub mod output;
@@ -50,6 +53,7 @@ pub mod owner;
 pub mod signals;
 pub mod stop_plan;
 pub mod supervise;
+pub mod watch;
 pub mod watchdog;
 
 pub use commands::LockInfo;

@@ -11,38 +11,7 @@ use hblock_core::limits::{
 };
 use std::time::Duration;
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0   success
-  1   not acquired / not held / no such lock (acquire answered nil, release
-      answered 0, beat answered NOTHELD, info found no key; run --no-wait or
-      --timeout without the lock)
-  2   usage error
-  3   Redis unreachable or answered an error
-  4   run: the lease was lost (NOTHELD, or Redis unreachable for too long) and
-      the command was stopped
-  run otherwise exits with the command's status (128 + signal when the command
-  died of a signal; 127 when it could not be started).";
-
-const RUN_HELP: &str = "\
-The command runs with these variables set:
-  HBLOCK_KEY     the lock's key
-  HBLOCK_OWNER   the owner, unique to this run (--owner plus /<random>)
-  HBLOCK_TOKEN   the lease's fencing token
-
-Signals: SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the command;
-SIGINT, SIGTERM and SIGQUIT are passed on, then hblock waits for the command,
-releases and exits. Use `exec` in shell wrappers so signals reach the program.
-
-Exit codes:
-  0   the command exited 0
-  1   not acquired (--no-wait, --timeout)
-  2   usage error
-  3   Redis unreachable or answered an error before the lease was granted
-  4   the lease was lost (NOTHELD, or Redis unreachable for too long) and the
-      command was stopped
-  N   the command's status (128 + signal when it died of a signal; 127 when it
-      could not be started)";
+use hblock_client::help::{EXIT_CODES, RUN_HELP};
 
 #[derive(Parser)]
 #[command(name = "hblock", version, about = "Heartbeat-lease locks in Redis (the hblock module)", after_help = EXIT_CODES)]
@@ -141,6 +110,14 @@ enum Cmd {
     Beat(Holder),
     /// Release the lease held by OWNER with TOKEN; print 1 or 0
     Release(Holder),
+    /// Print the lock's holder now and at every change, forever (reconnects on errors)
+    Watch {
+        /// The lock's key
+        key: String,
+        /// One JSON object per change, as `info --json` prints it (null: no such lock)
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a lock (human-readable, or --json)
     Info {
         /// The lock's key
@@ -277,6 +254,7 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
         Cmd::Beat(holder) => holder_command(cx, client, &holder, beat),
         Cmd::Release(holder) => holder_command(cx, client, &holder, release),
         Cmd::Info { key, json } => cx.with_connection(client, |con| info(cx, con, &key, json)),
+        Cmd::Watch { key, json } => watch(client, &key, json),
     }
 }
 
@@ -383,4 +361,30 @@ fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
         }
         Err(err) => cx.fail(&Error::from(err)),
     }
+}
+
+/// `hblock watch`: one line per change of holder, flushed at once.
+fn watch(client: &Client, key: &str, json: bool) -> i32 {
+    use std::io::Write;
+    for change in client.watch(key) {
+        let line = match change {
+            Ok(info) if json => info.as_ref().map_or("null".into(), info_json),
+            Ok(Some(info)) if info.state == "held" => format!(
+                "held owner={} token={} ttl={}",
+                hblock_client::output::owner_text(info.owner.as_deref().unwrap_or_default()),
+                info.token,
+                info.ttl
+            ),
+            Ok(_) => "free".into(),
+            Err(err) => {
+                eprintln!("hblock: watching {key}: {err}");
+                continue;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return 0; // stdout closed (a pipe's reader left)
+        }
+    }
+    0
 }

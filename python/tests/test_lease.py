@@ -158,3 +158,14 @@ def test_bad_terms_are_refused():
         hblock.Lease(redis.Redis(), "k", interval_ms=0)
     with pytest.raises(ValueError):
         hblock.Lease(redis.Redis(), "k", misses=10_001)
+
+
+def test_watch_yields_every_change_of_holder(server):
+    client = server.client()
+    changes = hblock.watch(client, "w")
+    assert next(changes) is None, "no such lock yet"
+    with hblock.Lease(client, "w", owner="a", interval_ms=60_000) as lease:
+        got = next(changes)
+        assert got["state"] == "held" and got["token"] == lease.token
+    assert next(changes)["state"] == "free"
+    changes.close()

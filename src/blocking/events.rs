@@ -55,12 +55,13 @@ extern "C" fn on_key_event(
 /// new name, for the next timer run.
 fn handle_key_event(ctx: *mut raw::RedisModuleCtx, event: &[u8], key: *mut raw::RedisModuleString) {
     let arrival = ARRIVALS.contains(&event);
-    let anyone_waiting = !with(|s| s.queues.is_empty()).unwrap_or(true);
+    let anyone_waiting = !with(|s| s.queues.is_empty()).unwrap_or(true) || crate::watch::any();
     if !arrival && !anyone_waiting {
         return;
     }
     let lock = LockId::new(selected_db(ctx), RedisString::string_as_slice(key));
-    let waited_on = with(|s| s.queues.has_waiters(&lock)).unwrap_or(false);
+    let waited_on =
+        with(|s| s.queues.has_waiters(&lock)).unwrap_or(false) || crate::watch::is_watched(&lock);
     if arrival || waited_on {
         note_pending(lock);
         arm(ctx);
@@ -79,7 +80,9 @@ unsafe extern "C" fn on_server_event(
             let dbnum = unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }
                 .map_or(-1, |info| info.dbnum);
             let db = (dbnum >= 0).then_some(dbnum);
-            for lock in with(|s| s.queues.locks_in(db)).unwrap_or_default() {
+            let mut locks = with(|s| s.queues.locks_in(db)).unwrap_or_default();
+            locks.extend(crate::watch::locks_in(db));
+            for lock in locks {
                 note_pending(lock);
             }
         }
@@ -89,7 +92,9 @@ unsafe extern "C" fn on_server_event(
                 let (a, b) = (info.dbnum_first, info.dbnum_second);
                 with(|s| s.schedule.swap_dbs(a, b));
                 for db in [a, b] {
-                    for lock in with(|s| s.queues.locks_in(Some(db))).unwrap_or_default() {
+                    let mut locks = with(|s| s.queues.locks_in(Some(db))).unwrap_or_default();
+                    locks.extend(crate::watch::locks_in(Some(db)));
+                    for lock in locks {
                         note_pending(lock);
                     }
                 }
@@ -98,14 +103,7 @@ unsafe extern "C" fn on_server_event(
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED
             if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER =>
         {
-            // A new epoch of tokens; leases that ran out while this was a
-            // replica are handled now.
-            let now = now_ms();
-            crate::tokens::new_epoch(now, true);
-            with(|s| {
-                s.schedule
-                    .advance_leases(now.saturating_add(REPLICA_POLL_MS + 1), now)
-            });
+            promoted();
         }
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => crate::tokens::demoted(),
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
@@ -126,6 +124,17 @@ unsafe extern "C" fn on_server_event(
         _ => {}
     }
     arm(ctx);
+}
+
+/// This server became a master: a new epoch of tokens; leases that ran out
+/// while it was a replica are handled now.
+fn promoted() {
+    let now = now_ms();
+    crate::tokens::new_epoch(now, true);
+    with(|s| {
+        s.schedule
+            .advance_leases(now.saturating_add(REPLICA_POLL_MS + 1), now)
+    });
 }
 
 /// Subscribes to the events above. Called once from init.

@@ -107,6 +107,21 @@ fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
     }
 }
 
+/// Tells the lock's watchers its holder now (deleted, flushed, overwritten
+/// or renamed away: none; a deadline passed by this server's clock: none).
+fn notify_watchers(ctx: &Context, lock: &LockId, now: i64) {
+    if !crate::watch::is_watched(lock) || !select_db(ctx, lock.db) {
+        return;
+    }
+    let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
+    let handle = ctx.open_key_with_flags(&key, KeyFlags::NOTOUCH);
+    let lease = handle
+        .get_value::<Lease>(&crate::record::LOCK_TYPE)
+        .ok()
+        .flatten();
+    crate::watch::notify(lock, crate::commands::info::holder(lease, now));
+}
+
 /// Releases a lease granted to a client that never got its token (it still
 /// is that grant: same owner and token, not beaten or renewed since), then
 /// serves the next waiter.
@@ -196,12 +211,16 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     }
     for lock in take_pending() {
         check_lock(&context, &lock, now, is_master);
+        notify_watchers(&context, &lock, now);
     }
     let due = with(|s| s.schedule.take_due(now)).unwrap_or_default();
     for due in due {
         match due {
             Due::WaitEnd(_) => end_wait(due),
-            Due::Lease { lock, .. } => check_lock(&context, &lock, now, is_master),
+            Due::Lease { lock, .. } => {
+                check_lock(&context, &lock, now, is_master);
+                notify_watchers(&context, &lock, now);
+            }
         }
     }
     arm(ctx);

@@ -60,6 +60,7 @@ pub fn block(
         on_client_unblock,
         free_outcome,
         on_disconnect_waiter,
+        0,
     ) else {
         return RedisValue::Null;
     };

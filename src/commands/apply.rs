@@ -66,6 +66,10 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ctx.replicate_verbatim();
     // Watched here too, so a promoted replica takes over expired leases.
     crate::tokens::observe(record);
+    if crate::watch::any() {
+        let holder = super::info::holder(Some(record), super::now_ms());
+        crate::watch::notify(&blocking::lock_id(ctx, key), holder);
+    }
     blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), record);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

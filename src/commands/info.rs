@@ -30,6 +30,32 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
+    reply_info(ctx, key)
+}
+
+/// The lock's holder: the token of its live lease, or 0 (free, released,
+/// expired, missing). HBLOCK.WATCH compares it with what a watcher saw.
+pub fn holder(lease: Option<&Lease>, now: i64) -> u64 {
+    lease
+        .filter(|l| l.state(now) == crate::lease::State::Held)
+        .map_or(0, |l| l.token)
+}
+
+/// Replies with the INFO of the lock named `key` (a blocked client's reply).
+pub fn reply_lock(ctx: *mut raw::RedisModuleCtx, key: &[u8]) {
+    let context = Context::new(ctx);
+    let key = RedisString::create_from_slice(ctx, key);
+    match reply_info(&context, &key) {
+        Ok(RedisValue::Null) => {
+            raw::reply_with_null(ctx);
+        }
+        Ok(_) => {}
+        Err(err) => crate::ffi::reply_error(ctx, &err.to_string()),
+    }
+}
+
+/// Replies INFO's map, or answers Null (missing key) or an error.
+pub fn reply_info(ctx: &Context, key: &RedisString) -> RedisResult {
     let handle = ctx.open_key(key);
     let lease = handle
         .get_value::<Lease>(&LOCK_TYPE)

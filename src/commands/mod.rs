@@ -9,10 +9,11 @@ pub mod fenced;
 pub mod floor;
 pub mod info;
 pub mod release;
+pub mod watch;
 
 /// Every command's spec, in registration order (lib.rs registers them in
 /// this order too; command_info sets their metadata from these).
-pub const SPECS: [&crate::command_info::Spec; 8] = [
+pub const SPECS: [&crate::command_info::Spec; 9] = [
     &acquire::SPEC,
     &beat::SPEC,
     &release::SPEC,
@@ -21,6 +22,7 @@ pub const SPECS: [&crate::command_info::Spec; 8] = [
     &check::SPEC,
     &fenced::SPEC,
     &floor::SPEC,
+    &watch::SPEC,
 ];
 
 use crate::config;
@@ -174,6 +176,14 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects) 
                 ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
             }
         }
+    }
+    if (fx.acquired || fx.released || fx.expired) && crate::watch::any() {
+        let holder = if lease.phase == Phase::Held {
+            lease.token
+        } else {
+            0
+        };
+        crate::watch::notify(&crate::blocking::lock_id(ctx, key), holder);
     }
     if fx.changed && lease.phase == Phase::Held {
         // Cheap when a check is already scheduled no later (every beat).

@@ -59,14 +59,16 @@ pub fn client_id(ctx: Ctx) -> u64 {
     unsafe { raw::RedisModule_GetClientId.map_or(0, |get| get(ctx)) }
 }
 
-/// Blocks the client of the command `ctx` runs (no Redis timeout: WAIT runs
-/// on the module timer) with these callbacks. None when Redis refused.
+/// Blocks the client of the command `ctx` runs with these callbacks; Redis
+/// times it out after `timeout_ms` (0: never; WAIT runs on the module timer
+/// instead). None when Redis refused.
 pub fn block_client(
     ctx: Ctx,
     reply: ReplyCallback,
     on_unblock: ReplyCallback,
     free: FreeCallback,
     on_disconnect: DisconnectCallback,
+    timeout_ms: i64,
 ) -> Option<BlockedClient> {
     // SAFETY: `ctx` is a live command context; the callbacks are `extern "C"`
     // functions of this module that live as long as it does.
@@ -77,7 +79,7 @@ pub fn block_client(
         ) else {
             return None;
         };
-        let bc = block(ctx, Some(reply), Some(on_unblock), Some(free), 0);
+        let bc = block(ctx, Some(reply), Some(on_unblock), Some(free), timeout_ms);
         if bc.is_null() {
             return None;
         }

@@ -83,3 +83,36 @@ fn usage_errors_exit_2_and_an_unreachable_server_3() {
         assert_eq!(code(&beat), 2, "beat with token {token}");
     }
 }
+
+#[test]
+fn watch_prints_one_json_line_per_change_of_holder() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", &server.url(), "watch", "w", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hblock watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(next(), "null", "no such lock yet");
+    let t1 = hblock(
+        &server,
+        &["acquire", "w", "--owner", "a", "--interval", "60000"],
+    );
+    let first = next();
+    assert!(
+        first.starts_with("{\"state\":\"held\",\"owner\":\"a\",\"token\":"),
+        "{first}"
+    );
+    assert_eq!(stdout(&t1), "1");
+    hblock(&server, &["release", "w", "a", "1"]);
+    assert!(next().starts_with("{\"state\":\"free\""));
+    hblock(
+        &server,
+        &["acquire", "w", "--owner", "b", "--interval", "60000"],
+    );
+    assert!(next().contains("\"owner\":\"b\",\"token\":2"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

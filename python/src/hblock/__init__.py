@@ -8,5 +8,6 @@ single active instance. See docs/python.md in the repository.
 from ._errors import LeaseLost, NotAcquired
 from ._lease import Lease
 from ._run import run
+from ._watch import watch
 
-__all__ = ["Lease", "LeaseLost", "NotAcquired", "run"]
+__all__ = ["Lease", "LeaseLost", "NotAcquired", "run", "watch"]

@@ -1,0 +1,35 @@
+//! The CLI's longer help texts: exit codes and what `hblock run` gives its
+//! command. Documented in `hblock --help` and `hblock run --help`.
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   not acquired / not held / no such lock (acquire answered nil, release
+      answered 0, beat answered NOTHELD, info found no key; run --no-wait or
+      --timeout without the lock)
+  2   usage error
+  3   Redis unreachable or answered an error
+  4   run: the lease was lost (NOTHELD, or Redis unreachable for too long) and
+      the command was stopped
+  run otherwise exits with the command's status (128 + signal when the command
+  died of a signal; 127 when it could not be started).";
+
+pub const RUN_HELP: &str = "\
+The command runs with these variables set:
+  HBLOCK_KEY     the lock's key
+  HBLOCK_OWNER   the owner, unique to this run (--owner plus /<random>)
+  HBLOCK_TOKEN   the lease's fencing token
+
+Signals: SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the command;
+SIGINT, SIGTERM and SIGQUIT are passed on, then hblock waits for the command,
+releases and exits. Use `exec` in shell wrappers so signals reach the program.
+
+Exit codes:
+  0   the command exited 0
+  1   not acquired (--no-wait, --timeout)
+  2   usage error
+  3   Redis unreachable or answered an error before the lease was granted
+  4   the lease was lost (NOTHELD, or Redis unreachable for too long) and the
+      command was stopped
+  N   the command's status (128 + signal when it died of a signal; 127 when it
+      could not be started)";
