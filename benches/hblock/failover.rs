@@ -134,7 +134,7 @@ fn idle_connections_memory(server: &Server, c: &mut redis::Connection, n: usize)
     (after - before) / n as f64
 }
 
-fn latency_row(name: String, (p50, p99, _max): (f64, f64, f64), goal_p99: f64) -> Vec<Row> {
+pub fn latency_row(name: String, (p50, p99, _max): (f64, f64, f64), goal_p99: f64) -> Vec<Row> {
     vec![
         Row {
             name: format!("{name}, p50"),

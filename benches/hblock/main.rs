@@ -13,6 +13,7 @@ mod report;
 mod stats;
 mod takeover;
 mod throughput;
+mod watch;
 
 use stats::Row;
 use support::{Options, Server};
@@ -41,6 +42,7 @@ fn main() {
     rows.extend(throughput::run(&server, quick));
     rows.extend(failover::run(&server, quick));
     rows.extend(takeover::run(&server, quick));
+    rows.extend(watch::run(&server, quick));
     drop(server);
     rows.extend(memory::run(quick));
 
