@@ -97,9 +97,46 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
     Ok(opts)
 }
 
+/// HBLOCK.WATCH's `[SEEN token] [TIMEOUT ms]`, any order, each at most once:
+/// (seen, timeout ms), defaults 0 and 0.
+pub fn watch_options(args: &[&[u8]]) -> Result<(u64, u64), Invalid> {
+    let (mut seen, mut timeout) = (None, None);
+    let mut rest = args;
+    while let Some((name, after)) = rest.split_first() {
+        let (value, after) = after.split_first().ok_or(Invalid::Syntax)?;
+        rest = after;
+        if name.eq_ignore_ascii_case(b"SEEN") && seen.is_none() {
+            seen = Some(int_in_range(value, "SEEN", 0, TOKEN_MAX)? as u64);
+        } else if name.eq_ignore_ascii_case(b"TIMEOUT") && timeout.is_none() {
+            timeout = Some(int_in_range(value, "TIMEOUT", 0, WAIT_MAX)? as u64);
+        } else {
+            return Err(Invalid::Syntax);
+        }
+    }
+    Ok((seen.unwrap_or(0), timeout.unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_options_any_order_each_once() {
+        assert_eq!(watch_options(&[]), Ok((0, 0)));
+        assert_eq!(
+            watch_options(&[b"timeout", b"5", b"SEEN", b"7"]),
+            Ok((7, 5))
+        );
+        assert_eq!(
+            watch_options(&[b"SEEN", b"1", b"SEEN", b"2"]),
+            Err(Invalid::Syntax)
+        );
+        assert_eq!(watch_options(&[b"SEEN"]), Err(Invalid::Syntax));
+        assert!(matches!(
+            watch_options(&[b"SEEN", b"-1"]),
+            Err(Invalid::Range { what: "SEEN", .. })
+        ));
+    }
 
     #[test]
     fn integers_parse_like_redis() {

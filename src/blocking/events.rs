@@ -80,11 +80,7 @@ unsafe extern "C" fn on_server_event(
             let dbnum = unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }
                 .map_or(-1, |info| info.dbnum);
             let db = (dbnum >= 0).then_some(dbnum);
-            let mut locks = with(|s| s.queues.locks_in(db)).unwrap_or_default();
-            locks.extend(crate::watch::locks_in(db));
-            for lock in locks {
-                note_pending(lock);
-            }
+            note_locks_in(db);
         }
         raw::REDISMODULE_EVENT_SWAPDB => {
             // SAFETY: for SWAPDB, data is a RedisModuleSwapDbInfo.
@@ -92,11 +88,7 @@ unsafe extern "C" fn on_server_event(
                 let (a, b) = (info.dbnum_first, info.dbnum_second);
                 with(|s| s.schedule.swap_dbs(a, b));
                 for db in [a, b] {
-                    let mut locks = with(|s| s.queues.locks_in(Some(db))).unwrap_or_default();
-                    locks.extend(crate::watch::locks_in(Some(db)));
-                    for lock in locks {
-                        note_pending(lock);
-                    }
+                    note_locks_in(Some(db));
                 }
             }
         }
@@ -124,6 +116,15 @@ unsafe extern "C" fn on_server_event(
         _ => {}
     }
     arm(ctx);
+}
+
+/// Notes every lock of `db` (None: all) that clients wait on or watch.
+fn note_locks_in(db: Option<i32>) {
+    let mut locks = with(|s| s.queues.locks_in(db)).unwrap_or_default();
+    locks.extend(crate::watch::locks_in(db));
+    for lock in locks {
+        note_pending(lock);
+    }
 }
 
 /// This server became a master: a new epoch of tokens; leases that ran out

@@ -107,6 +107,12 @@ fn check_lock(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
     }
 }
 
+/// The timer's look at a lock: its lease and waiters, then its watchers.
+fn look_at(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
+    check_lock(ctx, lock, now, is_master);
+    notify_watchers(ctx, lock, now);
+}
+
 /// Tells the lock's watchers its holder now (deleted, flushed, overwritten
 /// or renamed away: none; a deadline passed by this server's clock: none).
 fn notify_watchers(ctx: &Context, lock: &LockId, now: i64) {
@@ -210,17 +216,13 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
         undo_grant(&context, &grant, now, is_master);
     }
     for lock in take_pending() {
-        check_lock(&context, &lock, now, is_master);
-        notify_watchers(&context, &lock, now);
+        look_at(&context, &lock, now, is_master);
     }
     let due = with(|s| s.schedule.take_due(now)).unwrap_or_default();
     for due in due {
         match due {
             Due::WaitEnd(_) => end_wait(due),
-            Due::Lease { lock, .. } => {
-                check_lock(&context, &lock, now, is_master);
-                notify_watchers(&context, &lock, now);
-            }
+            Due::Lease { lock, .. } => look_at(&context, &lock, now, is_master),
         }
     }
     arm(ctx);

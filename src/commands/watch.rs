@@ -12,8 +12,7 @@ use crate::command_info::{Kind, Spec, KEY};
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
-use hblock_core::args::{parse_i64, Invalid};
-use hblock_core::limits::{TOKEN_MAX, WAIT_MAX};
+use hblock_core::args;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -32,36 +31,11 @@ pub const SPEC: Spec = Spec {
     ],
 };
 
-/// (seen, timeout ms) from `[SEEN token] [TIMEOUT ms]`, any order, each once.
-fn options(args: &[RedisString]) -> Result<(u64, i64), Error> {
-    let (mut seen, mut timeout) = (None, None);
-    let mut rest = args.iter();
-    while let Some(name) = rest.next() {
-        let value = rest.next().ok_or(Error::Invalid(Invalid::Syntax))?;
-        let name = name.as_slice();
-        let (slot, what, min, max) = if name.eq_ignore_ascii_case(b"SEEN") {
-            (&mut seen, "SEEN", 0, TOKEN_MAX)
-        } else if name.eq_ignore_ascii_case(b"TIMEOUT") {
-            (&mut timeout, "TIMEOUT", 0, WAIT_MAX)
-        } else {
-            return Err(Error::Invalid(Invalid::Syntax));
-        };
-        if slot.is_some() {
-            return Err(Error::Invalid(Invalid::Syntax));
-        }
-        let v = parse_i64(value.as_slice())
-            .filter(|v| (min..=max).contains(v))
-            .ok_or(Error::Invalid(Invalid::Range { what, min, max }))?;
-        *slot = Some(v);
-    }
-    Ok((seen.unwrap_or(0) as u64, timeout.unwrap_or(0)))
-}
-
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key, rest @ ..] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
-    let (seen, timeout_ms) = options(rest)?;
+    let (seen, timeout_ms) = args::watch_options(&super::byte_args(rest)).map_err(Error::from)?;
     let holder = {
         let handle = ctx.open_key(key);
         let lease = handle
@@ -71,7 +45,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     if holder == seen && crate::blocking::can_block(ctx) {
         let lock = crate::blocking::lock_id(ctx, key);
-        if crate::watch::block(ctx.ctx, lock, seen, timeout_ms) {
+        // WAIT_MAX bounds the timeout: it fits Redis's long long.
+        if crate::watch::block(ctx.ctx, lock, seen, timeout_ms as i64) {
             return Ok(RedisValue::NoReply);
         }
     }
