@@ -23,6 +23,8 @@ pub enum Error {
     ReadOnly,
     /// A waiter's grant would create a key while over `maxmemory`.
     Oom,
+    /// BIND inside a script on a server that does not say who runs it.
+    BindInScript,
 }
 
 impl Error {
@@ -52,6 +54,7 @@ impl Error {
             Error::BadRecord => "ERR invalid lock record".into(),
             Error::ReadOnly => "READONLY You can't write against a read only replica.".into(),
             Error::Oom => crate::eviction::OOM_ERROR.into(),
+            Error::BindInScript => "ERR BIND inside a script needs Redis 7.2+ or Valkey (this server does not tell modules who runs a script); acquire with BIND outside the script".into(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The module's one command filter. Every command of every client passes
 //! through it, so each check starts with its cheapest test.
 //! - `handoff`: `CLIENT UNBLOCK` of a waiter granted a moment ago.
+//! - `binding`: who runs the next script or transaction (BIND in scripts).
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
 
 use redis_module::raw;
@@ -12,6 +13,7 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> bool {
 
 extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     crate::handoff::on_command(fctx);
+    crate::binding::on_command(fctx);
     crate::second_load::on_command(fctx);
 }
 

@@ -12,6 +12,7 @@
 //! - `blocking/`: blocked clients (`waiters.rs`), the one module timer
 //!   (`timer.rs`, which writes nothing while Redis pauses writes), keyspace
 //!   and server events (`events.rs`).
+//! - `binding.rs`: BIND, leases released when their connection closes.
 //! - `handoff.rs`: a grant whose reply is on its way (CLIENT UNBLOCK, undo).
 //! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`).
 //! - `ffi/`: the RedisModule calls the crate does not wrap, each once with
@@ -26,6 +27,7 @@
 //! - `config.rs`, `stats.rs`: configs (and loadmodule arguments) and the
 //!   `INFO hblock` section.
 
+mod binding;
 mod blocking;
 mod command_info;
 mod commands;
@@ -73,6 +75,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     }
     if !blocking::subscribe(ctx.ctx) {
         ctx.log_warning("hblock: could not subscribe to keyspace and server events");
+        return Status::Err;
+    }
+    if !binding::subscribe(ctx.ctx) {
+        ctx.log_warning("hblock: could not subscribe to client disconnections");
         return Status::Err;
     }
     if !filter::register(ctx.ctx) {

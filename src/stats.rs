@@ -20,11 +20,14 @@ pub static EVICTED: AtomicU64 = AtomicU64::new(0);
 /// Grants deferred by the failover delay (ACQUIREs answered nil or queued).
 pub static FAILOVER_DELAYED: AtomicU64 = AtomicU64::new(0);
 
+/// Bound leases released because their connection closed (BIND).
+pub static UNBOUND: AtomicU64 = AtomicU64::new(0);
+
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-const FIELDS: [(&CStr, &AtomicU64); 10] = [
+const FIELDS: [(&CStr, &AtomicU64); 11] = [
     (c"acquired", &ACQUIRED),
     (c"released", &RELEASED),
     (c"expired", &EXPIRED),
@@ -35,6 +38,7 @@ const FIELDS: [(&CStr, &AtomicU64); 10] = [
     (c"wait_timeouts", &WAIT_TIMEOUTS),
     (c"evicted", &EVICTED),
     (c"failover_delayed", &FAILOVER_DELAYED),
+    (c"unbound", &UNBOUND),
 ];
 
 /// Redis prefixes each field with the module name: `hblock_acquired`, ...

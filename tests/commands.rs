@@ -128,6 +128,7 @@ fn info_fields_in_order_resp2_and_resp3() {
         "age",
         "takeovers",
         "waiters",
+        "bound",
     ];
     let mut c = server.conn();
     assert_eq!(info(&mut c, "nokey"), None);
@@ -217,7 +218,7 @@ fn keys_with_nul_bytes_work() {
     assert_eq!(token, 1);
     let info: Value = call(&mut c, &[b"HBLOCK.INFO", key]).unwrap();
     assert!(
-        matches!(info, Value::Array(ref v) if v.len() == 22),
+        matches!(info, Value::Array(ref v) if v.len() == 24),
         "{info:?}"
     );
 }

@@ -75,14 +75,13 @@ impl Client {
     ) -> Result<Option<Lease>, Error> {
         let mut con = self.connection()?;
         let sent = Instant::now();
-        let token = commands::acquire(
-            &mut con,
-            key,
-            owner,
-            Some(options.interval.as_millis() as u64),
-            Some(u64::from(options.misses)),
-            wait.map(|d| d.as_millis() as u64),
-        )?;
+        let args = commands::AcquireArgs {
+            interval_ms: Some(options.interval.as_millis() as u64),
+            misses: Some(u64::from(options.misses)),
+            wait_ms: wait.map(|d| d.as_millis() as u64),
+            bind_ms: options.bind_ms(),
+        };
+        let token = commands::acquire(&mut con, key, owner, args)?;
         let Some(token) = token else {
             return Ok(None);
         };
@@ -113,13 +112,21 @@ impl Client {
                 });
             }
         }
-        Ok(Some(Lease::start(
-            self.clone(),
+        // A bound lease keeps beating on the connection it is bound to.
+        let bound = match options.bind {
+            Some(_) => {
+                con.set_beat_timeouts(options.interval, true)?;
+                Some(con)
+            }
+            None => None,
+        };
+        let grant = crate::lease::Grant {
             key,
             owner,
             token,
-            options,
             last_ok,
-        )))
+            bound,
+        };
+        Ok(Some(Lease::start(self.clone(), grant, options)))
     }
 }

@@ -4,16 +4,31 @@ use crate::Error;
 use hblock_core::proto::INFO_NUMBERS;
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
+/// ACQUIRE's options: INTERVAL, MISSES, WAIT and BIND (None: not sent).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AcquireArgs {
+    pub interval_ms: Option<u64>,
+    pub misses: Option<u64>,
+    /// None = do not block, Some(0) = no limit.
+    pub wait_ms: Option<u64>,
+    /// Bind the lease to this connection with this grace.
+    pub bind_ms: Option<u64>,
+}
+
 /// `HBLOCK.ACQUIRE`: the fencing token, or None when another owner holds the
-/// lock (or WAIT ran out). `wait_ms`: None = do not block, Some(0) = no limit.
+/// lock (or WAIT ran out).
 pub fn acquire(
     con: &mut impl ConnectionLike,
     key: &str,
     owner: &[u8],
-    interval_ms: Option<u64>,
-    misses: Option<u64>,
-    wait_ms: Option<u64>,
+    args: AcquireArgs,
 ) -> RedisResult<Option<i64>> {
+    let AcquireArgs {
+        interval_ms,
+        misses,
+        wait_ms,
+        bind_ms,
+    } = args;
     let mut cmd = redis::cmd("HBLOCK.ACQUIRE");
     cmd.arg(key).arg(owner);
     if let Some(ms) = interval_ms {
@@ -24,6 +39,9 @@ pub fn acquire(
     }
     if let Some(ms) = wait_ms {
         cmd.arg("WAIT").arg(ms);
+    }
+    if let Some(ms) = bind_ms {
+        cmd.arg("BIND").arg(ms);
     }
     cmd.query(con)
 }
@@ -71,11 +89,13 @@ pub struct LockInfo {
     pub age: i64,
     pub takeovers: i64,
     pub waiters: i64,
+    /// 1 when the lease is bound to a connection (BIND), else 0.
+    pub bound: i64,
 }
 
 impl LockInfo {
     /// The integer fields with their INFO names, in reply order.
-    pub fn numbers(&self) -> [(&'static str, i64); 9] {
+    pub fn numbers(&self) -> [(&'static str, i64); 10] {
         let values = [
             self.token,
             self.interval,
@@ -86,8 +106,9 @@ impl LockInfo {
             self.age,
             self.takeovers,
             self.waiters,
+            self.bound,
         ];
-        let mut out = [("", 0); 9];
+        let mut out = [("", 0); 10];
         for (slot, pair) in out.iter_mut().zip(INFO_NUMBERS.into_iter().zip(values)) {
             *slot = pair;
         }
@@ -107,6 +128,7 @@ impl LockInfo {
             &mut self.age,
             &mut self.takeovers,
             &mut self.waiters,
+            &mut self.bound,
         ];
         match INFO_NUMBERS.iter().position(|n| n.as_bytes() == name) {
             Some(i) => fields.into_iter().nth(i).map(|f| *f = value).is_some(),
@@ -168,6 +190,7 @@ fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
         age: 0,
         takeovers: 0,
         waiters: 0,
+        bound: 0,
     };
     let mut it = items.into_iter();
     while let (Some(name), Some(value)) = (it.next(), it.next()) {

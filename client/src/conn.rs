@@ -68,6 +68,33 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How long a heartbeat waits for a reply (see `connection_for_beats`).
+fn beat_limit(interval: Duration, watching: bool) -> Duration {
+    let limit = interval.max(Duration::from_millis(50));
+    if watching {
+        limit.saturating_mul(2)
+    } else {
+        limit
+    }
+}
+
+impl Conn {
+    /// Read and write timeouts for a heartbeat (`Client::connection_for_beats`).
+    pub(crate) fn set_beat_timeouts(&self, interval: Duration, watching: bool) -> RedisResult<()> {
+        let limit = Some(beat_limit(interval, watching));
+        match self {
+            Conn::Single(c) => {
+                c.set_read_timeout(limit)?;
+                c.set_write_timeout(limit)
+            }
+            Conn::Cluster(c) => {
+                c.set_read_timeout(limit)?;
+                c.set_write_timeout(limit)
+            }
+        }
+    }
+}
+
 impl Client {
     /// `redis://[user:password@]host:port/[db]`, or `rediss://` for TLS.
     pub fn open(url: &str) -> RedisResult<Client> {
@@ -96,15 +123,20 @@ impl Client {
         }
     }
 
-    pub(crate) fn connection_for_beats(&self, interval: Duration) -> RedisResult<Conn> {
-        // A beat that takes longer than an interval is a failed beat.
-        let limit = interval.max(Duration::from_millis(50));
+    /// A connection for a heartbeat: a beat that takes longer than an
+    /// interval fails. `watching`: it also waits in HBLOCK.WATCH for up to
+    /// an interval between beats (a bound lease), so replies may take two.
+    pub(crate) fn connection_for_beats(
+        &self,
+        interval: Duration,
+        watching: bool,
+    ) -> RedisResult<Conn> {
+        let limit = beat_limit(interval, watching);
         match &self.target {
             Target::Single(client) => {
-                let con = client.get_connection_with_timeout(limit)?;
-                con.set_read_timeout(Some(limit))?;
-                con.set_write_timeout(Some(limit))?;
-                Ok(Conn::Single(con))
+                let con = Conn::Single(client.get_connection_with_timeout(limit)?);
+                con.set_beat_timeouts(interval, watching)?;
+                Ok(con)
             }
             Target::Cluster(urls) => {
                 // A fresh slot map each time: after a failover the beats go

@@ -2,13 +2,18 @@
 //! its own connection, reconnects after errors, and reports failures,
 //! recovery and loss. The lease is counted from the *send* time of the last
 //! acknowledged beat (the server got it no earlier).
+//!
+//! A bound lease (BIND) beats on the connection it is bound to and waits
+//! between beats in `HBLOCK.WATCH key SEEN token`, so a dropped connection
+//! (or a lost lease) is noticed at once, not at the next beat: it reconnects,
+//! beats, and re-binds (ACQUIRE ... BIND, same token) within the grace.
 
 use crate::backoff::Backoff;
 use crate::commands;
 use crate::lease::{LeaseEvent, LostReason, Shared};
 use crate::Error;
 use crate::{Client, Conn};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,24 +30,24 @@ pub(crate) struct Heartbeat {
     pub(crate) events: Sender<LeaseEvent>,
     /// Closed (or sent to) when the lease is released or dropped.
     pub(crate) stop: Receiver<()>,
+    /// BIND's grace (ms) when the lease is bound.
+    pub(crate) bind_ms: Option<u64>,
+    /// The connection the lease was bound to when granted.
+    pub(crate) bound: Option<Conn>,
 }
 
 impl Heartbeat {
     /// Beats every interval until stopped or the lease is lost; after a
     /// failure, retries on a new connection with backoff (never slower than
     /// interval / 2). Reports failures, recovery and loss on `events`.
-    pub(crate) fn run(self) {
-        let mut con: Option<Conn> = None;
+    pub(crate) fn run(mut self) {
+        let mut con: Option<Conn> = self.bound.take();
         let mut failing = false;
         let mut backoff = Backoff::new(self.interval);
         let mut next = Instant::now() + self.interval;
         loop {
-            match self
-                .stop
-                .recv_timeout(next.saturating_duration_since(Instant::now()))
-            {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return, // released or dropped
+            if !self.wait_until(next, &mut con) {
+                return; // released or dropped
             }
             let sent = Instant::now();
             match self.beat(&mut con) {
@@ -55,6 +60,7 @@ impl Heartbeat {
                         let _ = self.events.send(LeaseEvent::Recovered);
                     }
                 }
+                Err(Error::NotHeld(_)) if self.stopped() => return, // released
                 Err(Error::NotHeld(why)) => {
                     let _ = self.events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
                     return;
@@ -70,14 +76,72 @@ impl Heartbeat {
         }
     }
 
-    /// One beat, connecting first when there is no connection.
-    fn beat(&self, con: &mut Option<Conn>) -> Result<(), Error> {
-        if con.is_none() {
-            *con = Some(self.client.connection_for_beats(self.interval)?);
+    fn stopped(&self) -> bool {
+        !matches!(self.stop.try_recv(), Err(TryRecvError::Empty))
+    }
+
+    /// Waits until `next`: false when stopped first. A bound lease waits in
+    /// WATCH on its connection and returns early when the connection fails
+    /// (then dropped, so the beat reconnects and re-binds) or the holder
+    /// changes (the beat then finds out why).
+    fn wait_until(&self, next: Instant, con: &mut Option<Conn>) -> bool {
+        loop {
+            let left = next.saturating_duration_since(Instant::now());
+            let Some(c) = con.as_mut().filter(|_| self.bind_ms.is_some()) else {
+                return matches!(self.stop.recv_timeout(left), Err(RecvTimeoutError::Timeout));
+            };
+            if self.stopped() {
+                return false;
+            }
+            if left.is_zero() {
+                return true;
+            }
+            let timeout_ms = (left.as_millis() as u64).max(1);
+            match commands::watch(c, &self.key, self.token, timeout_ms) {
+                Ok(info) if info.as_ref().is_some_and(|i| i.holder() == self.token) => {}
+                Ok(_) => return !self.stopped(),
+                Err(_) => {
+                    *con = None;
+                    return !self.stopped();
+                }
+            }
         }
-        match con.as_mut() {
-            Some(c) => commands::beat(c, &self.key, &self.owner, self.token).map(|_| ()),
-            None => Ok(()),
+    }
+
+    /// One beat, connecting first when there is no connection; on a new
+    /// connection a bound lease is re-bound there.
+    fn beat(&self, con: &mut Option<Conn>) -> Result<(), Error> {
+        let fresh = con.is_none();
+        if fresh {
+            let watching = self.bind_ms.is_some();
+            *con = Some(self.client.connection_for_beats(self.interval, watching)?);
+        }
+        let Some(c) = con.as_mut() else {
+            return Ok(());
+        };
+        commands::beat(c, &self.key, &self.owner, self.token)?;
+        match self.bind_ms {
+            Some(grace) if fresh => self.rebind(c, grace),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves the binding to this connection: the holder's ACQUIRE with BIND
+    /// (terms unchanged) renews its lease under the same token. Any other
+    /// answer means the lease ended a moment ago.
+    fn rebind(&self, c: &mut Conn, grace: u64) -> Result<(), Error> {
+        let args = commands::AcquireArgs {
+            bind_ms: Some(grace),
+            ..commands::AcquireArgs::default()
+        };
+        match commands::acquire(c, &self.key, &self.owner, args)? {
+            Some(token) if token == self.token => Ok(()),
+            Some(token) => {
+                // A new lease of our own, granted because ours had ended.
+                let _ = commands::release(c, &self.key, &self.owner, token);
+                Err(Error::NotHeld("the lease ended while reconnecting".into()))
+            }
+            None => Err(Error::NotHeld("the lock is held by another owner".into())),
         }
     }
 

@@ -30,7 +30,18 @@ pub struct LeaseOptions {
     /// asynchronous failover loses a grant.
     pub min_replicas: u32,
     pub replica_timeout: Duration,
+    /// Bind the lease to the connection it beats on (`ACQUIRE ... BIND`):
+    /// when this process dies and the connection closes, the server releases
+    /// the lease after this grace instead of after the missed beats. A
+    /// dropped connection is re-bound from a new one within the grace (the
+    /// heartbeat notices the drop at once). None: a plain heartbeat lease.
+    /// Capped at the lease's length. Do not [`Lease::detach`] a bound lease.
+    pub bind: Option<Duration>,
 }
+
+/// The default BIND grace: a connection drop is re-bound well within it,
+/// and the old holder's process is dead before it ends.
+pub const BIND_DEFAULT: Duration = Duration::from_millis(100);
 
 impl Default for LeaseOptions {
     fn default() -> Self {
@@ -40,6 +51,7 @@ impl Default for LeaseOptions {
             wait: None,
             min_replicas: 0,
             replica_timeout: Duration::from_millis(1000),
+            bind: Some(BIND_DEFAULT),
         }
     }
 }
@@ -48,6 +60,12 @@ impl LeaseOptions {
     /// How long the lease lasts without a beat.
     pub fn lease(&self) -> Duration {
         self.interval.saturating_mul(self.misses)
+    }
+
+    /// BIND's grace in ms, capped at the lease (the server's limit).
+    pub fn bind_ms(&self) -> Option<u64> {
+        self.bind
+            .map(|grace| grace.min(self.lease()).as_millis() as u64)
     }
 }
 
@@ -127,15 +145,25 @@ pub struct Lease {
     released: bool,
 }
 
+/// A grant as `Client::acquire` got it: the send time of its last
+/// acknowledged command, and for a bound lease the connection it is bound to.
+pub(crate) struct Grant<'a> {
+    pub key: &'a str,
+    pub owner: &'a [u8],
+    pub token: i64,
+    pub last_ok: Instant,
+    pub bound: Option<crate::Conn>,
+}
+
 impl Lease {
-    pub(crate) fn start(
-        client: Client,
-        key: &str,
-        owner: &[u8],
-        token: i64,
-        options: &LeaseOptions,
-        last_ok: Instant,
-    ) -> Lease {
+    pub(crate) fn start(client: Client, grant: Grant, options: &LeaseOptions) -> Lease {
+        let Grant {
+            key,
+            owner,
+            token,
+            last_ok,
+            bound,
+        } = grant;
         let shared = Arc::new(Shared {
             last_ok: Mutex::new(last_ok),
             on_extended: Mutex::new(None),
@@ -152,6 +180,8 @@ impl Lease {
             shared: shared.clone(),
             events: event_tx,
             stop: stop_rx,
+            bind_ms: options.bind_ms(),
+            bound,
         };
         let heartbeat = std::thread::spawn(move || heartbeat.run());
         Lease {
@@ -218,37 +248,51 @@ impl Lease {
         }
     }
 
-    fn stop_heartbeat(&mut self) {
-        self.stop.take(); // disconnects the stop channel: the heartbeat exits
+    /// Tells the heartbeat to stop (it exits at its next look at the stop
+    /// channel: at once when sleeping, when its WATCH returns when bound).
+    fn signal_stop(&mut self) {
+        self.stop.take(); // disconnects the stop channel
+    }
+
+    fn join_heartbeat(&mut self) {
+        self.signal_stop();
         if let Some(handle) = self.heartbeat.take() {
             let _ = handle.join();
         }
     }
 
     /// Stops beating and hands the lease to the caller: it is not released,
-    /// and whoever holds the token must beat or release it.
+    /// and whoever holds the token must beat or release it. A bound lease
+    /// (`LeaseOptions::bind`) is released by the server once the heartbeat's
+    /// connection closes: detach only leases acquired with `bind: None`.
     pub fn detach(mut self) -> i64 {
-        self.stop_heartbeat();
+        self.join_heartbeat();
         self.released = true;
         self.token
     }
 
-    /// Stops beating and releases: true when this ended the lease.
+    /// Stops beating and releases: true when this ended the lease. The
+    /// release goes first, so a heartbeat waiting in WATCH wakes at once.
     pub fn release(mut self) -> RedisResult<bool> {
-        self.stop_heartbeat();
+        self.signal_stop();
         self.released = true;
-        let mut con = self.client.connection()?;
-        commands::release(&mut con, &self.key, &self.owner, self.token)
+        let released = self
+            .client
+            .connection()
+            .and_then(|mut con| commands::release(&mut con, &self.key, &self.owner, self.token));
+        self.join_heartbeat();
+        released
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.stop_heartbeat();
+        self.signal_stop();
         if !self.released {
             if let Ok(mut con) = self.client.connection() {
                 let _ = commands::release(&mut con, &self.key, &self.owner, self.token);
             }
         }
+        self.join_heartbeat();
     }
 }

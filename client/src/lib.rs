@@ -59,4 +59,4 @@ pub mod watchdog;
 pub use commands::LockInfo;
 pub use conn::{Client, Conn};
 pub use error::Error;
-pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason};
+pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

@@ -5,7 +5,7 @@ use hblock_client::commands;
 use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
-use hblock_client::{log, watchdog, Client, Conn, Error, LeaseOptions};
+use hblock_client::{log, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
 };
@@ -61,6 +61,8 @@ impl Terms {
             wait,
             min_replicas: self.min_replicas,
             replica_timeout: Duration::from_millis(self.replica_timeout),
+            // `run` binds (its --bind); the thin commands' leases outlive them.
+            bind: None,
         }
     }
 }
@@ -80,6 +82,12 @@ enum Cmd {
         /// Time between SIGTERM and SIGKILL when the command must stop, in ms (default: a third of interval * misses)
         #[arg(long)]
         grace: Option<u64>,
+        /// When this supervisor dies (its connection closes), the server releases the lease after MS ms instead of after the missed beats; a dropped connection is re-bound within it (capped at interval * misses)
+        #[arg(long, value_name = "MS", default_value_t = BIND_DEFAULT.as_millis() as u64)]
+        bind: u64,
+        /// A plain heartbeat lease: not bound to the connection
+        #[arg(long, conflicts_with = "bind")]
+        no_bind: bool,
         /// Try once; exit 1 at once when the lock is held
         #[arg(long, conflicts_with = "timeout")]
         no_wait: bool,
@@ -221,6 +229,8 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             owner,
             terms,
             grace,
+            bind,
+            no_bind,
             no_wait,
             timeout,
             command,
@@ -230,7 +240,10 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
                 (false, Some(ms)) => Some(Duration::from_millis(ms)),
                 (false, None) => Some(Duration::ZERO),
             };
-            let lease = terms.lease_options(wait);
+            let lease = LeaseOptions {
+                bind: (!no_bind).then_some(Duration::from_millis(bind)),
+                ..terms.lease_options(wait)
+            };
             let opts = RunOptions {
                 key,
                 owner: owner.map_or_else(default_owner, |o| {
@@ -293,15 +306,14 @@ fn acquire(
             .acquire_as(key, owner.as_bytes(), &options, |_| {})
             .map(|lease| lease.map(|l| l.detach()))
     } else {
-        commands::acquire(
-            con,
-            key,
-            owner.as_bytes(),
-            Some(terms.interval),
-            Some(u64::from(terms.misses)),
-            wait,
-        )
-        .map_err(Error::from)
+        let args = commands::AcquireArgs {
+            interval_ms: Some(terms.interval),
+            misses: Some(u64::from(terms.misses)),
+            wait_ms: wait,
+            // The lease outlives this process: never bound to its connection.
+            bind_ms: None,
+        };
+        commands::acquire(con, key, owner.as_bytes(), args).map_err(Error::from)
     };
     match reply {
         Ok(token) if json => {

@@ -75,6 +75,9 @@ pub struct AcquireOptions {
     pub misses: Option<u16>,
     /// Some(0) waits without limit.
     pub wait_ms: Option<u64>,
+    /// BIND: the grace in ms after the connection closes (checked against
+    /// the lease's length by [`bind_fits`] once the terms are known).
+    pub bind_ms: Option<u64>,
 }
 
 pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
@@ -90,11 +93,29 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
             opts.misses = Some(int_in_range(value, "MISSES", MISSES_MIN, MISSES_MAX)? as u16);
         } else if name.eq_ignore_ascii_case(b"WAIT") && opts.wait_ms.is_none() {
             opts.wait_ms = Some(int_in_range(value, "WAIT", 0, WAIT_MAX)? as u64);
+        } else if name.eq_ignore_ascii_case(b"BIND") && opts.bind_ms.is_none() {
+            opts.bind_ms = Some(int_in_range(value, "BIND", 0, LEASE_MAX)? as u64);
         } else {
             return Err(Invalid::Syntax);
         }
     }
     Ok(opts)
+}
+
+/// The longest lease: INTERVAL_MAX * MISSES_MAX ms.
+pub const LEASE_MAX: i64 = INTERVAL_MAX * MISSES_MAX;
+
+/// A BIND grace fits the lease it binds: 0 ..= interval * misses.
+pub fn bind_fits(bind_ms: u64, lease_ms: u64) -> Result<(), Invalid> {
+    if bind_ms <= lease_ms {
+        Ok(())
+    } else {
+        Err(Invalid::Range {
+            what: "BIND",
+            min: 0,
+            max: i64::try_from(lease_ms).unwrap_or(i64::MAX),
+        })
+    }
 }
 
 /// HBLOCK.WATCH's `[SEEN token] [TIMEOUT ms]`, any order, each at most once:
@@ -168,13 +189,24 @@ mod tests {
 
     #[test]
     fn options_any_order_any_case_once() {
-        let opts = acquire_options(&[b"wait", b"0", b"Misses", b"5", b"INTERVAL", b"250"]).unwrap();
+        let opts = acquire_options(&[
+            b"wait",
+            b"0",
+            b"Misses",
+            b"5",
+            b"bind",
+            b"100",
+            b"INTERVAL",
+            b"250",
+        ])
+        .unwrap();
         assert_eq!(
             opts,
             AcquireOptions {
                 interval_ms: Some(250),
                 misses: Some(5),
-                wait_ms: Some(0)
+                wait_ms: Some(0),
+                bind_ms: Some(100),
             }
         );
         assert_eq!(acquire_options(&[]), Ok(AcquireOptions::default()));
@@ -182,7 +214,9 @@ mod tests {
 
     #[test]
     fn option_errors() {
-        let syntax: [&[&[u8]]; 4] = [
+        let syntax: [&[&[u8]]; 6] = [
+            &[b"BIND"],
+            &[b"BIND", b"1", b"bind", b"1"],
             &[b"INTERVAL"],
             &[b"INTERVAL", b"5", b"interval", b"6"],
             &[b"TTL", b"5"],
@@ -191,7 +225,9 @@ mod tests {
         for args in syntax {
             assert_eq!(acquire_options(args), Err(Invalid::Syntax));
         }
-        let range: [(&[&[u8]], &str); 6] = [
+        let range: [(&[&[u8]], &str); 8] = [
+            (&[b"BIND", b"-1"], "BIND"),
+            (&[b"BIND", b"864000000001"], "BIND"),
             (&[b"INTERVAL", b"0"], "INTERVAL"),
             (&[b"INTERVAL", b"86400001"], "INTERVAL"),
             (&[b"MISSES", b"10001"], "MISSES"),
@@ -205,6 +241,20 @@ mod tests {
                 other => panic!("{args:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn bind_fits_the_lease() {
+        assert_eq!(bind_fits(0, 1), Ok(()));
+        assert_eq!(bind_fits(3000, 3000), Ok(()));
+        assert_eq!(
+            bind_fits(3001, 3000),
+            Err(Invalid::Range {
+                what: "BIND",
+                min: 0,
+                max: 3000
+            })
+        );
     }
 
     #[test]

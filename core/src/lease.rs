@@ -344,6 +344,28 @@ impl Lease {
 
     /// RELEASE by (owner, token): true when this call ended the caller's
     /// unexpired lease. The record stays, free, with its token.
+    /// The terms `owner`'s ACQUIRE with `requested` would leave the lease
+    /// with: the holder keeps what it does not change, anyone else gets a
+    /// new lease on the requested terms and the defaults.
+    pub fn terms_after_acquire(
+        &self,
+        owner: &[u8],
+        requested: (Option<u32>, Option<u16>),
+        defaults: Terms,
+        now: i64,
+    ) -> Terms {
+        let renews = self.state(now) == State::Held && self.owner.as_bytes() == owner;
+        let base = if renews {
+            Terms {
+                interval_ms: self.interval_ms,
+                misses: self.misses,
+            }
+        } else {
+            defaults
+        };
+        Terms::resolve(requested, base)
+    }
+
     pub fn release(&mut self, owner: &[u8], token: u64, now: i64) -> (bool, Effects) {
         let expired = self.observe_expiry(now);
         let mut effects = Effects {

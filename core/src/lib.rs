@@ -6,11 +6,13 @@
 //! - `owner`: the binary-safe owner, stored inline when short.
 //! - `queue`: the FIFO wait queues, per lock.
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
+//! - `bind`: leases bound to connections (BIND), due releases.
 //! - `args`: argument parsing and range checks (errors as data).
 //! - `limits`: every range and default, shared with the client crate.
 //! - `proto`: INFO's field names and the NOTHELD code, shared with it too.
 
 pub mod args;
+pub mod bind;
 pub mod lease;
 pub mod limits;
 pub mod owner;

@@ -4,7 +4,7 @@
 //! crate (client/src/commands.rs, client/src/error.rs) both use these.
 
 /// HBLOCK.INFO's integer fields, in reply order (after `state` and `owner`).
-pub const INFO_NUMBERS: [&str; 9] = [
+pub const INFO_NUMBERS: [&str; 10] = [
     "token",
     "interval",
     "misses",
@@ -14,6 +14,7 @@ pub const INFO_NUMBERS: [&str; 9] = [
     "age",
     "takeovers",
     "waiters",
+    "bound",
 ];
 
 /// The error code of BEAT (and FENCED, CHECK) by a caller that does not hold

@@ -95,9 +95,13 @@ unsafe extern "C" fn on_server_event(
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED
             if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER =>
         {
+            crate::binding::clear();
             promoted();
         }
-        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => crate::tokens::demoted(),
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => {
+            crate::binding::clear();
+            crate::tokens::demoted();
+        }
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
             return;
         }

@@ -26,7 +26,7 @@ mod waiters;
 
 pub use events::subscribe;
 pub use timer::{arm, watch_lease, watch_loaded};
-pub use waiters::{block, can_block, serve, waiters, waiting_lock};
+pub use waiters::{block, can_block, serve, waiters, waiting_lock, Wait};
 
 use crate::handoff::Handle;
 use crate::queue::{LockId, Queues, WaiterId};
@@ -42,6 +42,8 @@ struct Blocking {
     queues: Queues<Handle>,
     schedule: Schedule,
     wait_slots: HashMap<WaiterId, WaitSlot>,
+    /// Waiters that asked for BIND: their connection and grace.
+    binds: HashMap<WaiterId, (u64, u64)>,
     /// The module timer and the time it was armed for.
     armed: Option<(raw::RedisModuleTimerID, i64)>,
 }

@@ -10,6 +10,7 @@ use crate::handoff::{self, Grant};
 use crate::lease::{Effects, Lease, Phase};
 use crate::queue::LockId;
 use crate::schedule::Due;
+use hblock_core::bind::Unbound;
 use redis_module::key::KeyFlags;
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::ffi::c_void;
@@ -149,6 +150,28 @@ fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
     check_lock(ctx, &grant.lock, now, is_master);
 }
 
+/// Releases a bound lease whose connection closed and was not re-bound
+/// within its grace (the same lease: token unchanged), exactly as RELEASE
+/// would, then serves the next waiter.
+fn release_unbound(ctx: &Context, unbound: &Unbound, now: i64) {
+    if !select_db(ctx, unbound.lock.db) {
+        return;
+    }
+    let key = RedisString::create_from_slice(ctx.ctx, &unbound.lock.key);
+    let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
+    if let Ok(Some(lease)) = lock_at(&handle) {
+        if lease.phase == Phase::Held && lease.token == unbound.token {
+            let owner = lease.owner.as_bytes().to_vec();
+            let (_, fx) = lease.release(&owner, unbound.token, now);
+            if fx.released {
+                crate::stats::bump(&crate::stats::UNBOUND);
+            }
+            commit(ctx, &key, lease, fx);
+        }
+    }
+    check_lock(ctx, &unbound.lock, now, true);
+}
+
 /// Arms the module timer for the earliest due time, if it is not already.
 pub fn arm(ctx: *mut raw::RedisModuleCtx) {
     arm_not_before(ctx, i64::MIN);
@@ -159,10 +182,11 @@ pub fn arm(ctx: *mut raw::RedisModuleCtx) {
 fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
     let now = now_ms();
     let next = with(|s| s.schedule.next_due()).flatten();
-    let next = match (next, crate::tokens::next_due(now)) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let next = [crate::tokens::next_due(now), crate::binding::next_due()]
+        .into_iter()
+        .flatten()
+        .chain(next)
+        .min();
     let next = if has_pending() || handoff::has_undo() {
         Some(now)
     } else {
@@ -214,6 +238,11 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     }
     for grant in handoff::take_undo() {
         undo_grant(&context, &grant, now, is_master);
+    }
+    for unbound in crate::binding::take_due(now) {
+        if is_master {
+            release_unbound(&context, &unbound, now);
+        }
     }
     for lock in take_pending() {
         look_at(&context, &lock, now, is_master);

@@ -44,16 +44,22 @@ pub fn can_block(ctx: &Context) -> bool {
         .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
 }
 
-/// Blocks the calling client until it is granted the lock or `wait_ms` pass
-/// (0: no limit). The command then returns `NoReply`.
-pub fn block(
-    ctx: &Context,
-    lock: LockId,
-    owner: &[u8],
-    terms: (Option<u32>, Option<u16>),
-    wait_ms: u64,
-    now: i64,
-) -> RedisValue {
+/// How a blocked ACQUIRE waits: the terms it asked for, its WAIT (0: no
+/// limit) and its BIND (connection, grace), applied when it is granted.
+pub struct Wait {
+    pub terms: (Option<u32>, Option<u16>),
+    pub wait_ms: u64,
+    pub bind: Option<(u64, u64)>,
+}
+
+/// Blocks the calling client until it is granted the lock or its WAIT
+/// passes. The command then returns `NoReply`.
+pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) -> RedisValue {
+    let Wait {
+        terms,
+        wait_ms,
+        bind,
+    } = wait;
     let Some(bc) = ffi::block_client(
         ctx.ctx,
         reply_to_waiter,
@@ -71,6 +77,9 @@ pub fn block(
         if let Some(deadline) = deadline {
             let slot = s.schedule.wait_end(id, deadline);
             s.wait_slots.insert(id, slot);
+        }
+        if let Some(bind) = bind {
+            s.binds.insert(id, bind);
         }
     });
     if queued.is_none() {
@@ -96,14 +105,17 @@ fn finish_waiter(id: WaiterId, outcome: Outcome) {
         if let Some(slot) = s.wait_slots.remove(&id) {
             s.schedule.cancel_wait(slot);
         }
-        Some(waiter)
+        Some((waiter, s.binds.remove(&id)))
     })
     .flatten();
-    let Some(waiter) = waiter else {
+    let Some((waiter, bind)) = waiter else {
         return;
     };
     let handle = waiter.handle;
     if let Outcome::Token(token) = outcome {
+        if let Some((client, grace)) = bind {
+            crate::binding::bind(waiter.lock.clone(), client, token as u64, grace);
+        }
         let grant = Grant {
             lock: waiter.lock,
             owner: waiter.owner,
@@ -259,6 +271,7 @@ fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
         if let Some(slot) = s.wait_slots.remove(&id) {
             s.schedule.cancel_wait(slot);
         }
+        s.binds.remove(&id);
         s.queues.remove(id)
     })
     .flatten();

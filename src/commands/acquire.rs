@@ -1,9 +1,12 @@
-//! `HBLOCK.ACQUIRE key owner [INTERVAL ms] [MISSES n] [WAIT ms]`
+//! `HBLOCK.ACQUIRE key owner [INTERVAL ms] [MISSES n] [WAIT ms] [BIND ms]`
 //!
 //! Grants the lease when the lock is free, released or expired (reply: the new
 //! fencing token); renews it when `owner` already holds it (reply: the same
 //! token); otherwise nil, or with WAIT blocks in FIFO order until granted or
 //! until the time runs out. Clients already waiting are never overtaken.
+//! With BIND the lease (granted or renewed) is bound to the calling
+//! connection: it is released when that connection closes and no re-bind
+//! comes within the grace (binding.rs).
 
 use super::{byte_args, commit, grant_new_key, lock_at, now_ms, refuse_on_replica};
 use crate::args;
@@ -12,7 +15,7 @@ use crate::command_info::{Kind, Spec, KEY, OWNER, RW_UPDATE};
 use crate::config;
 use crate::error::Error;
 use crate::lease::{Acquired, State};
-use crate::{stats, tokens};
+use crate::{binding, stats, tokens};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -30,6 +33,7 @@ pub const SPEC: Spec = Spec {
         (c"interval", Kind::Integer, Some(c"INTERVAL")),
         (c"misses", Kind::Integer, Some(c"MISSES")),
         (c"wait", Kind::Integer, Some(c"WAIT")),
+        (c"bind", Kind::Integer, Some(c"BIND")),
     ],
 };
 
@@ -45,6 +49,18 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = now_ms();
 
     let handle = ctx.open_key_writable(key);
+    // BIND: the connection and grace, checked before anything changes.
+    let bind = match opts.bind_ms {
+        None => None,
+        Some(grace) => {
+            let terms = match lock_at(&handle)? {
+                Some(lease) => lease.terms_after_acquire(owner, requested, defaults, now),
+                None => crate::lease::Terms::resolve(requested, defaults),
+            };
+            args::bind_fits(grace, terms.lease_ms() as u64).map_err(Error::from)?;
+            Some((binding::caller(ctx)?, grace))
+        }
+    };
     // Those already waiting go first: if the lock is available, the head of
     // the queue gets it now.
     let waiting = blocking::waiting_lock(ctx, key);
@@ -62,7 +78,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let got = grant_or_renew(ctx, key, &handle, &call)?;
     Ok(match got {
-        Acquired::Token(token) => RedisValue::Integer(token as i64),
+        Acquired::Token(token) => {
+            if let Some((client, grace)) = bind {
+                binding::bind(blocking::lock_id(ctx, key), client, token, grace);
+            }
+            RedisValue::Integer(token as i64)
+        }
         Acquired::Busy => match opts.wait_ms {
             Some(wait_ms) if blocking::can_block(ctx) => {
                 let lock = waiting.unwrap_or_else(|| blocking::lock_id(ctx, key));
@@ -71,7 +92,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 if let Some(lease) = lock_at(&handle)? {
                     blocking::watch_lease(ctx.ctx, || lock.clone(), lease);
                 }
-                blocking::block(ctx, lock, owner, requested, wait_ms, now)
+                let wait = blocking::Wait {
+                    terms: requested,
+                    wait_ms,
+                    bind,
+                };
+                blocking::block(ctx, lock, owner, wait, now)
             }
             // Inside MULTI or Lua, WAIT is ignored: answer at once.
             _ => RedisValue::Null,

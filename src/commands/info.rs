@@ -64,11 +64,16 @@ pub fn reply_info(ctx: &Context, key: &RedisString) -> RedisResult {
         return Ok(RedisValue::Null);
     };
     let waiters = crate::blocking::waiters(ctx, key) as u64;
-    reply_view(ctx, lease, now_ms(), waiters);
+    let now = now_ms();
+    let bound = holder(Some(lease), now) != 0
+        && crate::binding::is_bound(|| crate::blocking::lock_id(ctx, key), lease.token);
+    reply_view(ctx, lease, now, (waiters, bound));
     Ok(RedisValue::NoReply)
 }
 
-fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
+/// `extra`: the waiters on the lock and whether its lease is bound.
+fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
+    let (waiters, bound) = extra;
     let view = lease.view(now);
     // A lock not held, after a promotion: ttl is the failover delay left.
     let held_off = crate::tokens::hold_left(now);
@@ -78,7 +83,7 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
         view.ttl_ms
     };
     // In the order of INFO_NUMBERS (hblock_core::proto), which names them.
-    let numbers: [i64; 9] = [
+    let numbers: [i64; 10] = [
         view.token as i64,
         i64::from(view.interval_ms),
         i64::from(view.misses),
@@ -88,6 +93,7 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, waiters: u64) {
         view.age_ms,
         view.takeovers as i64,
         waiters as i64,
+        i64::from(bound),
     ];
     let bulk = |bytes: &[u8]| {
         raw::reply_with_string_buffer(ctx.ctx, bytes.as_ptr().cast::<c_char>(), bytes.len())

@@ -177,13 +177,16 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects) 
             }
         }
     }
-    if (fx.acquired || fx.released || fx.expired) && crate::watch::any() {
+    if (fx.acquired || fx.released || fx.expired) && (crate::watch::any() || crate::binding::any())
+    {
         let holder = if lease.phase == Phase::Held {
             lease.token
         } else {
             0
         };
-        crate::watch::notify(&crate::blocking::lock_id(ctx, key), holder);
+        let lock = crate::blocking::lock_id(ctx, key);
+        crate::binding::holder_changed(&lock, holder);
+        crate::watch::notify(&lock, holder);
     }
     if fx.changed && lease.phase == Phase::Held {
         // Cheap when a check is already scheduled no later (every beat).

@@ -36,7 +36,10 @@ fn thin_commands_print_replies_and_exit_codes() {
         ),
         "{text}"
     );
-    assert!(text.ends_with("\"takeovers\":0,\"waiters\":0}"), "{text}");
+    assert!(
+        text.ends_with("\"takeovers\":0,\"waiters\":0,\"bound\":0}"),
+        "{text}"
+    );
     let released = hblock(&server, &["release", "k", "a", "1"]);
     assert_eq!((code(&released), stdout(&released).as_str()), (0, "1"));
     let again = hblock(&server, &["release", "k", "a", "1"]);

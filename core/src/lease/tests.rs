@@ -297,3 +297,28 @@ fn check_answers_like_beat_and_changes_nothing() {
     lease.release(b"a", 1, 5);
     assert_eq!(lease.check(b"a", 1, 6), Err(NotHeld::Released));
 }
+
+#[test]
+fn terms_after_acquire_keep_the_holders_and_default_the_rest() {
+    let defaults = Terms {
+        interval_ms: 500,
+        misses: 2,
+    };
+    let lease = held_by(b"a", 100);
+    assert_eq!(lease.terms_after_acquire(b"a", NONE, defaults, 200), T);
+    assert_eq!(
+        lease
+            .terms_after_acquire(b"a", (None, Some(7)), defaults, 200)
+            .lease_ms(),
+        7000
+    );
+    assert_eq!(
+        lease.terms_after_acquire(b"b", NONE, defaults, 200),
+        defaults
+    );
+    // Expired: the holder's ACQUIRE is a new lease.
+    assert_eq!(
+        lease.terms_after_acquire(b"a", NONE, defaults, 3100),
+        defaults
+    );
+}
