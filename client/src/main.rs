@@ -6,6 +6,11 @@ use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::{log, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
+
+/// `run --bind`'s floor: the child of a supervisor that died is killed (the
+/// kernel's parent-death signal, the watchdog) the moment its connection
+/// closes; the grace keeps the standby's start behind that.
+const BIND_MIN_MS: u64 = 20;
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
 };
@@ -82,8 +87,8 @@ enum Cmd {
         /// Time between SIGTERM and SIGKILL when the command must stop, in ms (default: a third of interval * misses)
         #[arg(long)]
         grace: Option<u64>,
-        /// When this supervisor dies (its connection closes), the server releases the lease after MS ms instead of after the missed beats; a dropped connection is re-bound within it (capped at interval * misses)
-        #[arg(long, value_name = "MS", default_value_t = BIND_DEFAULT.as_millis() as u64)]
+        /// When this supervisor dies (its connection closes), the server releases the lease after MS ms instead of after the missed beats; a dropped connection is re-bound within it. At least 20 ms: the old child's death must come first (capped at interval * misses)
+        #[arg(long, value_name = "MS", default_value_t = BIND_DEFAULT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(BIND_MIN_MS..))]
         bind: u64,
         /// A plain heartbeat lease: not bound to the connection
         #[arg(long, conflicts_with = "bind")]

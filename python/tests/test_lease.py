@@ -90,6 +90,52 @@ def test_a_dropped_connection_does_not_lose_the_lease(server):
         assert not lease.lost
         lease.check()
         assert info(client, "k")["token"] == lease.token
+        # Bound (BIND 100 by default) and re-bound after every drop.
+        assert info(client, "k")["bound"] == 1
+        assert client.info("hblock")["hblock_unbound"] == 0
+
+
+BOUND_HOLDER = textwrap.dedent("""
+    import sys, time, redis, hblock
+    lease = hblock.Lease(redis.Redis(port=int(sys.argv[1])), "k")
+    lease.acquire()
+    print("acquired", lease.token, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_kill_9_of_a_bound_holder_hands_over_within_the_grace(server):
+    client = server.client()
+    proc = subprocess.Popen([sys.executable, "-c", BOUND_HOLDER, str(server.port)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("acquired")
+        assert info(client, "k")["bound"] == 1
+        got = {}
+
+        def standby():
+            with hblock.Lease(client, "k", bind_ms=None) as lease:
+                got["at"] = time.monotonic()
+                got["bound"] = info(client, "k")["bound"]
+
+        t = threading.Thread(target=standby, daemon=True)
+        t.start()
+        assert eventually(lambda: info(client, "k")["waiters"] == 1), "the standby waits"
+        killed = time.monotonic()
+        proc.kill()
+        proc.wait(5)
+        t.join(5)
+        took = got["at"] - killed
+        print(f"kill -9 of a bound holder -> standby granted {took * 1000:.0f} ms later (grace 100 ms)")
+        # Far inside the default 3 s lease: the closed connection ended it.
+        assert took < 1.5
+        assert got["bound"] == 0, "bind_ms=None: a plain lease"
+        assert client.info("hblock")["hblock_unbound"] == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_restart_inside_the_lease_keeps_it(aof_server):
@@ -158,6 +204,8 @@ def test_bad_terms_are_refused():
         hblock.Lease(redis.Redis(), "k", interval_ms=0)
     with pytest.raises(ValueError):
         hblock.Lease(redis.Redis(), "k", misses=10_001)
+    with pytest.raises(ValueError):
+        hblock.Lease(redis.Redis(), "k", bind_ms=-1)
 
 
 def test_watch_yields_every_change_of_holder(server):

@@ -82,6 +82,9 @@ fn dropped_connections_leave_the_child_running_and_beats_resume() {
     }
     assert!(alive(child), "the child kept running\n{}", active.log());
     assert_eq!(support::info_int(&mut c, default_key(), "token"), token);
+    // Bound (BIND 100) and re-bound after every drop: never released for it.
+    assert_eq!(support::counter(&mut c, "unbound"), 0);
+    assert_eq!(support::info_int(&mut c, default_key(), "bound"), 1);
     assert!(!dir.path().join("b.pid").exists());
     // The standby survived the drops and still takes over.
     active.signal(libc::SIGTERM);

@@ -3,6 +3,8 @@
 
 use hblock_test_support as support;
 
+/// BIND: kill -9 of a supervisor hands over within the grace, one child at a time.
+mod bind;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
@@ -154,6 +156,17 @@ fn wait_pid_file(path: &Path, within: Duration) -> Option<i32> {
 
 /// The child of `hblock run` that writes its pid and then sleeps.
 const SLEEPER: &str = "echo $$ > \"$DIR/$NAME.pid\"; exec sleep 60";
+
+/// Writes its start time, then a tick every 10 ms (nanoseconds, one a line).
+const TICKER: &str = "date +%s%N > \"$DIR/$NAME.start\"; while :; do date +%s%N >> \"$DIR/$NAME.ticks\"; sleep 0.01; done";
+
+fn last_line_ns(path: &Path) -> Option<u128> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+}
 
 /// Parses `start|stop TOKEN NANOS` lines written by the children.
 fn timeline(path: &Path) -> Vec<(String, i64, u128)> {

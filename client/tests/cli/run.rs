@@ -88,17 +88,6 @@ fn kill_9_of_the_supervisor_kills_its_child_and_a_standby_takes_over() {
     assert!(alive(b_child));
 }
 
-/// Writes its start time, then a tick every 10 ms (nanoseconds, one a line).
-const TICKER: &str = "date +%s%N > \"$DIR/$NAME.start\"; while :; do date +%s%N >> \"$DIR/$NAME.ticks\"; sleep 0.01; done";
-
-fn last_line_ns(path: &Path) -> Option<u128> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .next_back()
-}
-
 #[test]
 fn a_stopped_supervisors_child_is_killed_before_the_standbys_child_starts() {
     let server = Server::start();

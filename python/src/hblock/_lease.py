@@ -6,6 +6,13 @@ this process's view, until the send time of the last acknowledged beat plus
 retried on a new connection with backoff (never slower than interval / 2),
 logged once when beats start failing and once when they succeed again.
 NOTHELD, or that deadline passing, makes the lease lost.
+
+Binding (``bind_ms``, 100 by default): the lease is acquired with ``BIND``
+and bound to the connection it beats on, so when this process dies the
+server releases it after ``bind_ms`` instead of after the missed beats.
+Between beats the beat thread waits in ``HBLOCK.WATCH`` on that connection:
+a dropped connection is noticed at once and re-bound from a new one (the
+holder's ``ACQUIRE ... BIND``, same token) well within the grace.
 """
 
 import logging
@@ -18,6 +25,7 @@ import redis
 
 from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held
 from ._errors import LeaseLost, NotAcquired
+from ._info import as_dict, holder
 
 log = logging.getLogger("hblock")
 
@@ -48,7 +56,9 @@ class Lease:
     so two processes never share a lease; None: ``host:pid:random``.
     ``blocking``: wait in the server's queue (``blocking_timeout`` seconds at
     most; None: no limit; 0 or less: try once). ``on_lost(lease)`` is called
-    once, from the beat thread, when the lease is lost.
+    once, from the beat thread, when the lease is lost. ``bind_ms``: the
+    grace after this process's connection closes (None: not bound; capped
+    at ``interval_ms * misses``); do not share a bound lease across processes.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class Lease:
         blocking: bool = True,
         blocking_timeout: Optional[float] = None,
         on_lost: Optional[Callable[["Lease"], None]] = None,
+        bind_ms: Optional[int] = 100,
     ) -> None:
         if not INTERVAL_MS[0] <= interval_ms <= INTERVAL_MS[1]:
             raise ValueError(f"interval_ms must be from {INTERVAL_MS[0]} to {INTERVAL_MS[1]}")
@@ -71,6 +82,9 @@ class Lease:
         self.owner = default_owner() if owner is None else instance_owner(owner)
         self.interval_ms = interval_ms
         self.misses = misses
+        if bind_ms is not None and bind_ms < 0:
+            raise ValueError("bind_ms must be 0 or more (None: not bound)")
+        self.bind_ms = None if bind_ms is None else min(bind_ms, interval_ms * misses)
         self.token: Optional[int] = None
         self._client = client
         self._blocking = blocking
@@ -82,6 +96,7 @@ class Lease:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._beater: Optional["redis.Redis[Any]"] = None
 
     @property
     def _interval(self) -> float:
@@ -99,8 +114,23 @@ class Lease:
         Raises ``NotAcquired`` when the lock is not granted."""
         if self.token is not None:
             raise RuntimeError("this Lease was already acquired; make a new one")
-        token, counted_from = self._grant()
-        self.token = token
+        waiter = dedicated(self._client, None)
+        try:
+            token, counted_from = self._grant(waiter)
+            self.token = token
+            self._beater = dedicated(self._client, self._beat_timeout)
+            if self.bind_ms is not None:
+                # Move the binding from the waiting connection to the beating one.
+                sent = time.monotonic()
+                try:
+                    self._beat_and_rebind(self._beater)
+                except redis.RedisError:
+                    self._beater.connection_pool.disconnect()
+                    waiter.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
+                    raise
+                counted_from = sent
+        finally:
+            waiter.connection_pool.disconnect()
         self._deadline = counted_from + self._lease
         self._thread = threading.Thread(target=self._beat_loop, name=f"hblock beat {self.key}", daemon=True)
         self._thread.start()
@@ -118,35 +148,40 @@ class Lease:
             raise NotAcquired(f"{self.key}: not granted within {self._blocking_timeout} s")
         return max(1, math.ceil(left * 1000))
 
-    def _grant(self) -> Tuple[int, float]:
-        """(token, the time the lease is counted from)."""
-        waiter = dedicated(self._client, None)
+    @property
+    def _beat_timeout(self) -> float:
+        # A beat slower than an interval fails; a bound lease also waits up
+        # to an interval in WATCH between beats.
+        limit = max(self._interval, 0.05)
+        return limit * 2 if self.bind_ms is not None else limit
+
+    def _grant(self, waiter: "redis.Redis[Any]") -> Tuple[int, float]:
+        """(token, the time the lease is counted from), on ``waiter``."""
         end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
         backoff = Backoff(self._interval)
         logged = False
-        try:
-            while True:
-                wait_ms = self._wait_ms(end)
-                try:
-                    return self._try_grant(waiter, wait_ms)
-                except redis.RedisError as err:
-                    retry = isinstance(err, TRANSIENT) or is_not_held(err)
-                    if wait_ms is None or not retry:
-                        raise
-                    if not logged:  # once per outage
-                        log.warning("waiting for %s: %s; waiting again (the place in the queue may be lost)",
-                                    self.key, err)
-                        logged = True
-                    waiter.connection_pool.disconnect()
-                    time.sleep(backoff.next_delay())
-        finally:
-            waiter.connection_pool.disconnect()
+        while True:
+            wait_ms = self._wait_ms(end)
+            try:
+                return self._try_grant(waiter, wait_ms)
+            except redis.RedisError as err:
+                retry = isinstance(err, TRANSIENT) or is_not_held(err)
+                if wait_ms is None or not retry:
+                    raise
+                if not logged:  # once per outage
+                    log.warning("waiting for %s: %s; waiting again (the place in the queue may be lost)",
+                                self.key, err)
+                    logged = True
+                waiter.connection_pool.disconnect()
+                time.sleep(backoff.next_delay())
 
     def _try_grant(self, waiter: "redis.Redis[Any]", wait_ms: Optional[int]) -> Tuple[int, float]:
         args: List[Any] = ["HBLOCK.ACQUIRE", self.key, self.owner,
                            "INTERVAL", self.interval_ms, "MISSES", self.misses]
         if wait_ms is not None:
             args += ["WAIT", wait_ms]
+        if self.bind_ms is not None:
+            args += ["BIND", self.bind_ms]
         sent = time.monotonic()
         token = waiter.execute_command(*args)
         if token is None:
@@ -161,9 +196,10 @@ class Lease:
     # -- beating -----------------------------------------------------------
 
     def _beat_loop(self) -> None:
-        beater = dedicated(self._client, self._interval)
+        beater = self._beater or dedicated(self._client, self._beat_timeout)
         backoff = Backoff(self._interval)
         failing: Optional[str] = None
+        fresh = False  # a new connection: re-bind after its first beat
         next_beat = time.monotonic() + self._interval
         try:
             while True:
@@ -171,23 +207,43 @@ class Lease:
                 if time.monotonic() >= deadline:
                     self._mark_lost(f"no beat acknowledged for {self._lease:g} s ({failing or 'no reply'})")
                     return
-                if self._stop.wait(max(0.0, min(next_beat, deadline) - time.monotonic())):
+                if self._stop.is_set():
                     return
-                if time.monotonic() < next_beat:
-                    continue  # woke to check the deadline
+                wait = min(next_beat, deadline) - time.monotonic()
+                if wait > 0:
+                    if self.bind_ms is None or fresh or failing is not None:
+                        if self._stop.wait(wait):
+                            return
+                        if time.monotonic() < next_beat:
+                            continue  # woke to check the deadline
+                    else:
+                        changed = self._watch(beater, wait)
+                        if changed is None:
+                            fresh = True  # the connection failed: beat and re-bind at once
+                            beater.connection_pool.disconnect()
+                        elif not changed and time.monotonic() < next_beat:
+                            continue
+                if self._stop.is_set():
+                    return
                 sent = time.monotonic()
                 try:
-                    beater.execute_command("HBLOCK.BEAT", self.key, self.owner, self.token)
+                    if fresh and self.bind_ms is not None:
+                        self._beat_and_rebind(beater)
+                    else:
+                        beater.execute_command("HBLOCK.BEAT", self.key, self.owner, self.token)
                 except redis.RedisError as err:
                     if is_not_held(err):
-                        self._mark_lost(str(err))
+                        if not self._stop.is_set():
+                            self._mark_lost(str(err))
                         return
                     if failing is None:
                         log.warning("beats of %s failing: %s; retrying until the lease may have ended", self.key, err)
                     failing = str(err)
+                    fresh = True
                     beater.connection_pool.disconnect()
                     next_beat = time.monotonic() + backoff.next_delay()
                     continue
+                fresh = False
                 self._deadline = sent + self._lease
                 next_beat = sent + self._interval
                 backoff.reset()
@@ -196,6 +252,29 @@ class Lease:
                     failing = None
         finally:
             beater.connection_pool.disconnect()
+
+    def _watch(self, beater: "redis.Redis[Any]", wait: float) -> Optional[bool]:
+        """Waits up to ``wait`` s in HBLOCK.WATCH on the bound connection.
+        True: the holder changed (beat now to find out why); False: the
+        time ran out; None: the connection failed."""
+        try:
+            reply = beater.execute_command(
+                "HBLOCK.WATCH", self.key, "SEEN", self.token, "TIMEOUT", max(1, math.ceil(wait * 1000))
+            )
+        except redis.RedisError:
+            return None
+        return holder(as_dict(reply)) != self.token
+
+    def _beat_and_rebind(self, conn: "redis.Redis[Any]") -> None:
+        """BEAT, then bind the lease to ``conn``: the holder's ACQUIRE with
+        BIND renews it under the same token. Raises NOTHELD otherwise."""
+        conn.execute_command("HBLOCK.BEAT", self.key, self.owner, self.token)
+        token = conn.execute_command("HBLOCK.ACQUIRE", self.key, self.owner, "BIND", self.bind_ms)
+        if token is not None and int(token) == self.token:
+            return
+        if token is not None:  # a new lease of ours: the old one had just ended
+            conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
+        raise redis.ResponseError("NOTHELD the lease ended while re-binding")
 
     def _mark_lost(self, reason: str) -> None:
         with self._guard:
@@ -248,9 +327,9 @@ class Lease:
         if self.token is None or self._released:
             return False
         self._released = True
+        # Stop first, release next (a beat thread waiting in WATCH wakes at
+        # once), then wait for the thread.
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
         with self._guard:
             if self._reason is None:
                 self._reason = "released"
@@ -262,6 +341,8 @@ class Lease:
             return False
         finally:
             conn.connection_pool.disconnect()
+            if self._thread is not None:
+                self._thread.join()
         log.info("released %s token=%d: %s", self.key, self.token, released)
         return released
 

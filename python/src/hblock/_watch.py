@@ -6,24 +6,8 @@ from typing import Any, Dict, Iterator, Optional
 import redis
 
 from ._connect import TRANSIENT, dedicated
+from ._info import as_dict as _as_dict, holder as _holder
 from ._lease import Backoff
-
-
-def _as_dict(reply: Any) -> Optional[Dict[str, Any]]:
-    if reply is None:
-        return None
-    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
-    out: Dict[str, Any] = {}
-    for name, value in pairs:
-        name = name.decode() if isinstance(name, bytes) else name
-        if isinstance(value, bytes) and name == "state":
-            value = value.decode()
-        out[name] = value
-    return out
-
-
-def _holder(info: Optional[Dict[str, Any]]) -> int:
-    return int(info["token"]) if info and info.get("state") == "held" else 0
 
 
 def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, Any]]]:
