@@ -7,6 +7,7 @@
 
 use hblock_test_support as support;
 
+mod bind;
 mod failover;
 mod memory;
 mod report;
@@ -42,6 +43,7 @@ fn main() {
     rows.extend(throughput::run(&server, quick));
     rows.extend(failover::run(&server, quick));
     rows.extend(takeover::run(&server, quick));
+    rows.extend(bind::run(&server, quick));
     rows.extend(watch::run(&server, quick));
     drop(server);
     rows.extend(memory::run(quick));
