@@ -272,3 +272,98 @@ fn an_rdb_from_an_earlier_build_loads_unchanged() {
         }
     }
 }
+
+/// An AOF written by an earlier build, whose replication and AOF records were
+/// all ten-field `HBLOCK.APPLY key phase owner token interval misses beats
+/// granted last_beat takeovers` commands, still loads (the compact one-field
+/// form is what this build writes for every change).
+#[test]
+fn an_aof_of_ten_field_records_from_an_earlier_build_loads() {
+    let options = Options::default().config("appendonly", "yes");
+    let mut server = Server::with(options);
+    let mut c = server.conn();
+    let _: i64 = redis::cmd("INCR").arg("x").query(&mut c).unwrap();
+    let dir = server.dir().join("appendonlydir");
+    let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
+    let incr = manifest
+        .lines()
+        .find(|l| l.contains("type i"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("an incr file in the manifest")
+        .to_string();
+    server.stop();
+    let far = (i64::MAX / 4).to_string(); // a beat far in the future: held
+    let records: [&[&str]; 2] = [
+        &[
+            "HBLOCK.APPLY",
+            "old:held",
+            "1",
+            "alice",
+            "7",
+            "60000",
+            "3",
+            "2",
+            &far,
+            &far,
+            "1",
+        ],
+        &[
+            "HBLOCK.APPLY",
+            "old:free",
+            "0",
+            "",
+            "3",
+            "1000",
+            "3",
+            "0",
+            "5",
+            "5",
+            "0",
+        ],
+    ];
+    let mut aof = Vec::new();
+    crate::support::raw::encode(&["SELECT", "0"], &mut aof);
+    for record in records {
+        crate::support::raw::encode(record, &mut aof);
+    }
+    std::fs::write(dir.join(&incr), aof).unwrap();
+    server.relaunch();
+    let mut c = server.conn();
+    // A deadline centuries away once overflowed Redis's module timer
+    // arithmetic: the server grew to 21 GB, or spun at 100% CPU.
+    let cpu = |c: &mut Connection| -> f64 {
+        ["used_cpu_user", "used_cpu_sys"]
+            .iter()
+            .filter_map(|f| crate::support::info_field(c, "cpu", f)?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = cpu(&mut c);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu(&mut c) - before;
+    assert!(used < 0.3, "the idle server used {used:.2} s of CPU in 1 s");
+    assert_eq!(state(&mut c, "old:held"), "held", "{}", server.log());
+    assert_eq!(
+        info_bytes(&mut c, "old:held", "owner").as_deref(),
+        Some(&b"alice"[..])
+    );
+    let fields = [
+        ("token", 7),
+        ("interval", 60000),
+        ("beats", 2),
+        ("takeovers", 1),
+    ];
+    for (field, value) in fields {
+        assert_eq!(info_int(&mut c, "old:held", field), value, "{field}");
+    }
+    assert_eq!(state(&mut c, "old:free"), "free");
+    assert_eq!(info_int(&mut c, "old:free", "token"), 3);
+    // New writes go on in the compact form and survive a restart too.
+    let beats: i64 = redis::cmd("HBLOCK.BEAT")
+        .arg(&["old:held", "alice", "7"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(beats, 3);
+    server.crash_and_restart();
+    let mut c = server.conn();
+    assert_eq!(info_int(&mut c, "old:held", "beats"), 3);
+}

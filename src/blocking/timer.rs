@@ -210,7 +210,9 @@ fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
     }
     let delay = next.saturating_sub(now).max(0);
     if let Some(id) = ffi::create_timer(ctx, delay, on_timer) {
-        with(|s| s.armed = Some((id, next)));
+        // When it really fires: create_timer caps the delay.
+        let fires = next.min(now.saturating_add(ffi::TIMER_MAX_MS));
+        with(|s| s.armed = Some((id, fires)));
     }
 }
 

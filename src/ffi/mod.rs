@@ -127,8 +127,20 @@ pub fn reply_error(ctx: Ctx, message: &str) {
     }
 }
 
-/// Starts a timer that calls `callback` after `delay_ms` (no data).
+/// The longest delay a module timer is armed for: 10 minutes. Redis 7.0
+/// computes a module timer's time as `now_us + period * 1000` and returns
+/// the time to the next one from its handler as an `int` of ms; a deadline
+/// far away (a record loaded from an AOF, an RDB or a crafted RESTORE
+/// payload can say anything) overflowed both: measured, a lease check due
+/// in 146 million years made the server grow to 21 GB, and other far
+/// deadlines made it spin at 100% CPU. A timer that fires early finds
+/// nothing due and is armed again (once per 10 minutes at most when idle).
+pub const TIMER_MAX_MS: i64 = 600_000;
+
+/// Starts a timer that calls `callback` after `delay_ms` (no data), at most
+/// [`TIMER_MAX_MS`] from now.
 pub fn create_timer(ctx: Ctx, delay_ms: i64, callback: TimerCallback) -> Option<TimerId> {
+    let delay_ms = delay_ms.clamp(0, TIMER_MAX_MS);
     // SAFETY: a live context and an `extern "C"` callback of this module; the
     // timer carries no data, so nothing leaks when it is stopped.
     unsafe {
