@@ -10,7 +10,7 @@ use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use redis_module::{native_types::RedisType, raw};
 use std::ffi::{c_int, c_void};
 
-/// Calls a varargs Redis API (RM_Replicate, RM_EmitAOF) as `function(target,
+/// Calls a varargs Redis API (RM_EmitAOF for the AOF rewrite) as `function(target,
 /// "HBLOCK.APPLY", format, key, <fields>)`: the one place where the format
 /// string and its arguments meet. Format: s = the key, l = long long, b =
 /// buffer and length: the key, the first number (the phase), the owner, then
@@ -39,10 +39,11 @@ macro_rules! call_with_apply_args {
         )
     }};
 }
-pub(crate) use call_with_apply_args;
 
 /// Bump when the RDB layout changes, and keep loading the old layouts.
-const ENCODING_VERSION: c_int = 1;
+/// 1: the phase, the owner, then 7 unsigned numbers (9 RDB items);
+/// 2: the compact record (`Fields::write_compact`) as one string.
+const ENCODING_VERSION: c_int = 2;
 
 /// The type name is stored in RDB files: never change it.
 pub static LOCK_TYPE: RedisType = RedisType::new(
@@ -94,6 +95,12 @@ const BEATS: usize = 4;
 const GRANTED: usize = 5;
 const LAST_BEAT: usize = 6;
 const TAKEOVERS: usize = 7;
+
+/// The first byte of a compact record (a later layout gets another tag).
+pub const COMPACT_TAG: u8 = 1;
+const COMPACT_NUMBERS: usize = 8 * 8;
+/// The longest compact record: tag, numbers, a 1024-byte owner.
+pub const COMPACT_MAX: usize = 1 + COMPACT_NUMBERS + MAX_OWNER_LEN;
 
 /// A record as the owner and its numbers (see [`NUMBERS`]). Times are signed
 /// ms; the other numbers are never negative, so all fit an i64 (RDB stores
@@ -165,6 +172,41 @@ impl<'a> Fields<'a> {
         args
     }
 
+    /// The compact form of the record: one binary argument, [`COMPACT_TAG`],
+    /// the 8 numbers as little-endian i64 in [`NUMBERS`] order, then the
+    /// owner. Written into `out`; returns its length. Replication sends it
+    /// as `HBLOCK.APPLY key <record>`: one argument object instead of ten.
+    pub fn write_compact(&self, out: &mut [u8; COMPACT_MAX]) -> usize {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            if let Some(slot) = out.get_mut(at..at + bytes.len()) {
+                slot.copy_from_slice(bytes);
+                at += bytes.len();
+            }
+        };
+        put(&[COMPACT_TAG]);
+        for n in self.numbers {
+            put(&n.to_le_bytes());
+        }
+        put(self.owner);
+        at
+    }
+
+    /// Reads the compact form (see `write_compact`); ranges are checked by
+    /// `to_lease`.
+    pub fn from_compact(bytes: &'a [u8]) -> Option<Fields<'a>> {
+        let (&tag, rest) = bytes.split_first()?;
+        if tag != COMPACT_TAG || rest.len() < COMPACT_NUMBERS {
+            return None;
+        }
+        let (numbers_bytes, owner) = rest.split_at(COMPACT_NUMBERS);
+        let mut numbers = [0i64; 8];
+        for (slot, chunk) in numbers.iter_mut().zip(numbers_bytes.chunks_exact(8)) {
+            *slot = i64::from_le_bytes(chunk.try_into().ok()?);
+        }
+        Some(Fields { owner, numbers })
+    }
+
     /// Parses HBLOCK.APPLY's arguments after the key: the phase, the owner,
     /// then the other numbers (9 in all). Ranges are checked by `to_lease`.
     pub fn from_args(args: &[&'a [u8]]) -> Option<Fields<'a>> {
@@ -195,21 +237,15 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return;
     };
-    let f = Fields::of(lease);
-    raw::save_unsigned(rdb, f.numbers[PHASE] as u64);
-    raw::save_slice(rdb, f.owner);
-    for n in &f.numbers[1..] {
-        raw::save_unsigned(rdb, *n as u64); // the same 64 bits as SaveSigned
-    }
+    let mut record = [0u8; COMPACT_MAX];
+    let len = Fields::of(lease).write_compact(&mut record);
+    raw::save_slice(rdb, record.get(..len).unwrap_or_default());
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    if encver != ENCODING_VERSION {
-        return std::ptr::null_mut();
-    }
     // The crate checks RedisModule_IsIOError after every load: a short read
     // ends here with nothing built.
-    let load = || -> Option<Lease> {
+    let load_v1 = || -> Option<Lease> {
         let mut numbers = [0i64; 8];
         numbers[PHASE] = raw::load_unsigned(rdb).ok()? as i64;
         let owner = raw::load_string_buffer(rdb).ok()?;
@@ -221,6 +257,15 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             numbers,
         }
         .to_lease()
+    };
+    let load_v2 = || -> Option<Lease> {
+        let record = raw::load_string_buffer(rdb).ok()?;
+        Fields::from_compact(record.as_ref()).and_then(Fields::to_lease)
+    };
+    let load = || match encver {
+        1 => load_v1(),
+        2 => load_v2(),
+        _ => None,
     };
     // A null pointer makes Redis report the RDB as corrupt.
     load().map_or(std::ptr::null_mut(), |mut lease| {
@@ -320,6 +365,28 @@ mod tests {
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let back = Fields::from_args(&refs).and_then(Fields::to_lease);
         assert_eq!(back, Some(lease));
+    }
+
+    #[test]
+    fn compact_round_trip_and_refusals() {
+        for owner in [&b"own\0er"[..], &[b'L'; MAX_OWNER_LEN][..]] {
+            let mut lease = sample();
+            lease.owner = crate::owner::Owner::new(owner);
+            let mut buf = [0u8; COMPACT_MAX];
+            let len = Fields::of(&lease).write_compact(&mut buf);
+            assert_eq!(len, 1 + 64 + owner.len());
+            let back = Fields::from_compact(&buf[..len]).and_then(Fields::to_lease);
+            assert_eq!(back, Some(lease));
+        }
+        let mut buf = [0u8; COMPACT_MAX];
+        let len = Fields::of(&sample()).write_compact(&mut buf);
+        assert!(Fields::from_compact(&buf[..64]).is_none(), "short");
+        assert!(Fields::from_compact(&[]).is_none());
+        buf[0] = 2;
+        assert!(
+            Fields::from_compact(&buf[..len]).is_none(),
+            "unknown layout"
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn main() {
     rows.extend(takeover::run(&server, quick));
     rows.extend(bind::run(&server, quick));
     rows.extend(watch::run(&server, quick));
+    rows.extend(throughput::with_replica(&server, quick));
     drop(server);
     rows.extend(memory::run(quick));
 

@@ -218,3 +218,42 @@ pub fn run(server: &Server, quick: bool) -> Vec<Row> {
     ));
     rows
 }
+
+/// BEAT against INCR and the Lua extend with one replica attached: every
+/// command here is replicated, INCR included. Runs last: the master keeps
+/// its replication backlog afterwards.
+pub fn with_replica(server: &Server, quick: bool) -> Vec<Row> {
+    let replica = Server::replica_of(server);
+    crate::support::wait_in_sync(&mut server.conn(), &mut replica.conn());
+    let requests = if quick { 100_000 } else { 1_000_000 };
+    let extend: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(EXTEND)
+        .query(&mut server.conn())
+        .expect("SCRIPT LOAD");
+    let rps = |args: &[&str]| rps(server, requests, 16, args);
+    let beat = rps(&["HBLOCK.BEAT", "bench:lock", "holder", "1"]);
+    let incr = rps(&["INCR", "bench:ctr"]);
+    let script = rps(&["EVALSHA", &extend, "1", "bench:str", "holder", "30000"]);
+    crate::support::wait_in_sync(&mut server.conn(), &mut replica.conn());
+    let same =
+        crate::support::digest(&mut server.conn()) == crate::support::digest(&mut replica.conn());
+    assert!(same, "the replica holds what the master holds");
+    let p = "-P 16, 50 clients, 1 replica";
+    vec![
+        compare(
+            format!("BEAT by the holder ({p})"),
+            beat,
+            "INCR",
+            incr,
+            None,
+        ),
+        compare(
+            format!("BEAT by the holder ({p})"),
+            beat,
+            "EVALSHA extend",
+            script,
+            None,
+        ),
+    ]
+}

@@ -1,6 +1,9 @@
 //! `HBLOCK.APPLY key phase owner token interval misses beats granted last_beat takeovers`
+//! `HBLOCK.APPLY key <record>`
 //!
-//! Internal: how the master replicates a lock and how an AOF rewrite stores one.
+//! Internal: how the master replicates a lock (the compact binary form, one
+//! argument) and how an AOF rewrite stores one (the ten fields; older AOF
+//! files hold only this form).
 //! It sets the record to exactly these values. Any other caller is refused, or
 //! any client could forge lock records (7.0 has no "internal command" flag).
 
@@ -16,8 +19,8 @@ pub const SPEC: Spec = Spec {
     name: c"hblock.apply",
     flags: "write",
     acl: c"write",
-    summary: c"Internal: sets a lock record; used by replication and AOF only.",
-    arity: 11,
+    summary: c"Internal: sets a lock record (these fields, or one compact binary record); used by replication and AOF only.",
+    arity: -3,
     key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
     wraps: false,
     args: &[
@@ -45,9 +48,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     let fields = byte_args(fields);
-    let lease = Fields::from_args(&fields)
-        .and_then(Fields::to_lease)
-        .ok_or(Error::BadRecord)?;
+    let parsed = match fields.as_slice() {
+        [record] => Fields::from_compact(record),
+        _ if fields.len() == crate::record::NUMBERS.len() + 1 => Fields::from_args(&fields),
+        _ => return Err(Error::Arity.into()),
+    };
+    let lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;
     let handle = ctx.open_key_writable(key);
     let record = match lock_at(&handle)? {
         Some(current) => {
