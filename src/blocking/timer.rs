@@ -268,5 +268,33 @@ pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &mut Lease) {
     let Some((key, db)) = ffi::loading_key(io) else {
         return;
     };
-    watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
+    let deadline = lease.deadline_ms();
+    let deferred = with(|s| match s.loaded.as_mut() {
+        Some(checks) => {
+            checks.push((deadline, LockId::new(db, key)));
+            true
+        }
+        None => false,
+    })
+    .unwrap_or(false);
+    if deferred {
+        lease.set_scheduled_check(Some(deadline));
+    } else {
+        // RESTORE: one record, scheduled at once.
+        watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
+    }
+}
+
+/// Redis starts loading: lease checks of loaded records are collected.
+pub fn loading_started() {
+    with(|s| s.loaded = Some(Vec::new()));
+}
+
+/// Loading ended (or failed): the collected checks join the schedule.
+pub fn loading_ended() {
+    with(|s| {
+        if let Some(checks) = s.loaded.take() {
+            s.schedule.lease_checks(checks);
+        }
+    });
 }
