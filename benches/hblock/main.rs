@@ -3,7 +3,7 @@
 //!
 //! Starts its own redis-server(s) on loopback (tests/support), prints one
 //! table, and writes target/bench/results.json and results.csv.
-//! `QUICK=1` runs a short version (under a minute).
+//! `QUICK=1` runs a short version (under 30 s); `FULL=1` adds 10M locks.
 
 use hblock_test_support as support;
 
@@ -21,6 +21,7 @@ use support::{Options, Server};
 
 fn main() {
     let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
+    let full = std::env::var("FULL").is_ok_and(|v| v == "1");
     let started = std::time::Instant::now();
     let server = Server::with(Options::default().config("maxclients", "12000"));
     let version = support::info_field(&mut server.conn(), "server", "redis_version")
@@ -47,7 +48,7 @@ fn main() {
     rows.extend(watch::run(&server, quick));
     rows.extend(throughput::with_replica(&server, quick));
     drop(server);
-    rows.extend(memory::run(quick));
+    rows.extend(memory::run(quick, full));
 
     print!("{}", report::table(&rows));
     println!("total time {:.1?}", started.elapsed());

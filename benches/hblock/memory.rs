@@ -70,8 +70,14 @@ fn row(name: &str, unit: &'static str, hblock: f64, baseline: f64, goal: Option<
     }
 }
 
-pub fn run(quick: bool) -> Vec<Row> {
-    let n = if quick { 100_000 } else { 1_000_000 };
+/// `sizes`: how many locks (and SET PX keys) to measure memory, SAVE and
+/// load with: 100k (QUICK), 1M, and with FULL=1 also 10M.
+pub fn run(quick: bool, full: bool) -> Vec<Row> {
+    let sizes: &[usize] = match (quick, full) {
+        (true, _) => &[100_000],
+        (false, false) => &[1_000_000],
+        (false, true) => &[1_000_000, 10_000_000],
+    };
     let mut server = Server::with(Options::default());
     let mut c = server.conn();
     let _: i64 = redis::cmd("HBLOCK.ACQUIRE")
@@ -94,17 +100,25 @@ pub fn run(quick: bool) -> Vec<Row> {
             .unwrap() as f64
     };
     let (lock_usage, set_usage) = (usage(&mut c, "lk:00000000"), usage(&mut c, "st:00000000"));
-    let (lock_mem, lock_save, lock_load) = measure(&mut server, n, true);
-    let (set_mem, set_save, set_load) = measure(&mut server, n, false);
+    let mut rows = vec![row(
+        "MEMORY USAGE of one held lock",
+        "bytes",
+        lock_usage,
+        set_usage,
+        Some(1.5),
+    )];
+    for &n in sizes {
+        rows.extend(at_size(&mut server, n));
+    }
+    rows
+}
+
+/// used_memory, SAVE and load of `n` locks against `n` SET PX keys.
+fn at_size(server: &mut Server, n: usize) -> Vec<Row> {
+    let (lock_mem, lock_save, lock_load) = measure(server, n, true);
+    let (set_mem, set_save, set_load) = measure(server, n, false);
     let count = format!("{}k", n / 1000);
     vec![
-        row(
-            "MEMORY USAGE of one held lock",
-            "bytes",
-            lock_usage,
-            set_usage,
-            Some(1.5),
-        ),
         row(
             &format!("used_memory per held lock, {count} locks"),
             "bytes",
@@ -117,14 +131,14 @@ pub fn run(quick: bool) -> Vec<Row> {
             "s",
             lock_save,
             set_save,
-            None,
+            Some(1.3),
         ),
         row(
             &format!("RDB load of {count} locks"),
             "s",
             lock_load,
             set_load,
-            None,
+            Some(1.5),
         ),
     ]
 }
