@@ -6,17 +6,17 @@ use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::{log, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
-
-/// `run --bind`'s floor: the child of a supervisor that died is killed (the
-/// kernel's parent-death signal, the watchdog) the moment its connection
-/// closes; the grace keeps the standby's start behind that.
-const BIND_MIN_MS: u64 = 20;
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
 };
 use std::time::Duration;
 
 use hblock_client::help::{EXIT_CODES, RUN_HELP};
+
+/// `run --bind`'s floor: the child of a supervisor that died is killed (the
+/// kernel's parent-death signal, the watchdog) the moment its connection
+/// closes; the grace keeps the standby's start behind that.
+const BIND_MIN_MS: u64 = 20;
 
 #[derive(Parser)]
 #[command(name = "hblock", version, about = "Heartbeat-lease locks in Redis (the hblock module)", after_help = EXIT_CODES)]

@@ -342,8 +342,6 @@ impl Lease {
         )
     }
 
-    /// RELEASE by (owner, token): true when this call ended the caller's
-    /// unexpired lease. The record stays, free, with its token.
     /// The terms `owner`'s ACQUIRE with `requested` would leave the lease
     /// with: the holder keeps what it does not change, anyone else gets a
     /// new lease on the requested terms and the defaults.
@@ -366,6 +364,8 @@ impl Lease {
         Terms::resolve(requested, base)
     }
 
+    /// RELEASE by (owner, token): true when this call ended the caller's
+    /// unexpired lease. The record stays, free, with its token.
     pub fn release(&mut self, owner: &[u8], token: u64, now: i64) -> (bool, Effects) {
         let expired = self.observe_expiry(now);
         let mut effects = Effects {

@@ -248,8 +248,6 @@ pub fn filter_arg_count(fctx: FilterCtx) -> c_int {
     unsafe { raw::RedisModule_CommandFilterArgsCount.map_or(0, |count| count(fctx)) }
 }
 
-/// Argument `pos` of a filtered command as bytes (empty when there is none);
-/// valid for the filter callback.
 /// The client that sent the filtered command; None where the server does
 /// not say (Redis 7.0).
 pub fn filter_client_id(fctx: FilterCtx) -> Option<u64> {
@@ -257,6 +255,8 @@ pub fn filter_client_id(fctx: FilterCtx) -> Option<u64> {
     unsafe { raw::RedisModule_CommandFilterGetClientId.map(|get| get(fctx)) }
 }
 
+/// Argument `pos` of a filtered command as bytes (empty when there is none);
+/// valid for the filter callback.
 pub fn filter_arg<'a>(fctx: FilterCtx, pos: c_int) -> &'a [u8] {
     // SAFETY: the live filter context; the string it returns stays valid
     // until the callback returns.
