@@ -82,23 +82,6 @@ pub fn clear() {
     with(Bindings::clear);
 }
 
-/// Redis's client-change event: a closed connection's leases become due
-/// after their grace; the timer releases them.
-pub fn on_client_change(ctx: *mut raw::RedisModuleCtx, subevent: u64, data: *mut c_void) {
-    if subevent != raw::REDISMODULE_SUBEVENT_CLIENT_CHANGE_DISCONNECTED || !any() {
-        return;
-    }
-    // SAFETY: for CLIENT_CHANGE, data is a RedisModuleClientInfo (V1, as
-    // subscribed), alive for the callback.
-    let Some(info) = (unsafe { data.cast::<raw::RedisModuleClientInfo>().as_ref() }) else {
-        return;
-    };
-    let now = crate::commands::now_ms();
-    if with(|b| b.closed(info.id, now)).unwrap_or(false) {
-        crate::blocking::arm(ctx);
-    }
-}
-
 /// Commands that run a script or a transaction: the client that sends one
 /// is the caller of the scripts it runs.
 const SCRIPT_RUNNERS: [&[u8]; 7] = [
@@ -129,11 +112,24 @@ pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
     crate::ffi::subscribe_server_event(ctx, raw::REDISMODULE_EVENT_CLIENT_CHANGE, on_client_event)
 }
 
+/// Redis's client-change event: a closed connection's leases become due
+/// after their grace; the timer releases them.
 unsafe extern "C" fn on_client_event(
     ctx: *mut raw::RedisModuleCtx,
     _event: raw::RedisModuleEvent,
     subevent: u64,
     data: *mut c_void,
 ) {
-    on_client_change(ctx, subevent, data);
+    if subevent != raw::REDISMODULE_SUBEVENT_CLIENT_CHANGE_DISCONNECTED || !any() {
+        return;
+    }
+    // SAFETY: for CLIENT_CHANGE, data is a RedisModuleClientInfo (V1, as
+    // subscribed), alive for the callback.
+    let Some(info) = (unsafe { data.cast::<raw::RedisModuleClientInfo>().as_ref() }) else {
+        return;
+    };
+    let now = crate::commands::now_ms();
+    if with(|b| b.closed(info.id, now)).unwrap_or(false) {
+        crate::blocking::arm(ctx);
+    }
 }

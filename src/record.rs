@@ -42,7 +42,7 @@ macro_rules! call_with_apply_args {
 
 /// Bump when the RDB layout changes, and keep loading the old layouts.
 /// 1: the phase, the owner, then 7 unsigned numbers (9 RDB items);
-/// 2: the compact record (`Fields::write_compact`) as one string.
+/// 2: the compact record (`Fields::compact`) as one string.
 const ENCODING_VERSION: c_int = 2;
 
 /// The type name is stored in RDB files: never change it.
@@ -101,6 +101,18 @@ pub const COMPACT_TAG: u8 = 1;
 const COMPACT_NUMBERS: usize = 8 * 8;
 /// The longest compact record: tag, numbers, a 1024-byte owner.
 pub const COMPACT_MAX: usize = 1 + COMPACT_NUMBERS + MAX_OWNER_LEN;
+
+/// A record in the compact form (`Fields::compact`), on the stack.
+pub struct Compact {
+    bytes: [u8; COMPACT_MAX],
+    len: usize,
+}
+
+impl Compact {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
 
 /// A record as the owner and its numbers (see [`NUMBERS`]). Times are signed
 /// ms; the other numbers are never negative, so all fit an i64 (RDB stores
@@ -172,16 +184,19 @@ impl<'a> Fields<'a> {
         args
     }
 
-    /// The compact form of the record: one binary argument, [`COMPACT_TAG`],
+    /// The compact form of the record: one binary string, [`COMPACT_TAG`],
     /// the 8 numbers as little-endian i64 in [`NUMBERS`] order, then the
-    /// owner. Written into `out`; returns its length. Replication sends it
-    /// as `HBLOCK.APPLY key <record>`: one argument object instead of ten.
-    pub fn write_compact(&self, out: &mut [u8; COMPACT_MAX]) -> usize {
-        let mut at = 0;
+    /// owner. Replication sends it as `HBLOCK.APPLY key <record>` (one
+    /// argument object instead of ten) and RDB encoding 2 saves it.
+    pub fn compact(&self) -> Compact {
+        let mut out = Compact {
+            bytes: [0u8; COMPACT_MAX],
+            len: 0,
+        };
         let mut put = |bytes: &[u8]| {
-            if let Some(slot) = out.get_mut(at..at + bytes.len()) {
+            if let Some(slot) = out.bytes.get_mut(out.len..out.len + bytes.len()) {
                 slot.copy_from_slice(bytes);
-                at += bytes.len();
+                out.len += bytes.len();
             }
         };
         put(&[COMPACT_TAG]);
@@ -189,10 +204,10 @@ impl<'a> Fields<'a> {
             put(&n.to_le_bytes());
         }
         put(self.owner);
-        at
+        out
     }
 
-    /// Reads the compact form (see `write_compact`); ranges are checked by
+    /// Reads the compact form (see `compact`); ranges are checked by
     /// `to_lease`.
     pub fn from_compact(bytes: &'a [u8]) -> Option<Fields<'a>> {
         let (&tag, rest) = bytes.split_first()?;
@@ -237,9 +252,7 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return;
     };
-    let mut record = [0u8; COMPACT_MAX];
-    let len = Fields::of(lease).write_compact(&mut record);
-    raw::save_slice(rdb, record.get(..len).unwrap_or_default());
+    raw::save_slice(rdb, Fields::of(lease).compact().as_bytes());
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
@@ -372,21 +385,16 @@ mod tests {
         for owner in [&b"own\0er"[..], &[b'L'; MAX_OWNER_LEN][..]] {
             let mut lease = sample();
             lease.owner = crate::owner::Owner::new(owner);
-            let mut buf = [0u8; COMPACT_MAX];
-            let len = Fields::of(&lease).write_compact(&mut buf);
-            assert_eq!(len, 1 + 64 + owner.len());
-            let back = Fields::from_compact(&buf[..len]).and_then(Fields::to_lease);
+            let record = Fields::of(&lease).compact();
+            assert_eq!(record.as_bytes().len(), 1 + 64 + owner.len());
+            let back = Fields::from_compact(record.as_bytes()).and_then(Fields::to_lease);
             assert_eq!(back, Some(lease));
         }
-        let mut buf = [0u8; COMPACT_MAX];
-        let len = Fields::of(&sample()).write_compact(&mut buf);
+        let mut buf = Fields::of(&sample()).compact().as_bytes().to_vec();
         assert!(Fields::from_compact(&buf[..64]).is_none(), "short");
         assert!(Fields::from_compact(&[]).is_none());
         buf[0] = 2;
-        assert!(
-            Fields::from_compact(&buf[..len]).is_none(),
-            "unknown layout"
-        );
+        assert!(Fields::from_compact(&buf).is_none(), "unknown layout");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::config;
 use crate::error::Error;
 use crate::lease::Terms;
 use crate::lease::{Effects, Lease, Phase};
-use crate::record::{Fields, COMPACT_MAX, LOCK_TYPE};
+use crate::record::{Fields, LOCK_TYPE};
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
@@ -209,8 +209,8 @@ pub fn signal_modified(ctx: &Context, key: &RedisString) {
 /// ten-field form cost ~55% of a BEAT). The AOF rewrite keeps the readable
 /// ten-field form; APPLY takes both.
 pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
-    let mut record = [0u8; COMPACT_MAX];
-    let len = Fields::of(lease).write_compact(&mut record);
+    let record = Fields::of(lease).compact();
+    let record = record.as_bytes();
     // SAFETY: s = the key, b = buffer and length; all live for the call.
     unsafe {
         if let Some(replicate) = raw::RedisModule_Replicate {
@@ -220,7 +220,7 @@ pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
                 c"sb".as_ptr(),
                 key.inner,
                 record.as_ptr().cast::<std::ffi::c_char>(),
-                len,
+                record.len(),
             );
         }
     }
