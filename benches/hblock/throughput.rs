@@ -123,25 +123,56 @@ fn prepare(c: &mut redis::Connection) -> (String, String, String) {
     ] {
         let _: () = redis::cmd("SET").arg(key).arg(value).query(c).expect("SET");
     }
-    let load = |c: &mut redis::Connection, script: &str| -> String {
-        redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(script)
-            .query(c)
-            .expect("SCRIPT LOAD")
-    };
     (load(c, EXTEND), load(c, UNLOCK), load(c, FENCED_SET))
+}
+
+/// Requests per redis-benchmark measurement.
+fn requests(quick: bool) -> usize {
+    if quick {
+        100_000
+    } else {
+        1_000_000
+    }
+}
+
+/// SCRIPT LOAD: the script's SHA.
+fn load(c: &mut redis::Connection, script: &str) -> String {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(script)
+        .query(c)
+        .expect("SCRIPT LOAD")
+}
+
+/// BEAT by the holder against INCR and the Lua extend (`extend`'s SHA), at
+/// one pipeline depth; `setting` names the depth and the rest of the setup,
+/// `goals` are the ratios to reach against each baseline.
+fn beat_rows(
+    server: &Server,
+    (requests, pipeline): (usize, usize),
+    extend: &str,
+    setting: &str,
+    goals: [Option<f64>; 2],
+) -> Vec<Row> {
+    let rps = |args: &[&str]| rps(server, requests, pipeline, args);
+    let beat = rps(&["HBLOCK.BEAT", "bench:lock", "holder", "1"]);
+    let incr = rps(&["INCR", "bench:ctr"]);
+    let script = rps(&["EVALSHA", extend, "1", "bench:str", "holder", "30000"]);
+    let name = format!("BEAT by the holder ({setting})");
+    vec![
+        compare(name.clone(), beat, "INCR", incr, goals[0]),
+        compare(name, beat, "EVALSHA extend", script, goals[1]),
+    ]
 }
 
 /// BEAT, busy ACQUIRE and INFO against their baselines at one pipeline depth.
 fn at_depth(server: &Server, requests: usize, pipeline: usize, scripts: (&str, &str)) -> Vec<Row> {
     let (extend, fenced_set) = scripts;
     let p = format!("-P {pipeline}, 50 clients");
-    let rps = |args: &[&str]| rps(server, requests, pipeline, args);
-    let beat = rps(&["HBLOCK.BEAT", "bench:lock", "holder", "1"]);
-    let incr = rps(&["INCR", "bench:ctr"]);
-    let script = rps(&["EVALSHA", extend, "1", "bench:str", "holder", "30000"]);
     let pipelined = pipeline > 1;
+    let goals = [pipelined.then_some(0.9), pipelined.then_some(2.0)];
+    let mut rows = beat_rows(server, (requests, pipeline), extend, &p, goals);
+    let rps = |args: &[&str]| rps(server, requests, pipeline, args);
     let busy = rps(&["HBLOCK.ACQUIRE", "bench:lock", "standby"]);
     let setnx = rps(&["SET", "bench:held", "standby", "NX", "PX", "30000"]);
     let info = rps(&["HBLOCK.INFO", "bench:lock"]);
@@ -165,21 +196,7 @@ fn at_depth(server: &Server, requests: usize, pipeline: usize, scripts: (&str, &
         "holder:1",
         "v",
     ]);
-    vec![
-        compare(
-            format!("BEAT by the holder ({p})"),
-            beat,
-            "INCR",
-            incr,
-            pipelined.then_some(0.9),
-        ),
-        compare(
-            format!("BEAT by the holder ({p})"),
-            beat,
-            "EVALSHA extend",
-            script,
-            pipelined.then_some(2.0),
-        ),
+    rows.extend([
         compare(
             format!("ACQUIRE of a held lock ({p})"),
             busy,
@@ -196,11 +213,12 @@ fn at_depth(server: &Server, requests: usize, pipeline: usize, scripts: (&str, &
             lua,
             Some(1.5),
         ),
-    ]
+    ]);
+    rows
 }
 
 pub fn run(server: &Server, quick: bool) -> Vec<Row> {
-    let requests = if quick { 100_000 } else { 1_000_000 };
+    let requests = requests(quick);
     let (extend, unlock, fenced_set) = prepare(&mut server.conn());
     let mut rows = Vec::new();
     for pipeline in [1, 16] {
@@ -225,35 +243,13 @@ pub fn run(server: &Server, quick: bool) -> Vec<Row> {
 pub fn with_replica(server: &Server, quick: bool) -> Vec<Row> {
     let replica = Server::replica_of(server);
     crate::support::wait_in_sync(&mut server.conn(), &mut replica.conn());
-    let requests = if quick { 100_000 } else { 1_000_000 };
-    let extend: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(EXTEND)
-        .query(&mut server.conn())
-        .expect("SCRIPT LOAD");
-    let rps = |args: &[&str]| rps(server, requests, 16, args);
-    let beat = rps(&["HBLOCK.BEAT", "bench:lock", "holder", "1"]);
-    let incr = rps(&["INCR", "bench:ctr"]);
-    let script = rps(&["EVALSHA", &extend, "1", "bench:str", "holder", "30000"]);
+    let requests = requests(quick);
+    let extend = load(&mut server.conn(), EXTEND);
+    let setting = "-P 16, 50 clients, 1 replica";
+    let rows = beat_rows(server, (requests, 16), &extend, setting, [None, None]);
     crate::support::wait_in_sync(&mut server.conn(), &mut replica.conn());
     let same =
         crate::support::digest(&mut server.conn()) == crate::support::digest(&mut replica.conn());
     assert!(same, "the replica holds what the master holds");
-    let p = "-P 16, 50 clients, 1 replica";
-    vec![
-        compare(
-            format!("BEAT by the holder ({p})"),
-            beat,
-            "INCR",
-            incr,
-            None,
-        ),
-        compare(
-            format!("BEAT by the holder ({p})"),
-            beat,
-            "EVALSHA extend",
-            script,
-            None,
-        ),
-    ]
+    rows
 }
