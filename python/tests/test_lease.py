@@ -1,5 +1,6 @@
 """hblock.Lease and hblock.run against a real server."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,22 @@ def info(client, key):
         return None
     fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
     return {k.decode(): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
+
+
+@contextlib.contextmanager
+def holder_process(server, script, first_line):
+    """A Python process running ``script`` against ``server``, once it printed
+    a line starting with ``first_line``; killed on the way out if still running."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(server.port)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(first_line)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_two_instances_hand_over_and_release_on_exit(server):
@@ -106,11 +123,7 @@ BOUND_HOLDER = textwrap.dedent("""
 
 def test_kill_9_of_a_bound_holder_hands_over_within_the_grace(server):
     client = server.client()
-    proc = subprocess.Popen([sys.executable, "-c", BOUND_HOLDER, str(server.port)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("acquired")
+    with holder_process(server, BOUND_HOLDER, "acquired") as proc:
         assert info(client, "k")["bound"] == 1
         got = {}
 
@@ -132,10 +145,6 @@ def test_kill_9_of_a_bound_holder_hands_over_within_the_grace(server):
         assert took < 1.5
         assert got["bound"] == 0, "bind_ms=None: a plain lease"
         assert client.info("hblock")["hblock_unbound"] == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_restart_inside_the_lease_keeps_it(aof_server):
@@ -163,11 +172,8 @@ PAUSED_HOLDER = textwrap.dedent("""
 
 def test_notheld_after_a_pause(server):
     client = server.client()
-    proc = subprocess.Popen([sys.executable, "-c", PAUSED_HOLDER, str(server.port)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
+    with holder_process(server, PAUSED_HOLDER, "acquired 1") as proc:
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("acquired 1")
         os.kill(proc.pid, signal.SIGSTOP)
         with hblock.Lease(client, "k", interval_ms=60_000) as other:
             assert other.token == 2
@@ -175,10 +181,6 @@ def test_notheld_after_a_pause(server):
             line = proc.stdout.readline()
             assert line.startswith("lost NOTHELD") or line.startswith("lost no beat"), line
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_run_returns_what_fn_returns_and_retries_after_leaselost(server):

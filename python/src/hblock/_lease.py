@@ -96,7 +96,6 @@ class Lease:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._beater: Optional["redis.Redis[Any]"] = None
 
     @property
     def _interval(self) -> float:
@@ -118,21 +117,22 @@ class Lease:
         try:
             token, counted_from = self._grant(waiter)
             self.token = token
-            self._beater = dedicated(self._client, self._beat_timeout)
+            beater = dedicated(self._client, self._beat_timeout)
             if self.bind_ms is not None:
                 # Move the binding from the waiting connection to the beating one.
                 sent = time.monotonic()
                 try:
-                    self._beat_and_rebind(self._beater)
+                    self._beat_and_rebind(beater)
                 except redis.RedisError:
-                    self._beater.connection_pool.disconnect()
+                    beater.connection_pool.disconnect()
                     waiter.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
                     raise
                 counted_from = sent
         finally:
             waiter.connection_pool.disconnect()
         self._deadline = counted_from + self._lease
-        self._thread = threading.Thread(target=self._beat_loop, name=f"hblock beat {self.key}", daemon=True)
+        self._thread = threading.Thread(target=self._beat_loop, args=(beater,),
+                                        name=f"hblock beat {self.key}", daemon=True)
         self._thread.start()
         log.info("acquired %s token=%d as %s", self.key, token, self.owner)
         return token
@@ -195,8 +195,7 @@ class Lease:
 
     # -- beating -----------------------------------------------------------
 
-    def _beat_loop(self) -> None:
-        beater = self._beater or dedicated(self._client, self._beat_timeout)
+    def _beat_loop(self, beater: "redis.Redis[Any]") -> None:
         backoff = Backoff(self._interval)
         failing: Optional[str] = None
         fresh = False  # a new connection: re-bind after its first beat
