@@ -25,6 +25,14 @@ fn kill_client(admin: &mut Connection, id: i64) {
     assert_eq!(killed, 1, "client {id} killed");
 }
 
+/// Waits until every lock in `keys` is free (released); false after 5 s.
+fn all_freed(c: &mut Connection, keys: &[&str]) -> bool {
+    let freed = crate::support::eventually(Duration::from_secs(5), || {
+        keys.iter().all(|key| state(c, key) == "free").then_some(())
+    });
+    freed.is_some()
+}
+
 fn bound_acquire(c: &mut Connection, key: &str, owner: &str, grace: &str) -> i64 {
     acquire(c, key, owner, &["INTERVAL", "60000", "BIND", grace]).expect("granted")
 }
@@ -157,11 +165,8 @@ fn a_reacquire_without_bind_leaves_the_binding_where_it_is() {
     // Closing `other` changed nothing (admin's ACQUIRE of x ran after it).
     assert_eq!(state(&mut admin, "k"), "held");
     kill_client(&mut admin, client_id(&mut bound));
-    let released = crate::support::eventually(Duration::from_secs(5), || {
-        (state(&mut admin, "k") == "free").then_some(())
-    });
     assert!(
-        released.is_some(),
+        all_freed(&mut admin, &["k"]),
         "the bound connection's close released it"
     );
 }
@@ -259,13 +264,9 @@ fn bind_in_multi_and_scripts_binds_the_calling_client() {
         assert_eq!(exists, 0, "nothing created");
     }
     kill_client(&mut admin, client_id(&mut c));
-    let released = crate::support::eventually(Duration::from_secs(5), || {
-        let m = state(&mut admin, "m") == "free";
-        let s = !valkey || state(&mut admin, "s") == "free";
-        (m && s).then_some(())
-    });
+    let bound: &[&str] = if valkey { &["m", "s"] } else { &["m"] };
     assert!(
-        released.is_some(),
+        all_freed(&mut admin, bound),
         "the caller's close released what it bound"
     );
 }
