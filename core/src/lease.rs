@@ -282,12 +282,13 @@ impl Lease {
             ..Effects::default()
         };
         effects.changed = effects.expired;
+        // The same terms BIND is checked against before this call.
+        let terms = self.terms_after_acquire(owner, requested, defaults, now);
         match self.phase {
             Phase::Held if self.owner.as_bytes() == owner => {
                 // The holder again: a heartbeat that may change the terms.
-                let (interval, misses) = requested;
-                self.interval_ms = interval.unwrap_or(self.interval_ms);
-                self.misses = misses.unwrap_or(self.misses);
+                self.interval_ms = terms.interval_ms;
+                self.misses = terms.misses;
                 self.last_beat_ms = now;
                 self.beats = self.beats.saturating_add(1).min(COUNTER_MAX);
                 effects.changed = true;
@@ -300,7 +301,6 @@ impl Lease {
                     return Err(CoreError::TokensExhausted);
                 }
                 let takeover = self.phase == Phase::Expired;
-                let terms = Terms::resolve(requested, defaults);
                 self.token = above + 1;
                 self.granted_ms = now;
                 self.last_beat_ms = now;
