@@ -129,47 +129,52 @@ fn notify_watchers(ctx: &Context, lock: &LockId, now: i64) {
     crate::watch::notify(lock, crate::commands::info::holder(lease, now));
 }
 
-/// Releases a lease granted to a client that never got its token (it still
-/// is that grant: same owner and token, not beaten or renewed since), then
-/// serves the next waiter.
-fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
-    if is_master && select_db(ctx, grant.lock.db) {
-        let key = RedisString::create_from_slice(ctx.ctx, &grant.lock.key);
+/// Releases the held lease `token` of `lock` on the master, as RELEASE by
+/// its holder would, when `meant` says it is still the lease meant; then
+/// looks at the lock (the next waiter is served). True when it released.
+fn release_if(
+    ctx: &Context,
+    lock: &LockId,
+    token: u64,
+    now: i64,
+    meant: impl FnOnce(&Lease) -> bool,
+) -> bool {
+    let mut released = false;
+    if select_db(ctx, lock.db) {
+        let key = RedisString::create_from_slice(ctx.ctx, &lock.key);
         let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
         if let Ok(Some(lease)) = lock_at(&handle) {
-            let untouched = lease.phase == Phase::Held
-                && lease.token == grant.token
-                && lease.beats == 0
-                && lease.owner.as_bytes() == &grant.owner[..];
-            if untouched {
-                let (_, fx) = lease.release(&grant.owner, grant.token, now);
+            if lease.phase == Phase::Held && lease.token == token && meant(lease) {
+                let owner = lease.owner.as_bytes().to_vec();
+                let (_, fx) = lease.release(&owner, token, now);
+                released = fx.released;
                 commit(ctx, &key, lease, fx);
             }
         }
     }
-    check_lock(ctx, &grant.lock, now, is_master);
+    check_lock(ctx, lock, now, true);
+    released
+}
+
+/// Releases a lease granted to a client that never got its token (it still
+/// is that grant: same owner and token, not beaten or renewed since), then
+/// serves the next waiter.
+fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
+    if is_master {
+        let untouched = |l: &Lease| l.beats == 0 && l.owner.as_bytes() == &grant.owner[..];
+        release_if(ctx, &grant.lock, grant.token, now, untouched);
+    } else {
+        check_lock(ctx, &grant.lock, now, false);
+    }
 }
 
 /// Releases a bound lease whose connection closed and was not re-bound
 /// within its grace (the same lease: token unchanged), exactly as RELEASE
 /// would, then serves the next waiter.
 fn release_unbound(ctx: &Context, unbound: &Unbound, now: i64) {
-    if !select_db(ctx, unbound.lock.db) {
-        return;
+    if release_if(ctx, &unbound.lock, unbound.token, now, |_| true) {
+        crate::stats::bump(&crate::stats::UNBOUND);
     }
-    let key = RedisString::create_from_slice(ctx.ctx, &unbound.lock.key);
-    let handle = ctx.open_key_writable_with_flags(&key, KeyFlags::NOTOUCH);
-    if let Ok(Some(lease)) = lock_at(&handle) {
-        if lease.phase == Phase::Held && lease.token == unbound.token {
-            let owner = lease.owner.as_bytes().to_vec();
-            let (_, fx) = lease.release(&owner, unbound.token, now);
-            if fx.released {
-                crate::stats::bump(&crate::stats::UNBOUND);
-            }
-            commit(ctx, &key, lease, fx);
-        }
-    }
-    check_lock(ctx, &unbound.lock, now, true);
 }
 
 /// Arms the module timer for the earliest due time, if it is not already.
