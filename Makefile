@@ -67,7 +67,7 @@ test-docs: build venv ## Run every snippet of README.md and docs/ against real s
 test-redis-suite: build ## Redis 7.0's own test suite with the module loaded (Debian's source package)
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) scripts/redis-suite.sh
 
-bench: build ## Benchmarks against a local redis-server (QUICK=1 for a short run, FULL=1 adds 10M locks); results in target/bench/
+bench: build ## Benchmarks against a local redis-server (QUICK=1 short, FULL=1 adds 10M locks, ONLY=memory,watch some groups); results in target/bench/
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench hblock
 
 soak: build ## The mutual-exclusion checker for DURATION seconds (default 600)

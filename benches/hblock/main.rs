@@ -40,15 +40,32 @@ fn main() {
         if quick { "QUICK" } else { "full" }
     );
 
+    // ONLY=memory,watch runs just those groups (while working on one).
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let wanted = |group: &str| only.is_empty() || only.split(',').any(|g| g == group);
     let mut rows: Vec<Row> = Vec::new();
-    rows.extend(throughput::run(&server, quick));
-    rows.extend(failover::run(&server, quick));
-    rows.extend(takeover::run(&server, quick));
-    rows.extend(bind::run(&server, quick));
-    rows.extend(watch::run(&server, quick));
-    rows.extend(throughput::with_replica(&server, quick));
+    if wanted("throughput") {
+        rows.extend(throughput::run(&server, quick));
+    }
+    if wanted("failover") {
+        rows.extend(failover::run(&server, quick));
+    }
+    if wanted("takeover") {
+        rows.extend(takeover::run(&server, quick));
+    }
+    if wanted("bind") {
+        rows.extend(bind::run(&server, quick));
+    }
+    if wanted("watch") {
+        rows.extend(watch::run(&server, quick));
+    }
+    if wanted("replica") {
+        rows.extend(throughput::with_replica(&server, quick));
+    }
     drop(server);
-    rows.extend(memory::run(quick, full));
+    if wanted("memory") {
+        rows.extend(memory::run(quick, full));
+    }
 
     print!("{}", report::table(&rows));
     println!("total time {:.1?}", started.elapsed());

@@ -6,6 +6,7 @@
 //! - `owner`: the binary-safe owner, stored inline when short.
 //! - `queue`: the FIFO wait queues, per lock.
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
+//! - `checks`: the lease deadlines, packed per millisecond.
 //! - `bind`: leases bound to connections (BIND), due releases.
 //! - `args`: argument parsing and range checks (errors as data).
 //! - `limits`: every range and default, shared with the client crate.
@@ -13,6 +14,7 @@
 
 pub mod args;
 pub mod bind;
+pub mod checks;
 pub mod lease;
 pub mod limits;
 pub mod owner;

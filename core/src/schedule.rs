@@ -10,6 +10,7 @@
 //! the record no longer points at (after RENAME, APPLY, promotion) only costs
 //! one redundant check when it fires.
 
+use crate::checks::LeaseChecks;
 use crate::queue::{LockId, WaiterId};
 use std::collections::BTreeSet;
 
@@ -28,7 +29,7 @@ pub type WaitSlot = (i64, WaiterId);
 
 #[derive(Default)]
 pub struct Schedule {
-    leases: BTreeSet<(i64, LockId)>,
+    leases: LeaseChecks,
     waits: BTreeSet<WaitSlot>,
 }
 
@@ -40,9 +41,9 @@ impl Schedule {
             if at <= when {
                 return at;
             }
-            self.leases.remove(&(at, lock.clone()));
+            self.leases.remove(at, lock);
         }
-        self.leases.insert((when, lock.clone()));
+        self.leases.insert(when, lock);
         when
     }
 
@@ -58,7 +59,7 @@ impl Schedule {
 
     /// The earliest time something is due.
     pub fn next_due(&self) -> Option<i64> {
-        let lease = self.leases.first().map(|(at, _)| *at);
+        let lease = self.leases.first();
         let wait = self.waits.first().map(|(at, _)| *at);
         match (lease, wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -70,20 +71,15 @@ impl Schedule {
     /// whose WAIT ran out is never granted), then lease checks, each in time
     /// order.
     pub fn take_due(&mut self, now: i64) -> Vec<Due> {
-        let (waits, leases) = match now.checked_add(1) {
+        let after = now.checked_add(1);
+        let waits = match after {
             Some(after) => {
-                let later_waits = self.waits.split_off(&(after, 0));
-                let later_leases = self.leases.split_off(&(after, LockId::min()));
-                (
-                    std::mem::replace(&mut self.waits, later_waits),
-                    std::mem::replace(&mut self.leases, later_leases),
-                )
+                let later = self.waits.split_off(&(after, 0));
+                std::mem::replace(&mut self.waits, later)
             }
-            None => (
-                std::mem::take(&mut self.waits),
-                std::mem::take(&mut self.leases),
-            ),
+            None => std::mem::take(&mut self.waits),
         };
+        let leases = self.leases.take_before(after);
         let waits = waits.into_iter().map(|(_, id)| Due::WaitEnd(id));
         let leases = leases.into_iter().map(|(at, lock)| Due::Lease { lock, at });
         waits.chain(leases).collect()
@@ -102,44 +98,25 @@ impl Schedule {
 
     /// Lease checks of one database move to another (SWAPDB).
     pub fn swap_dbs(&mut self, a: i32, b: i32) {
-        let swap = |db: i32| match db {
-            x if x == a => b,
-            x if x == b => a,
-            x => x,
-        };
-        self.leases = std::mem::take(&mut self.leases)
-            .into_iter()
-            .map(|(at, lock)| {
-                let db = swap(lock.db);
-                (at, LockId { db, key: lock.key })
-            })
-            .collect();
+        self.leases.swap_dbs(a, b);
     }
 
     /// Brings every lease check due before `until` forward to `now` (after a
     /// replica is promoted, expired leases are handled at once).
     pub fn advance_leases(&mut self, until: i64, now: i64) {
-        let later = self.leases.split_off(&(until, LockId::min()));
-        let early = std::mem::replace(&mut self.leases, later);
-        self.leases
-            .extend(early.into_iter().map(|(at, lock)| (at.min(now), lock)));
+        self.leases.advance(until, now);
     }
 
-    /// Adds many lease checks at once (the records of an RDB load): sorted
-    /// first and, into an empty schedule, built in one pass, which costs
-    /// about half of inserting them one by one.
-    pub fn lease_checks(&mut self, mut checks: Vec<(i64, LockId)>) {
-        checks.sort_unstable();
-        if self.leases.is_empty() {
-            self.leases = checks.into_iter().collect();
-        } else {
-            self.leases.extend(checks);
+    /// Adds many lease checks at once (the records of an RDB load).
+    pub fn lease_checks(&mut self, checks: Vec<(i64, LockId)>) {
+        for (at, lock) in checks {
+            self.leases.insert(at, &lock);
         }
     }
 
     #[cfg(test)]
     pub fn entries(&self) -> usize {
-        self.leases.len() + self.waits.len()
+        self.leases.count() + self.waits.len()
     }
 }
 

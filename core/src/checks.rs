@@ -1,0 +1,237 @@
+//! Lease checks by time, packed: one byte buffer per millisecond lists the
+//! locks to look at then, each as `varint(db) varint(key length) key`.
+//!
+//! Deadlines are "now + lease", so the locks granted or renewed in the same
+//! millisecond with the same terms share one bucket and its map entry: a
+//! held lock costs the schedule its key name plus two bytes. A sorted set of
+//! `(time, LockId)` cost ~85 bytes per lock at a million locks (a 32-byte
+//! entry in tree nodes left half full by in-order inserts, plus the key's own
+//! allocation).
+
+use crate::queue::LockId;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+#[derive(Default)]
+pub struct LeaseChecks {
+    buckets: BTreeMap<i64, Vec<u8>>,
+}
+
+impl LeaseChecks {
+    /// Adds a check of `lock` at `at`.
+    pub fn insert(&mut self, at: i64, lock: &LockId) {
+        if !self.buckets.contains_key(&at) {
+            // Deadlines move forward with the clock: the bucket before a new
+            // one is most likely complete, so it gives back its spare room.
+            if let Some((_, previous)) = self.buckets.range_mut(..at).next_back() {
+                previous.shrink_to_fit();
+            }
+        }
+        encode(self.buckets.entry(at).or_default(), lock);
+    }
+
+    /// Removes one check of `lock` at `at`; nothing when there is none.
+    pub fn remove(&mut self, at: i64, lock: &LockId) {
+        let Some(bucket) = self.buckets.get_mut(&at) else {
+            return;
+        };
+        if let Some(found) = Entries::new(bucket).find(|(_, l)| l == lock) {
+            bucket.drain(found.0);
+        }
+        if bucket.is_empty() {
+            self.buckets.remove(&at);
+        }
+    }
+
+    /// The earliest check's time.
+    pub fn first(&self) -> Option<i64> {
+        self.buckets.first_key_value().map(|(at, _)| *at)
+    }
+
+    /// Takes the checks due before `until` (all when None), in time order.
+    pub fn take_before(&mut self, until: Option<i64>) -> Vec<(i64, LockId)> {
+        let later = match until {
+            Some(until) => self.buckets.split_off(&until),
+            None => BTreeMap::new(),
+        };
+        let due = std::mem::replace(&mut self.buckets, later);
+        let mut out = Vec::new();
+        for (at, bucket) in due {
+            out.extend(Entries::new(&bucket).map(|(_, lock)| (at, lock)));
+        }
+        out
+    }
+
+    /// Moves every check of one database to the other (SWAPDB).
+    pub fn swap_dbs(&mut self, a: i32, b: i32) {
+        for bucket in self.buckets.values_mut() {
+            let mut swapped = Vec::with_capacity(bucket.len());
+            for (_, mut lock) in Entries::new(bucket) {
+                lock.db = match lock.db {
+                    db if db == a => b,
+                    db if db == b => a,
+                    db => db,
+                };
+                encode(&mut swapped, &lock);
+            }
+            *bucket = swapped;
+        }
+    }
+
+    /// Brings every check due before `until` forward to `now` at the latest.
+    pub fn advance(&mut self, until: i64, now: i64) {
+        let later = self.buckets.split_off(&until);
+        let early = std::mem::replace(&mut self.buckets, later);
+        for (at, bucket) in early {
+            let target = self.buckets.entry(at.min(now)).or_default();
+            target.extend_from_slice(&bucket);
+        }
+    }
+
+    /// How many checks there are (counts them: for tests).
+    pub fn count(&self) -> usize {
+        self.buckets.values().map(|b| Entries::new(b).count()).sum()
+    }
+}
+
+fn encode(out: &mut Vec<u8>, lock: &LockId) {
+    // A database number is never negative; the cast round-trips anyway.
+    put_varint(out, u64::from(lock.db as u32));
+    put_varint(out, lock.key.len() as u64);
+    out.extend_from_slice(&lock.key);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The entries of one bucket with their byte ranges. Buckets are only
+/// written by `encode`; a malformed one (impossible) just ends early.
+struct Entries<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Entries<'a> {
+    fn new(bytes: &'a [u8]) -> Entries<'a> {
+        Entries { bytes, at: 0 }
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes.get(self.at)?;
+            self.at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = (Range<usize>, LockId);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.at;
+        let db = self.varint()? as u32 as i32;
+        let len = usize::try_from(self.varint()?).ok()?;
+        let end = self.at.checked_add(len)?;
+        let key = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some((start..end, LockId::new(db, key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(db: i32, key: &[u8]) -> LockId {
+        LockId::new(db, key)
+    }
+
+    #[test]
+    fn checks_come_out_in_time_order_then_insertion_order() {
+        let mut c = LeaseChecks::default();
+        c.insert(20, &lock(0, b"b"));
+        c.insert(10, &lock(0, b"z"));
+        c.insert(20, &lock(3, b"a"));
+        assert_eq!((c.first(), c.count()), (Some(10), 3));
+        assert_eq!(c.take_before(Some(20)), [(10, lock(0, b"z"))]);
+        assert_eq!(
+            c.take_before(None),
+            [(20, lock(0, b"b")), (20, lock(3, b"a"))]
+        );
+        assert_eq!(c.first(), None);
+    }
+
+    #[test]
+    fn remove_takes_exactly_one_matching_entry() {
+        let mut c = LeaseChecks::default();
+        let long = vec![7u8; 300]; // a two-byte length
+        for key in [&b"a"[..], &long, b"a", b"ab"] {
+            c.insert(5, &lock(0, key));
+        }
+        c.insert(5, &lock(1, b"a"));
+        c.remove(5, &lock(0, &long));
+        c.remove(5, &lock(0, b"a"));
+        c.remove(5, &lock(0, b"missing"));
+        c.remove(6, &lock(0, b"a"));
+        let left: Vec<LockId> = c.take_before(None).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(left, [lock(0, b"a"), lock(0, b"ab"), lock(1, b"a")]);
+    }
+
+    #[test]
+    fn an_emptied_bucket_is_dropped() {
+        let mut c = LeaseChecks::default();
+        c.insert(5, &lock(0, b"a"));
+        c.insert(9, &lock(0, b"b"));
+        c.remove(5, &lock(0, b"a"));
+        assert_eq!(c.first(), Some(9));
+    }
+
+    #[test]
+    fn binary_keys_and_large_dbs_round_trip() {
+        let mut c = LeaseChecks::default();
+        let keys = [lock(0, b""), lock(i32::MAX, b"\x80\xff\0"), lock(-1, b"x")];
+        for k in &keys {
+            c.insert(1, k);
+        }
+        let back: Vec<LockId> = c.take_before(None).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(back, keys);
+    }
+
+    #[test]
+    fn swapdb_and_advance_rewrite_entries() {
+        let mut c = LeaseChecks::default();
+        c.insert(10, &lock(0, b"k"));
+        c.insert(10, &lock(1, b"k"));
+        c.insert(30, &lock(2, b"k"));
+        c.insert(500, &lock(0, b"late"));
+        c.swap_dbs(0, 1);
+        c.advance(100, 20);
+        assert_eq!(
+            c.take_before(None),
+            [
+                (10, lock(1, b"k")),
+                (10, lock(0, b"k")),
+                (20, lock(2, b"k")),
+                (500, lock(1, b"late"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_bucket_ends_early_instead_of_panicking() {
+        for bytes in [&[0x80u8][..], &[0, 5, b'a'], &[0xff; 12]] {
+            assert_eq!(Entries::new(bytes).count(), 0);
+        }
+    }
+}
