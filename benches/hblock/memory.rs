@@ -49,9 +49,16 @@ fn measure(server: &mut Server, n: usize, locks: bool) -> (f64, f64, f64) {
     let before = info_number(&mut c, "memory", "used_memory");
     fill(&mut c, n, locks);
     let after = info_number(&mut c, "memory", "used_memory");
-    let start = Instant::now();
-    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
-    let save = start.elapsed().as_secs_f64();
+    // The fastest of a few SAVEs (one at 10M): a single one swings by
+    // +-15% on this shared machine.
+    let saves = if n > 1_000_000 { 1 } else { 3 };
+    let save = (0..saves)
+        .map(|_| {
+            let start = Instant::now();
+            let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
     server.crash_and_restart();
     let mut c = server.conn();
     let keys: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();

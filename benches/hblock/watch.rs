@@ -87,32 +87,47 @@ fn wake_ups(server: &Server, n: usize, rounds: usize) -> Vec<f64> {
         while crate::stats::info_number(&mut c, "clients", "blocked_clients") < n as f64 {
             assert!(Instant::now() < blocked, "watchers never all blocked");
         }
-        let released = Instant::now();
-        let _: i64 = redis::cmd("HBLOCK.RELEASE")
-            .arg(&[key.as_str(), "holder", &token.to_string()])
-            .query(&mut c)
-            .expect("RELEASE");
-        arrivals(watchers, released, &mut samples);
+        let token = token.to_string();
+        let release = ["HBLOCK.RELEASE", key.as_str(), "holder", token.as_str()];
+        trigger_and_time(server, &release, b":1\r\n", watchers, &mut samples);
     }
     samples
 }
 
+/// Sends `command` on a connection of its own and times each of `conns`
+/// from the moment it was sent, then checks the command's own reply. Its
+/// reply is read after the others: Redis may write it last (it queues the
+/// woken clients' replies ahead of it), and waiting for it first would time
+/// every watcher at the end of the fan-out.
+fn trigger_and_time(
+    server: &Server,
+    command: &[&str],
+    expected: &[u8],
+    conns: Vec<TcpStream>,
+    samples: &mut Vec<f64>,
+) {
+    let mut trigger = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    let mut request = Vec::new();
+    encode(command, &mut request);
+    let sent = Instant::now();
+    trigger.write_all(&request).expect("send the trigger");
+    arrivals(conns, sent, samples);
+    let mut reply = vec![0u8; expected.len()];
+    trigger.read_exact(&mut reply).expect("the trigger's reply");
+    assert_eq!(reply, expected, "{command:?}");
+}
+
 /// The same for one PUBLISH to `n` subscribers.
 fn publish_wake_ups(server: &Server, n: usize, rounds: usize) -> Vec<f64> {
-    let mut c = server.conn();
     let mut samples = Vec::with_capacity(n * rounds);
     for round in 0..rounds {
         let channel = format!("watch:{round}");
         let mut request = Vec::new();
         encode(&["SUBSCRIBE", channel.as_str()], &mut request);
         let subscribers = connections(server, &request, n, true);
-        let published = Instant::now();
-        let got: i64 = redis::cmd("PUBLISH")
-            .arg(&[channel.as_str(), "changed"])
-            .query(&mut c)
-            .expect("PUBLISH");
-        assert_eq!(got, n as i64, "every subscriber got it");
-        arrivals(subscribers, published, &mut samples);
+        let expected = format!(":{n}\r\n"); // every subscriber got it
+        let publish = ["PUBLISH", channel.as_str(), "changed"];
+        trigger_and_time(server, &publish, expected.as_bytes(), subscribers, &mut samples);
     }
     samples
 }

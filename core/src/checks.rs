@@ -9,6 +9,7 @@
 //! allocation).
 
 use crate::queue::LockId;
+use crate::varint;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -95,18 +96,11 @@ impl LeaseChecks {
 }
 
 fn encode(out: &mut Vec<u8>, lock: &LockId) {
+    let mut buf = [0u8; varint::MAX_LEN];
     // A database number is never negative; the cast round-trips anyway.
-    put_varint(out, u64::from(lock.db as u32));
-    put_varint(out, lock.key.len() as u64);
+    out.extend_from_slice(varint::encode(u64::from(lock.db as u32), &mut buf));
+    out.extend_from_slice(varint::encode(lock.key.len() as u64, &mut buf));
     out.extend_from_slice(&lock.key);
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// The entries of one bucket with their byte ranges. Buckets are only
@@ -120,19 +114,6 @@ impl<'a> Entries<'a> {
     fn new(bytes: &'a [u8]) -> Entries<'a> {
         Entries { bytes, at: 0 }
     }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.at)?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
-    }
 }
 
 impl Iterator for Entries<'_> {
@@ -140,8 +121,8 @@ impl Iterator for Entries<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let start = self.at;
-        let db = self.varint()? as u32 as i32;
-        let len = usize::try_from(self.varint()?).ok()?;
+        let db = varint::decode(self.bytes, &mut self.at)? as u32 as i32;
+        let len = usize::try_from(varint::decode(self.bytes, &mut self.at)?).ok()?;
         let end = self.at.checked_add(len)?;
         let key = self.bytes.get(self.at..end)?;
         self.at = end;

@@ -11,6 +11,7 @@
 //! - `args`: argument parsing and range checks (errors as data).
 //! - `limits`: every range and default, shared with the client crate.
 //! - `proto`: INFO's field names and the NOTHELD code, shared with it too.
+//! - `varint`: the LEB128 numbers of packed checks and compact records.
 
 pub mod args;
 pub mod bind;
@@ -22,3 +23,4 @@ pub mod proto;
 pub mod queue;
 pub mod schedule;
 pub mod tokens;
+pub mod varint;
