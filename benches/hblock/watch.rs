@@ -127,7 +127,13 @@ fn publish_wake_ups(server: &Server, n: usize, rounds: usize) -> Vec<f64> {
         let subscribers = connections(server, &request, n, true);
         let expected = format!(":{n}\r\n"); // every subscriber got it
         let publish = ["PUBLISH", channel.as_str(), "changed"];
-        trigger_and_time(server, &publish, expected.as_bytes(), subscribers, &mut samples);
+        trigger_and_time(
+            server,
+            &publish,
+            expected.as_bytes(),
+            subscribers,
+            &mut samples,
+        );
     }
     samples
 }
