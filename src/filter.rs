@@ -3,6 +3,7 @@
 //! - `handoff`: `CLIENT UNBLOCK` of a waiter granted a moment ago.
 //! - `binding`: who runs the next script or transaction (BIND in scripts).
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
+//! - `propagation`: SYNC/PSYNC, a replica (or a stream reader) arriving.
 
 use redis_module::raw;
 
@@ -15,6 +16,7 @@ extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     crate::handoff::on_command(fctx);
     crate::binding::on_command(fctx);
     crate::second_load::on_command(fctx);
+    crate::propagation::on_command(fctx);
 }
 
 pub use crate::ffi::{

@@ -14,7 +14,9 @@
 //!   and server events (`events.rs`).
 //! - `binding.rs`: BIND, leases released when their connection closes.
 //! - `handoff.rs`: a grant whose reply is on its way (CLIENT UNBLOCK, undo).
-//! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`).
+//! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`, ...).
+//! - `propagation.rs`: whether anything (replica, backlog, AOF, save points)
+//!   can read what hblock replicates; when nothing can, it is not built.
 //! - `ffi/`: the RedisModule calls the crate does not wrap, each once with
 //!   its SAFETY note (blocked clients, timer, clock, db, log; `call.rs`:
 //!   RM_Call and key positions for FENCED; `persist.rs`: the token floor's
@@ -37,6 +39,7 @@ mod eviction;
 mod ffi;
 mod filter;
 mod handoff;
+mod propagation;
 mod record;
 mod second_load;
 mod stats;
@@ -86,6 +89,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         return Status::Err;
     }
     second_load::init(ctx.ctx);
+    propagation::init(ctx);
     eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.
     ffi::register_info(ctx.ctx, stats::info_callback);

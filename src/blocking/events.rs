@@ -96,10 +96,12 @@ unsafe extern "C" fn on_server_event(
             if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER =>
         {
             crate::binding::clear();
+            crate::propagation::consumer_seen();
             promoted();
         }
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => {
             crate::binding::clear();
+            crate::propagation::consumer_seen();
             crate::tokens::demoted();
         }
         raw::REDISMODULE_EVENT_LOADING if subevent == raw::REDISMODULE_SUBEVENT_LOADING_FAILED => {
@@ -120,6 +122,7 @@ unsafe extern "C" fn on_server_event(
         }
         raw::REDISMODULE_EVENT_CONFIG => {
             crate::eviction::on_config_change(ctx, data);
+            crate::propagation::refresh(ctx);
             return;
         }
         _ => {}

@@ -209,6 +209,9 @@ pub fn signal_modified(ctx: &Context, key: &RedisString) {
 /// ten-field form cost ~55% of a BEAT). The AOF rewrite keeps the readable
 /// ten-field form; APPLY takes both.
 pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
+    if !crate::propagation::needed() {
+        return; // nothing can read it (propagation.rs)
+    }
     let record = Fields::of(lease).compact();
     let record = record.as_bytes();
     // SAFETY: s = the key, b = buffer and length; all live for the call.

@@ -1,0 +1,73 @@
+//! Whether the records hblock propagates (`HBLOCK.APPLY`) can reach anyone.
+//!
+//! Redis sends what modules replicate to its replicas, its replication
+//! backlog and the AOF. With none of them it drops it, but RM_Replicate has
+//! already built an argument object per argument and counted a change for
+//! save points: a fifth of a pipelined BEAT. hblock skips it when nothing
+//! can consume it: a master with AOF off and no save points, not in a
+//! cluster, that has had no replica and has not been one since the module
+//! was loaded (so it has no backlog). Any SYNC or PSYNC, a role change or a
+//! cluster makes this permanent for the life of the module; CONFIG SET of
+//! `appendonly` or `save` is followed at once. A replica that attaches later
+//! gets every lock in its full resynchronization.
+
+use crate::filter;
+use redis_module::{raw, Context, ContextFlags};
+use std::cell::Cell;
+
+thread_local! {
+    /// A replica, a backlog or a role change was seen: never skip again.
+    static CONSUMER_SEEN: Cell<bool> = const { Cell::new(false) };
+    static SKIP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether changes must be propagated now.
+pub fn needed() -> bool {
+    !SKIP.with(Cell::get)
+}
+
+/// Called once from init: a module loaded into a running server may find
+/// replicas or a backlog there already.
+pub fn init(ctx: &Context) {
+    let info = ctx.server_info("replication");
+    let number = |field: &str| {
+        info.field(field)
+            .and_then(|v| v.parse_integer().ok())
+            .unwrap_or(1) // unknown: assume a consumer
+    };
+    if number("repl_backlog_active") != 0 || number("connected_slaves") != 0 {
+        consumer_seen();
+    }
+    refresh(ctx.ctx);
+}
+
+/// A replica connects (SYNC, PSYNC) or the role changes.
+pub fn consumer_seen() {
+    CONSUMER_SEEN.with(|c| c.set(true));
+    SKIP.with(|s| s.set(false));
+}
+
+/// Reads the server's state again (init, CONFIG SET).
+pub fn refresh(ctx: *mut raw::RedisModuleCtx) {
+    let flags = Context::new(ctx).get_flags();
+    let consumers = ContextFlags::AOF | ContextFlags::RDB | ContextFlags::CLUSTER;
+    if !flags.contains(ContextFlags::MASTER) || flags.intersects(consumers) {
+        if flags.contains(ContextFlags::SLAVE) || flags.contains(ContextFlags::CLUSTER) {
+            CONSUMER_SEEN.with(|c| c.set(true));
+        }
+        SKIP.with(|s| s.set(false));
+        return;
+    }
+    SKIP.with(|s| s.set(!CONSUMER_SEEN.with(Cell::get)));
+}
+
+/// The command filter: a replica (or a tool that reads the stream) starts
+/// with SYNC or PSYNC, before any of its data is produced.
+pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    if !needed() {
+        let name = filter::arg(fctx, 0);
+        if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") {
+            consumer_seen();
+        }
+    }
+}
