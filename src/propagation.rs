@@ -29,13 +29,11 @@ pub fn needed() -> bool {
 /// Called once from init: a module loaded into a running server may find
 /// replicas or a backlog there already.
 pub fn init(ctx: &Context) {
-    let info = ctx.server_info("replication");
-    let number = |field: &str| {
-        info.field(field)
-            .and_then(|v| v.parse_integer().ok())
-            .unwrap_or(1) // unknown: assume a consumer
+    let number = |field: &std::ffi::CStr| {
+        // Unknown: assume a consumer.
+        crate::ffi::info_number(ctx.ctx, c"replication", field).unwrap_or(1)
     };
-    if number("repl_backlog_active") != 0 || number("connected_slaves") != 0 {
+    if number(c"repl_backlog_active") != 0 || number(c"connected_slaves") != 0 {
         consumer_seen();
     }
     refresh(ctx.ctx);

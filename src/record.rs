@@ -212,10 +212,9 @@ impl<'a> Fields<'a> {
     /// the 8 numbers as varints in [`NUMBERS`] order, then the owner. The
     /// times are zigzag varints, `last-beat` as its distance from `granted`
     /// (wrapping, so every pair round-trips). A typical record is ~40 bytes
-    /// with a 17-byte owner, not 82: less to write, replicate and load, and
-    /// too little repetition for the RDB's LZF to bother compressing.
+    /// with a 17-byte owner, not 82: less to replicate, write and load.
     /// Replication sends it as `HBLOCK.APPLY key <record>` (one argument
-    /// object instead of ten) and RDB encoding 2 saves it.
+    /// object instead of ten); RDB encoding 3 saves its two `parts`.
     pub fn compact(&self) -> Compact {
         let mut out = Compact {
             bytes: [0u8; COMPACT_MAX],

@@ -28,7 +28,7 @@ impl LeaseChecks {
                 previous.shrink_to_fit();
             }
         }
-        encode(self.buckets.entry(at).or_default(), lock);
+        encode(self.buckets.entry(at).or_default(), lock.db, &lock.key);
     }
 
     /// Removes one check of `lock` at `at`; nothing when there is none.
@@ -36,8 +36,9 @@ impl LeaseChecks {
         let Some(bucket) = self.buckets.get_mut(&at) else {
             return;
         };
-        if let Some(found) = Entries::new(bucket).find(|(_, l)| l == lock) {
-            bucket.drain(found.0);
+        let found = Entries::new(bucket).find(|(_, db, key)| *db == lock.db && **key == *lock.key);
+        if let Some((range, ..)) = found {
+            bucket.drain(range);
         }
         if bucket.is_empty() {
             self.buckets.remove(&at);
@@ -58,7 +59,7 @@ impl LeaseChecks {
         let due = std::mem::replace(&mut self.buckets, later);
         let mut out = Vec::new();
         for (at, bucket) in due {
-            out.extend(Entries::new(&bucket).map(|(_, lock)| (at, lock)));
+            out.extend(Entries::new(&bucket).map(|(_, db, key)| (at, LockId::new(db, key))));
         }
         out
     }
@@ -67,13 +68,13 @@ impl LeaseChecks {
     pub fn swap_dbs(&mut self, a: i32, b: i32) {
         for bucket in self.buckets.values_mut() {
             let mut swapped = Vec::with_capacity(bucket.len());
-            for (_, mut lock) in Entries::new(bucket) {
-                lock.db = match lock.db {
+            for (_, db, key) in Entries::new(bucket) {
+                let db = match db {
                     db if db == a => b,
                     db if db == b => a,
                     db => db,
                 };
-                encode(&mut swapped, &lock);
+                encode(&mut swapped, db, key);
             }
             *bucket = swapped;
         }
@@ -95,12 +96,12 @@ impl LeaseChecks {
     }
 }
 
-fn encode(out: &mut Vec<u8>, lock: &LockId) {
+fn encode(out: &mut Vec<u8>, db: i32, key: &[u8]) {
     let mut buf = [0u8; varint::MAX_LEN];
     // A database number is never negative; the cast round-trips anyway.
-    out.extend_from_slice(varint::encode(u64::from(lock.db as u32), &mut buf));
-    out.extend_from_slice(varint::encode(lock.key.len() as u64, &mut buf));
-    out.extend_from_slice(&lock.key);
+    out.extend_from_slice(varint::encode(u64::from(db as u32), &mut buf));
+    out.extend_from_slice(varint::encode(key.len() as u64, &mut buf));
+    out.extend_from_slice(key);
 }
 
 /// The entries of one bucket with their byte ranges. Buckets are only
@@ -116,8 +117,9 @@ impl<'a> Entries<'a> {
     }
 }
 
-impl Iterator for Entries<'_> {
-    type Item = (Range<usize>, LockId);
+impl<'a> Iterator for Entries<'a> {
+    /// The entry's bytes, its database and its key.
+    type Item = (Range<usize>, i32, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
         let start = self.at;
@@ -126,7 +128,7 @@ impl Iterator for Entries<'_> {
         let end = self.at.checked_add(len)?;
         let key = self.bytes.get(self.at..end)?;
         self.at = end;
-        Some((start..end, LockId::new(db, key)))
+        Some((start..end, db, key))
     }
 }
 

@@ -24,6 +24,26 @@ pub type KeyEventCallback =
 pub type ServerEventCallback = unsafe extern "C" fn(Ctx, raw::RedisModuleEvent, u64, *mut c_void);
 pub type FilterCtx = *mut raw::RedisModuleCommandFilterCtx;
 
+/// A number from a section of INFO; None when the field is missing or not a
+/// number. (The crate's `ServerInfo::field` leaks the string it returns.)
+pub fn info_number(ctx: Ctx, section: &CStr, field: &CStr) -> Option<i64> {
+    // SAFETY: the section and field names are NUL-terminated and live for
+    // the calls; the info data is freed once, after its last use.
+    unsafe {
+        let get_info = raw::RedisModule_GetServerInfo?;
+        let get_field = raw::RedisModule_ServerInfoGetFieldSigned?;
+        let free_info = raw::RedisModule_FreeServerInfo?;
+        let info = get_info(ctx, section.as_ptr());
+        if info.is_null() {
+            return None;
+        }
+        let mut err: c_int = 0;
+        let value = get_field(info, field.as_ptr(), &mut err);
+        free_info(ctx, info);
+        (err == 0).then_some(value)
+    }
+}
+
 /// Wall-clock milliseconds, the clock Redis uses for PEXPIRE.
 pub fn milliseconds() -> i64 {
     // SAFETY: no arguments; a plain read of Redis's clock.
