@@ -22,14 +22,6 @@ impl LockId {
             key: key.into(),
         }
     }
-
-    /// Sorts before every real lock (the lower bound of range queries).
-    pub fn min() -> LockId {
-        LockId {
-            db: i32::MIN,
-            key: Box::default(),
-        }
-    }
 }
 
 pub type WaiterId = u64;

@@ -107,13 +107,6 @@ impl Schedule {
         self.leases.advance(until, now);
     }
 
-    /// Adds many lease checks at once (the records of an RDB load).
-    pub fn lease_checks(&mut self, checks: Vec<(i64, LockId)>) {
-        for (at, lock) in checks {
-            self.leases.insert(at, &lock);
-        }
-    }
-
     #[cfg(test)]
     pub fn entries(&self) -> usize {
         self.leases.count() + self.waits.len()
@@ -214,25 +207,6 @@ mod tests {
         s.advance_leases(1_200, 1_000);
         assert_eq!(s.take_due(1_000), [lease("overdue", 1_000)]);
         assert_eq!(s.next_due(), Some(50_000));
-    }
-
-    #[test]
-    fn bulk_checks_join_the_one_by_one_ones() {
-        let mut s = Schedule::default();
-        s.lease_checks(vec![(300, lock("c")), (100, lock("a")), (100, lock("b"))]);
-        s.lease_checks(vec![(200, lock("d"))]);
-        s.lease_check(&lock("e"), None, 150);
-        assert_eq!(s.entries(), 5);
-        assert_eq!(
-            s.take_due(200),
-            [
-                lease("a", 100),
-                lease("b", 100),
-                lease("e", 150),
-                lease("d", 200)
-            ]
-        );
-        assert_eq!(s.take_due(i64::MAX), [lease("c", 300)]);
     }
 
     #[test]

@@ -104,15 +104,10 @@ unsafe extern "C" fn on_server_event(
             crate::propagation::consumer_seen();
             crate::tokens::demoted();
         }
-        raw::REDISMODULE_EVENT_LOADING if subevent == raw::REDISMODULE_SUBEVENT_LOADING_FAILED => {
-            super::timer::loading_ended();
-        }
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
-            super::timer::loading_started();
             return;
         }
         raw::REDISMODULE_EVENT_LOADING => {
-            super::timer::loading_ended();
             // A master that started from its files (or DEBUG RELOAD): a new
             // epoch, above grants that may not have reached the files.
             let flags = redis_module::Context::new(ctx).get_flags();

@@ -46,10 +46,6 @@ struct Blocking {
     binds: HashMap<WaiterId, (u64, u64)>,
     /// The module timer and the time it was armed for.
     armed: Option<(raw::RedisModuleTimerID, i64)>,
-    /// While Redis loads an RDB (or AOF, or a full resync): the lease checks
-    /// of the records loaded so far, added to the schedule in one go when
-    /// loading ends (one by one, they were half of the load time).
-    loaded: Option<Vec<(i64, LockId)>>,
 }
 
 thread_local! {

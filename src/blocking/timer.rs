@@ -267,39 +267,8 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
 /// A lease loaded from an RDB file or a RESTORE payload: watch its deadline
 /// (the timer is armed when loading ends or by the RESTORE's key event).
 pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &mut Lease) {
-    if lease.phase != Phase::Held {
-        return;
-    }
     let Some((key, db)) = ffi::loading_key(io) else {
         return;
     };
-    let deadline = lease.deadline_ms();
-    let deferred = with(|s| match s.loaded.as_mut() {
-        Some(checks) => {
-            checks.push((deadline, LockId::new(db, key)));
-            true
-        }
-        None => false,
-    })
-    .unwrap_or(false);
-    if deferred {
-        lease.set_scheduled_check(Some(deadline));
-    } else {
-        // RESTORE: one record, scheduled at once.
-        watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
-    }
-}
-
-/// Redis starts loading: lease checks of loaded records are collected.
-pub fn loading_started() {
-    with(|s| s.loaded = Some(Vec::new()));
-}
-
-/// Loading ended (or failed): the collected checks join the schedule.
-pub fn loading_ended() {
-    with(|s| {
-        if let Some(checks) = s.loaded.take() {
-            s.schedule.lease_checks(checks);
-        }
-    });
+    watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
 }
