@@ -2,32 +2,48 @@
 //! keys, the `hblock_evicted` counter, and the OOM rule for waiter grants.
 //!
 //! Redis 7.0 says "evicted" only after the key is gone, so the data type's
-//! `unlink` callback notes which key object it saw last; the "evicted" event
-//! that follows for the same object is a lock's eviction.
+//! `unlink` callback notes which key it saw last; the "evicted" event that
+//! follows for the same key is a lock's eviction.
 
 use crate::stats;
 use redis_module::{raw, Context, ContextFlags, RedisValue};
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
 /// Redis's own reply when a write would go over `maxmemory`.
 pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 thread_local! {
-    /// The key object of the lock unlinked last, until the next key event.
-    static LAST_UNLINKED: Cell<usize> = const { Cell::new(0) };
+    /// The name and db of the lock unlinked last, until the next key event.
+    static LAST_UNLINKED: RefCell<Option<(Vec<u8>, i32)>> = const { RefCell::new(None) };
 }
 
-/// The data type's unlink callback: remember the key object.
-pub extern "C" fn on_unlink(key: *mut raw::RedisModuleString, _value: *const c_void) {
-    LAST_UNLINKED.with(|k| k.set(key as usize));
+/// A lock left the keyspace (the data type's unlink callback): remember
+/// which key, for the "evicted" event that may follow.
+pub fn on_unlink(key: &[u8], db: i32) {
+    LAST_UNLINKED.with(|k| {
+        if let Ok(mut k) = k.try_borrow_mut() {
+            *k = Some((key.to_vec(), db));
+        }
+    });
 }
 
-/// Every key event passes here first: an "evicted" event for the key object
-/// just unlinked counts an evicted lock. Any event clears the note.
-pub fn on_key_event(event: &[u8], key: *mut raw::RedisModuleString) {
-    let last = LAST_UNLINKED.with(|k| k.replace(0));
-    if event == b"evicted" && last != 0 && last == key as usize {
+/// Every command starts here (the filter): a note from the command before
+/// is stale.
+pub fn on_command() {
+    LAST_UNLINKED.with(|k| {
+        if let Ok(mut k) = k.try_borrow_mut() {
+            k.take();
+        }
+    });
+}
+
+/// Every key event passes here first: an "evicted" event for the lock just
+/// unlinked counts an evicted lock. Any event clears the note. (Eviction
+/// unlinks the key and says "evicted" right after, with nothing between.)
+pub fn on_key_event(event: &[u8], key: &[u8], db: i32) {
+    let last = LAST_UNLINKED.with(|k| k.try_borrow_mut().ok().and_then(|mut k| k.take()));
+    if event == b"evicted" && last.is_some_and(|(k, d)| k == key && d == db) {
         stats::bump(&stats::EVICTED);
     }
 }

@@ -4,6 +4,7 @@
 //! - `binding`: who runs the next script or transaction (BIND in scripts).
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
 //! - `propagation`: SYNC/PSYNC, a replica (or a stream reader) arriving.
+//! - `eviction`: forgets the lock the command before unlinked.
 
 use redis_module::raw;
 
@@ -17,6 +18,7 @@ extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     crate::binding::on_command(fctx);
     crate::second_load::on_command(fctx);
     crate::propagation::on_command(fctx);
+    crate::eviction::on_command();
 }
 
 pub use crate::ffi::{

@@ -88,7 +88,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         ctx.log_warning("hblock: could not register its command filter");
         return Status::Err;
     }
-    second_load::init(ctx.ctx);
+    ffi::init_detached_context(ctx.ctx);
     propagation::init(ctx);
     eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.

@@ -5,21 +5,12 @@
 
 use crate::{ffi, filter};
 use redis_module::raw;
-use std::sync::atomic::{AtomicPtr, Ordering};
-
-/// A context for log lines outside any command (from the filter).
-static LOG_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Files larger than this are not read to see whether they are hblock.
 const MAX_MODULE_FILE: u64 = 256 << 20;
 
 /// The type name every hblock build carries (record.rs).
 const MARKER: &[u8] = b"hblock-lk";
-
-/// Called once from init.
-pub fn init(ctx: *mut raw::RedisModuleCtx) {
-    LOG_CTX.store(ffi::detached_context(ctx), Ordering::Relaxed);
-}
 
 pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     if filter::arg_count(fctx) < 3
@@ -48,5 +39,5 @@ fn is_hblock(path: &[u8]) -> bool {
 }
 
 fn warn(message: &str) {
-    ffi::log_warning(LOG_CTX.load(Ordering::Relaxed), message);
+    ffi::log_warning(ffi::detached_context(), message);
 }

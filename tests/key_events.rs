@@ -63,6 +63,33 @@ fn a_key_overwritten_by_another_type_fails_its_waiters() {
 }
 
 #[test]
+fn a_lock_key_whose_ttl_ends_goes_to_the_first_waiter_at_once() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let first = acquire(&mut c, "lock", "a", &["INTERVAL", "86400000"]).expect("granted");
+    // A bounded wait: a waiter that is never granted fails instead of hanging.
+    let waiter = spawn_acquire(&server, "lock", "w", &["WAIT", "5000"]);
+    wait_for_key_waiters(&mut c, "lock", 1);
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg(&["lock", "50"])
+        .query(&mut c)
+        .unwrap();
+    let set = Instant::now();
+    let (token, at) = joined(waiter);
+    assert!(token.expect("granted when the TTL ended") > first);
+    let delay = at.duration_since(set);
+    eprintln!("PEXPIRE 50 -> grant: {delay:?}");
+    assert!(
+        delay >= Duration::from_millis(49),
+        "granted before the TTL ended"
+    );
+    assert!(
+        delay < Duration::from_secs(2),
+        "granted {delay:?} after the TTL was set"
+    );
+}
+
+#[test]
 fn a_lock_replaced_by_another_lock_keeps_its_waiters() {
     let server = Server::start();
     let mut c = server.conn();

@@ -152,6 +152,43 @@ fn wakes_on_grant_release_expiry_delete_flush_and_overwrite() {
     }
 }
 
+/// hblock learns that a lock left its key from the data type's unlink
+/// callback, not from each type's write events: every way out wakes.
+#[test]
+fn wakes_when_any_command_of_any_type_replaces_the_lock_or_its_ttl_ends() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let _: () = redis::cmd("SADD").arg(&["s1", "m"]).query(&mut c).unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&["z1", "1", "m"])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH").arg(&["l1", "1"]).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg(&["b1", "x"]).query(&mut c).unwrap();
+    let wipes: [(&[&str], bool); 6] = [
+        (&["SUNIONSTORE", "k", "s1"], false),
+        (&["ZUNIONSTORE", "k", "1", "z1"], false),
+        (&["SORT", "l1", "STORE", "k"], false),
+        (&["BITOP", "NOT", "k", "b1"], false),
+        (&["MSET", "k", "v", "other", "v"], false),
+        (&["PEXPIRE", "k", "30"], true),
+    ];
+    for (wipe, gone) in wipes {
+        let t = acquire(&mut c, "k", "a", &["INTERVAL", "86400000"]).expect("granted");
+        let w = spawn_watch(&server, "k", &["SEEN", &t.to_string()]);
+        wait_blocked(&mut c, 1);
+        let _: Value = redis::cmd(wipe[0]).arg(&wipe[1..]).query(&mut c).unwrap();
+        let (reply, _) = w.join().expect("watcher");
+        if gone {
+            assert_eq!(reply.expect("reply"), Value::Nil, "{wipe:?}: gone");
+        } else {
+            let err = reply.expect_err("WRONGTYPE");
+            assert_eq!(err.code(), Some("WRONGTYPE"), "{wipe:?}: {err}");
+        }
+        let _: i64 = redis::cmd("DEL").arg("k").query(&mut c).unwrap();
+    }
+}
+
 #[test]
 fn a_watcher_away_across_leases_gets_the_latest_and_many_wake_at_once() {
     let server = Server::start();

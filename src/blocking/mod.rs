@@ -7,9 +7,10 @@
 //!   other client runs; the reply follows when Redis unblocks it.
 //! - WAIT deadlines and lease deadlines live in one [`Schedule`] driven by a
 //!   single module timer (ms-precise, unlike Redis's blocked-client timeouts).
-//! - Deletes, overwrites, renames and flushes are learnt from keyspace and
-//!   server events and handled from a 0 ms timer: writing from inside a
-//!   notification is not safe on Redis 7.0.
+//! - Deletes, overwrites, renames and flushes are learnt from generic
+//!   keyspace events, the data type's unlink callback and server events, and
+//!   handled from a 0 ms timer: writing from inside a notification is not
+//!   safe on Redis 7.0.
 //!
 //! State is thread-local (Redis calls modules on its main thread only) and is
 //! never borrowed across a call into Redis.
@@ -24,7 +25,7 @@ mod events;
 mod timer;
 mod waiters;
 
-pub use events::subscribe;
+pub use events::{on_unlink, subscribe};
 pub use timer::{arm, watch_lease, watch_loaded};
 pub use waiters::{block, can_block, serve, waiters, waiting_lock, Wait};
 

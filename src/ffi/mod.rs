@@ -9,6 +9,7 @@
 use redis_module::raw;
 use redis_module::RedisString;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 pub type Ctx = *mut raw::RedisModuleCtx;
 pub type BlockedClient = *mut raw::RedisModuleBlockedClient;
@@ -189,12 +190,37 @@ pub fn signal_modified(ctx: Ctx, key: *mut raw::RedisModuleString) {
     }
 }
 
-/// A context for log lines outside any callback (lives as long as the module).
-pub fn detached_context(ctx: Ctx) -> Ctx {
+/// The module's detached context, made once at load (null before).
+static DETACHED: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Makes the module's detached context. Called once from init.
+pub fn init_detached_context(ctx: Ctx) {
     // SAFETY: called with the OnLoad context; the detached context is never
     // freed, and used on the main thread only.
-    unsafe {
+    let detached = unsafe {
         raw::RedisModule_GetDetachedThreadSafeContext.map_or(std::ptr::null_mut(), |get| get(ctx))
+    };
+    DETACHED.store(detached, Ordering::Relaxed);
+}
+
+/// A context of this module for callbacks that get none (the filter, the
+/// data type's callbacks): for log lines and the module timer. Null before
+/// init: check before arming a timer with it.
+pub fn detached_context() -> Ctx {
+    DETACHED.load(Ordering::Relaxed)
+}
+
+/// The key name and db of a data type callback's key context.
+pub fn key_of_opt_ctx(octx: *mut raw::RedisModuleKeyOptCtx) -> Option<(&'static [u8], i32)> {
+    if octx.is_null() {
+        return None;
+    }
+    // SAFETY: the live key context of a data type callback; the name is
+    // read during the callback only (the 'static is the caller's promise).
+    unsafe {
+        let name = raw::RedisModule_GetKeyNameFromOptCtx?(octx);
+        let db = raw::RedisModule_GetDbIdFromOptCtx?(octx);
+        (!name.is_null()).then(|| (RedisString::string_as_slice(name.cast_mut()), db))
     }
 }
 
