@@ -14,7 +14,7 @@ use crate::queue::LockId;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 
 struct Watcher {
     lock: LockId,
@@ -26,9 +26,10 @@ struct Watcher {
 struct Watchers {
     next_id: u64,
     by_id: HashMap<u64, Watcher>,
-    /// Waiting watchers per lock (woken ones are only in `by_id`).
+    /// Waiting watchers per lock (woken ones are only in `by_id` and
+    /// `by_client` until their reply or disconnect).
     by_lock: HashMap<LockId, Vec<u64>>,
-    /// Blocked-client handle -> id, for timeouts and disconnects.
+    /// Blocked-client handle -> id, for replies, timeouts and disconnects.
     by_client: HashMap<usize, u64>,
 }
 
@@ -65,11 +66,13 @@ pub fn locks_in(db: Option<i32>) -> Vec<LockId> {
 /// Blocks the calling client until `lock`'s holder differs from `seen` or
 /// `timeout_ms` pass (0: no limit). False when Redis refused to block.
 pub fn block(ctx: ffi::Ctx, lock: LockId, seen: u64, timeout_ms: i64) -> bool {
+    // No private data: Redis would make a module context per woken client
+    // just to free it. The reply callback finds the watcher by its handle.
     let Some(bc) = ffi::block_client(
         ctx,
         reply_woken,
         reply_timeout,
-        free_woken,
+        None,
         on_disconnect,
         timeout_ms,
     ) else {
@@ -87,7 +90,7 @@ pub fn block(ctx: ffi::Ctx, lock: LockId, seen: u64, timeout_ms: i64) -> bool {
 
 /// The holder of `lock` is now `holder`: wakes its watchers that saw another.
 pub fn notify(lock: &LockId, holder: u64) {
-    let woken = with(|w| {
+    let woken: Vec<BlockedClient> = with(|w| {
         if w.by_lock.is_empty() {
             return Vec::new();
         }
@@ -103,21 +106,17 @@ pub fn notify(lock: &LockId, holder: u64) {
             *ids = keep;
         }
         wake.into_iter()
-            .filter_map(|id| {
-                let x = w.by_id.get(&id)?;
-                w.by_client.remove(&(x.bc as usize));
-                Some((id, x.bc))
-            })
+            .filter_map(|id| w.by_id.get(&id).map(|x| x.bc))
             .collect()
     })
     .unwrap_or_default();
-    for (id, bc) in woken {
-        // The reply callback finds the watcher by this id; free_woken drops it.
-        ffi::unblock_client(bc, Box::into_raw(Box::new(id)).cast());
+    for bc in woken {
+        ffi::unblock_client(bc, std::ptr::null_mut());
     }
 }
 
-/// Forgets a watcher still waiting (timeout, disconnect); its lock, if any.
+/// Forgets a watcher, waiting or woken (reply, timeout, disconnect); its
+/// lock, if any.
 fn forget_waiting(bc: BlockedClient) -> Option<LockId> {
     with(|w| {
         let id = w.by_client.remove(&(bc as usize))?;
@@ -142,13 +141,7 @@ extern "C" fn reply_woken(
     _argv: *mut *mut raw::RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    let data = ffi::blocked_client_privdata(ctx).cast::<u64>();
-    // SAFETY: set by `notify` to a boxed id; read here, freed in free_woken.
-    let id = unsafe { data.as_ref() }.copied();
-    let lock = id
-        .and_then(|id| with(|w| w.by_id.remove(&id)).flatten())
-        .map(|x| x.lock);
-    match lock {
+    match forget_waiting(ffi::blocked_client_handle(ctx)) {
         Some(lock) => reply_info(ctx, &lock),
         None => ffi::reply_error(ctx, "ERR watcher lost"),
     }
@@ -165,15 +158,6 @@ extern "C" fn reply_timeout(
         None => ffi::reply_error(ctx, "ERR watcher lost"),
     }
     raw::REDISMODULE_OK as c_int
-}
-
-extern "C" fn free_woken(_ctx: ffi::Ctx, data: *mut c_void) {
-    if data.is_null() {
-        return;
-    }
-    // SAFETY: made by Box::into_raw in `notify`, freed once here.
-    let id = *unsafe { Box::from_raw(data.cast::<u64>()) };
-    with(|w| w.by_id.remove(&id));
 }
 
 extern "C" fn on_disconnect(_ctx: ffi::Ctx, bc: BlockedClient) {

@@ -64,7 +64,7 @@ pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) ->
         ctx.ctx,
         reply_to_waiter,
         on_client_unblock,
-        free_outcome,
+        Some(free_outcome),
         on_disconnect_waiter,
         0,
     ) else {

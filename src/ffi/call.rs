@@ -54,6 +54,8 @@ pub fn command_keys(ctx: Ctx, args: &[RedisString]) -> Vec<c_int> {
     }
 }
 
+const SHORT_ARGV: usize = 16;
+
 /// RM_Call refused before running anything, with no reply of its own.
 #[derive(Debug)]
 pub struct CallFailed(pub i32);
@@ -68,7 +70,21 @@ pub fn call_passing_reply(
     flags: &CStr,
     rewrite: impl Fn(&[u8]) -> Option<String>,
 ) -> Result<(), CallFailed> {
-    let mut argv = pointers(args);
+    // Up to SHORT_ARGV arguments are passed from the stack.
+    let mut short = [std::ptr::null_mut(); SHORT_ARGV];
+    let mut long;
+    let argv: &mut [*mut raw::RedisModuleString] = match short.get_mut(..args.len()) {
+        Some(argv) => {
+            for (p, a) in argv.iter_mut().zip(args) {
+                *p = a.inner;
+            }
+            argv
+        }
+        None => {
+            long = pointers(args);
+            &mut long
+        }
+    };
     // SAFETY: format "v<flags>" takes an argv pointer and its length, given
     // here; the reply is handed to the client and then freed once.
     unsafe {

@@ -87,7 +87,7 @@ pub fn block_client(
     ctx: Ctx,
     reply: ReplyCallback,
     on_unblock: ReplyCallback,
-    free: FreeCallback,
+    free: Option<FreeCallback>,
     on_disconnect: DisconnectCallback,
     timeout_ms: i64,
 ) -> Option<BlockedClient> {
@@ -100,7 +100,8 @@ pub fn block_client(
         ) else {
             return None;
         };
-        let bc = block(ctx, Some(reply), Some(on_unblock), Some(free), timeout_ms);
+        let free = free.map(|f| f as unsafe extern "C" fn(Ctx, *mut c_void));
+        let bc = block(ctx, Some(reply), Some(on_unblock), free, timeout_ms);
         if bc.is_null() {
             return None;
         }
