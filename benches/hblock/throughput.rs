@@ -236,11 +236,15 @@ fn at_depth(server: &Server, requests: usize, pipeline: usize, scripts: (&str, &
         "holder:1",
         "v",
     ];
-    let [fenced, set, lua] = best_rps(
+    // CHECK is FENCED without the wrapped command: a read-only module
+    // command that opens the lock key and compares. Its row shows what a
+    // module command costs here before it writes anything.
+    let check: &[&str] = &["HBLOCK.CHECK", "bench:lock", "holder", "1"];
+    let [fenced, set, lua, check] = best_rps(
         server,
         requests,
         pipeline,
-        [fenced, &["SET", "bench:fdata", "v"], lua],
+        [fenced, &["SET", "bench:fdata", "v"], lua, check],
     );
     rows.extend([
         compare(
@@ -252,6 +256,7 @@ fn at_depth(server: &Server, requests: usize, pipeline: usize, scripts: (&str, &
         ),
         compare(format!("INFO ({p})"), info, "GET", get, None),
         compare(format!("FENCED SET ({p})"), fenced, "SET", set, Some(0.8)),
+        compare(format!("CHECK, no write ({p})"), check, "SET", set, None),
         compare(
             format!("FENCED SET ({p})"),
             fenced,
