@@ -95,14 +95,11 @@ const SCRIPT_RUNNERS: [&[u8]; 7] = [
 ];
 
 /// The command filter's part: notes who runs the next script.
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    let Some(client_id) = ffi::filter_client_id(fctx) else {
+pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
+    if !SCRIPT_RUNNERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
         return;
-    };
-    let name = crate::filter::arg(fctx, 0);
-    if matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F'))
-        && SCRIPT_RUNNERS.iter().any(|r| name.eq_ignore_ascii_case(r))
-    {
+    }
+    if let Some(client_id) = ffi::filter_client_id(fctx) {
         SCRIPT_CALLER.with(|c| c.set(Some(client_id)));
     }
 }

@@ -14,11 +14,17 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> bool {
 }
 
 extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    crate::handoff::on_command(fctx);
-    crate::binding::on_command(fctx);
-    crate::second_load::on_command(fctx);
-    crate::propagation::on_command(fctx);
     crate::eviction::on_command();
+    // The name is fetched once, and only the check its first letter can
+    // concern runs (a SET pays one argument fetch and one compare).
+    let name = arg(fctx, 0);
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'c') => crate::handoff::on_command(fctx, name),
+        Some(b'e' | b'f') => crate::binding::on_command(fctx, name),
+        Some(b'm') => crate::second_load::on_command(fctx, name),
+        Some(b'p' | b's') => crate::propagation::on_command(name),
+        _ => {}
+    }
 }
 
 pub use crate::ffi::{

@@ -111,7 +111,7 @@ fn any_granted() -> bool {
 /// pending becomes `CLIENT UNBLOCK 0 ...` (no such client: reply 0), so the
 /// waiter gets its token. Every other command passes untouched; the cost is
 /// one check of an (almost always) empty map.
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
     if !any_granted() {
         return;
     }
@@ -120,7 +120,7 @@ pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
         return;
     }
     let word = |pos| filter::arg(fctx, pos);
-    if !word(0).eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
+    if !name.eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
         return;
     }
     let Some(target) = crate::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok()) else {

@@ -11,7 +11,6 @@
 //! `appendonly` or `save` is followed at once. A replica that attaches later
 //! gets every lock in its full resynchronization.
 
-use crate::filter;
 use redis_module::{raw, Context, ContextFlags};
 use std::cell::Cell;
 
@@ -61,11 +60,8 @@ pub fn refresh(ctx: *mut raw::RedisModuleCtx) {
 
 /// The command filter: a replica (or a tool that reads the stream) starts
 /// with SYNC or PSYNC, before any of its data is produced.
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    if !needed() {
-        let name = filter::arg(fctx, 0);
-        if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") {
-            consumer_seen();
-        }
+pub fn on_command(name: &[u8]) {
+    if !needed() && (name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync")) {
+        consumer_seen();
     }
 }

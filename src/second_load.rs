@@ -12,9 +12,9 @@ const MAX_MODULE_FILE: u64 = 256 << 20;
 /// The type name every hblock build carries (record.rs).
 const MARKER: &[u8] = b"hblock-lk";
 
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
     if filter::arg_count(fctx) < 3
-        || !filter::arg(fctx, 0).eq_ignore_ascii_case(b"module")
+        || !name.eq_ignore_ascii_case(b"module")
         || !filter::arg(fctx, 1).eq_ignore_ascii_case(b"load")
     {
         return;
