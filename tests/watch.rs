@@ -243,6 +243,12 @@ fn a_replica_wakes_its_watchers_on_replicated_changes_and_its_own_clock() {
         Some(("held".into(), token)),
         "a replicated grant"
     );
+    // A replicated overwrite: the replica's own unlink callback sees it.
+    let w = spawn_watch(&replica, "k", &["SEEN", &token.to_string()]);
+    wait_blocked(&mut r, 1);
+    let _: () = redis::cmd("SET").arg(&["k", "text"]).query(&mut m).unwrap();
+    let err = w.join().expect("watcher").0.expect_err("WRONGTYPE");
+    assert_eq!(err.code(), Some("WRONGTYPE"), "a replicated SET: {err}");
     let short = acquire(&mut m, "s", "a", &["INTERVAL", "150", "MISSES", "1"]).unwrap();
     wait_in_sync(&mut m, &mut r);
     drop(master); // no expiry will be replicated: the replica's clock decides
