@@ -13,37 +13,54 @@ use std::ffi::{c_char, c_void, CStr};
 /// Redis's own reply when a write would go over `maxmemory`.
 pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
+/// The lock unlinked last: its name and db, while `valid`. The buffer is
+/// reused, so a lock leaving its key costs no allocation.
+#[derive(Default)]
+struct Unlinked {
+    key: Vec<u8>,
+    db: i32,
+    valid: bool,
+}
+
 thread_local! {
-    /// The name and db of the lock unlinked last, until the next key event.
-    static LAST_UNLINKED: RefCell<Option<(Vec<u8>, i32)>> = const { RefCell::new(None) };
+    static LAST_UNLINKED: RefCell<Unlinked> = RefCell::new(Unlinked::default());
 }
 
 /// A lock left the keyspace (the data type's unlink callback): remember
 /// which key, for the "evicted" event that may follow.
 pub fn on_unlink(key: &[u8], db: i32) {
-    LAST_UNLINKED.with(|k| {
-        if let Ok(mut k) = k.try_borrow_mut() {
-            *k = Some((key.to_vec(), db));
+    LAST_UNLINKED.with(|u| {
+        if let Ok(mut u) = u.try_borrow_mut() {
+            u.key.clear();
+            u.key.extend_from_slice(key);
+            u.db = db;
+            u.valid = true;
         }
     });
+}
+
+/// Forgets the note; whether it was for this key.
+fn take_note_for(key: &[u8], db: i32) -> bool {
+    LAST_UNLINKED.with(|u| {
+        u.try_borrow_mut().is_ok_and(|mut u| {
+            let same = u.valid && u.db == db && u.key == key;
+            u.valid = false;
+            same
+        })
+    })
 }
 
 /// Every command starts here (the filter): a note from the command before
 /// is stale.
 pub fn on_command() {
-    LAST_UNLINKED.with(|k| {
-        if let Ok(mut k) = k.try_borrow_mut() {
-            k.take();
-        }
-    });
+    take_note_for(&[], 0);
 }
 
 /// Every key event passes here first: an "evicted" event for the lock just
 /// unlinked counts an evicted lock. Any event clears the note. (Eviction
 /// unlinks the key and says "evicted" right after, with nothing between.)
 pub fn on_key_event(event: &[u8], key: &[u8], db: i32) {
-    let last = LAST_UNLINKED.with(|k| k.try_borrow_mut().ok().and_then(|mut k| k.take()));
-    if event == b"evicted" && last.is_some_and(|(k, d)| k == key && d == db) {
+    if take_note_for(key, db) && event == b"evicted" {
         stats::bump(&stats::EVICTED);
     }
 }
