@@ -22,6 +22,9 @@ struct Unlinked {
     valid: bool,
 }
 
+/// The buffer's room kept between unlinks.
+const KEEP_CAPACITY: usize = 4096;
+
 thread_local! {
     static LAST_UNLINKED: RefCell<Unlinked> = RefCell::new(Unlinked::default());
 }
@@ -45,6 +48,10 @@ fn take_note_for(key: &[u8], db: i32) -> bool {
         u.try_borrow_mut().is_ok_and(|mut u| {
             let same = u.valid && u.db == db && u.key == key;
             u.valid = false;
+            if u.key.capacity() > KEEP_CAPACITY {
+                // A huge key name is not kept around.
+                u.key = Vec::new();
+            }
             same
         })
     })
