@@ -70,8 +70,8 @@ pub fn block(ctx: ffi::Ctx, lock: LockId, seen: u64, timeout_ms: i64) -> bool {
     // just to free it. The reply callback finds the watcher by its handle.
     let Some(bc) = ffi::block_client(
         ctx,
-        reply_woken,
-        reply_timeout,
+        reply_and_forget,
+        reply_and_forget,
         None,
         on_disconnect,
         timeout_ms,
@@ -117,7 +117,7 @@ pub fn notify(lock: &LockId, holder: u64) {
 
 /// Forgets a watcher, waiting or woken (reply, timeout, disconnect); its
 /// lock, if any.
-fn forget_waiting(bc: BlockedClient) -> Option<LockId> {
+fn forget(bc: BlockedClient) -> Option<LockId> {
     with(|w| {
         let id = w.by_client.remove(&(bc as usize))?;
         let x = w.by_id.remove(&id)?;
@@ -136,24 +136,15 @@ fn reply_info(ctx: ffi::Ctx, lock: &LockId) {
     crate::commands::info::reply_lock(ctx, &lock.key);
 }
 
-extern "C" fn reply_woken(
+/// The reply callback of a woken watcher and the timeout callback alike:
+/// both answer the lock's INFO reply as it is now (a timeout answers it
+/// unchanged) and forget the watcher.
+extern "C" fn reply_and_forget(
     ctx: ffi::Ctx,
     _argv: *mut *mut raw::RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    match forget_waiting(ffi::blocked_client_handle(ctx)) {
-        Some(lock) => reply_info(ctx, &lock),
-        None => ffi::reply_error(ctx, "ERR watcher lost"),
-    }
-    raw::REDISMODULE_OK as c_int
-}
-
-extern "C" fn reply_timeout(
-    ctx: ffi::Ctx,
-    _argv: *mut *mut raw::RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    match forget_waiting(ffi::blocked_client_handle(ctx)) {
+    match forget(ffi::blocked_client_handle(ctx)) {
         Some(lock) => reply_info(ctx, &lock),
         None => ffi::reply_error(ctx, "ERR watcher lost"),
     }
@@ -161,5 +152,5 @@ extern "C" fn reply_timeout(
 }
 
 extern "C" fn on_disconnect(_ctx: ffi::Ctx, bc: BlockedClient) {
-    forget_waiting(bc);
+    forget(bc);
 }
