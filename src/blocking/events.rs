@@ -54,23 +54,25 @@ extern "C" fn on_key_event(
 /// Notes a key that waiters wait on, or that may now hold a lease under a
 /// new name, for the next timer run.
 fn handle_key_event(ctx: *mut raw::RedisModuleCtx, event: &[u8], key: *mut raw::RedisModuleString) {
-    let arrival = ARRIVALS.contains(&event);
+    let key = RedisString::string_as_slice(key);
+    look_again(ctx, selected_db(ctx), key, ARRIVALS.contains(&event));
+}
+
+/// Notes `key` of `db` for the timer when clients wait on or watch it, or
+/// always (`arrival`). Cheap when nobody waits on anything.
+fn look_again(ctx: *mut raw::RedisModuleCtx, db: i32, key: &[u8], arrival: bool) {
+    let anyone_waiting = || !with(|s| s.queues.is_empty()).unwrap_or(true) || crate::watch::any();
     if !arrival && !anyone_waiting() {
         return;
     }
-    let lock = LockId::new(selected_db(ctx), RedisString::string_as_slice(key));
+    let lock = LockId::new(db, key);
+    let waited_on = |lock: &LockId| {
+        with(|s| s.queues.has_waiters(lock)).unwrap_or(false) || crate::watch::is_watched(lock)
+    };
     if arrival || waited_on(&lock) {
         note_pending(lock);
         arm(ctx);
     }
-}
-
-fn anyone_waiting() -> bool {
-    !with(|s| s.queues.is_empty()).unwrap_or(true) || crate::watch::any()
-}
-
-fn waited_on(lock: &LockId) -> bool {
-    with(|s| s.queues.has_waiters(lock)).unwrap_or(false) || crate::watch::is_watched(lock)
 }
 
 /// The data type's unlink callback: a lock left the keyspace (DEL, UNLINK,
@@ -84,14 +86,9 @@ pub unsafe extern "C" fn on_unlink(octx: *mut raw::RedisModuleKeyOptCtx, _value:
         return;
     };
     crate::eviction::on_unlink(key, db);
-    if !anyone_waiting() {
-        return;
-    }
-    let lock = LockId::new(db, key);
     let ctx = crate::ffi::detached_context();
-    if waited_on(&lock) && !ctx.is_null() {
-        note_pending(lock);
-        arm(ctx);
+    if !ctx.is_null() {
+        look_again(ctx, db, key, false);
     }
 }
 
