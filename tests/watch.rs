@@ -138,18 +138,26 @@ fn wakes_on_grant_release_expiry_delete_flush_and_overwrite() {
     assert_eq!(holder_of(&reply).map(|h| h.0), Some("expired".into()));
     // DEL, FLUSHALL, an overwrite with another type.
     for wipe in [&["DEL", "k"][..], &["FLUSHALL"], &["SET", "k", "v"]] {
-        // A lease that cannot end during the test: only the wipe can wake it.
-        let t = acquire(&mut c, "k", "a", &["INTERVAL", "86400000"]).unwrap_or(0);
-        let w = spawn_watch(&server, "k", &["SEEN", &t.to_string()]);
-        wait_blocked(&mut c, 1);
-        let _: Value = redis::cmd(wipe[0]).arg(&wipe[1..]).query(&mut c).unwrap();
-        let (reply, _) = w.join().expect("watcher");
-        match wipe[0] {
-            "SET" => assert_eq!(reply.unwrap_err().code(), Some("WRONGTYPE")),
-            _ => assert_eq!(reply.unwrap(), Value::Nil, "{wipe:?}: gone"),
-        }
-        let _: i64 = redis::cmd("DEL").arg("k").query(&mut c).unwrap();
+        wakes_on_wipe(&server, &mut c, wipe, wipe[0] != "SET");
     }
+}
+
+/// A watcher of a lease that cannot end during the test is woken by `wipe`
+/// alone: answered nil when the key is `gone`, else WRONGTYPE (another type
+/// took its place). Deletes the key afterwards.
+fn wakes_on_wipe(server: &Server, c: &mut redis::Connection, wipe: &[&str], gone: bool) {
+    let t = acquire(c, "k", "a", &["INTERVAL", "86400000"]).expect("granted");
+    let w = spawn_watch(server, "k", &["SEEN", &t.to_string()]);
+    wait_blocked(c, 1);
+    let _: Value = redis::cmd(wipe[0]).arg(&wipe[1..]).query(c).unwrap();
+    let (reply, _) = w.join().expect("watcher");
+    if gone {
+        assert_eq!(reply.expect("reply"), Value::Nil, "{wipe:?}: gone");
+    } else {
+        let err = reply.expect_err("WRONGTYPE");
+        assert_eq!(err.code(), Some("WRONGTYPE"), "{wipe:?}: {err}");
+    }
+    let _: i64 = redis::cmd("DEL").arg("k").query(c).unwrap();
 }
 
 /// hblock learns that a lock left its key from the data type's unlink
@@ -174,18 +182,7 @@ fn wakes_when_any_command_of_any_type_replaces_the_lock_or_its_ttl_ends() {
         (&["PEXPIRE", "k", "30"], true),
     ];
     for (wipe, gone) in wipes {
-        let t = acquire(&mut c, "k", "a", &["INTERVAL", "86400000"]).expect("granted");
-        let w = spawn_watch(&server, "k", &["SEEN", &t.to_string()]);
-        wait_blocked(&mut c, 1);
-        let _: Value = redis::cmd(wipe[0]).arg(&wipe[1..]).query(&mut c).unwrap();
-        let (reply, _) = w.join().expect("watcher");
-        if gone {
-            assert_eq!(reply.expect("reply"), Value::Nil, "{wipe:?}: gone");
-        } else {
-            let err = reply.expect_err("WRONGTYPE");
-            assert_eq!(err.code(), Some("WRONGTYPE"), "{wipe:?}: {err}");
-        }
-        let _: i64 = redis::cmd("DEL").arg("k").query(&mut c).unwrap();
+        wakes_on_wipe(&server, &mut c, wipe, gone);
     }
 }
 
