@@ -44,7 +44,7 @@ impl Error {
             }
             Error::NotHeld(why) => format!("{NOTHELD} {}", not_held_reason(why)),
             Error::TokensExhausted => {
-                "ERR this lock has issued its last fencing token; delete the key to start over"
+                "ERR no fencing token is left below 2^53 for this lock (its last token or the data set's floor is that high): DEL the locks whose token is that high, then run HBLOCK.FLOOR RESET (docs/guarantees.md)"
                     .into()
             }
             Error::InternalOnly(name) => format!(

@@ -5,6 +5,7 @@
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
 //! - `propagation`: SYNC/PSYNC, a replica (or a stream reader) arriving.
 //! - `eviction`: forgets the lock the command before unlinked.
+//! - `arrival`: whether this command is RESTORE-ASKING (a cluster migration).
 
 use redis_module::raw;
 
@@ -18,6 +19,7 @@ extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     // The name is fetched once, and only the check its first letter can
     // concern runs (a SET pays one argument fetch and one compare).
     let name = arg(fctx, 0);
+    crate::arrival::on_command(name);
     match name.first().map(u8::to_ascii_lowercase) {
         Some(b'c') => crate::handoff::on_command(fctx, name),
         Some(b'e' | b'f') => crate::binding::on_command(fctx, name),

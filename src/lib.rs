@@ -25,10 +25,13 @@
 //!   and the failover delay.
 //! - `eviction.rs`: maxmemory: the policy warning, evicted locks, OOM grants.
 //! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
+//! - `arrival.rs`: records arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB
+//!   (no older lease comes back; forged tokens refused).
 //! - `command_info.rs`: arity, key specs and COMMAND DOCS.
 //! - `config.rs`, `stats.rs`: configs (and loadmodule arguments) and the
 //!   `INFO hblock` section.
 
+mod arrival;
 mod binding;
 mod blocking;
 mod command_info;

@@ -354,7 +354,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         _ => None,
     };
     // A null pointer makes Redis report the RDB as corrupt.
-    load().map_or(std::ptr::null_mut(), |mut lease| {
+    let admitted = load().and_then(|mut lease| {
+        // A RESTORE payload may be refused, or load with its lease ended.
+        crate::arrival::loaded(&mut lease).then_some(lease)
+    });
+    admitted.map_or(std::ptr::null_mut(), |mut lease| {
         crate::tokens::observe(&lease);
         crate::blocking::watch_loaded(rdb, &mut lease);
         Box::into_raw(Box::new(lease)).cast()
@@ -410,6 +414,7 @@ extern "C" fn copy(
     match unsafe { lease_ref(value) } {
         Some(lease) => {
             let mut copy = lease.clone();
+            crate::arrival::copied(&mut copy);
             // The copy's own deadline is watched from the copy_to event.
             copy.set_scheduled_check(None);
             Box::into_raw(Box::new(copy)).cast()

@@ -44,6 +44,17 @@ pub fn observe_token(token: u64) {
     }
 }
 
+/// HBLOCK.FLOOR RESET: the floor becomes the start of the epoch after
+/// `highest` (the highest token of the records that exist), lower or not;
+/// the command replicates itself, so no jump is due. The new floor.
+pub fn reset_floor(highest: u64) -> u64 {
+    let mut f = Floor(highest);
+    f.new_epoch();
+    FLOOR.store(f.0, Ordering::Relaxed);
+    EMIT.store(false, Ordering::Relaxed);
+    f.0
+}
+
 /// A record that changed, arrived from the master or was loaded.
 pub fn observe(lease: &Lease) {
     observe_token(lease.token);

@@ -6,6 +6,8 @@ use hblock_test_support as support;
 
 /// ACL key patterns, commands by name, categories where supported.
 mod acl;
+/// Records arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB, MIGRATE; forged payloads.
+mod arrivals;
 /// ACQUIRE ... BIND: leases released when their connection closes.
 mod bind;
 /// Blocking ACQUIRE: FIFO waiters, hand-off, grant at expiry, WAIT, leaving the queue.

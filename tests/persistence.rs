@@ -97,36 +97,46 @@ fn debug_reload_and_rdb_preamble_aof_round_trip() {
 }
 
 #[test]
-fn copy_makes_an_independent_equal_lock() {
+fn copy_makes_an_independent_record_whose_lease_is_ended() {
     let server = Server::start();
     let mut c = server.conn();
     mixed_workload(&mut c);
     for key in WORKLOAD_KEYS {
         let copy = format!("{key}:copy");
+        let was = state(&mut c, key);
         let copied: i64 = redis::cmd("COPY")
             .arg(key)
             .arg(&copy)
             .query(&mut c)
             .unwrap();
         assert_eq!(copied, 1);
-        assert_eq!(
-            digest_value(&mut c, key),
-            digest_value(&mut c, &copy),
-            "{key}"
-        );
-        assert_eq!(
-            stable_info(&mut c, key),
-            stable_info(&mut c, &copy),
-            "{key}"
-        );
+        assert_eq!(state(&mut c, key), was, "the source is untouched: {key}");
+        if was == "held" {
+            // Never a second holder of one lease (docs/guarantees.md).
+            assert_eq!(state(&mut c, &copy), "free", "{key}");
+            assert_eq!(
+                info_int(&mut c, key, "token"),
+                info_int(&mut c, &copy, "token"),
+                "{key}"
+            );
+        } else {
+            assert_eq!(
+                digest_value(&mut c, key),
+                digest_value(&mut c, &copy),
+                "{key}"
+            );
+            assert_eq!(
+                stable_info(&mut c, key),
+                stable_info(&mut c, &copy),
+                "{key}"
+            );
+        }
     }
     let released: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"w:held", b"alice", b"1"]).unwrap();
     assert_eq!(released, 1);
-    assert_eq!(
-        state(&mut c, "w:held:copy"),
-        "held",
-        "the copy is its own record"
-    );
+    let token = acquire(&mut c, "w:held:copy", "carol", &[]).unwrap();
+    assert!(token > 1, "the copy is its own record: {token}");
+    assert_eq!(state(&mut c, "w:held"), "free");
 }
 
 #[test]

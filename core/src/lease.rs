@@ -10,6 +10,7 @@ use crate::owner::Owner;
 
 /// Largest value any counter or token reaches: Redis integers are signed 64-bit.
 pub const COUNTER_MAX: u64 = crate::limits::TOKEN_MAX as u64;
+use crate::limits::TOKEN_ISSUE_MAX;
 
 /// `Lease::check_at` when no check is scheduled.
 pub const NO_CHECK: i64 = i64::MIN;
@@ -138,7 +139,8 @@ pub enum NotHeld {
 /// Errors of the core that are not about who holds the lock.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum CoreError {
-    /// The key issued token i64::MAX already; it must be deleted to start over.
+    /// The next token would pass `TOKEN_ISSUE_MAX` (2^53 - 1): the key's own
+    /// last token or the data set's floor is that high.
     TokensExhausted,
 }
 
@@ -182,7 +184,7 @@ impl Lease {
         now: i64,
         floor: u64,
     ) -> Result<Lease, CoreError> {
-        if floor >= COUNTER_MAX {
+        if floor >= TOKEN_ISSUE_MAX {
             return Err(CoreError::TokensExhausted);
         }
         let mut lease = Lease::first(owner, terms, now);
@@ -297,7 +299,7 @@ impl Lease {
             Phase::Held => Ok((Acquired::Busy, effects)),
             Phase::Free | Phase::Expired => {
                 let above = self.token.max(floor);
-                if above >= COUNTER_MAX {
+                if above >= TOKEN_ISSUE_MAX {
                     return Err(CoreError::TokensExhausted);
                 }
                 let takeover = self.phase == Phase::Expired;
@@ -366,6 +368,18 @@ impl Lease {
 
     /// RELEASE by (owner, token): true when this call ended the caller's
     /// unexpired lease. The record stays, free, with its token.
+    /// Ends a held lease where it stands, keeping the token and counters (a
+    /// record that arrived at another key name: RENAME, MOVE, COPY, SWAPDB,
+    /// RESTORE of an older lease). True when a lease was held.
+    pub fn end_in_place(&mut self) -> bool {
+        if self.phase != Phase::Held {
+            return false;
+        }
+        self.phase = Phase::Free;
+        self.owner = Owner::none();
+        true
+    }
+
     pub fn release(&mut self, owner: &[u8], token: u64, now: i64) -> (bool, Effects) {
         let expired = self.observe_expiry(now);
         let mut effects = Effects {

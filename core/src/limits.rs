@@ -18,5 +18,15 @@ pub const WAIT_MAX: i64 = 31_536_000_000;
 /// An owner is 1 to this many bytes.
 pub const OWNER_MAX_LEN: usize = 1024;
 
-/// Fencing tokens are 1 to this (exact as i64; counters stop here too).
+/// Fencing tokens given as arguments are 1 to this (exact as i64; counters
+/// stop here too).
 pub const TOKEN_MAX: i64 = i64::MAX;
+
+/// The last token a lease is granted: 2^53 - 1, so every token is exact in
+/// Lua, JSON and JavaScript numbers.
+pub const TOKEN_ISSUE_MAX: u64 = (1 << 53) - 1;
+
+/// A record brought in by RESTORE (a DUMP payload: any user with `+restore`
+/// can forge one) must carry a token below this, 2^52. The floor it raises
+/// then still leaves 2^52 tokens (2^20 epochs of 2^32 grants) below 2^53.
+pub const RESTORE_TOKEN_LIMIT: u64 = 1 << 52;

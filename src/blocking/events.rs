@@ -81,7 +81,9 @@ fn look_again(ctx: *mut raw::RedisModuleCtx, db: i32, key: &[u8], arrival: bool)
 /// how overwrites are learnt: subscribing to the string, list, set, hash,
 /// zset and stream key events cost every write of every other key a module
 /// context (SET -P16 ran ~12% slower with hblock loaded).
-pub unsafe extern "C" fn on_unlink(octx: *mut raw::RedisModuleKeyOptCtx, _value: *const c_void) {
+pub unsafe extern "C" fn on_unlink(octx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) {
+    // SAFETY: Redis passes the record that leaves its key, still alive.
+    unsafe { crate::arrival::unlinked(value) };
     let Some((key, db)) = crate::ffi::key_of_opt_ctx(octx) else {
         return;
     };
@@ -110,6 +112,7 @@ unsafe extern "C" fn on_server_event(
             // SAFETY: for SWAPDB, data is a RedisModuleSwapDbInfo.
             if let Some(info) = unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() } {
                 let (a, b) = (info.dbnum_first, info.dbnum_second);
+                crate::arrival::swapped(ctx, a, b);
                 with(|s| s.schedule.swap_dbs(a, b));
                 for db in [a, b] {
                     note_locks_in(Some(db));

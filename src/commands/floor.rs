@@ -1,9 +1,19 @@
-//! `HBLOCK.FLOOR token`
+//! `HBLOCK.FLOOR token` | `HBLOCK.FLOOR RESET`
 //!
-//! Internal: carries a jump of the data set's token floor (a new epoch after
-//! a promotion or a restart) to replicas and the AOF. Raises the floor to
-//! `token`, never lowers it. Any other caller is refused, as for APPLY.
+//! `token`: internal: carries a jump of the data set's token floor (a new
+//! epoch after a promotion or a restart) to replicas and the AOF. Raises the
+//! floor to `token`, never lowers it. Any other caller is refused, as for
+//! APPLY.
+//!
+//! `RESET`: the operator's way out of a floor pushed too high (tokens near
+//! 2^53 from an old build's data or a forged record): the floor becomes the
+//! start of the epoch after the highest token of the records that exist now,
+//! in every database; the reply is the new floor. What it gives up: a token
+//! of a deleted key above that may be handed out again. An `admin`
+//! command (ACL `@admin @dangerous`); replicated as itself, so replicas and
+//! the AOF recompute it from the same records.
 
+use super::refuse_on_replica;
 use crate::command_info::{Kind, Spec};
 use crate::error::Error;
 use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
@@ -11,26 +21,37 @@ use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
 pub const SPEC: Spec = Spec {
     name: c"hblock.floor",
-    flags: "write",
-    acl: c"write",
-    summary: c"Internal: raises the token floor; used by replication and AOF only.",
+    flags: "write admin",
+    acl: c"admin dangerous",
+    summary: c"RESET: lowers the token floor to the highest token of existing locks (admin). Internal with a token: replication and AOF only.",
     arity: 2,
     key_flags: 0,
     wraps: false,
-    args: &[(c"token", Kind::Integer, None)],
+    args: &[(c"reset-or-token", Kind::Text, None)],
 };
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if !ctx
-        .get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
-    {
-        return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
-    }
-    let [_, token] = args.as_slice() else {
+    let [_, arg] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
-    let token = crate::args::token(token.as_slice()).map_err(Error::from)?;
+    let from_master = ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    if arg.as_slice().eq_ignore_ascii_case(b"reset") {
+        if !from_master {
+            refuse_on_replica(ctx)?;
+        }
+        let highest = crate::arrival::highest_token(ctx.ctx);
+        let floor = crate::tokens::reset_floor(highest);
+        ctx.replicate_verbatim();
+        return Ok(RedisValue::Integer(
+            i64::try_from(floor).unwrap_or(i64::MAX),
+        ));
+    }
+    if !from_master {
+        return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
+    }
+    let token = crate::args::token(arg.as_slice()).map_err(Error::from)?;
     crate::tokens::observe_token(token);
     // As APPLY: into this server's own AOF and sub-replicas' backlog.
     ctx.replicate_verbatim();

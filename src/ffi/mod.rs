@@ -433,3 +433,83 @@ pub use call::{
     call_passing_reply, command_keys, is_keys_position_request, key_at_pos, CallFailed,
 };
 pub use persist::{load_u64, replicate_floor, save_u64};
+
+/// Whether Redis is loading a whole data set now (an RDB file, the AOF, a
+/// replica's full sync, DEBUG RELOAD; async loading included), as opposed to
+/// one RESTORE payload.
+pub fn loading_data_set() -> bool {
+    let flags = raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_ASYNC_LOADING;
+    // SAFETY: Redis 7.0+ accepts a null context here and then reports only
+    // the server-wide flags (loading among them).
+    let now =
+        unsafe { raw::RedisModule_GetContextFlags.map_or(0, |get| get(std::ptr::null_mut())) };
+    (now as u32) & flags != 0
+}
+
+/// Calls `f` with the value of every key of module type `ty` in database
+/// `db`, through `ctx` (whose selected db is restored afterwards). The
+/// values are the module's own: `f` may change what they hold, never the
+/// keyspace. False when the db does not exist.
+pub fn for_each_value(
+    ctx: Ctx,
+    db: i32,
+    ty: *mut raw::RedisModuleType,
+    f: &mut dyn FnMut(*mut c_void),
+) -> bool {
+    struct Scan<'a> {
+        ty: *mut raw::RedisModuleType,
+        f: &'a mut dyn FnMut(*mut c_void),
+    }
+    unsafe extern "C" fn each(
+        _ctx: Ctx,
+        _name: *mut raw::RedisModuleString,
+        key: *mut raw::RedisModuleKey,
+        data: *mut c_void,
+    ) {
+        // SAFETY: `data` is the Scan below, alive for the whole scan; `key`
+        // is Redis's handle of the key being visited (null for none).
+        unsafe {
+            let Some(scan) = data.cast::<Scan>().as_mut() else {
+                return;
+            };
+            if key.is_null() {
+                return;
+            }
+            let (Some(get_type), Some(get_value)) = (
+                raw::RedisModule_ModuleTypeGetType,
+                raw::RedisModule_ModuleTypeGetValue,
+            ) else {
+                return;
+            };
+            if get_type(key) == scan.ty {
+                let value = get_value(key);
+                if !value.is_null() {
+                    (scan.f)(value);
+                }
+            }
+        }
+    }
+    let before = selected_db(ctx);
+    if !select_db(ctx, db) {
+        return false;
+    }
+    let mut scan = Scan { ty, f };
+    // SAFETY: `ctx` is live for this callback; the cursor is created and
+    // destroyed here; `scan` outlives every call of `each`.
+    unsafe {
+        if let (Some(create), Some(run), Some(destroy)) = (
+            raw::RedisModule_ScanCursorCreate,
+            raw::RedisModule_Scan,
+            raw::RedisModule_ScanCursorDestroy,
+        ) {
+            let cursor = create();
+            if !cursor.is_null() {
+                let data = (&mut scan as *mut Scan).cast::<c_void>();
+                while run(ctx, cursor, Some(each), data) != 0 {}
+                destroy(cursor);
+            }
+        }
+    }
+    select_db(ctx, before);
+    true
+}

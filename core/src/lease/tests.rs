@@ -229,14 +229,38 @@ fn view_of_free_and_expired_locks() {
 }
 
 #[test]
-fn tokens_stop_at_i64_max_instead_of_wrapping() {
+fn tokens_stop_at_2_pow_53_minus_1_instead_of_wrapping() {
+    let last = crate::limits::TOKEN_ISSUE_MAX;
     let mut lease = held_by(b"a", 0);
-    lease.token = COUNTER_MAX;
-    lease.release(b"a", COUNTER_MAX, 1);
+    lease.token = last - 1;
+    lease.release(b"a", last - 1, 1);
+    let (got, _) = lease.acquire(b"b", NONE, T, 2, 0).unwrap();
+    assert_eq!(got, Acquired::Token(last));
+    lease.release(b"b", last, 3);
     assert_eq!(
-        lease.acquire(b"b", NONE, T, 2, 0),
+        lease.acquire(b"c", NONE, T, 4, 0),
         Err(CoreError::TokensExhausted)
     );
+    // A floor that high stops new keys and old ones alike.
+    let mut low = held_by(b"a", 0);
+    low.release(b"a", 1, 1);
+    assert_eq!(
+        low.acquire(b"b", NONE, T, 2, last),
+        Err(CoreError::TokensExhausted)
+    );
+    assert!(Lease::first_after(b"x", T, 0, last).is_err());
+    assert!(Lease::first_after(b"x", T, 0, last - 1).is_ok());
+}
+
+#[test]
+fn a_lease_ended_in_place_keeps_its_token_and_is_no_longer_held() {
+    let mut lease = held_by(b"a", 0);
+    assert!(lease.end_in_place());
+    assert_eq!(lease.check(b"a", 1, 1), Err(NotHeld::Released));
+    assert_eq!((lease.phase, lease.token), (Phase::Free, 1));
+    assert!(!lease.end_in_place(), "only a held lease ends");
+    let (got, _) = lease.acquire(b"b", NONE, T, 2, 0).unwrap();
+    assert_eq!(got, Acquired::Token(2));
 }
 
 #[test]
