@@ -472,3 +472,72 @@ fn cluster_slot_owner(c: &mut Connection, slot: i64) -> u16 {
     }
     0
 }
+
+/// Forged RESTOREs at the extremes of every field, then every command on
+/// the restored keys, a SAVE and a reload: the server stays up, each reply is
+/// a value or an error, and tokens granted afterwards stay below 2^53.
+#[test]
+fn forged_restores_at_the_extremes_of_every_field_are_refused_or_harmless() {
+    use crate::support::rng::Rng;
+    let server = Server::start();
+    let mut c = server.conn();
+    let real = template(&mut c);
+    let now = now_ms();
+    let u: [u64; 9] = [0, 1, 2, 3, 10_001, 86_400_001, 1 << 52, 1 << 63, u64::MAX];
+    let times: [i64; 7] = [i64::MIN, -1, 0, now - 600_000, now, now + 600_000, i64::MAX];
+    let owners: [&[u8]; 5] = [b"", b"o", b"\x00\xff\r\n", &[b'L'; 1024], &[b'L'; 1025]];
+    let mut rng = Rng::new(23);
+    let mut kept = 0;
+    for round in 0..2_000u64 {
+        let pick = |rng: &mut Rng, list: &[u64]| list[rng.below(list.len() as u64) as usize];
+        let record = Record {
+            phase: pick(&mut rng, &u[..5]),
+            owner: owners[rng.below(5) as usize].to_vec(),
+            token: pick(&mut rng, &u),
+            interval: [0, 1, 1000, 86_400_000, 86_400_001, u64::MAX][rng.below(6) as usize],
+            misses: [0, 1, 3, 10_000, 10_001, u64::MAX][rng.below(6) as usize],
+            beats: pick(&mut rng, &u),
+            granted: times[rng.below(7) as usize],
+            last_beat: times[rng.below(7) as usize],
+            takeovers: pick(&mut rng, &u),
+        };
+        let key = format!("forged:{}", round % 50);
+        if restore(&mut c, &key, &forge(&real, &record), true).is_ok() {
+            kept += 1;
+        }
+        let token = record.token.min(i64::MAX as u64).to_string();
+        let owner: &[u8] = &record.owner;
+        for args in [
+            vec![&b"HBLOCK.INFO"[..], key.as_bytes()],
+            vec![b"HBLOCK.BEAT", key.as_bytes(), owner, token.as_bytes()],
+            vec![b"HBLOCK.CHECK", key.as_bytes(), owner, token.as_bytes()],
+            vec![
+                b"HBLOCK.ACQUIRE",
+                key.as_bytes(),
+                b"other",
+                b"INTERVAL",
+                b"5",
+            ],
+            vec![
+                b"HBLOCK.WATCH",
+                key.as_bytes(),
+                b"SEEN",
+                token.as_bytes(),
+                b"TIMEOUT",
+                b"1",
+            ],
+            vec![b"HBLOCK.RELEASE", key.as_bytes(), owner, token.as_bytes()],
+        ] {
+            let _: redis::RedisResult<redis::Value> = call(&mut c, &args);
+        }
+    }
+    assert!(kept > 0, "some forged records are valid");
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let t = acquire(&mut c, "after:forgery", "x", &[]).unwrap();
+    assert!(t > 0 && t < 1 << 53, "{t}");
+    assert!(!server.log().contains("crashed"), "{}", server.log());
+}
