@@ -26,6 +26,10 @@ use std::cell::Cell;
 use std::ffi::c_void;
 
 thread_local! {
+    /// On a master: the key whose RESTORE payload just loaded with its lease
+    /// ended (None: the last one loaded as it was). On a replica or while
+    /// loading the AOF: the key whose next RESTORE the master ended.
+    static ENDED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
     /// The command being run is RESTORE-ASKING (set by the command filter for
     /// every command, so a stale value never outlives its command; inside
     /// MULTI it holds for the last queued command, inside scripts it is off).
@@ -38,20 +42,69 @@ pub fn on_command(name: &[u8]) {
     MIGRATING.with(|m| m.set(migrating));
 }
 
-/// A record rdb_load built: whether to keep it (false: the payload is
-/// refused as bad data). A record of a RESTORE may load with its lease ended.
-pub fn loaded(lease: &mut Lease) -> bool {
-    if crate::ffi::loading_data_set() {
+/// A record rdb_load built for `key` (None when Redis does not say):
+/// whether to keep it (false: the payload is refused as bad data).
+///
+/// On a master serving clients this is a client's RESTORE: the rule above.
+/// Replicas and AOF replays run the same RESTORE with another floor (or none
+/// yet), so they do not decide: the master's `restore` event sends
+/// `HBLOCK.FLOOR ENDS key` ahead of the RESTORE (its propagation comes after
+/// the event's), and they end exactly the leases the master ended.
+pub fn loaded(lease: &mut Lease, key: Option<&[u8]>) -> bool {
+    if !crate::ffi::serving_as_master() {
+        let told = ENDED.with(|e| {
+            let mut e = e.try_borrow_mut().ok()?;
+            (e.as_deref() == key && key.is_some()).then(|| e.take())
+        });
+        if told.is_some() {
+            lease.end_in_place();
+        }
         return true;
     }
     if lease.token >= RESTORE_TOKEN_LIMIT {
         return false;
     }
     let migrating = MIGRATING.with(Cell::get);
-    if !migrating && lease.token <= crate::tokens::floor() {
-        lease.end_in_place();
-    }
+    let ended = !migrating && lease.token <= crate::tokens::floor() && lease.end_in_place();
+    set_ended(ended.then(|| key.map(<[u8]>::to_vec)).flatten());
     true
+}
+
+fn set_ended(key: Option<Vec<u8>>) {
+    ENDED.with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = key;
+        }
+    });
+}
+
+/// A data set starts loading: a told key whose RESTORE never came is not
+/// carried into it.
+pub fn forget_told() {
+    set_ended(None);
+}
+
+/// `HBLOCK.FLOOR ENDS key` from the master link or the AOF: the RESTORE of
+/// `key` that follows loaded ended on the master.
+pub fn told_ends(key: &[u8]) {
+    set_ended(Some(key.to_vec()));
+}
+
+/// The `restore` key event, after RESTORE put a record at `key`: on a master
+/// whose rule ended that lease, `HBLOCK.FLOOR ENDS key` goes to replicas and
+/// the AOF, ahead of the RESTORE itself (see `loaded`).
+pub fn restored(ctx: crate::ffi::Ctx, key: *mut redis_module::raw::RedisModuleString) {
+    if ctx.is_null() || key.is_null() || !crate::ffi::serving_as_master() {
+        return;
+    }
+    let name = redis_module::RedisString::string_as_slice(key);
+    let ended = ENDED.with(|e| {
+        let mut e = e.try_borrow_mut().ok()?;
+        (e.as_deref() == Some(name)).then(|| e.take())
+    });
+    if ended.is_some() && crate::propagation::needed() {
+        crate::ffi::replicate_floor_ends(ctx, key);
+    }
 }
 
 /// A record COPY made: never a second holder of the same lease.

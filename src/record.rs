@@ -356,7 +356,8 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
     // A null pointer makes Redis report the RDB as corrupt.
     let admitted = load().and_then(|mut lease| {
         // A RESTORE payload may be refused, or load with its lease ended.
-        crate::arrival::loaded(&mut lease).then_some(lease)
+        let key = ffi::loading_key(rdb).map(|(key, _)| key);
+        crate::arrival::loaded(&mut lease, key).then_some(lease)
     });
     admitted.map_or(std::ptr::null_mut(), |mut lease| {
         crate::tokens::observe(&lease);

@@ -541,3 +541,63 @@ fn forged_restores_at_the_extremes_of_every_field_are_refused_or_harmless() {
     assert!(t > 0 && t < 1 << 53, "{t}");
     assert!(!server.log().contains("crashed"), "{}", server.log());
 }
+
+/// Every arrival on a master with a replica and an AOF: the replica and a
+/// restart from the AOF end with the master's records.
+#[test]
+fn replicas_and_the_aof_end_with_the_masters_records() {
+    let mut master = Server::with(Options::default().config("appendonly", "yes"));
+    let replica = Server::replica_of(&master);
+    let mut c = master.conn();
+    let mut r = replica.conn();
+    let t1 = acquire(&mut c, "L", "A", LONG).unwrap();
+    // The replica follows the stream from here (not a full sync afterwards).
+    crate::support::wait_in_sync(&mut c, &mut r);
+    let old = dump(&mut c, "L");
+    let _: i64 = call(
+        &mut c,
+        &[b"HBLOCK.RELEASE", b"L", b"A", t1.to_string().as_bytes()],
+    )
+    .unwrap();
+    acquire(&mut c, "L", "B", LONG).unwrap();
+    restore(&mut c, "L", &old, true).unwrap();
+    // From another server, above this floor: held.
+    let other = Server::start();
+    let mut o = other.conn();
+    for i in 0..20 {
+        acquire(&mut o, &format!("x:{i}"), "x", &[]).unwrap();
+    }
+    let high = acquire(&mut o, "H", "A", LONG).unwrap();
+    restore(&mut c, "H", &dump(&mut o, "H"), false).unwrap();
+    acquire(&mut c, "M", "A", LONG).unwrap();
+    let _: i64 = redis::cmd("COPY").arg("M").arg("M2").query(&mut c).unwrap();
+    let _: () = redis::cmd("RENAME")
+        .arg("M")
+        .arg("M3")
+        .query(&mut c)
+        .unwrap();
+    let mut db1 = redis::Client::open(format!("{}1", master.url()))
+        .and_then(|client| client.get_connection())
+        .unwrap();
+    acquire(&mut db1, "S", "A", LONG).unwrap();
+    let _: () = redis::cmd("SWAPDB").arg(1).arg(2).query(&mut c).unwrap();
+    crate::support::wait_in_sync(&mut c, &mut r);
+    let mut r2 = redis::Client::open(format!("{}2", replica.url()))
+        .and_then(|client| client.get_connection())
+        .unwrap();
+    assert_eq!(state(&mut r2, "S"), "free", "swapped on the replica too");
+    assert_eq!(
+        crate::support::digest(&mut c),
+        crate::support::digest(&mut r)
+    );
+    assert_eq!(state(&mut r, "L"), "free", "the replica's L ended too");
+    assert!(holds(&mut c, "H", "A", high));
+    master.crash_and_restart();
+    let mut c = master.conn();
+    assert!(
+        !holds(&mut c, "L", "A", t1),
+        "the AOF replay did not revive it"
+    );
+    assert_eq!(state(&mut c, "L"), "free");
+    assert!(holds(&mut c, "H", "A", high));
+}

@@ -54,6 +54,9 @@ extern "C" fn on_key_event(
 /// Notes a key that waiters wait on, or that may now hold a lease under a
 /// new name, for the next timer run.
 fn handle_key_event(ctx: *mut raw::RedisModuleCtx, event: &[u8], key: *mut raw::RedisModuleString) {
+    if event == b"restore" {
+        crate::arrival::restored(ctx, key);
+    }
     let key = RedisString::string_as_slice(key);
     look_again(ctx, selected_db(ctx), key, ARRIVALS.contains(&event));
 }
@@ -132,6 +135,7 @@ unsafe extern "C" fn on_server_event(
             crate::tokens::demoted();
         }
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
+            crate::arrival::forget_told();
             return;
         }
         raw::REDISMODULE_EVENT_LOADING => {

@@ -1,9 +1,13 @@
-//! `HBLOCK.FLOOR token` | `HBLOCK.FLOOR RESET`
+//! `HBLOCK.FLOOR token` | `HBLOCK.FLOOR RESET` | `HBLOCK.FLOOR ENDS key`
 //!
 //! `token`: internal: carries a jump of the data set's token floor (a new
 //! epoch after a promotion or a restart) to replicas and the AOF. Raises the
 //! floor to `token`, never lowers it. Any other caller is refused, as for
 //! APPLY.
+//!
+//! `ENDS key` (internal): the RESTORE of `key` that follows in the stream
+//! loaded with its lease ended on the master (docs/guarantees.md, "Records
+//! that arrive at a name"): a replica or an AOF replay ends it too.
 //!
 //! `RESET`: the operator's way out of a floor pushed too high (tokens near
 //! 2^53 from an old build's data or a forged record): the floor becomes the
@@ -24,19 +28,30 @@ pub const SPEC: Spec = Spec {
     flags: "write admin",
     acl: c"admin dangerous",
     summary: c"RESET: lowers the token floor to the highest token of existing locks (admin). Internal with a token: replication and AOF only.",
-    arity: 2,
+    arity: -2,
     key_flags: 0,
     wraps: false,
     args: &[(c"reset-or-token", Kind::Text, None)],
 };
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, arg] = args.as_slice() else {
-        return Err(Error::Arity.into());
-    };
     let from_master = ctx
         .get_flags()
         .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    if let [_, ends, key] = args.as_slice() {
+        if !from_master {
+            return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
+        }
+        if !ends.as_slice().eq_ignore_ascii_case(b"ends") {
+            return Err(Error::Invalid(hblock_core::args::Invalid::Syntax).into());
+        }
+        crate::arrival::told_ends(key.as_slice());
+        ctx.replicate_verbatim();
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    let [_, arg] = args.as_slice() else {
+        return Err(Error::Arity.into());
+    };
     if arg.as_slice().eq_ignore_ascii_case(b"reset") {
         if !from_master {
             refuse_on_replica(ctx)?;

@@ -32,7 +32,7 @@ use crate::lease::{Effects, Lease, Phase};
 use crate::record::{Fields, LOCK_TYPE};
 use crate::stats;
 use redis_module::key::RedisKeyWritable;
-use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
+use redis_module::{Context, ContextFlags, NotifyEvent, RedisString};
 
 /// Wall-clock milliseconds, the clock Redis itself uses for PEXPIRE. Read once
 /// per command and replicated as absolute times, never re-read on replicas.
@@ -213,18 +213,5 @@ pub fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
         return; // nothing can read it (propagation.rs)
     }
     let record = Fields::of(lease).compact();
-    let record = record.as_bytes();
-    // SAFETY: s = the key, b = buffer and length; all live for the call.
-    unsafe {
-        if let Some(replicate) = raw::RedisModule_Replicate {
-            replicate(
-                ctx.ctx,
-                c"HBLOCK.APPLY".as_ptr(),
-                c"sb".as_ptr(),
-                key.inner,
-                record.as_ptr().cast::<std::ffi::c_char>(),
-                record.len(),
-            );
-        }
-    }
+    crate::ffi::replicate_apply(ctx.ctx, key.inner, record.as_bytes());
 }

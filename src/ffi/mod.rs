@@ -434,16 +434,47 @@ pub use call::{
 };
 pub use persist::{load_u64, replicate_floor, save_u64};
 
-/// Whether Redis is loading a whole data set now (an RDB file, the AOF, a
-/// replica's full sync, DEBUG RELOAD; async loading included), as opposed to
-/// one RESTORE payload.
-pub fn loading_data_set() -> bool {
-    let flags = raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_ASYNC_LOADING;
+/// Whether this server is a master that runs its clients' commands now: not
+/// a replica, and not loading a data set (an RDB file, the AOF, a full sync,
+/// DEBUG RELOAD; async loading included). A RESTORE payload loaded then is
+/// a client's; loaded otherwise, it is the data set's own history or the
+/// master's stream.
+pub fn serving_as_master() -> bool {
+    let loading = raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_ASYNC_LOADING;
     // SAFETY: Redis 7.0+ accepts a null context here and then reports only
-    // the server-wide flags (loading among them).
-    let now =
-        unsafe { raw::RedisModule_GetContextFlags.map_or(0, |get| get(std::ptr::null_mut())) };
-    (now as u32) & flags != 0
+    // the server-wide flags (role, loading).
+    let flags =
+        unsafe { raw::RedisModule_GetContextFlags.map_or(0, |get| get(std::ptr::null_mut())) }
+            as u32;
+    flags & raw::REDISMODULE_CTX_FLAGS_MASTER != 0 && flags & loading == 0
+}
+
+/// Propagates `HBLOCK.APPLY key <record>` (the compact record) to replicas
+/// and the AOF, after the command running now.
+pub fn replicate_apply(ctx: Ctx, key: *mut raw::RedisModuleString, record: &[u8]) {
+    // SAFETY: s = the key, b = buffer and length; all live for the call.
+    unsafe {
+        if let Some(replicate) = raw::RedisModule_Replicate {
+            replicate(
+                ctx,
+                c"HBLOCK.APPLY".as_ptr(),
+                c"sb".as_ptr(),
+                key,
+                record.as_ptr().cast::<c_char>(),
+                record.len(),
+            );
+        }
+    }
+}
+
+/// Propagates `HBLOCK.FLOOR ENDS key` to replicas and the AOF.
+pub fn replicate_floor_ends(ctx: Ctx, key: *mut raw::RedisModuleString) {
+    // SAFETY: c = a C string, s = the key; both live for the call.
+    unsafe {
+        if let Some(replicate) = raw::RedisModule_Replicate {
+            replicate(ctx, c"HBLOCK.FLOOR".as_ptr(), c"cs".as_ptr(), c"ENDS".as_ptr(), key);
+        }
+    }
 }
 
 /// Calls `f` with the value of every key of module type `ty` in database
