@@ -126,16 +126,18 @@ pub unsafe fn unlinked(value: *const c_void) {
     }
 }
 
-/// SWAPDB `a` `b`: every name of both databases now shows the other's
-/// record; their held leases end. Runs on master and replica alike (each
-/// executes SWAPDB), from the event, before any other command.
-pub fn swapped(ctx: crate::ffi::Ctx, a: i32, b: i32) {
+/// SWAPDB: every name of both databases now shows the other's record; their
+/// held leases (`held`: the locks of both with a lease check, where they
+/// are now) end. Runs on master and replica alike (each executes SWAPDB),
+/// from the event, before any other command; it costs the held leases of
+/// the two databases, not their keys.
+pub fn swapped(ctx: crate::ffi::Ctx, held: &[crate::queue::LockId]) {
     let Some(ty) = lock_type() else {
         return;
     };
-    for db in [a, b] {
-        crate::ffi::for_each_value(ctx, db, ty, &mut |value| {
-            // SAFETY: a value of LOCK_TYPE, owned by Redis for the scan.
+    for lock in held {
+        crate::ffi::with_value_at(ctx, lock.db, &lock.key, ty, &mut |value| {
+            // SAFETY: a value of LOCK_TYPE, alive while its key is open.
             unsafe { unlinked(value) };
         });
     }

@@ -80,6 +80,21 @@ impl LeaseChecks {
         }
     }
 
+    /// The locks of databases `dbs` that have a check (held leases, and
+    /// locks checked again after a change), each once.
+    pub fn locks_in(&self, dbs: &[i32]) -> Vec<LockId> {
+        let mut locks: Vec<LockId> = self
+            .buckets
+            .values()
+            .flat_map(|bucket| Entries::new(bucket))
+            .filter(|(_, db, _)| dbs.contains(db))
+            .map(|(_, db, key)| LockId::new(db, key))
+            .collect();
+        locks.sort();
+        locks.dedup();
+        locks
+    }
+
     /// Brings every check due before `until` forward to `now` at the latest.
     pub fn advance(&mut self, until: i64, now: i64) {
         let later = self.buckets.split_off(&until);
@@ -216,5 +231,16 @@ mod tests {
         for bytes in [&[0x80u8][..], &[0, 5, b'a'], &[0xff; 12]] {
             assert_eq!(Entries::new(bytes).count(), 0);
         }
+    }
+
+    #[test]
+    fn locks_of_some_databases_each_once() {
+        let mut c = LeaseChecks::default();
+        for (at, db, key) in [(5, 0, &b"a"[..]), (9, 0, b"a"), (5, 1, b"b"), (7, 2, b"c")] {
+            c.insert(at, &LockId::new(db, key));
+        }
+        let got = c.locks_in(&[0, 1]);
+        assert_eq!(got, vec![LockId::new(0, b"a"), LockId::new(1, b"b")]);
+        assert!(c.locks_in(&[3]).is_empty());
     }
 }

@@ -101,6 +101,11 @@ impl Schedule {
         self.leases.swap_dbs(a, b);
     }
 
+    /// The locks of databases `dbs` with a lease check (every held lease).
+    pub fn locks_in(&self, dbs: &[i32]) -> Vec<LockId> {
+        self.leases.locks_in(dbs)
+    }
+
     /// Brings every lease check due before `until` forward to `now` (after a
     /// replica is promoted, expired leases are handled at once).
     pub fn advance_leases(&mut self, until: i64, now: i64) {

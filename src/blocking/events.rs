@@ -115,8 +115,13 @@ unsafe extern "C" fn on_server_event(
             // SAFETY: for SWAPDB, data is a RedisModuleSwapDbInfo.
             if let Some(info) = unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() } {
                 let (a, b) = (info.dbnum_first, info.dbnum_second);
-                crate::arrival::swapped(ctx, a, b);
-                with(|s| s.schedule.swap_dbs(a, b));
+                // Every held lease has a check: those of both databases end.
+                let held = with(|s| {
+                    s.schedule.swap_dbs(a, b);
+                    s.schedule.locks_in(&[a, b])
+                })
+                .unwrap_or_default();
+                crate::arrival::swapped(ctx, &held);
                 for db in [a, b] {
                     note_locks_in(Some(db));
                 }

@@ -472,9 +472,68 @@ pub fn replicate_floor_ends(ctx: Ctx, key: *mut raw::RedisModuleString) {
     // SAFETY: c = a C string, s = the key; both live for the call.
     unsafe {
         if let Some(replicate) = raw::RedisModule_Replicate {
-            replicate(ctx, c"HBLOCK.FLOOR".as_ptr(), c"cs".as_ptr(), c"ENDS".as_ptr(), key);
+            replicate(
+                ctx,
+                c"HBLOCK.FLOOR".as_ptr(),
+                c"cs".as_ptr(),
+                c"ENDS".as_ptr(),
+                key,
+            );
         }
     }
+}
+
+/// Calls `f` with the value of type `ty` at `key` of database `db` (not for
+/// a missing key or another type), through `ctx`, whose selected db is
+/// restored afterwards. `f` may change what the value holds, never the
+/// keyspace. The key's LRU/LFU is not touched.
+pub fn with_value_at(
+    ctx: Ctx,
+    db: i32,
+    key: &[u8],
+    ty: *mut raw::RedisModuleType,
+    f: &mut dyn FnMut(*mut c_void),
+) {
+    let before = selected_db(ctx);
+    if !select_db(ctx, db) {
+        return;
+    }
+    // SAFETY: `ctx` is live for this callback; the name string and the key
+    // handle are created and freed here; the value is used while it is open.
+    unsafe {
+        if let (
+            Some(create),
+            Some(free),
+            Some(open),
+            Some(close),
+            Some(get_type),
+            Some(get_value),
+        ) = (
+            raw::RedisModule_CreateString,
+            raw::RedisModule_FreeString,
+            raw::RedisModule_OpenKey,
+            raw::RedisModule_CloseKey,
+            raw::RedisModule_ModuleTypeGetType,
+            raw::RedisModule_ModuleTypeGetValue,
+        ) {
+            let name = create(ctx, key.as_ptr().cast::<c_char>(), key.len());
+            if !name.is_null() {
+                let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH) as c_int;
+                let handle = open(ctx, name, mode).cast::<raw::RedisModuleKey>();
+                if !handle.is_null() {
+                    if get_type(handle) == ty {
+                        let value = get_value(handle);
+                        if !value.is_null() {
+                            f(value);
+                        }
+                    }
+                    close(handle);
+                }
+                free(ctx, name);
+            }
+        }
+    }
+    select_db(ctx, before);
 }
 
 /// Calls `f` with the value of every key of module type `ty` in database
