@@ -24,6 +24,8 @@ mod eviction;
 mod exclusion;
 /// Missed beats, expiry and takeover, on short real leases.
 mod expiry;
+/// The failover delay: per lock, none after a planned promotion, CONFIG SET, INFO.
+mod failover;
 /// HBLOCK.FENCED and HBLOCK.CHECK.
 mod fenced;
 /// Hostile input: 100,000 random calls.
