@@ -19,7 +19,9 @@
 //! A woken HBLOCK.WATCH (its holder changed, or its TIMEOUT ended) is in the
 //! same moment between the module's unblock and its reply: the filter
 //! spares it too, so it gets its INFO reply (nothing to undo: it holds
-//! nothing). Valkey and Redis 7.2+ answer such a `CLIENT UNBLOCK` 0 anyway.
+//! nothing). Measured without the filter: 7.0 sent it no reply at all (plain)
+//! or `-UNBLOCKED` (ERROR); Valkey 8.1/9.1 answered the UNBLOCK 1 and sent
+//! the INFO reply (plain) or `-UNBLOCKED` (ERROR).
 
 use crate::filter;
 use crate::queue::LockId;

@@ -25,8 +25,10 @@ pub(super) extern "C" fn reply(
 }
 
 /// `CLIENT UNBLOCK <id>` (there is no Redis timeout): the INFO reply, as
-/// for a TIMEOUT. Redis calls this only for a watcher still waiting (7.0
-/// skips it, Valkey refuses the UNBLOCK, for one the module unblocked).
+/// for a TIMEOUT. For a watcher the module already unblocked the command
+/// filter (`handoff.rs`) turns the UNBLOCK into a no-op; should one escape
+/// it (queued in MULTI), Valkey calls this for it (7.0 does not): it is
+/// answered here, its handle is not unblocked twice.
 pub(super) extern "C" fn on_client_unblock(
     ctx: ffi::Ctx,
     _argv: *mut *mut raw::RedisModuleString,
