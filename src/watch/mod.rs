@@ -29,7 +29,7 @@ use crate::ffi::{self, BlockedClient, TimerId};
 use crate::handoff::{self, Handle};
 use crate::queue::LockId;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// A watcher's id (also the data of its TIMEOUT's module timer).
 type WatcherId = usize;
@@ -52,9 +52,10 @@ struct Watcher {
 struct Watchers {
     next_id: WatcherId,
     by_id: HashMap<WatcherId, Watcher>,
-    /// Waiting watchers per lock (woken ones are only in `by_id` and
-    /// `by_client` until their reply or disconnect).
-    by_lock: HashMap<LockId, Vec<WatcherId>>,
+    /// Waiting watchers per lock, oldest first (woken ones are only in
+    /// `by_id` and `by_client` until their reply or disconnect). A set: one
+    /// leaving among thousands costs no scan.
+    by_lock: HashMap<LockId, BTreeSet<WatcherId>>,
     /// Blocked-client handle -> id, for replies, CLIENT UNBLOCK and disconnects.
     by_client: HashMap<Handle, WatcherId>,
 }
@@ -114,7 +115,7 @@ pub fn block(ctx: ffi::Ctx, lock: LockId, seen: u64, timeout_ms: u64) -> bool {
     let id = with(|w| {
         w.next_id = w.next_id.wrapping_add(1);
         let id = w.next_id;
-        w.by_lock.entry(lock.clone()).or_default().push(id);
+        w.by_lock.entry(lock.clone()).or_default().insert(id);
         w.by_client.insert(bc as Handle, id);
         let watcher = Watcher {
             lock,
@@ -145,24 +146,43 @@ pub fn notify(lock: &LockId, holder: u64) {
         if w.by_lock.is_empty() {
             return Vec::new();
         }
-        let Some(ids) = w.by_lock.get(lock) else {
+        let Some(ids) = w.by_lock.remove(lock) else {
             return Vec::new();
         };
-        let changed: Vec<WatcherId> = ids
-            .iter()
-            .copied()
-            .filter(|id| w.by_id.get(id).is_some_and(|x| x.seen != holder))
-            .collect();
-        changed
-            .into_iter()
-            .filter_map(|id| take_for_waking(w, id))
-            .collect()
+        let mut woken = Vec::new();
+        let mut keep = BTreeSet::new();
+        for id in ids {
+            match w.by_id.get_mut(&id) {
+                Some(x) if x.seen != holder => {
+                    x.woken = true;
+                    woken.push((x.bc, x.client));
+                }
+                Some(_) => {
+                    keep.insert(id);
+                }
+                None => {}
+            }
+        }
+        if !keep.is_empty() {
+            w.by_lock.insert(lock.clone(), keep);
+        }
+        woken
     })
     .unwrap_or_default();
     unblock_woken(woken);
 }
 
-/// Marks a waiting watcher woken and takes it off its lock's list: its
+/// Takes a watcher off its lock's waiting set.
+fn stop_waiting(w: &mut Watchers, lock: &LockId, id: WatcherId) {
+    if let Some(ids) = w.by_lock.get_mut(lock) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            w.by_lock.remove(lock);
+        }
+    }
+}
+
+/// Marks a waiting watcher woken and takes it off its lock's set: its
 /// handle and client id, None when it was not waiting.
 fn take_for_waking(w: &mut Watchers, id: WatcherId) -> Option<(BlockedClient, u64)> {
     let x = w.by_id.get_mut(&id)?;
@@ -171,12 +191,7 @@ fn take_for_waking(w: &mut Watchers, id: WatcherId) -> Option<(BlockedClient, u6
     }
     x.woken = true;
     let (bc, client, lock) = (x.bc, x.client, x.lock.clone());
-    if let Some(ids) = w.by_lock.get_mut(&lock) {
-        ids.retain(|i| *i != id);
-        if ids.is_empty() {
-            w.by_lock.remove(&lock);
-        }
-    }
+    stop_waiting(w, &lock, id);
     Some((bc, client))
 }
 
@@ -201,12 +216,7 @@ fn forget(ctx: ffi::Ctx, bc: BlockedClient) -> Option<Gone> {
     let (gone, timer) = with(|w| {
         let id = w.by_client.remove(&(bc as Handle))?;
         let x = w.by_id.remove(&id)?;
-        if let Some(ids) = w.by_lock.get_mut(&x.lock) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                w.by_lock.remove(&x.lock);
-            }
-        }
+        stop_waiting(w, &x.lock, id);
         let gone = Gone {
             lock: x.lock,
             was_waiting: !x.woken,
