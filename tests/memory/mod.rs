@@ -1,7 +1,8 @@
 //! Memory of every blocking path: HBLOCK.WATCH and a blocking HBLOCK.ACQUIRE,
 //! each ended every way a blocked client can end (a change of holder or a
 //! grant, its timeout, CLIENT UNBLOCK, CLIENT UNBLOCK ERROR, a disconnect,
-//! CLIENT KILL, FLUSHALL, the master becoming a replica and back), 10,000
+//! CLIENT KILL, FLUSHALL, the master becoming a replica and back, woken and
+//! killed in the same pass), 10,000
 //! times: `used_memory` must come back within 1 MB of where it was after a
 //! warm-up batch, measured with the same clients connected (their buffers
 //! are not leaks). One blocked-client handle left behind per round (~34 KB
@@ -44,9 +45,12 @@ enum End {
     Kill,
     Flushall,
     RoleChange,
+    /// Woken (a change / a grant) and killed in the same event-loop pass:
+    /// the handle the module unblocked must not be unblocked again.
+    KilledWhenWoken,
 }
 
-const ENDS: [End; 8] = [
+const ENDS: [End; 9] = [
     End::Change,
     End::Timeout,
     End::Unblock,
@@ -55,6 +59,7 @@ const ENDS: [End; 8] = [
     End::Kill,
     End::Flushall,
     End::RoleChange,
+    End::KilledWhenWoken,
 ];
 
 /// One path's result: rounds run, `used_memory` before and after, time taken.

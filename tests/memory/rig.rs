@@ -3,7 +3,7 @@
 
 use super::{Blocker, End, Measured, GIVE_UP, LANES, LONG, ROUNDS, TIMEOUTS_PER_LANE};
 use crate::support::raw::{Raw, Value};
-use crate::support::{config_set, eventually, info_field, Server};
+use crate::support::{config_set, counter, eventually, info_field, Server};
 use redis::Connection;
 use std::time::{Duration, Instant};
 
@@ -148,7 +148,7 @@ impl Rig {
                 "1",
             ]),
             (Blocker::Watch, _) => strings(&["HBLOCK.WATCH", "k", "SEEN", &self.held.to_string()]),
-            (Blocker::Acquire, End::Change | End::Flushall) => {
+            (Blocker::Acquire, End::Change | End::Flushall | End::KilledWhenWoken) => {
                 let (owner, _) = self.grants[lane];
                 let key = format!("g:{lane}");
                 let next = other_owner(owner);
@@ -171,7 +171,8 @@ impl Rig {
     fn prepare(&mut self, blocker: Blocker, end: End) {
         let _: () = redis::cmd("FLUSHALL").query(&mut self.control).unwrap();
         self.hold();
-        if blocker == Blocker::Acquire && matches!(end, End::Change | End::Flushall) {
+        let lane_keys = matches!(end, End::Change | End::Flushall | End::KilledWhenWoken);
+        if blocker == Blocker::Acquire && lane_keys {
             self.grant_lane_keys();
         }
     }
@@ -204,6 +205,7 @@ impl Rig {
         match end {
             End::Timeout => self.timeouts(blocker),
             End::Disconnect | End::Kill => self.leave(blocker, end),
+            End::KilledWhenWoken => self.killed_when_woken(blocker),
             _ => self.end_lanes(blocker, end),
         }
     }
@@ -250,6 +252,63 @@ impl Rig {
         }
         drop(leaving);
         self.settle();
+        LANES
+    }
+
+    /// Clients of their own block; then pipelines wake them (WATCH: RELEASE;
+    /// ACQUIRE: each lane key released, so granted) and kill them in the
+    /// same event-loop pass. A killed waiter's grant is undone by the module.
+    /// Each pipeline stays well under the 16 KB Redis reads at once, so that
+    /// a wake-up and its kill are not split between two passes.
+    fn killed_when_woken(&mut self, blocker: Blocker) -> usize {
+        const PER_WRITE: usize = 50;
+        self.prepare(blocker, End::KilledWhenWoken);
+        let port = self.server.port;
+        let mut leaving: Vec<Lane> = (0..LANES).map(|_| Lane::connect(port)).collect();
+        self.block(&mut leaving, blocker, End::KilledWhenWoken);
+        let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let released = counter(&mut self.control, "released");
+        for (chunk, lanes) in leaving.chunks(PER_WRITE).enumerate() {
+            let first = chunk * PER_WRITE;
+            let mut pipeline = match blocker {
+                Blocker::Watch if chunk == 0 => {
+                    vec![strings(&[
+                        "HBLOCK.RELEASE",
+                        "k",
+                        "h",
+                        &self.held.to_string(),
+                    ])]
+                }
+                Blocker::Watch => Vec::new(),
+                Blocker::Acquire => (first..first + lanes.len())
+                    .map(|lane| {
+                        let (owner, token) = self.grants[lane];
+                        let key = format!("g:{lane}");
+                        strings(&["HBLOCK.RELEASE", &key, owner, &token.to_string()])
+                    })
+                    .collect(),
+            };
+            for lane in lanes {
+                pipeline.push(strings(&["CLIENT", "KILL", "ID", &lane.id.to_string()]));
+            }
+            all_one(&self.control_pipeline(pipeline));
+        }
+        drop(leaving);
+        self.settle();
+        if blocker == Blocker::Acquire {
+            // Each lane key: released by its holder, then the grant to the
+            // killed waiter undone.
+            let want = released + 2 * LANES as u64;
+            let c = &mut self.control;
+            let undone = eventually(Duration::from_secs(10), || {
+                (counter(c, "released") == want).then_some(())
+            });
+            let now = counter(c, "released");
+            assert!(
+                undone.is_some(),
+                "released {released} -> {now}, want {want}: grants to killed waiters not undone"
+            );
+        }
         LANES
     }
 
@@ -301,7 +360,9 @@ impl Rig {
                 self.prepare(blocker, End::Flushall);
             }
             End::RoleChange => self.role_change(),
-            End::Timeout | End::Disconnect | End::Kill => unreachable!("not ended by one act"),
+            End::Timeout | End::Disconnect | End::Kill | End::KilledWhenWoken => {
+                unreachable!("not ended by one act on the lanes")
+            }
         }
         LANES
     }
