@@ -1,6 +1,6 @@
 //! The module's one command filter. Every command of every client passes
 //! through it, so each check starts with its cheapest test.
-//! - `handoff`: `CLIENT UNBLOCK` of a waiter granted a moment ago.
+//! - `handoff`: `CLIENT UNBLOCK` of a waiter granted (or a watcher woken) a moment ago.
 //! - `binding`: who runs the next script or transaction (BIND in scripts).
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
 //! - `propagation`: SYNC/PSYNC, a replica (or a stream reader) arriving.

@@ -36,6 +36,8 @@ mod handoff;
 mod key_events;
 /// Module arguments, MODULE LOAD, RESTORE, diskless loading.
 mod loading;
+/// used_memory after 10,000 blocked WATCHes and ACQUIREs ended each possible way.
+mod memory;
 /// Redis being operated: pauses, failover, shutdown, replicas.
 mod operations;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
