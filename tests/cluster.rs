@@ -274,3 +274,48 @@ fn grants_wait_for_the_failover_delay(
     );
     assert!(crate::support::counter(promoted_node, "failover_delayed") >= 1);
 }
+
+/// Nested FENCED sent to a cluster node: routing asks FENCED for its keys
+/// before the command runs (and Valkey 8+ may ask from an I/O thread, hence
+/// `io-threads 2`). Each level used to ask the next until the stack
+/// overflowed; now the wrapped FENCED adds no keys and is refused.
+#[test]
+fn nested_fenced_on_a_cluster_node_is_routed_without_recursing() {
+    let node = crate::support::cluster::single_node(
+        crate::support::Options::default().config("io-threads", "2"),
+    );
+    let mut c = node.conn();
+    let token = acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .expect("granted")
+        .to_string();
+    let nested = crate::fenced::nested_fenced("{app}:lock", &token, 10_000, "{app}:x");
+    let refused = crate::fenced::send(&mut c, &nested).expect_err("refused");
+    assert!(
+        crate::support::error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let mut getkeys = vec!["COMMAND".to_string(), "GETKEYS".to_string()];
+    getkeys.extend(nested.iter().cloned());
+    let keys = crate::fenced::send(&mut c, &getkeys).expect("COMMAND GETKEYS answers");
+    assert_eq!(
+        keys,
+        redis::Value::Array(vec![redis::Value::BulkString(b"{app}:lock".to_vec())])
+    );
+    // Routing still sees the keys of a wrapped command that is not HBLOCK.*.
+    let cross = crate::support::error_of(
+        &mut c,
+        &[
+            b"HBLOCK.FENCED",
+            b"{app}:lock",
+            b"o",
+            token.as_bytes(),
+            b"SET",
+            b"{zzz}:x",
+            b"v",
+        ],
+    );
+    assert!(cross.starts_with("CROSSSLOT"), "{cross}");
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -1,7 +1,7 @@
 //! HBLOCK.FENCED and HBLOCK.CHECK: writes that happen only while the caller
 //! holds the live lease, checked inside Redis.
 
-use crate::support::{acquire, call, digest, error_of, wait_in_sync, Options, Server};
+use crate::support::{acquire, call, digest, error_of, error_text, wait_in_sync, Options, Server};
 use redis::Value;
 use std::time::Duration;
 
@@ -378,4 +378,87 @@ fn over_maxmemory_a_fenced_write_gets_oom_and_check_still_answers() {
     crate::support::config_set(&mut c, "maxmemory", "0");
     let exists: i64 = redis::cmd("EXISTS").arg("{app}:s").query(&mut c).unwrap();
     assert_eq!(exists, 0, "nothing was written");
+}
+
+/// `HBLOCK.FENCED lock o token` `levels` times (the inner names in mixed
+/// case), then `SET data 1`: each level wraps the next.
+pub fn nested_fenced(lock: &str, token: &str, levels: usize, data: &str) -> Vec<String> {
+    let names = ["HBLOCK.FENCED", "hblock.fenced", "HbLoCk.FeNcEd"];
+    let mut args = Vec::with_capacity(levels * 4 + 3);
+    for level in 0..levels {
+        args.push(names[level % names.len()].to_string());
+        args.extend([lock.to_string(), "o".to_string(), token.to_string()]);
+    }
+    args.extend(["SET".to_string(), data.to_string(), "1".to_string()]);
+    args
+}
+
+/// Runs `args` (a command with its name), with a read timeout so that a
+/// server that dies fails the call instead of hanging it.
+pub fn send(c: &mut redis::Connection, args: &[String]) -> redis::RedisResult<Value> {
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut cmd = redis::cmd(&args[0]);
+    cmd.arg(&args[1..]);
+    cmd.query(c)
+}
+
+/// Nested FENCED: Redis asks FENCED for its keys before it runs (COMMAND
+/// GETKEYS, ACL key patterns, ACL DRYRUN, EXEC's ACL check); each level used
+/// to ask the next through RM_GetCommandKeys until the stack overflowed
+/// (SIGSEGV at ~4,000 levels). Now a wrapped HBLOCK.* adds no keys, and the
+/// call is refused when it runs.
+#[test]
+fn nested_fenced_key_lookups_do_not_recurse() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let token = acquire(&mut c, "app:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .to_string();
+    let nested = nested_fenced("app:lock", &token, 10_000, "app:x");
+    let mut getkeys = vec!["COMMAND".to_string(), "GETKEYS".to_string()];
+    getkeys.extend(nested.iter().cloned());
+    let keys = send(&mut c, &getkeys).expect("COMMAND GETKEYS answers");
+    assert_eq!(
+        keys,
+        Value::Array(vec![Value::BulkString(b"app:lock".to_vec())]),
+        "the lock only: the wrapped FENCED adds no keys"
+    );
+    // A user restricted as docs/guarantees.md recommends: its ACL key check
+    // asks FENCED for its keys.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">pw", "~app:*", "+hblock.fenced"])
+        .query(&mut c)
+        .unwrap();
+    let mut app = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(&["app", "pw"])
+        .query(&mut app)
+        .unwrap();
+    let refused = send(&mut app, &nested).expect_err("refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let mut dryrun = vec!["ACL".to_string(), "DRYRUN".to_string(), "app".to_string()];
+    dryrun.extend(nested.iter().cloned());
+    let _ = send(&mut c, &dryrun).expect("ACL DRYRUN answers");
+    // EXEC checks the ACL of every queued command again.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "tx", "on", ">pw", "~app:*", "+@all"])
+        .query(&mut c)
+        .unwrap();
+    let mut tx = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(&["tx", "pw"])
+        .query(&mut tx)
+        .unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut tx).unwrap();
+    let queued = send(&mut tx, &nested).expect("queued");
+    assert_eq!(queued, Value::SimpleString("QUEUED".into()));
+    let exec = format!("{:?}", send(&mut tx, &["EXEC".to_string()]));
+    assert!(exec.contains("HBLOCK commands cannot be fenced"), "{exec}");
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let exists: i64 = redis::cmd("EXISTS").arg("app:x").query(&mut c).unwrap();
+    assert_eq!(exists, 0, "nothing ran");
 }
