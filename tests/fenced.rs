@@ -359,25 +359,63 @@ fn replicas_and_the_aof_get_the_wrapped_effect_once() {
     assert_eq!(digest(&mut m), digest(&mut r), "AOF replay = replica");
 }
 
+/// FENCED follows the wrapped command over maxmemory: it is not `denyoom`
+/// itself, so a fenced GET or DEL works, and a fenced SET (denyoom) gets OOM.
 #[test]
-fn over_maxmemory_a_fenced_write_gets_oom_and_check_still_answers() {
+fn over_maxmemory_oom_follows_the_wrapped_command() {
     let server = Server::start();
     let mut c = server.conn();
+    let info: Vec<Vec<Value>> = redis::cmd("COMMAND")
+        .arg(&["INFO", "HBLOCK.FENCED"])
+        .query(&mut c)
+        .unwrap();
+    let flags = format!("{:?}", info[0][2]);
+    assert!(
+        flags.contains("write") && !flags.contains("denyoom"),
+        "{flags}"
+    );
     assert_eq!(
         acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
         Some(1)
     );
+    let _: () = redis::cmd("SET")
+        .arg(&["{app}:r", "kept"])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["{app}:d", "gone"])
+        .query(&mut c)
+        .unwrap();
+    crate::support::config_set(&mut c, "maxmemory-policy", "noeviction");
     crate::support::config_set(&mut c, "maxmemory", "1");
+    let read = fenced(&mut c, "1", &["GET", "{app}:r"]).unwrap();
+    assert_eq!(read, Value::BulkString(b"kept".to_vec()), "a read works");
+    let deleted = fenced(&mut c, "1", &["DEL", "{app}:d"]).unwrap();
+    assert_eq!(deleted, Value::Int(1), "a delete works (it frees memory)");
     let oom = fenced(&mut c, "1", &["SET", "{app}:s", "v"]).unwrap_err();
-    assert!(format!("{oom}").contains("OOM"), "{oom}");
+    assert!(error_text(&oom).starts_with("OOM"), "{oom}");
+    // From Lua too.
+    let script = "return redis.call('HBLOCK.FENCED', KEYS[1], 'o', '1', 'GET', KEYS[2])";
+    let read: Value = redis::cmd("EVAL")
+        .arg(&[script, "2", "{app}:lock", "{app}:r"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        read,
+        Value::BulkString(b"kept".to_vec()),
+        "a read from Lua works"
+    );
     let check: String = redis::cmd("HBLOCK.CHECK")
         .arg(&["{app}:lock", "o", "1"])
         .query(&mut c)
         .unwrap();
     assert_eq!(check, "OK");
     crate::support::config_set(&mut c, "maxmemory", "0");
-    let exists: i64 = redis::cmd("EXISTS").arg("{app}:s").query(&mut c).unwrap();
-    assert_eq!(exists, 0, "nothing was written");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&["{app}:s", "{app}:d"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 0, "the SET wrote nothing, the DEL deleted");
 }
 
 /// `HBLOCK.FENCED lock o token` `levels` times (the inner names in mixed
