@@ -500,3 +500,70 @@ fn nested_fenced_key_lookups_do_not_recurse() {
     let exists: i64 = redis::cmd("EXISTS").arg("app:x").query(&mut c).unwrap();
     assert_eq!(exists, 0, "nothing ran");
 }
+
+/// A wrapped command the user may run but on a channel (or key) it may not
+/// use: the NOPERM names the channel (or key), not the command.
+#[test]
+fn acl_denials_inside_fenced_name_what_was_denied() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let token = acquire(&mut c, "app:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .to_string();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "pub",
+            "on",
+            ">pw",
+            "~app:*",
+            "resetchannels",
+            "&app:*",
+            "+hblock.fenced",
+            "+publish",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "nopub",
+            "on",
+            ">pw",
+            "~app:*",
+            "&*",
+            "+hblock.fenced",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let as_user = |user: &str, args: &[&str]| -> redis::RedisResult<Value> {
+        let mut u = server.conn();
+        let _: () = redis::cmd("AUTH").arg(user).arg("pw").query(&mut u)?;
+        redis::cmd("HBLOCK.FENCED").arg(args).query(&mut u)
+    };
+    let allowed = as_user("pub", &["app:lock", "o", &token, "PUBLISH", "app:ch", "hi"]);
+    assert_eq!(
+        allowed.unwrap(),
+        Value::Int(0),
+        "its own channel: published"
+    );
+    let channel = as_user("pub", &["app:lock", "o", &token, "PUBLISH", "other", "hi"])
+        .expect_err("the channel is denied");
+    assert_eq!(
+        error_text(&channel),
+        "NOPERM this user has no permissions to access a channel of the 'publish' command \
+         through HBLOCK.FENCED"
+    );
+    let command = as_user(
+        "nopub",
+        &["app:lock", "o", &token, "PUBLISH", "app:ch", "hi"],
+    )
+    .expect_err("the command is denied");
+    assert_eq!(
+        error_text(&command),
+        "NOPERM this user has no permissions to run the 'publish' command through HBLOCK.FENCED"
+    );
+    let log: Vec<Value> = redis::cmd("ACL").arg(&["LOG", "2"]).query(&mut c).unwrap();
+    let log = format!("{log:?}");
+    assert!(log.contains("channel") && log.contains("other"), "{log}");
+}
