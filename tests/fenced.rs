@@ -567,3 +567,147 @@ fn acl_denials_inside_fenced_name_what_was_denied() {
     let log = format!("{log:?}");
     assert!(log.contains("channel") && log.contains("other"), "{log}");
 }
+
+/// Builds tests/fixtures/wrapkeys.c, a naive other module whose
+/// WRAPKEYS.RUN wraps a command (getkeys-api, RM_Call) with no depth limit
+/// of its own; the .so lives in the returned directory.
+fn build_wrapkeys() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let so = dir.path().join("wrapkeys.so");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wrapkeys.c");
+    let out = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&source)
+        .output()
+        .expect("a C compiler (cc) for tests/fixtures/wrapkeys.c");
+    assert!(
+        out.status.success(),
+        "cc wrapkeys.c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, so)
+}
+
+/// `HBLOCK.FENCED lock o token WRAPKEYS.RUN` `levels` times, then `SET data 1`.
+fn nested_through_wrapkeys(lock: &str, token: &str, levels: usize, data: &str) -> Vec<String> {
+    let mut args = Vec::with_capacity(levels * 5 + 3);
+    for _ in 0..levels {
+        args.extend(["HBLOCK.FENCED", lock, "o", token, "WRAPKEYS.RUN"].map(String::from));
+    }
+    args.extend(["SET", data, "1"].map(String::from));
+    args
+}
+
+/// FENCED nested in FENCED through another module's command: its key
+/// lookup calls back into FENCED's (bounded by the depth counter), and its
+/// execution calls FENCED again (refused). Both crashed the server at 5,000
+/// levels before.
+#[test]
+fn nesting_through_another_module_is_bounded() {
+    let (_dir, wrapkeys) = build_wrapkeys();
+    let server = Server::with(Options::default().config("loadmodule", wrapkeys.to_str().unwrap()));
+    let mut c = server.conn();
+    let token = acquire(&mut c, "app:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .to_string();
+    // The other module works: its keys are the wrapped command's.
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&[
+            "GETKEYS",
+            "WRAPKEYS.RUN",
+            "MSET",
+            "app:a",
+            "1",
+            "app:b",
+            "2",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["app:a", "app:b"]);
+    let nested = nested_through_wrapkeys("app:lock", &token, 10_000, "app:x");
+    let mut getkeys = vec!["COMMAND".to_string(), "GETKEYS".to_string()];
+    getkeys.extend(nested.iter().cloned());
+    let keys = send(&mut c, &getkeys).expect("COMMAND GETKEYS answers");
+    let Value::Array(keys) = keys else {
+        panic!("{keys:?}")
+    };
+    assert!(
+        (1..=5).contains(&keys.len())
+            && keys
+                .iter()
+                .all(|k| *k == Value::BulkString(b"app:lock".to_vec())),
+        "the locks of the first levels only: {keys:?}"
+    );
+    // Run: the FENCED inside WRAPKEYS.RUN is refused, as the admin and as
+    // a restricted user (whose ACL check asks for the keys first).
+    let refused = send(&mut c, &nested).expect_err("refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            ">pw",
+            "~app:*",
+            "+hblock.fenced",
+            "+wrapkeys.run",
+            "+set",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let mut app = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(&["app", "pw"])
+        .query(&mut app)
+        .unwrap();
+    let refused = send(&mut app, &nested).expect_err("refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    // One level through the other module is refused too; a plain wrapped
+    // command through it runs.
+    let one = nested_through_wrapkeys("app:lock", &token, 1, "app:y");
+    let mut via = vec![
+        "HBLOCK.FENCED",
+        "app:lock",
+        "o",
+        token.as_str(),
+        "WRAPKEYS.RUN",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    via.extend(one);
+    let refused = send(&mut app, &via).expect_err("two levels: refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let ok = send(
+        &mut app,
+        &[
+            "HBLOCK.FENCED",
+            "app:lock",
+            "o",
+            &token,
+            "WRAPKEYS.RUN",
+            "SET",
+            "app:z",
+            "v",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(ok.unwrap(), Value::Okay);
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&["app:x", "app:y"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 0, "nothing nested ran");
+}

@@ -267,11 +267,42 @@ fn report_keys(ctx: &Context, args: &[RedisString]) {
     }
 }
 
+thread_local! {
+    /// Whether a wrapped command of FENCED is running on this thread.
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A wrapped command running; the flag goes down when it is dropped.
+struct Running;
+
+impl Running {
+    /// None when a wrapped command runs already: this FENCED is nested in
+    /// it (through another module's command that calls FENCED, a keyspace
+    /// event handler, ...).
+    fn start() -> Option<Running> {
+        RUNNING.with(|running| (!running.replace(true)).then_some(Running))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(false));
+    }
+}
+
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ffi::is_keys_position_request(ctx.ctx) {
         report_keys(ctx, &args);
         return Ok(RedisValue::NoReply);
     }
+    // FENCED inside a command FENCED runs is HBLOCK.* fenced, if indirectly
+    // (another module's command that calls FENCED): refused, so that no
+    // input nests calls without limit.
+    let Some(_running) = Running::start() else {
+        return Err(RedisError::Str(
+            "ERR HBLOCK.FENCED inside a command run by HBLOCK.FENCED: HBLOCK commands cannot be fenced",
+        ));
+    };
     let [_, key, owner, token, command, rest @ ..] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
@@ -411,6 +442,15 @@ mod tests {
         for name in [&b"HBLOCK"[..], b"hblockx.fenced", b"SET", b"", b"hblock"] {
             assert!(!is_hblock(name), "{}", String::from_utf8_lossy(name));
         }
+    }
+
+    #[test]
+    fn a_running_wrapped_command_refuses_a_nested_one_until_it_ends() {
+        let outer = Running::start();
+        assert!(outer.is_some());
+        assert!(Running::start().is_none(), "nested");
+        drop(outer);
+        assert!(Running::start().is_some(), "the next call runs");
     }
 
     #[test]
