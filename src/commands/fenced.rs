@@ -206,7 +206,8 @@ const KEY_LOOKUP_DEPTH_MAX: u32 = 4;
 
 thread_local! {
     /// FENCED key lookups under way on this thread. Thread-local because
-    /// Valkey 8 may ask for keys from an I/O thread (cluster slot prefetch).
+    /// Valkey 8 with io-threads on a cluster asks for a command's keys on
+    /// the I/O thread that read it (to compute its slot).
     static KEY_LOOKUP_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
