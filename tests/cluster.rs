@@ -316,6 +316,41 @@ fn nested_fenced_on_a_cluster_node_is_routed_without_recursing() {
         ],
     );
     assert!(cross.starts_with("CROSSSLOT"), "{cross}");
+    // Many clients at once, pipelined: Valkey 8+ then reads commands, and
+    // looks up their keys (FENCED's report_keys included), on its I/O
+    // threads. Every call is answered, and refused.
+    let port = node.port;
+    let call = crate::fenced::nested_fenced("{app}:lock", &token, 200, "{app}:x");
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let call = call.clone();
+            std::thread::spawn(move || {
+                use crate::support::raw::{encode, read_reply, Reply};
+                use std::io::Write;
+                let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut out = Vec::new();
+                for _ in 0..100 {
+                    encode(&call, &mut out);
+                }
+                (&stream).write_all(&out).unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                (0..100)
+                    .filter(|_| {
+                        matches!(read_reply(&mut reader),
+                            Reply::Error(e) if e.contains("HBLOCK commands cannot be fenced"))
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    for worker in workers {
+        assert_eq!(worker.join().unwrap(), 100, "every call refused");
+    }
+    let threaded = crate::support::info_field(&mut c, "stats", "io_threaded_reads_processed");
+    eprintln!("nested FENCED on a cluster node: io_threaded_reads_processed {threaded:?}");
     let pong: String = redis::cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");
 }
