@@ -571,7 +571,7 @@ fn acl_denials_inside_fenced_name_what_was_denied() {
 /// Builds tests/fixtures/wrapkeys.c, a naive other module whose
 /// WRAPKEYS.RUN wraps a command (getkeys-api, RM_Call) with no depth limit
 /// of its own; the .so lives in the returned directory.
-fn build_wrapkeys() -> (tempfile::TempDir, std::path::PathBuf) {
+pub fn build_wrapkeys() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let so = dir.path().join("wrapkeys.so");
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wrapkeys.c");

@@ -197,11 +197,12 @@ fn a_hundred_thousand_random_calls_change_nothing_they_should_not() {
 //
 // What found the nested-FENCED crash: Redis asks FENCED for its keys before
 // running it (COMMAND GETKEYS, ACL key patterns, cluster routing), and that
-// lookup used to recurse once per nesting level. Each call here goes to a
-// plain server or a one-node cluster, as the admin or as a user restricted
-// to `~{fz}:*`, and half of them inside COMMAND GETKEYS[ANDFLAGS]. Any
-// reply is fine; the server must answer every call, PING afterwards, and
-// log no crash.
+// lookup used to recurse once per nesting level; through another module's
+// command (tests/fixtures/wrapkeys.c, loaded here) both the lookup and the
+// execution could. Each call here goes to a plain server or a one-node
+// cluster, as the admin or as a user restricted to `~{fz}:*`, and half of
+// them inside COMMAND GETKEYS[ANDFLAGS]. Any reply is fine; the server must
+// answer every call, PING afterwards, and log no crash.
 
 /// The keys of the nested calls: the restricted user may use the first
 /// three (`~{fz}:*`, one slot), not the last (another slot, too).
@@ -230,8 +231,9 @@ fn random_depth(rng: &mut Rng) -> usize {
 }
 
 /// One wrapped command for the innermost level (the lock itself is never
-/// written: if a wrapped HBLOCK.RELEASE ever ran, the lock would be free).
-fn innermost(rng: &mut Rng, token: &str, out: &mut Vec<String>) {
+/// written: if the HBLOCK.RELEASE `release` names right under FENCED ever
+/// ran, the lock would be free).
+fn innermost(rng: &mut Rng, token: &str, release: &str, out: &mut Vec<String>) {
     let key = |rng: &mut Rng| FENCED_KEYS[1 + rng.below(3) as usize].to_string();
     let cmd: Vec<String> = match rng.below(9) {
         0 => vec!["SET".into(), key(rng), "v".into()],
@@ -242,7 +244,7 @@ fn innermost(rng: &mut Rng, token: &str, out: &mut Vec<String>) {
         5 => vec!["SORT".into(), key(rng), "STORE".into(), key(rng)],
         6 => vec!["EVAL".into(), "return 1".into(), "0".into()],
         7 => vec![
-            random_case(rng, "hblock.release"),
+            random_case(rng, release),
             FENCED_KEYS[0].into(),
             "o".into(),
             token.into(),
@@ -252,32 +254,57 @@ fn innermost(rng: &mut Rng, token: &str, out: &mut Vec<String>) {
     out.extend(cmd);
 }
 
-/// A nested call: levels of FENCED (random case), now and then another
-/// wrapper in between (COMMAND GETKEYS, a FENCED whose every argument is
-/// its own name), down to one wrapped command.
-fn nested_call(rng: &mut Rng, token: &str) -> Vec<String> {
-    let depth = random_depth(rng);
-    let mut call = Vec::with_capacity(depth * 4 + 8);
-    for _ in 0..depth {
-        match rng.below(20) {
-            0 => call.extend(["COMMAND".to_string(), "GETKEYS".to_string()]),
-            1 => {
-                // Self-referencing: lock, owner and token are the name too.
-                let name = random_case(rng, "hblock.fenced");
-                call.extend(std::iter::repeat_n(name, 4));
-            }
-            _ => {
-                let lock = if rng.below(8) == 0 {
-                    "other"
-                } else {
-                    "{fz}:lock"
-                };
-                call.push(random_case(rng, "hblock.fenced"));
-                call.extend([lock.to_string(), "o".to_string(), token.to_string()]);
-            }
+/// One level of a nested call: 0 FENCED on the lock, 1 WRAPKEYS.RUN of
+/// the test module tests/fixtures/wrapkeys.c, 2 COMMAND GETKEYS, 3 a FENCED
+/// whose every argument is its own name, 4 FENCED on a key the restricted
+/// user may not use (and no lock).
+fn push_level(rng: &mut Rng, kind: u64, token: &str, call: &mut Vec<String>) {
+    match kind {
+        0 | 4 => {
+            let lock = if kind == 4 { "other" } else { "{fz}:lock" };
+            call.push(random_case(rng, "hblock.fenced"));
+            call.extend([lock.to_string(), "o".to_string(), token.to_string()]);
+        }
+        1 => call.push(random_case(rng, "wrapkeys.run")),
+        2 => call.extend(["COMMAND".to_string(), "GETKEYS".to_string()]),
+        _ => {
+            let name = random_case(rng, "hblock.fenced");
+            call.extend(std::iter::repeat_n(name, 4));
         }
     }
-    innermost(rng, token, &mut call);
+}
+
+/// A nested call: a repeated pattern of levels (FENCED; FENCED through
+/// WRAPKEYS.RUN once or twice; FENCED through COMMAND GETKEYS; or levels at
+/// random), each level now and then replaced by a random one,
+/// down to one wrapped command. Patterns, because what recursed were long
+/// runs of the same shape.
+fn nested_call(rng: &mut Rng, token: &str) -> Vec<String> {
+    // Not WRAPKEYS.RUN alone: the test module recurses through itself
+    // without limit (as a naive module may); that is not hblock's to bound.
+    const PATTERNS: [&[u64]; 5] = [&[0], &[0, 1], &[0, 2], &[0, 1, 1], &[]];
+    let pattern = PATTERNS[rng.below(PATTERNS.len() as u64) as usize];
+    let noise = [0, 100, 10][rng.below(3) as usize];
+    let depth = random_depth(rng);
+    let mut call = Vec::with_capacity(depth * 5 + 8);
+    let mut last = 0;
+    for level in 0..depth {
+        let kind = match pattern.get(level % pattern.len().max(1)) {
+            Some(&kind) if noise == 0 || rng.below(noise) != 0 => kind,
+            _ => rng.below(5),
+        };
+        push_level(rng, kind, token, &mut call);
+        last = kind;
+    }
+    // Right under FENCED, HBLOCK.RELEASE must be refused; right under
+    // WRAPKEYS.RUN it is that module's call to make (it runs), so there the
+    // innermost HBLOCK command only reads.
+    let release = if last == 1 {
+        "hblock.info"
+    } else {
+        "hblock.release"
+    };
+    innermost(rng, token, release, &mut call);
     call
 }
 
@@ -366,8 +393,12 @@ fn crashed_in_log(log: &str) -> bool {
 
 #[test]
 fn nested_self_referencing_and_huge_fenced_calls_never_crash() {
-    let plain = Server::start();
-    let cluster = crate::support::cluster::single_node(crate::support::Options::default());
+    // Both load the other module too: nesting through it must be bounded.
+    let (_dir, wrapkeys) = crate::fenced::build_wrapkeys();
+    let options =
+        crate::support::Options::default().config("loadmodule", wrapkeys.to_str().unwrap());
+    let plain = Server::with(options.clone());
+    let cluster = crate::support::cluster::single_node(options);
     let mut tokens = Vec::new();
     for server in [&plain, &cluster] {
         let mut c = server.conn();
