@@ -32,7 +32,8 @@ thread_local! {
     static ENDED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
     /// The command being run is RESTORE-ASKING (set by the command filter for
     /// every command, so a stale value never outlives its command; inside
-    /// MULTI it holds for the last queued command, inside scripts it is off).
+    /// MULTI the filter last saw EXEC and inside scripts EVAL, so there it is
+    /// off: a RESTORE-ASKING in a transaction or script counts as RESTORE).
     static MIGRATING: Cell<bool> = const { Cell::new(false) };
 }
 

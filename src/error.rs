@@ -25,6 +25,8 @@ pub enum Error {
     Oom,
     /// BIND inside a script on a server that does not say who runs it.
     BindInScript,
+    /// HBLOCK.FLOOR RESET by a user who may not run CONFIG.
+    OperatorOnly,
 }
 
 impl Error {
@@ -54,6 +56,7 @@ impl Error {
             Error::BadRecord => "ERR invalid lock record".into(),
             Error::ReadOnly => "READONLY You can't write against a read only replica.".into(),
             Error::Oom => crate::eviction::OOM_ERROR.into(),
+            Error::OperatorOnly => "NOPERM HBLOCK.FLOOR RESET is an operator's command: this user may not run CONFIG".into(),
             Error::BindInScript => "ERR BIND inside a script needs Redis 7.2+ or Valkey (this server does not tell modules who runs a script); acquire with BIND outside the script".into(),
         }
     }

@@ -6,7 +6,8 @@
 //! - `propagation`: SYNC/PSYNC, a replica (or a stream reader) arriving.
 //! - `eviction`: forgets the lock the command before unlinked.
 //! - `arrival`: whether this command is RESTORE-ASKING (a cluster migration).
-//! - `tokens`: a command that promotes this replica (planned or not).
+//! - `tokens`: a command ran, so a master link that went down before it did
+//!   not go down with a promotion (planned promotions, tokens.rs).
 
 use redis_module::raw;
 
@@ -21,18 +22,12 @@ extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     // concern runs (a SET pays one argument fetch and one compare).
     let name = arg(fctx, 0);
     crate::arrival::on_command(name);
+    crate::tokens::something_ran();
     match name.first().map(u8::to_ascii_lowercase) {
-        Some(b'c') => {
-            crate::handoff::on_command(fctx, name);
-            crate::tokens::on_command(fctx, name);
-        }
+        Some(b'c') => crate::handoff::on_command(fctx, name),
         Some(b'e' | b'f') => crate::binding::on_command(fctx, name),
         Some(b'm') => crate::second_load::on_command(fctx, name),
-        Some(b'p' | b's') => {
-            crate::propagation::on_command(name);
-            crate::tokens::on_command(fctx, name);
-        }
-        Some(b'r') => crate::tokens::on_command(fctx, name),
+        Some(b'p' | b's') => crate::propagation::on_command(name),
         _ => {}
     }
 }

@@ -12,8 +12,9 @@
 //!   its own delay (`hblock_core::tokens::failover_delay`: its last lease's
 //!   length, the default terms' for a key without a record, or
 //!   `hblock.failover-delay` ms), counted from the promotion. A planned one
-//!   (REPLICAOF NO ONE while linked, FAILOVER, CLUSTER FAILOVER without
-//!   FORCE/TAKEOVER) lost nothing and holds nothing back.
+//!   (the link to the master up until the promotion: REPLICAOF NO ONE while
+//!   linked, FAILOVER, CLUSTER FAILOVER without FORCE/TAKEOVER) lost nothing
+//!   and holds nothing back.
 
 use crate::lease::Lease;
 use hblock_core::tokens::{failover_delay, Floor};
@@ -28,14 +29,11 @@ static PROMOTED_AT: AtomicI64 = AtomicI64::new(0);
 /// The earliest end of a hold that kept a waiter waiting (i64::MAX: none):
 /// the timer serves every waiter then.
 static HOLD_SERVE_AT: AtomicI64 = AtomicI64::new(i64::MAX);
-/// The master link is up (MASTER_LINK_CHANGE events).
-static LINK_UP: AtomicBool = AtomicBool::new(false);
-/// A promotion was asked for while it could lose nothing (see
-/// `promotion_asked`), at this time (0: none).
-static PLANNED_AT: AtomicI64 = AtomicI64::new(0);
-/// How long a planned promotion may take to happen (CLUSTER FAILOVER waits
-/// for the master's offset; Redis gives up after 5 s).
-const PLANNED_WITHIN_MS: i64 = 60_000;
+/// When the master link last went down (MASTER_LINK_CHANGE), and whether
+/// nothing has run since (no command, no timer): a promotion that finds the
+/// link went down within the same call was linked until that moment.
+static LINK_DOWN_AT: AtomicI64 = AtomicI64::new(i64::MIN);
+static LINK_JUST_DOWN: AtomicBool = AtomicBool::new(false);
 /// The floor jumped: `HBLOCK.FLOOR` must be propagated.
 static EMIT: AtomicBool = AtomicBool::new(false);
 
@@ -86,10 +84,14 @@ pub fn observe(lease: &Lease) {
 pub fn new_epoch(now: i64, promoted: bool) {
     let mut f = Floor(floor());
     if promoted {
-        let planned_at = PLANNED_AT.swap(0, Ordering::Relaxed);
-        let planned = planned_at > 0 && now.saturating_sub(planned_at) <= PLANNED_WITHIN_MS;
+        // Planned: the link to the master was up until this promotion (Redis
+        // fires the link's down event right before the role change only when
+        // it was connected and in sync). After a crash the link went down
+        // earlier, and whatever ran since (the promoting command included)
+        // cleared LINK_JUST_DOWN.
+        let just_down = LINK_JUST_DOWN.swap(false, Ordering::Relaxed);
+        let planned = just_down && now.saturating_sub(LINK_DOWN_AT.load(Ordering::Relaxed)) <= 1;
         PROMOTED_AT.store(if planned { 0 } else { now.max(1) }, Ordering::Relaxed);
-        LINK_UP.store(false, Ordering::Relaxed);
     }
     if !promoted && f.0 == 0 {
         return; // a fresh data set: its first token is 1
@@ -100,54 +102,17 @@ pub fn new_epoch(now: i64, promoted: bool) {
 }
 
 /// The master link went up or down (a replica's MASTER_LINK_CHANGE event).
-pub fn link_changed(up: bool) {
-    LINK_UP.store(up, Ordering::Relaxed);
+pub fn link_changed(up: bool, now: i64) {
+    if !up {
+        LINK_DOWN_AT.store(now, Ordering::Relaxed);
+    }
+    LINK_JUST_DOWN.store(!up, Ordering::Relaxed);
 }
 
-/// A command that promotes this replica now or soon (from the command
-/// filter, before it runs): `planned` when it can lose nothing (FAILOVER's
-/// PSYNC, CLUSTER FAILOVER without FORCE/TAKEOVER, which both wait for the
-/// master's offset), or `None` for REPLICAOF NO ONE, planned while the link
-/// to the master is up (everything the master sent has arrived; a master
-/// that died a moment ago and whose death this replica has not noticed yet
-/// cannot be told from a live one: see docs/guarantees.md).
-pub fn promotion_asked(planned: Option<bool>, now: i64) {
-    let planned = planned.unwrap_or_else(|| LINK_UP.load(Ordering::Relaxed));
-    PLANNED_AT.store(if planned { now.max(1) } else { 0 }, Ordering::Relaxed);
-}
-
-/// From the command filter (names starting with c, p, r, s): notes the
-/// commands that promote this replica, before they run.
-pub fn on_command(fctx: crate::ffi::FilterCtx, name: &[u8]) {
-    use crate::ffi::{filter_arg as arg, filter_arg_count as count};
-    let is = |word: &[u8], pos| arg(fctx, pos).eq_ignore_ascii_case(word);
-    let planned = match name.len() {
-        // REPLICAOF NO ONE / SLAVEOF NO ONE: planned while linked.
-        7 | 9
-            if (name.eq_ignore_ascii_case(b"replicaof")
-                || name.eq_ignore_ascii_case(b"slaveof"))
-                && count(fctx) == 3
-                && is(b"no", 1)
-                && is(b"one", 2) =>
-        {
-            None
-        }
-        // FAILOVER on the old master ends in `PSYNC ... FAILOVER` here,
-        // answered only when this replica has everything.
-        5 if name.eq_ignore_ascii_case(b"psync")
-            && count(fctx) >= 4
-            && is(b"failover", count(fctx) - 1) =>
-        {
-            Some(true)
-        }
-        // CLUSTER FAILOVER waits for the master's offset; FORCE and
-        // TAKEOVER do not.
-        7 if name.eq_ignore_ascii_case(b"cluster") && count(fctx) >= 2 && is(b"failover", 1) => {
-            Some(count(fctx) == 2)
-        }
-        _ => return,
-    };
-    promotion_asked(planned, crate::ffi::milliseconds());
+/// Something ran (a command passed the filter, the timer fired): a link that
+/// went down before it did not go down with a promotion.
+pub fn something_ran() {
+    LINK_JUST_DOWN.store(false, Ordering::Relaxed);
 }
 
 /// Ms that grants of this lock (its record, None for a missing key) are
@@ -211,7 +176,6 @@ pub fn demoted() {
     EMIT.store(false, Ordering::Relaxed);
     PROMOTED_AT.store(0, Ordering::Relaxed);
     HOLD_SERVE_AT.store(i64::MAX, Ordering::Relaxed);
-    PLANNED_AT.store(0, Ordering::Relaxed);
 }
 
 /// When the timer has work here: the floor to propagate (now), the end of

@@ -200,3 +200,111 @@ fn cluster_failover_without_force_holds_nothing_back() {
     assert_eq!(delay_left(&mut r), 0);
     assert_eq!(counter(&mut r, "failover_delayed"), 0);
 }
+
+/// A promotion counts as planned only when the link to the master was up
+/// until the promotion itself: neither a refused REPLICAOF NO ONE sent while
+/// linked, nor one queued in MULTI while linked and run after the master
+/// died, holds nothing back.
+#[test]
+fn promotions_asked_while_linked_but_run_after_the_crash_are_delayed() {
+    for queued_in_multi in [false, true] {
+        let mut master = Server::start();
+        let replica = Server::replica_of(&master);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
+        release(&mut m, "walkthrough", "me", t);
+        crate::support::wait_in_sync(&mut m, &mut r);
+        let mut asked = replica.conn();
+        if queued_in_multi {
+            let _: () = redis::cmd("MULTI").query(&mut asked).unwrap();
+            let queued: String = redis::cmd("REPLICAOF")
+                .arg("NO")
+                .arg("ONE")
+                .query(&mut asked)
+                .unwrap();
+            assert_eq!(queued, "QUEUED");
+        } else {
+            // Seen by the command filter, refused by ACL: it never runs.
+            let _: () = redis::cmd("ACL")
+                .arg(&[
+                    "SETUSER",
+                    "limited",
+                    "on",
+                    "nopass",
+                    "~*",
+                    "+@all",
+                    "-replicaof",
+                ])
+                .query(&mut r)
+                .unwrap();
+            let _: () = redis::cmd("AUTH")
+                .arg("limited")
+                .arg("x")
+                .query(&mut asked)
+                .unwrap();
+            let denied: redis::RedisResult<()> = redis::cmd("REPLICAOF")
+                .arg("NO")
+                .arg("ONE")
+                .query(&mut asked);
+            assert!(denied.is_err());
+        }
+        master.stop();
+        let down = crate::support::eventually(Duration::from_secs(10), || {
+            (info_field(&mut r, "replication", "master_link_status")? == "down").then_some(())
+        });
+        assert!(down.is_some());
+        if queued_in_multi {
+            let _: redis::Value = redis::cmd("EXEC").query(&mut asked).unwrap();
+        } else {
+            promote(&mut r);
+        }
+        assert_eq!(
+            info_field(&mut r, "replication", "role").as_deref(),
+            Some("master")
+        );
+        assert_eq!(
+            acquire(&mut r, "walkthrough", "b", &[]),
+            None,
+            "multi: {queued_in_multi}"
+        );
+        assert_eq!(state(&mut r, "walkthrough"), "held-back");
+        assert!(delay_left(&mut r) > 0);
+    }
+}
+
+/// The reviewer's case: a CLUSTER FAILOVER that fails (the master is already
+/// dead) and the automatic failover that follows: unplanned, delayed.
+#[test]
+fn a_failed_cluster_failover_does_not_make_the_automatic_one_planned() {
+    use crate::support::cluster::Cluster;
+    let mut cluster = Cluster::start();
+    let key = "unplanned:lock";
+    let master = cluster.master_of(key);
+    let mut m = cluster.nodes[master].conn();
+    let t = acquire(&mut m, key, "me", &["INTERVAL", "600000"]).unwrap();
+    release(&mut m, key, "me", t);
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).unwrap();
+    assert_eq!(acked, 1);
+    let port = cluster.nodes[master].port;
+    let replica = (0..cluster.nodes.len())
+        .find(|&i| {
+            let mut c = cluster.nodes[i].conn();
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).unwrap_or_default();
+            matches!(role.get(2), Some(redis::Value::Int(p)) if *p == i64::from(port))
+        })
+        .expect("the master's replica");
+    let mut r = cluster.nodes[replica].conn();
+    cluster.nodes[master].stop();
+    // Asked at once, before the cluster marks the master failed: it cannot
+    // complete without the master, whatever it answers.
+    let _: redis::RedisResult<()> = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut r);
+    let promoted = crate::support::eventually(Duration::from_secs(30), || {
+        (info_field(&mut r, "replication", "role")? == "master").then_some(())
+    });
+    assert!(
+        promoted.is_some(),
+        "the automatic failover promoted the replica"
+    );
+    assert_eq!(acquire(&mut r, key, "b", &[]), None, "held back");
+    assert_eq!(state(&mut r, key), "held-back");
+}

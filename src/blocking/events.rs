@@ -158,7 +158,8 @@ unsafe extern "C" fn on_server_event(
             crate::tokens::delay_config_changed(now_ms());
         }
         raw::REDISMODULE_EVENT_MASTER_LINK_CHANGE => {
-            crate::tokens::link_changed(subevent == raw::REDISMODULE_SUBEVENT_MASTER_LINK_UP);
+            let up = subevent == raw::REDISMODULE_SUBEVENT_MASTER_LINK_UP;
+            crate::tokens::link_changed(up, now_ms());
             return;
         }
         _ => {}

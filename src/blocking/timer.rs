@@ -223,6 +223,7 @@ fn arm_not_before(ctx: *mut raw::RedisModuleCtx, earliest: i64) {
 
 extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     with(|s| s.armed = None);
+    crate::tokens::something_ran();
     let now = now_ms();
     if ffi::writes_paused() {
         // CLIENT PAUSE WRITE/ALL, FAILOVER, CLUSTER FAILOVER, SHUTDOWN waiting

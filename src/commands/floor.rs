@@ -55,6 +55,11 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if arg.as_slice().eq_ignore_ascii_case(b"reset") {
         if !from_master {
             refuse_on_replica(ctx)?;
+            // Redis 7.0 puts module commands in no ACL category, so
+            // `-@admin` cannot take this one away: ask for CONFIG's rights.
+            if !crate::ffi::caller_may_configure(ctx.ctx, c"hblock.failover-delay") {
+                return Err(Error::OperatorOnly.into());
+            }
         }
         let highest = crate::arrival::highest_token(ctx.ctx);
         let floor = crate::tokens::reset_floor(highest);

@@ -132,3 +132,30 @@ unsafe fn error_text<'a>(reply: *mut raw::RedisModuleCallReply) -> Option<&'a [u
     let ptr = raw::RedisModule_CallReplyStringPtr?(reply, &mut len);
     (!ptr.is_null()).then(|| std::slice::from_raw_parts(ptr.cast::<u8>(), len))
 }
+
+/// Whether the client running `ctx` may run `CONFIG GET <name>` (its ACL
+/// user allows CONFIG): how an operator's command is told from a user's on
+/// Redis 7.0, where module commands belong to no ACL category.
+pub fn caller_may_configure(ctx: Ctx, name: &CStr) -> bool {
+    // SAFETY: format "Ecc" (errors as replies, as the caller's user, two C
+    // strings) takes the two strings given; the reply is freed once.
+    unsafe {
+        let (Some(call), Some(free)) = (raw::RedisModule_Call, raw::RedisModule_FreeCallReply)
+        else {
+            return false;
+        };
+        let reply = call(
+            ctx,
+            c"CONFIG".as_ptr(),
+            c"ECcc".as_ptr(),
+            c"GET".as_ptr(),
+            name.as_ptr(),
+        );
+        if reply.is_null() {
+            return false;
+        }
+        let allowed = error_text(reply).is_none();
+        free(reply);
+        allowed
+    }
+}

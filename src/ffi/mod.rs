@@ -442,7 +442,8 @@ pub fn set_command_info(
 mod call;
 mod persist;
 pub use call::{
-    call_passing_reply, command_keys, is_keys_position_request, key_at_pos, CallFailed,
+    call_passing_reply, caller_may_configure, command_keys, is_keys_position_request, key_at_pos,
+    CallFailed,
 };
 pub use persist::{load_u64, replicate_floor, save_u64};
 
