@@ -162,3 +162,71 @@ fn acl_categories_follow_what_the_server_supports() {
         .unwrap();
     assert_eq!(token, 1);
 }
+
+/// FENCED only reads the lock: a read-only key pattern (`%R~`) covers it,
+/// while the wrapped write needs write permission on its own key.
+#[test]
+fn a_read_only_pattern_covers_the_lock_of_a_fenced_write() {
+    let server = Server::start();
+    let mut admin = server.conn();
+    let token = acquire(&mut admin, "lock:l", "o", &[]).unwrap().to_string();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "w",
+            "on",
+            ">pw",
+            "%R~lock:*",
+            "~data:*",
+            "+hblock.fenced",
+            "+set",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let mut w = redis::Client::open(server.url().replace("redis://", "redis://w:pw@"))
+        .and_then(|client| client.get_connection())
+        .unwrap();
+    let set: String = call(
+        &mut w,
+        &[
+            b"HBLOCK.FENCED",
+            b"lock:l",
+            b"o",
+            token.as_bytes(),
+            b"SET",
+            b"data:x",
+            b"1",
+        ],
+    )
+    .unwrap();
+    assert_eq!(set, "OK");
+    // A write to a key it may only read is still refused.
+    let denied = error_of(
+        &mut w,
+        &[
+            b"HBLOCK.FENCED",
+            b"lock:l",
+            b"o",
+            token.as_bytes(),
+            b"SET",
+            b"lock:other",
+            b"1",
+        ],
+    );
+    assert!(denied.starts_with("NOPERM"), "{denied}");
+    let flags: Value = redis::cmd("COMMAND")
+        .arg(&[
+            "GETKEYSANDFLAGS",
+            "HBLOCK.FENCED",
+            "lock:l",
+            "o",
+            "1",
+            "SET",
+            "data:x",
+            "1",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let text = format!("{flags:?}");
+    assert!(text.contains("RO") && text.contains("OW"), "{text}");
+}

@@ -244,13 +244,14 @@ impl Drop for KeyLookup {
 /// lookups nested through other modules stop at [`KEY_LOOKUP_DEPTH_MAX`].
 fn report_keys(ctx: &Context, args: &[RedisString]) {
     let count = args.len();
-    let report = |pos: c_int| {
+    let report = |pos: c_int, flags: c_int| {
         // Only positions of this call: Redis reads argv[pos] afterwards.
         if usize::try_from(pos).is_ok_and(|p| p >= 1 && p < count) {
-            ffi::key_at_pos(ctx.ctx, pos);
+            ffi::key_at_pos(ctx.ctx, pos, flags);
         }
     };
-    report(1);
+    // The lock is only read (a read-only key ACL, `%R~`, allows it).
+    report(1, SPEC.key_flags as c_int);
     let Some(wrapped) = args.get(4..) else {
         return;
     };
@@ -263,8 +264,8 @@ fn report_keys(ctx: &Context, args: &[RedisString]) {
     let Some(_lookup) = KeyLookup::enter() else {
         return;
     };
-    for pos in ffi::command_keys(ctx.ctx, wrapped) {
-        report(pos.saturating_add(4));
+    for (pos, flags) in ffi::command_keys(ctx.ctx, wrapped) {
+        report(pos.saturating_add(4), flags);
     }
 }
 

@@ -12,12 +12,18 @@ pub fn is_keys_position_request(ctx: Ctx) -> bool {
     unsafe { raw::RedisModule_IsKeysPositionRequest.is_some_and(|is_request| is_request(ctx) != 0) }
 }
 
-/// Reports argument `pos` as a key (during a keys position request).
-pub fn key_at_pos(ctx: Ctx, pos: c_int) {
+/// Reports argument `pos` as a key with key-spec `flags` (REDISMODULE_CMD_KEY_*;
+/// 0: unknown, Redis then assumes read-write) during a keys position request.
+pub fn key_at_pos(ctx: Ctx, pos: c_int, flags: c_int) {
     // SAFETY: the command's own context, during a keys position request.
     unsafe {
-        if let Some(key_at) = raw::RedisModule_KeyAtPos {
-            key_at(ctx, pos);
+        match (
+            raw::RedisModule_KeyAtPosWithFlags,
+            raw::RedisModule_KeyAtPos,
+        ) {
+            (Some(with_flags), _) if flags != 0 => with_flags(ctx, pos, flags),
+            (_, Some(key_at)) => key_at(ctx, pos),
+            _ => {}
         }
     }
 }
@@ -26,29 +32,48 @@ fn pointers(args: &[RedisString]) -> Vec<*mut raw::RedisModuleString> {
     args.iter().map(|a| a.inner).collect()
 }
 
-/// The key positions of the command `args[0] args[1..]`, relative to `args`
-/// (empty for an unknown command or a wrong number of arguments).
-pub fn command_keys(ctx: Ctx, args: &[RedisString]) -> Vec<c_int> {
+/// The key positions of the command `args[0] args[1..]`, relative to `args`,
+/// each with its key-spec flags (0 when the server cannot say); empty for an
+/// unknown command or a wrong number of arguments.
+pub fn command_keys(ctx: Ctx, args: &[RedisString]) -> Vec<(c_int, c_int)> {
     let Ok(argc) = c_int::try_from(args.len()) else {
         return Vec::new();
     };
     let mut argv = pointers(args);
     let mut count: c_int = 0;
-    // SAFETY: argv holds `argc` live strings; Redis returns an array of
-    // `count` ints allocated with its allocator, freed here with RM_Free.
+    let mut flags: *mut c_int = std::ptr::null_mut();
+    // SAFETY: argv holds `argc` live strings; Redis returns arrays of `count`
+    // ints (positions, flags) allocated with its allocator, freed here with
+    // RM_Free.
     unsafe {
-        let Some(get_keys) = raw::RedisModule_GetCommandKeys else {
-            return Vec::new();
+        let positions = match (
+            raw::RedisModule_GetCommandKeysWithFlags,
+            raw::RedisModule_GetCommandKeys,
+        ) {
+            (Some(with_flags), _) => {
+                with_flags(ctx, argv.as_mut_ptr(), argc, &mut count, &mut flags)
+            }
+            (None, Some(get_keys)) => get_keys(ctx, argv.as_mut_ptr(), argc, &mut count),
+            (None, None) => return Vec::new(),
         };
-        let positions = get_keys(ctx, argv.as_mut_ptr(), argc, &mut count);
-        if positions.is_null() {
-            return Vec::new();
-        }
-        let keys = (0..usize::try_from(count).unwrap_or(0))
-            .map(|i| *positions.add(i))
-            .collect();
+        let n = usize::try_from(count).unwrap_or(0);
+        let keys = if positions.is_null() {
+            Vec::new()
+        } else {
+            (0..n)
+                .map(|i| {
+                    let flag = if flags.is_null() { 0 } else { *flags.add(i) };
+                    (*positions.add(i), flag)
+                })
+                .collect()
+        };
         if let Some(free) = raw::RedisModule_Free {
-            free(positions.cast());
+            if !positions.is_null() {
+                free(positions.cast());
+            }
+            if !flags.is_null() {
+                free(flags.cast());
+            }
         }
         keys
     }
