@@ -81,7 +81,15 @@ impl Client {
             wait_ms: wait.map(|d| d.as_millis() as u64),
             bind_ms: options.bind_ms(),
         };
-        let token = commands::acquire(&mut con, key, owner, args)?;
+        // Through Sentinel, a waiter on a master that Sentinel no longer
+        // names is moved (its connection closed, then queued again).
+        let following = match wait {
+            Some(_) => self.follow_master(&mut con, follow_every(options.interval)),
+            None => None,
+        };
+        let token = commands::acquire(&mut con, key, owner, args);
+        drop(following);
+        let token = token?;
         let Some(token) = token else {
             return Ok(None);
         };
@@ -129,4 +137,9 @@ impl Client {
         };
         Ok(Some(Lease::start(self.clone(), grant, options)))
     }
+}
+
+/// How often a waiter asks Sentinel whether the master moved.
+fn follow_every(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(100), Duration::from_secs(1))
 }

@@ -32,13 +32,20 @@ impl std::error::Error for Error {}
 
 impl Error {
     /// Worth retrying on a new connection: the network, a server that is
-    /// loading, read-only after a failover, or between masters.
+    /// loading, read-only after a failover, or between masters (Sentinel
+    /// naming no master yet included).
     pub fn is_transient(&self) -> bool {
         let Error::Redis(err) = self else {
             return false;
         };
         err.is_io_error()
             || err.is_connection_dropped()
+            // Sentinel has no master to name yet (a failover under way).
+            || matches!(
+                err.kind(),
+                redis::ErrorKind::MasterNameNotFoundBySentinel
+                    | redis::ErrorKind::NoValidReplicasFoundBySentinel
+            )
             || err.is_connection_refusal()
             || err.is_timeout()
             || matches!(

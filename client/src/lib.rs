@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - `commands.rs`: one function per HBLOCK command, typed replies.
-//! - `conn.rs`: [`Client`], one server or a cluster, and its connections.
+//! - `conn.rs`: [`Client`], one server, a cluster or a Sentinel-managed
+//!   master, and its connections.
+//! - `sentinel.rs`: `redis+sentinel://` URLs and the master lookup.
 //! - `acquire.rs`: [`Client::acquire`]: the grant, retried while waiting.
 //! - `lease.rs`: the [`Lease`] handle (background heartbeat, loss reported
 //!   on a channel, release on drop).
@@ -50,13 +52,14 @@ mod lease;
 pub mod log;
 pub mod output;
 pub mod owner;
+pub mod sentinel;
 pub mod signals;
 pub mod stop_plan;
 pub mod supervise;
 pub mod watch;
 pub mod watchdog;
 
-pub use commands::LockInfo;
+pub use commands::{LockInfo, NotGranted, HELD_BACK};
 pub use conn::{Client, Conn};
 pub use error::Error;
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

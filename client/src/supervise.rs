@@ -119,21 +119,11 @@ pub fn run(client: &Client, opts: RunOptions) -> i32 {
     supervise_child(lease, &opts, (pgid, &watchdog), plan, &rx)
 }
 
-/// Who holds the lock now, for the waiting log line.
+/// Why the lock is not ours now, for the waiting log line: its holder,
+/// grants held back after a failover, or no such lock yet.
 fn holder(client: &Client, key: &str) -> String {
-    let info = client
-        .connection()
-        .map_err(crate::Error::from)
-        .and_then(|mut con| crate::commands::info(&mut con, key).map_err(crate::Error::from));
-    match info {
-        Ok(Some(i)) if i.state == "held" => format!(
-            "held by {} token={} ttl={}ms",
-            String::from_utf8_lossy(i.owner.as_deref().unwrap_or_default()),
-            i.token,
-            i.ttl
-        ),
-        Ok(Some(i)) => format!("{} (token {})", i.state, i.token),
-        Ok(None) => "no such lock yet".into(),
+    match client.not_granted(key) {
+        Ok(why) => why.to_string(),
         Err(err) => format!("holder unknown: {err}"),
     }
 }
