@@ -23,9 +23,9 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import redis
 
-from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held
+from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held, is_sentinel, kill_client, moved
 from ._errors import LeaseLost, NotAcquired
-from ._info import as_dict, holder
+from ._info import as_dict, held_back_ms, holder, not_granted
 
 log = logging.getLogger("hblock")
 
@@ -148,6 +148,22 @@ class Lease:
             raise NotAcquired(f"{self.key}: not granted within {self._blocking_timeout} s")
         return max(1, math.ceil(left * 1000))
 
+    def _not_acquired(self, waiter: "redis.Redis[Any]", message: str) -> NotAcquired:
+        """NotAcquired with the reason INFO gives (held, held back after a
+        failover, free, missing); without one when INFO cannot be read."""
+        try:
+            info = as_dict(waiter.execute_command("HBLOCK.INFO", self.key))
+        except redis.RedisError:
+            return NotAcquired(message)
+        if info is None:
+            reason = "missing"
+        elif held_back_ms(info) is not None:
+            reason = "held-back"
+        else:
+            reason = "held" if info.get("state") == "held" else "free"
+        return NotAcquired(f"{message}: {not_granted(info)}", reason=reason,
+                           held_back_ms=held_back_ms(info), info=info)
+
     @property
     def _beat_timeout(self) -> float:
         # A beat slower than an interval fails; a bound lease also waits up
@@ -161,7 +177,10 @@ class Lease:
         backoff = Backoff(self._interval)
         logged = False
         while True:
-            wait_ms = self._wait_ms(end)
+            try:
+                wait_ms = self._wait_ms(end)
+            except NotAcquired as err:
+                raise self._not_acquired(waiter, str(err)) from None
             try:
                 return self._try_grant(waiter, wait_ms)
             except redis.RedisError as err:
@@ -182,16 +201,46 @@ class Lease:
             args += ["WAIT", wait_ms]
         if self.bind_ms is not None:
             args += ["BIND", self.bind_ms]
+        follow = self._follow_master(waiter) if wait_ms is not None else None
         sent = time.monotonic()
-        token = waiter.execute_command(*args)
+        try:
+            token = waiter.execute_command(*args)
+        finally:
+            if follow is not None:
+                follow.set()
         if token is None:
-            raise NotAcquired(f"{self.key} is held by another owner")
+            raise self._not_acquired(waiter, f"{self.key}: not granted")
         if wait_ms is None:
             return int(token), sent
         # A blocking grant happened at an unknown time: count from a beat.
         sent = time.monotonic()
         waiter.execute_command("HBLOCK.BEAT", self.key, self.owner, token)
         return int(token), sent
+
+    def _follow_master(self, waiter: "redis.Redis[Any]") -> Optional[threading.Event]:
+        """Through Sentinel: while ``waiter`` waits in ACQUIRE, ask Sentinel
+        every interval (0.1 to 1 s) whether the master moved; when it has,
+        close the waiting connection on the old master (CLIENT KILL ID), so
+        the wait starts again on the new one. Set the returned event to stop."""
+        if not is_sentinel(self._client):
+            return None
+        try:
+            client_id = int(waiter.execute_command("CLIENT", "ID"))
+        except redis.RedisError:
+            return None
+        done = threading.Event()
+        every = min(max(self._interval, 0.1), 1.0)
+
+        def follow() -> None:
+            while not done.wait(every):
+                where = moved(self._client, waiter)
+                if where is not None:
+                    log.warning("%s: Sentinel names a new master; waiting there", self.key)
+                    kill_client(self._client, where, client_id, every)
+                    return
+
+        threading.Thread(target=follow, name=f"hblock follow {self.key}", daemon=True).start()
+        return done
 
     # -- beating -----------------------------------------------------------
 
@@ -224,6 +273,11 @@ class Lease:
                             continue
                 if self._stop.is_set():
                     return
+                if not fresh and moved(self._client, beater) is not None:
+                    # Beats on a node Sentinel no longer names as the master
+                    # do not count: beat (and re-bind) on the named one.
+                    beater.connection_pool.disconnect()
+                    fresh = True
                 sent = time.monotonic()
                 try:
                     if fresh and self.bind_ms is not None:
