@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make memcheck: redis-server (master and replica) under valgrind with the
-# module loaded, driven through every command, blocking, timers, persistence
-# and replication path. Fails on any invalid read/write, and on memory
+# module loaded, driven through every command, blocking (waiters and watchers,
+# each way they end), timers, persistence and replication path. Fails on any invalid read/write, and on memory
 # definitely lost in a stack that involves the module.
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -64,6 +64,32 @@ id=$(redis-cli -p "$M" client list | awk '/cmd=hblock.acquire/ {sub("id=","",$1)
 [ -n "$id" ] && cli CLIENT KILL ID "$id"
 bg_wait HBLOCK.ACQUIRE b w4 WAIT 0
 pkill -f "redis-cli -p $M HBLOCK.ACQUIRE b w4" || true
+# A waiter whose connection closes (redis-cli stopped by timeout).
+(timeout 1 redis-cli -p "$M" HBLOCK.ACQUIRE b w8 WAIT 0 >/dev/null 2>&1 &) ; sleep 1.5
+# WATCH: woken by a change, TIMEOUT (module timer), CLIENT UNBLOCK plain and
+# ERROR, CLIENT KILL, a closed connection, and woken in the same packet as a
+# CLIENT UNBLOCK of it (the command filter).
+watcher_id() { redis-cli -p "$M" client list | awk '/cmd=hblock.watch/ {sub("id=","",$1); print $1; exit}'; }
+tok=$(redis-cli -p "$M" HBLOCK.ACQUIRE wk holder INTERVAL 100000)
+cli HBLOCK.WATCH wk SEEN "$tok" TIMEOUT 20
+bg_wait HBLOCK.WATCH wk SEEN "$tok" TIMEOUT 60000
+cli HBLOCK.RELEASE wk holder "$tok"
+for how in "" ERROR KILL; do
+  bg_wait HBLOCK.WATCH wk SEEN 0
+  id=$(watcher_id)
+  if [ -z "$id" ]; then :; elif [ "$how" = KILL ]; then cli CLIENT KILL ID "$id"; else cli CLIENT UNBLOCK "$id" $how; fi
+done
+(timeout 1 redis-cli -p "$M" HBLOCK.WATCH wk SEEN 0 >/dev/null 2>&1 &) ; sleep 1.5
+bg_wait HBLOCK.WATCH wk SEEN 0
+id=$(watcher_id)
+resp() { printf '*%d\r\n' $#; for a in "$@"; do printf '$%d\r\n%s\r\n' ${#a} "$a"; done; }
+if [ -n "$id" ]; then
+  exec 3<>"/dev/tcp/127.0.0.1/$M"
+  # One write (the x keeps $(...) from eating the last \r\n).
+  packet=$(resp HBLOCK.ACQUIRE wk holder2 INTERVAL 100000; resp CLIENT UNBLOCK "$id"; printf x)
+  printf '%s' "${packet%x}" >&3
+  sleep 0.5; exec 3>&-
+fi
 # Timers: expiry with and without a waiter; DEL, overwrite and FLUSHALL with waiters.
 cli HBLOCK.ACQUIRE c dead INTERVAL 50 MISSES 1
 bg_wait HBLOCK.ACQUIRE c standby WAIT 0
@@ -92,9 +118,10 @@ cli SAVE; cli BGREWRITEAOF; sleep 2; cli DEBUG RELOAD; sleep 1
 cli CONFIG SET aof-use-rdb-preamble no; cli BGREWRITEAOF; sleep 2; cli DEBUG LOADAOF
 redis-cli -p "$R" REPLICAOF NO ONE >/dev/null; redis-cli -p "$R" REPLICAOF 127.0.0.1 "$M" >/dev/null; sleep 3
 redis-cli -p "$R" HBLOCK.INFO a >/dev/null; redis-cli -p "$R" HBLOCK.ACQUIRE a z >/dev/null 2>&1 || true
-# A master with a waiter becomes a replica, then master again.
-cli HBLOCK.ACQUIRE f holder INTERVAL 100000
+# A master with a waiter and a watcher becomes a replica, then master again.
+tok=$(redis-cli -p "$M" HBLOCK.ACQUIRE f holder INTERVAL 100000)
 bg_wait HBLOCK.ACQUIRE f w7 WAIT 0
+bg_wait HBLOCK.WATCH f SEEN "$tok"
 cli REPLICAOF 127.0.0.1 "$R"; sleep 2; cli REPLICAOF NO ONE; sleep 1
 cli FLUSHALL
 sleep 1

@@ -1,11 +1,12 @@
 //! The module's one command filter. Every command of every client passes
 //! through it, so each check starts with its cheapest test.
-//! - `handoff`: `CLIENT UNBLOCK` of a waiter granted a moment ago.
+//! - `handoff`: `CLIENT UNBLOCK` of a waiter granted (or a watcher woken) a moment ago.
 //! - `binding`: who runs the next script or transaction (BIND in scripts).
 //! - `second_load`: `MODULE LOAD` of hblock while it is loaded: say why it fails.
 //! - `propagation`: SYNC/PSYNC, a replica (or a stream reader) arriving.
 //! - `eviction`: forgets the lock the command before unlinked.
 //! - `arrival`: whether this command is RESTORE-ASKING (a cluster migration).
+//! - `tokens`: a command that promotes this replica (planned or not).
 
 use redis_module::raw;
 
@@ -21,10 +22,17 @@ extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     let name = arg(fctx, 0);
     crate::arrival::on_command(name);
     match name.first().map(u8::to_ascii_lowercase) {
-        Some(b'c') => crate::handoff::on_command(fctx, name),
+        Some(b'c') => {
+            crate::handoff::on_command(fctx, name);
+            crate::tokens::on_command(fctx, name);
+        }
         Some(b'e' | b'f') => crate::binding::on_command(fctx, name),
         Some(b'm') => crate::second_load::on_command(fctx, name),
-        Some(b'p' | b's') => crate::propagation::on_command(name),
+        Some(b'p' | b's') => {
+            crate::propagation::on_command(name);
+            crate::tokens::on_command(fctx, name);
+        }
+        Some(b'r') => crate::tokens::on_command(fctx, name),
         _ => {}
     }
 }

@@ -15,6 +15,13 @@
 //! A `CLIENT UNBLOCK` queued in MULTI before the waiter was granted escapes
 //! the filter (filters run when a command is queued): the grant is undone
 //! then too, and the waiter gets `-UNBLOCKED` or, on 7.0, no reply.
+//!
+//! A woken HBLOCK.WATCH (its holder changed, or its TIMEOUT ended) is in the
+//! same moment between the module's unblock and its reply: the filter
+//! spares it too, so it gets its INFO reply (nothing to undo: it holds
+//! nothing). Measured without the filter: 7.0 sent it no reply at all (plain)
+//! or `-UNBLOCKED` (ERROR); Valkey 8.1/9.1 answered the UNBLOCK 1 and sent
+//! the INFO reply (plain) or `-UNBLOCKED` (ERROR).
 
 use crate::filter;
 use crate::queue::LockId;
@@ -41,6 +48,8 @@ struct Handoff {
     granted: HashMap<Handle, Grant>,
     /// Grants whose client went away before its reply: undo them.
     undo: Vec<Grant>,
+    /// Watchers the module unblocked, reply not delivered yet: their client ids.
+    woken_watchers: HashMap<Handle, u64>,
 }
 
 thread_local! {
@@ -92,27 +101,42 @@ pub fn has_undo() -> bool {
     HANDOFF.with(|h| h.try_borrow().is_ok_and(|h| !h.undo.is_empty()))
 }
 
-/// Whether `client_id` was granted and is waiting for its reply.
+/// A watcher was unblocked by the module; its reply is on its way.
+pub fn watcher_woken(handle: Handle, client_id: u64) {
+    with(|h| h.woken_watchers.insert(handle, client_id));
+}
+
+/// The watcher was answered, or left: forget it.
+pub fn watcher_answered(handle: Handle) {
+    with(|h| h.woken_watchers.remove(&handle));
+}
+
+/// Whether `client_id` was granted (or, watching, woken) and is waiting for
+/// its reply.
 fn awaiting_reply(client_id: u64) -> bool {
     with(|h| {
-        !h.granted.is_empty()
+        let granted = !h.granted.is_empty()
             && h.granted
                 .keys()
-                .any(|handle| h.client_ids.get(handle) == Some(&client_id))
+                .any(|handle| h.client_ids.get(handle) == Some(&client_id));
+        granted || h.woken_watchers.values().any(|id| *id == client_id)
     })
     .unwrap_or(false)
 }
 
-fn any_granted() -> bool {
-    HANDOFF.with(|h| h.try_borrow().is_ok_and(|h| !h.granted.is_empty()))
+fn any_reply_pending() -> bool {
+    HANDOFF.with(|h| {
+        h.try_borrow()
+            .is_ok_and(|h| !h.granted.is_empty() || !h.woken_watchers.is_empty())
+    })
 }
 
-/// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]` of a granted waiter whose reply is
-/// pending becomes `CLIENT UNBLOCK 0 ...` (no such client: reply 0), so the
-/// waiter gets its token. Every other command passes untouched; the cost is
-/// one check of an (almost always) empty map.
+/// `CLIENT UNBLOCK <id> [TIMEOUT|ERROR]` of a granted waiter or a woken
+/// watcher whose reply is pending becomes `CLIENT UNBLOCK 0 ...` (no such
+/// client: reply 0), so it gets its reply. Every other command passes
+/// untouched; the cost is one check of two (almost always) empty maps.
 pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
-    if !any_granted() {
+    if !any_reply_pending() {
         return;
     }
     let count = filter::arg_count(fctx);

@@ -7,20 +7,35 @@
 //!   jumps to replicas and the AOF (emitted from the module timer, never
 //!   from an event handler or while writes are paused).
 //! - A promotion, or a master that starts from its files, begins a new
-//!   epoch. After a promotion, locks that this server's records do not show
-//!   as held are not granted for `hblock.failover-delay` ms.
+//!   epoch. After an unplanned promotion (the master link was down), each
+//!   lock that this server's records do not show as held is not granted for
+//!   its own delay (`hblock_core::tokens::failover_delay`: its last lease's
+//!   length, the default terms' for a key without a record, or
+//!   `hblock.failover-delay` ms), counted from the promotion. A planned one
+//!   (REPLICAOF NO ONE while linked, FAILOVER, CLUSTER FAILOVER without
+//!   FORCE/TAKEOVER) lost nothing and holds nothing back.
 
 use crate::lease::Lease;
 use hblock_core::tokens::{failover_delay, Floor};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 static FLOOR: AtomicU64 = AtomicU64::new(0);
-/// Longest lease (interval * misses, ms) of any record seen.
+/// Longest lease (interval * misses, ms) of any record seen: an upper bound
+/// of what any lock is held back, for INFO.
 static LONGEST_LEASE: AtomicI64 = AtomicI64::new(0);
-/// Until then (ms), locks not held are not granted (0: no delay).
-static HOLD_UNTIL: AtomicI64 = AtomicI64::new(0);
-/// Waiters must be served when the delay ends.
-static HOLD_SERVE: AtomicBool = AtomicBool::new(false);
+/// When this server was promoted without a handover (0: nothing is held back).
+static PROMOTED_AT: AtomicI64 = AtomicI64::new(0);
+/// The earliest end of a hold that kept a waiter waiting (i64::MAX: none):
+/// the timer serves every waiter then.
+static HOLD_SERVE_AT: AtomicI64 = AtomicI64::new(i64::MAX);
+/// The master link is up (MASTER_LINK_CHANGE events).
+static LINK_UP: AtomicBool = AtomicBool::new(false);
+/// A promotion was asked for while it could lose nothing (see
+/// `promotion_asked`), at this time (0: none).
+static PLANNED_AT: AtomicI64 = AtomicI64::new(0);
+/// How long a planned promotion may take to happen (CLUSTER FAILOVER waits
+/// for the master's offset; Redis gives up after 5 s).
+const PLANNED_WITHIN_MS: i64 = 60_000;
 /// The floor jumped: `HBLOCK.FLOOR` must be propagated.
 static EMIT: AtomicBool = AtomicBool::new(false);
 
@@ -66,63 +81,162 @@ pub fn observe(lease: &Lease) {
 }
 
 /// This server became a master (`promoted`), or started as one from its
-/// files: a new epoch. After a promotion, grants of locks not held wait.
+/// files: a new epoch. After an unplanned promotion, grants of locks not
+/// held wait (`hold_left`).
 pub fn new_epoch(now: i64, promoted: bool) {
     let mut f = Floor(floor());
+    if promoted {
+        let planned_at = PLANNED_AT.swap(0, Ordering::Relaxed);
+        let planned = planned_at > 0 && now.saturating_sub(planned_at) <= PLANNED_WITHIN_MS;
+        PROMOTED_AT.store(if planned { 0 } else { now.max(1) }, Ordering::Relaxed);
+        LINK_UP.store(false, Ordering::Relaxed);
+    }
     if !promoted && f.0 == 0 {
         return; // a fresh data set: its first token is 1
     }
     f.new_epoch();
     observe_token(f.0);
     EMIT.store(true, Ordering::Relaxed);
-    if promoted {
-        let defaults = crate::config::default_terms();
-        let default_lease =
-            i64::from(defaults.interval_ms).saturating_mul(i64::from(defaults.misses));
-        let longest = LONGEST_LEASE.load(Ordering::Relaxed).max(default_lease);
-        let delay = failover_delay(crate::config::failover_delay(), longest);
-        if delay > 0 {
-            HOLD_UNTIL.store(now.saturating_add(delay), Ordering::Relaxed);
-            HOLD_SERVE.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
-/// Ms left of the failover delay (0: none).
-pub fn hold_left(now: i64) -> i64 {
-    HOLD_UNTIL
-        .load(Ordering::Relaxed)
-        .saturating_sub(now)
-        .max(0)
+/// The master link went up or down (a replica's MASTER_LINK_CHANGE event).
+pub fn link_changed(up: bool) {
+    LINK_UP.store(up, Ordering::Relaxed);
+}
+
+/// A command that promotes this replica now or soon (from the command
+/// filter, before it runs): `planned` when it can lose nothing (FAILOVER's
+/// PSYNC, CLUSTER FAILOVER without FORCE/TAKEOVER, which both wait for the
+/// master's offset), or `None` for REPLICAOF NO ONE, planned while the link
+/// to the master is up (everything the master sent has arrived; a master
+/// that died a moment ago and whose death this replica has not noticed yet
+/// cannot be told from a live one: see docs/guarantees.md).
+pub fn promotion_asked(planned: Option<bool>, now: i64) {
+    let planned = planned.unwrap_or_else(|| LINK_UP.load(Ordering::Relaxed));
+    PLANNED_AT.store(if planned { now.max(1) } else { 0 }, Ordering::Relaxed);
+}
+
+/// From the command filter (names starting with c, p, r, s): notes the
+/// commands that promote this replica, before they run.
+pub fn on_command(fctx: crate::ffi::FilterCtx, name: &[u8]) {
+    use crate::ffi::{filter_arg as arg, filter_arg_count as count};
+    let is = |word: &[u8], pos| arg(fctx, pos).eq_ignore_ascii_case(word);
+    let planned = match name.len() {
+        // REPLICAOF NO ONE / SLAVEOF NO ONE: planned while linked.
+        7 | 9
+            if (name.eq_ignore_ascii_case(b"replicaof")
+                || name.eq_ignore_ascii_case(b"slaveof"))
+                && count(fctx) == 3
+                && is(b"no", 1)
+                && is(b"one", 2) =>
+        {
+            None
+        }
+        // FAILOVER on the old master ends in `PSYNC ... FAILOVER` here,
+        // answered only when this replica has everything.
+        5 if name.eq_ignore_ascii_case(b"psync")
+            && count(fctx) >= 4
+            && is(b"failover", count(fctx) - 1) =>
+        {
+            Some(true)
+        }
+        // CLUSTER FAILOVER waits for the master's offset; FORCE and
+        // TAKEOVER do not.
+        7 if name.eq_ignore_ascii_case(b"cluster") && count(fctx) >= 2 && is(b"failover", 1) => {
+            Some(count(fctx) == 2)
+        }
+        _ => return,
+    };
+    promotion_asked(planned, crate::ffi::milliseconds());
+}
+
+/// Ms that grants of this lock (its record, None for a missing key) are
+/// still held back after a promotion (0: none). A held lock is never held
+/// back: its holder renews as usual.
+pub fn hold_left(lease: Option<&Lease>, now: i64) -> i64 {
+    let promoted_at = PROMOTED_AT.load(Ordering::Relaxed);
+    if promoted_at == 0 {
+        return 0;
+    }
+    let lock_lease = lease.map(|l| l.terms().lease_ms());
+    let delay = failover_delay(
+        crate::config::failover_delay(),
+        lock_lease,
+        crate::config::default_terms().lease_ms(),
+    );
+    let left = promoted_at.saturating_add(delay).saturating_sub(now).max(0);
+    if left > 0 {
+        // A waiter kept waiting by it is served the moment it ends.
+        let end = now.saturating_add(left);
+        if end < HOLD_SERVE_AT.load(Ordering::Relaxed) {
+            HOLD_SERVE_AT.store(end, Ordering::Relaxed);
+        }
+    }
+    left
+}
+
+/// The longest any lock, or a key without a record, may still be held back
+/// (INFO's `failover_delay_left_ms`; an upper bound: the longest lease of
+/// any record seen, a deleted one included).
+pub fn longest_hold_left(now: i64) -> i64 {
+    let promoted_at = PROMOTED_AT.load(Ordering::Relaxed);
+    if promoted_at == 0 {
+        return 0;
+    }
+    let defaults = crate::config::default_terms().lease_ms();
+    let longest = LONGEST_LEASE.load(Ordering::Relaxed);
+    let delay = failover_delay(
+        crate::config::failover_delay(),
+        Some(longest.max(defaults)),
+        0,
+    );
+    let left = promoted_at.saturating_add(delay).saturating_sub(now).max(0);
+    if left == 0 {
+        // Every hold has ended: nothing more to look at.
+        PROMOTED_AT.store(0, Ordering::Relaxed);
+    }
+    left
+}
+
+/// `hblock.failover-delay` (or the default terms) changed: a running delay
+/// follows at once; waiters are looked at now.
+pub fn delay_config_changed(now: i64) {
+    if PROMOTED_AT.load(Ordering::Relaxed) != 0 {
+        HOLD_SERVE_AT.store(now, Ordering::Relaxed);
+    }
 }
 
 /// This server became a replica: a delay of an earlier promotion ends.
 pub fn demoted() {
     EMIT.store(false, Ordering::Relaxed);
-    HOLD_UNTIL.store(0, Ordering::Relaxed);
-    HOLD_SERVE.store(false, Ordering::Relaxed);
+    PROMOTED_AT.store(0, Ordering::Relaxed);
+    HOLD_SERVE_AT.store(i64::MAX, Ordering::Relaxed);
+    PLANNED_AT.store(0, Ordering::Relaxed);
 }
 
 /// When the timer has work here: the floor to propagate (now), the end of
-/// the delay (serve the waiters).
+/// a hold that kept a waiter waiting (serve the waiters).
 pub fn next_due(now: i64) -> Option<i64> {
     if EMIT.load(Ordering::Relaxed) {
         return Some(now);
     }
-    HOLD_SERVE
-        .load(Ordering::Relaxed)
-        .then(|| HOLD_UNTIL.load(Ordering::Relaxed))
+    let serve_at = HOLD_SERVE_AT.load(Ordering::Relaxed);
+    (serve_at != i64::MAX).then_some(serve_at)
 }
 
 /// From the timer, on a master, writes allowed: propagates a jumped floor.
-/// True when the failover delay just ended (serve every waiter now).
+/// True when a hold that kept waiters waiting ended (serve every waiter
+/// now: those still held back note their own end again).
 pub fn on_timer(ctx: crate::ffi::Ctx, now: i64) -> bool {
     if EMIT.swap(false, Ordering::Relaxed) {
         crate::ffi::replicate_floor(ctx, floor());
     }
-    HOLD_SERVE.load(Ordering::Relaxed)
-        && now >= HOLD_UNTIL.load(Ordering::Relaxed)
-        && HOLD_SERVE.swap(false, Ordering::Relaxed)
+    let serve_at = HOLD_SERVE_AT.load(Ordering::Relaxed);
+    if serve_at != i64::MAX && now >= serve_at {
+        HOLD_SERVE_AT.store(i64::MAX, Ordering::Relaxed);
+        return true;
+    }
+    false
 }
 
 /// RDB aux data: the floor (saved before the keys).

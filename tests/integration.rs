@@ -24,6 +24,8 @@ mod eviction;
 mod exclusion;
 /// Missed beats, expiry and takeover, on short real leases.
 mod expiry;
+/// The failover delay: per lock, none after a planned promotion, CONFIG SET, INFO.
+mod failover;
 /// HBLOCK.FENCED and HBLOCK.CHECK.
 mod fenced;
 /// Hostile input: 100,000 random calls.
@@ -34,6 +36,8 @@ mod handoff;
 mod key_events;
 /// Module arguments, MODULE LOAD, RESTORE, diskless loading.
 mod loading;
+/// used_memory after 10,000 blocked WATCHes and ACQUIREs ended each possible way.
+mod memory;
 /// Redis being operated: pauses, failover, shutdown, replicas.
 mod operations;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.

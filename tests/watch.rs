@@ -253,3 +253,84 @@ fn a_replica_wakes_its_watchers_on_replicated_changes_and_its_own_clock() {
     let (reply, _) = joined(w);
     assert_eq!(holder_of(&reply).map(|h| h.0), Some("expired".into()));
 }
+
+/// TIMEOUT runs on a module timer: never early, and not rounded up to
+/// Redis's blocked-client timeout resolution (1000/hz ms, 100 ms by
+/// default). Only the lower bound is asserted; the latency is printed.
+#[test]
+fn timeout_ends_on_time_even_while_writes_are_paused() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let token = acquire(&mut c, "k", "a", &["INTERVAL", "600000"]).unwrap();
+    let seen = token.to_string();
+    let watch = |c: &mut redis::Connection, timeout_ms: u64| {
+        let started = Instant::now();
+        let reply: Value = redis::cmd("HBLOCK.WATCH")
+            .arg(&["k", "SEEN", &seen, "TIMEOUT", &timeout_ms.to_string()])
+            .query(c)
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(holder_of(&reply), Some(("held".into(), token)), "unchanged");
+        // The server's clock counts whole milliseconds: up to 1 ms behind ours.
+        assert!(
+            took + Duration::from_millis(1) >= Duration::from_millis(timeout_ms),
+            "TIMEOUT {timeout_ms} answered after {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "TIMEOUT {timeout_ms}: {took:?}"
+        );
+        took
+    };
+    for timeout_ms in [1, 5, 50, 250] {
+        let took = watch(&mut c, timeout_ms);
+        eprintln!("WATCH TIMEOUT {timeout_ms}: answered after {took:?}");
+    }
+    // Ending a TIMEOUT writes nothing: it answers while writes are paused
+    // (a timer that wrote now would abort the server).
+    let mut other = server.conn();
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "10000", "WRITE"])
+        .query(&mut other)
+        .unwrap();
+    let took = watch(&mut c, 50);
+    eprintln!("WATCH TIMEOUT 50 during CLIENT PAUSE WRITE: answered after {took:?}");
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut other)
+        .unwrap();
+}
+
+#[test]
+fn client_unblock_answers_a_waiting_watcher_its_info_or_unblocked() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let token = acquire(&mut c, "k", "a", &["INTERVAL", "600000"]).unwrap();
+    for (mode, timeout) in [(None, "0"), (Some("ERROR"), "0"), (None, "60000")] {
+        let mut conn = server.conn();
+        let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut conn).unwrap();
+        let seen = token.to_string();
+        let w = std::thread::spawn(move || {
+            redis::cmd("HBLOCK.WATCH")
+                .arg(&["k", "SEEN", &seen, "TIMEOUT", timeout])
+                .query::<Value>(&mut conn)
+        });
+        wait_blocked(&mut c, 1);
+        let mut unblock = redis::cmd("CLIENT");
+        unblock.arg("UNBLOCK").arg(id).arg(mode);
+        assert_eq!(unblock.query::<i64>(&mut c).unwrap(), 1, "{mode:?}");
+        let reply = w.join().unwrap();
+        match mode {
+            None => assert_eq!(
+                holder_of(&reply.unwrap()),
+                Some(("held".into(), token)),
+                "TIMEOUT {timeout}: the INFO reply, as for a timeout"
+            ),
+            Some(_) => {
+                let err = reply.expect_err("UNBLOCKED");
+                assert_eq!(err.code(), Some("UNBLOCKED"), "{err}");
+            }
+        }
+    }
+    wait_blocked(&mut c, 0);
+}

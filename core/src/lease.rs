@@ -176,6 +176,16 @@ impl Lease {
         }
     }
 
+    /// A record of a lock never held (token 0), for INFO of a key with no
+    /// record: free, with these terms.
+    pub fn never_held(terms: Terms) -> Lease {
+        let mut lease = Lease::first(b"", terms, 0);
+        lease.token = 0;
+        lease.phase = Phase::Free;
+        lease.owner = Owner::none();
+        lease
+    }
+
     /// The first lease of a new key when the data set last handed out
     /// `floor`: token `floor + 1` (1 on a fresh data set).
     pub fn first_after(

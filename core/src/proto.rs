@@ -20,3 +20,8 @@ pub const INFO_NUMBERS: [&str; 10] = [
 /// The error code of BEAT (and FENCED, CHECK) by a caller that does not hold
 /// the live lease: `NOTHELD <why>`.
 pub const NOTHELD: &str = "NOTHELD";
+
+/// INFO's `state` of a lock (a missing key included) that is not held and
+/// whose grants are held back after a promotion (the failover delay); its
+/// `ttl` is the delay left.
+pub const STATE_HELD_BACK: &str = "held-back";

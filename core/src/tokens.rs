@@ -37,11 +37,15 @@ impl Floor {
     }
 }
 
-/// How long grants of locks that are not held wait after a promotion: the
-/// configured ms, or with `DELAY_AUTO` the longest lease this server knows.
-pub fn failover_delay(configured: i64, longest_lease_ms: i64) -> i64 {
+/// How long, after an unplanned promotion, grants of one lock that is not
+/// held wait: the configured ms, or with `DELAY_AUTO` the lease length
+/// (`interval * misses`) of the lock's own last lease, or for a key with no
+/// record the default terms' lease length. The delay guards against a
+/// grant the old master made and never sent; the best guess of its terms is
+/// the lock's own last terms (or the defaults for a key never locked here).
+pub fn failover_delay(configured: i64, lock_lease_ms: Option<i64>, default_lease_ms: i64) -> i64 {
     if configured == DELAY_AUTO {
-        longest_lease_ms.max(0)
+        lock_lease_ms.unwrap_or(default_lease_ms).max(0)
     } else {
         configured.max(0)
     }
@@ -80,10 +84,14 @@ mod tests {
     }
 
     #[test]
-    fn delays() {
-        assert_eq!(failover_delay(DELAY_AUTO, 3000), 3000);
-        assert_eq!(failover_delay(0, 3000), 0);
-        assert_eq!(failover_delay(250, 3000), 250);
-        assert_eq!(failover_delay(DELAY_AUTO, -5), 0);
+    fn delays_are_per_lock() {
+        // Auto: the lock's own last lease, or the defaults for a new key.
+        assert_eq!(failover_delay(DELAY_AUTO, Some(1_800_000), 3000), 1_800_000);
+        assert_eq!(failover_delay(DELAY_AUTO, Some(600), 3000), 600);
+        assert_eq!(failover_delay(DELAY_AUTO, None, 3000), 3000);
+        // Explicit: the same for every lock; 0 is off.
+        assert_eq!(failover_delay(0, Some(1_800_000), 3000), 0);
+        assert_eq!(failover_delay(250, None, 3000), 250);
+        assert_eq!(failover_delay(DELAY_AUTO, Some(-5), 3000), 0);
     }
 }

@@ -154,6 +154,11 @@ unsafe extern "C" fn on_server_event(
         raw::REDISMODULE_EVENT_CONFIG => {
             crate::eviction::on_config_change(ctx, data);
             crate::propagation::refresh(ctx);
+            // A running failover delay follows hblock.failover-delay at once.
+            crate::tokens::delay_config_changed(now_ms());
+        }
+        raw::REDISMODULE_EVENT_MASTER_LINK_CHANGE => {
+            crate::tokens::link_changed(subevent == raw::REDISMODULE_SUBEVENT_MASTER_LINK_UP);
             return;
         }
         _ => {}
@@ -195,6 +200,7 @@ pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         raw::REDISMODULE_EVENT_LOADING,
         raw::REDISMODULE_EVENT_CONFIG,
+        raw::REDISMODULE_EVENT_MASTER_LINK_CHANGE,
     ];
     if !crate::ffi::subscribe_keyspace(ctx, classes, on_key_event) {
         return false;

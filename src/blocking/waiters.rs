@@ -155,10 +155,12 @@ pub fn serve(
             stats::bump(&stats::WAIT_TIMEOUTS);
             continue;
         }
-        let granted = match lock_at(handle)? {
-            // After a promotion, a lock not held waits for the delay's end.
+        let current = lock_at(handle)?;
+        let granted = match current {
             Some(lease) if lease.state(now) == State::Held => None,
-            _ if crate::tokens::hold_left(now) > 0 => None,
+            // After a promotion, a lock not held waits for its delay's end.
+            Some(lease) if crate::tokens::hold_left(Some(lease), now) > 0 => None,
+            None if crate::tokens::hold_left(None, now) > 0 => None,
             // A grant that creates a key follows ACQUIRE's deny-oom.
             None if crate::eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
             None => {

@@ -131,14 +131,13 @@ fn grant_or_renew(
         now,
         queue_ahead,
     } = *call;
-    let held_off = tokens::hold_left(now) > 0;
     Ok(match lock_at(handle)? {
         Some(lease) => {
             let held = lease.state(now) == State::Held;
             let holder_renews = held && lease.owner.as_bytes() == owner;
             if queue_ahead && !holder_renews {
                 Acquired::Busy
-            } else if held_off && !held {
+            } else if !held && tokens::hold_left(Some(lease), now) > 0 {
                 stats::bump(&stats::FAILOVER_DELAYED);
                 Acquired::Busy
             } else {
@@ -148,7 +147,7 @@ fn grant_or_renew(
             }
         }
         None if queue_ahead => Acquired::Busy,
-        None if held_off => {
+        None if tokens::hold_left(None, now) > 0 => {
             stats::bump(&stats::FAILOVER_DELAYED);
             Acquired::Busy
         }

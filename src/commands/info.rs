@@ -10,7 +10,7 @@ use crate::command_info::{Spec, KEY};
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
-use hblock_core::proto::INFO_NUMBERS;
+use hblock_core::proto::{INFO_NUMBERS, STATE_HELD_BACK as HELD_BACK};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::ffi::c_char;
 
@@ -60,11 +60,17 @@ pub fn reply_info(ctx: &Context, key: &RedisString) -> RedisResult {
     let lease = handle
         .get_value::<Lease>(&LOCK_TYPE)
         .map_err(|_| Error::WrongType)?;
+    let now = now_ms();
+    let waiters = crate::blocking::waiters(ctx, key) as u64;
     let Some(lease) = lease else {
+        // Grants held back after a promotion: a key with no record says so.
+        if crate::tokens::hold_left(None, now) > 0 {
+            let none = Lease::never_held(crate::config::default_terms());
+            reply_view(ctx, &none, now, (waiters, false));
+            return Ok(RedisValue::NoReply);
+        }
         return Ok(RedisValue::Null);
     };
-    let waiters = crate::blocking::waiters(ctx, key) as u64;
-    let now = now_ms();
     let bound = holder(Some(lease), now) != 0
         && crate::binding::is_bound(|| crate::blocking::lock_id(ctx, key), lease.token);
     reply_view(ctx, lease, now, (waiters, bound));
@@ -75,12 +81,15 @@ pub fn reply_info(ctx: &Context, key: &RedisString) -> RedisResult {
 fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
     let (waiters, bound) = extra;
     let view = lease.view(now);
-    // A lock not held, after a promotion: ttl is the failover delay left.
-    let held_off = crate::tokens::hold_left(now);
-    let ttl = if view.state != crate::lease::State::Held && held_off > 0 {
-        held_off
+    // A lock not held, after a promotion: `held-back`, ttl the delay left.
+    let held_off = match view.state {
+        crate::lease::State::Held => 0,
+        _ => crate::tokens::hold_left(Some(lease), now),
+    };
+    let (state, ttl) = if held_off > 0 {
+        (HELD_BACK, held_off)
     } else {
-        view.ttl_ms
+        (view.state.name(), view.ttl_ms)
     };
     // In the order of INFO_NUMBERS (hblock_core::proto), which names them.
     let numbers: [i64; 10] = [
@@ -100,7 +109,7 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
     };
     raw::reply_with_map(ctx.ctx, 2 + numbers.len() as std::ffi::c_long);
     bulk(b"state");
-    bulk(view.state.name().as_bytes());
+    bulk(state.as_bytes());
     bulk(b"owner");
     match view.owner {
         Some(owner) => bulk(owner),

@@ -45,8 +45,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     if holder == seen && crate::blocking::can_block(ctx) {
         let lock = crate::blocking::lock_id(ctx, key);
-        // WAIT_MAX bounds the timeout: it fits Redis's long long.
-        if crate::watch::block(ctx.ctx, lock, seen, timeout_ms as i64) {
+        if crate::watch::block(ctx.ctx, lock, seen, timeout_ms) {
             return Ok(RedisValue::NoReply);
         }
     }

@@ -162,12 +162,24 @@ pub const TIMER_MAX_MS: i64 = 600_000;
 /// Starts a timer that calls `callback` after `delay_ms` (no data), at most
 /// [`TIMER_MAX_MS`] from now.
 pub fn create_timer(ctx: Ctx, delay_ms: i64, callback: TimerCallback) -> Option<TimerId> {
+    create_timer_with_data(ctx, delay_ms, callback, 0)
+}
+
+/// As [`create_timer`], handing `data` (a number, not a pointer) to the
+/// callback as its data pointer.
+pub fn create_timer_with_data(
+    ctx: Ctx,
+    delay_ms: i64,
+    callback: TimerCallback,
+    data: usize,
+) -> Option<TimerId> {
     let delay_ms = delay_ms.clamp(0, TIMER_MAX_MS);
     // SAFETY: a live context and an `extern "C"` callback of this module; the
-    // timer carries no data, so nothing leaks when it is stopped.
+    // data is a plain number that nobody dereferences, so nothing leaks
+    // when the timer is stopped.
     unsafe {
         raw::RedisModule_CreateTimer
-            .map(|create| create(ctx, delay_ms, Some(callback), std::ptr::null_mut()))
+            .map(|create| create(ctx, delay_ms, Some(callback), data as *mut c_void))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The one RESP codec of the tests: a raw connection (commands out, replies
-//! in; one fd per connection, so 10,000 of them fit the fd limit) and the
-//! encoder and reply reader it uses.
+//! in; one fd per connection, so 10,000 of them fit the fd limit), the
+//! encoder and two reply readers (`read_reply` checks errors only,
+//! `read_value` keeps the whole reply).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -48,6 +49,68 @@ impl Raw {
     pub fn call(&mut self, args: &[&str]) -> String {
         self.send(args);
         self.line()
+    }
+
+    /// Sends several commands in one write (a pipeline).
+    pub fn send_all<A: AsRef<[u8]>>(&mut self, commands: &[Vec<A>]) {
+        let mut out = Vec::new();
+        for args in commands {
+            encode(args, &mut out);
+        }
+        self.reader.get_mut().write_all(&out).expect("write");
+    }
+
+    /// Reads one whole reply, whatever its type.
+    pub fn value(&mut self) -> Value {
+        read_value(&mut self.reader)
+    }
+
+    /// A read that waits longer than `limit` fails the test instead of
+    /// hanging it.
+    pub fn read_timeout(&mut self, limit: std::time::Duration) {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(limit))
+            .expect("read timeout");
+    }
+}
+
+/// A whole RESP2 reply.
+#[derive(Debug, PartialEq)]
+pub enum Value {
+    Nil,
+    Int(i64),
+    Status(String),
+    Error(String),
+    Bulk(Vec<u8>),
+    Array(Vec<Value>),
+}
+
+/// Reads one whole reply (RESP2), errors inside arrays included.
+pub fn read_value(r: &mut impl BufRead) -> Value {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read reply");
+    let line = line.trim_end();
+    assert!(!line.is_empty(), "connection closed before a reply");
+    let (kind, rest) = line.split_at(1);
+    let number = || -> i64 {
+        rest.parse()
+            .unwrap_or_else(|_| panic!("bad number in {line:?}"))
+    };
+    match kind {
+        "-" => Value::Error(rest.to_string()),
+        "+" => Value::Status(rest.to_string()),
+        ":" => Value::Int(number()),
+        "$" if number() < 0 => Value::Nil,
+        "$" => {
+            let mut buf = vec![0; number() as usize + 2];
+            r.read_exact(&mut buf).expect("bulk");
+            buf.truncate(buf.len() - 2);
+            Value::Bulk(buf)
+        }
+        "*" if number() < 0 => Value::Nil,
+        "*" => Value::Array((0..number()).map(|_| read_value(r)).collect()),
+        other => panic!("unexpected reply type {other:?} in {line:?}"),
     }
 }
 

@@ -8,6 +8,8 @@ mod bind;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
+/// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
+mod memory;
 /// The Python example and redis-py on a cluster.
 mod python;
 /// --min-replicas and `hblock run` through a cluster failover.

@@ -1,0 +1,202 @@
+//! The failover delay after a promotion: per lock, from what the new master
+//! knows of it; nothing held back after a planned promotion; the operator's
+//! CONFIG SET acts on a running delay; INFO shows it.
+
+use crate::support::{acquire, call, config_set, counter, info_field, info_int, state, Server};
+use redis::Connection;
+use std::time::{Duration, Instant};
+
+fn delay_left(c: &mut Connection) -> i64 {
+    info_field(c, "hblock", "hblock_failover_delay_left_ms")
+        .and_then(|v| v.parse().ok())
+        .expect("hblock_failover_delay_left_ms in INFO hblock")
+}
+
+fn release(c: &mut Connection, key: &str, owner: &str, token: i64) {
+    let released: i64 = call(
+        c,
+        &[
+            b"HBLOCK.RELEASE",
+            key.as_bytes(),
+            owner.as_bytes(),
+            token.to_string().as_bytes(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(released, 1);
+}
+
+fn promote(r: &mut Connection) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(r)
+        .unwrap();
+}
+
+/// A master with a replica in sync that knows a 30-minute lease, taken once
+/// and released, and a short one; then the master is killed and the
+/// replica promoted by hand (the link is down: unplanned).
+fn crashed_master_with(walkthrough_ms: &str) -> (Server, Connection) {
+    let mut master = Server::start();
+    let replica = Server::replica_of(&master);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", walkthrough_ms]).unwrap();
+    release(&mut m, "walkthrough", "me", t);
+    let t = acquire(&mut m, "short", "me", &["INTERVAL", "100", "MISSES", "2"]).unwrap();
+    release(&mut m, "short", "me", t);
+    crate::support::wait_in_sync(&mut m, &mut r);
+    master.stop();
+    let down = crate::support::eventually(Duration::from_secs(10), || {
+        (info_field(&mut r, "replication", "master_link_status")? == "down").then_some(())
+    });
+    assert!(down.is_some(), "the replica saw its master go");
+    promote(&mut r);
+    (replica, r)
+}
+
+#[test]
+fn a_long_lease_taken_once_holds_back_that_lock_only() {
+    let (_replica, mut r) = crashed_master_with("600000");
+    let promoted = Instant::now();
+    // The 30-minute lock: held back for its own lease, and INFO says so.
+    assert_eq!(acquire(&mut r, "walkthrough", "b", &[]), None);
+    assert_eq!(state(&mut r, "walkthrough"), "held-back");
+    let ttl = info_int(&mut r, "walkthrough", "ttl");
+    assert!(ttl > 1_700_000 && ttl <= 1_800_000, "ttl {ttl}");
+    // A brand-new key: the default terms (1 s x 3), and INFO is not nil.
+    assert_eq!(acquire(&mut r, "brand:new:key", "b", &[]), None);
+    assert_eq!(state(&mut r, "brand:new:key"), "held-back");
+    assert_eq!(info_int(&mut r, "brand:new:key", "token"), 0);
+    let left = delay_left(&mut r);
+    assert!(left > 1_700_000, "the longest hold left: {left}");
+    // The short lock's own lease is 200 ms; the new key's 3 s.
+    let short = acquire(&mut r, "short", "b", &["WAIT", "10000"]).expect("short granted");
+    let short_at = promoted.elapsed();
+    let fresh = acquire(&mut r, "brand:new:key", "b", &["WAIT", "10000"]).expect("new key granted");
+    let fresh_at = promoted.elapsed();
+    eprintln!("after the promotion: short lock granted at {short_at:?}, a new key at {fresh_at:?}");
+    assert!(
+        short > 1 << 32 && fresh > short,
+        "a new epoch: {short} {fresh}"
+    );
+    assert!(fresh_at >= Duration::from_millis(2_900), "{fresh_at:?}");
+    assert!(fresh_at < Duration::from_secs(10), "{fresh_at:?}");
+    assert!(counter(&mut r, "failover_delayed") >= 3);
+    // The walkthrough lock is still held back; the operator ends it.
+    assert_eq!(acquire(&mut r, "walkthrough", "b", &[]), None);
+    config_set(&mut r, "hblock.failover-delay", "0");
+    assert!(
+        acquire(&mut r, "walkthrough", "b", &[]).is_some(),
+        "ended by CONFIG SET 0"
+    );
+    assert_eq!(delay_left(&mut r), 0);
+    assert!(
+        crate::support::info(&mut r, "another:new:key").is_none(),
+        "nil again"
+    );
+}
+
+#[test]
+fn config_set_shortens_lengthens_and_serves_waiters_at_the_new_end() {
+    let (replica, mut r) = crashed_master_with("600000");
+    let promoted = Instant::now();
+    let url = replica.url();
+    let waiter = std::thread::spawn(move || {
+        let mut w = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let got = acquire(&mut w, "walkthrough", "w", &["WAIT", "20000"]);
+        (got, Instant::now())
+    });
+    let queued = crate::support::eventually(Duration::from_secs(5), || {
+        (info_int(&mut r, "walkthrough", "waiters") == 1).then_some(())
+    });
+    assert!(queued.is_some());
+    // Explicit 60 s for every lock: the brand-new key is held longer now...
+    config_set(&mut r, "hblock.failover-delay", "60000");
+    let ttl = info_int(&mut r, "brand:new", "ttl");
+    assert!(ttl > 50_000 && ttl <= 60_000, "lengthened: {ttl}");
+    // ... and 1 s ends the walkthrough's hold 1 s after the promotion: its
+    // waiter is granted then, without any other command.
+    config_set(&mut r, "hblock.failover-delay", "1000");
+    let (got, at) = waiter.join().unwrap();
+    assert!(got.is_some(), "the waiter was granted");
+    let waited = at.duration_since(promoted);
+    eprintln!("waiter granted {waited:?} after the promotion (delay set to 1 s)");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_planned_promotion_holds_nothing_back() {
+    let master = Server::start();
+    let replica = Server::replica_of(&master);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
+    release(&mut m, "walkthrough", "me", t);
+    crate::support::wait_in_sync(&mut m, &mut r);
+    // REPLICAOF NO ONE while the link is up: everything the master sent has
+    // arrived, so nothing is held back.
+    promote(&mut r);
+    assert!(acquire(&mut r, "walkthrough", "b", &[]).is_some());
+    assert!(acquire(&mut r, "brand:new:key", "b", &[]).is_some());
+    assert_eq!(delay_left(&mut r), 0);
+    assert_eq!(counter(&mut r, "failover_delayed"), 0);
+}
+
+#[test]
+fn failover_command_hands_over_with_no_delay() {
+    let master = Server::start();
+    let replica = Server::replica_of(&master);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
+    release(&mut m, "walkthrough", "me", t);
+    crate::support::wait_in_sync(&mut m, &mut r);
+    let _: () = redis::cmd("FAILOVER").query(&mut m).unwrap();
+    let promoted = crate::support::eventually(Duration::from_secs(10), || {
+        (info_field(&mut r, "replication", "role")? == "master").then_some(())
+    });
+    assert!(promoted.is_some(), "FAILOVER promoted the replica");
+    assert!(acquire(&mut r, "walkthrough", "b", &[]).is_some());
+    assert!(acquire(&mut r, "brand:new:key", "b", &[]).is_some());
+    assert_eq!(delay_left(&mut r), 0);
+}
+
+#[test]
+fn cluster_failover_without_force_holds_nothing_back() {
+    use crate::support::cluster::Cluster;
+    let cluster = Cluster::start();
+    let key = "planned:lock";
+    let master = cluster.master_of(key);
+    let mut m = cluster.nodes[master].conn();
+    let t = acquire(&mut m, key, "me", &["INTERVAL", "600000"]).unwrap();
+    release(&mut m, key, "me", t);
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut m).unwrap();
+    assert_eq!(acked, 1);
+    let port = cluster.nodes[master].port;
+    let replica = (0..cluster.nodes.len())
+        .find(|&i| {
+            let mut c = cluster.nodes[i].conn();
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).unwrap_or_default();
+            matches!(role.get(2), Some(redis::Value::Int(p)) if *p == i64::from(port))
+        })
+        .expect("the master's replica");
+    let mut r = cluster.nodes[replica].conn();
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut r).unwrap();
+    let promoted = crate::support::eventually(Duration::from_secs(15), || {
+        (info_field(&mut r, "replication", "role")? == "master").then_some(())
+    });
+    assert!(promoted.is_some(), "CLUSTER FAILOVER promoted the replica");
+    let granted = crate::support::eventually(Duration::from_secs(5), || {
+        let got: redis::RedisResult<Option<i64>> =
+            redis::cmd("HBLOCK.ACQUIRE").arg(key).arg("b").query(&mut r);
+        got.ok().flatten()
+    });
+    assert!(
+        granted.is_some(),
+        "granted at once after a planned failover"
+    );
+    assert_eq!(delay_left(&mut r), 0);
+    assert_eq!(counter(&mut r, "failover_delayed"), 0);
+}
