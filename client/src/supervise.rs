@@ -150,10 +150,17 @@ fn wait_for_lease(
         opts.lease.clone(),
     );
     std::thread::spawn(move || {
+        // One line per kind of error in a row, not one per retry (a
+        // failover retries every few ms for seconds).
+        let mut last = String::new();
         let acquired = waiter.acquire_as(&key, owner.as_bytes(), &options, |err| {
-            log::error(&format!(
-                "waiting for {key}: {err}; waiting again (the place in the queue may be lost)"
-            ));
+            let text = err.to_string();
+            if text != last {
+                log::error(&format!(
+                    "waiting for {key}: {text}; waiting again (the place in the queue may be lost)"
+                ));
+                last = text;
+            }
         });
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
     });
