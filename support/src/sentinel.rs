@@ -172,6 +172,9 @@ impl SentinelSet {
     /// replica), then the Sentinels once the replica is in sync, and waits
     /// until every Sentinel knows the replica and the two other Sentinels.
     pub fn start(options: Options) -> SentinelSet {
+        // A full sync at once, not after the default 5 s of waiting for
+        // more replicas (also when the old master rejoins as a replica).
+        let options = options.config("repl-diskless-sync-delay", "0");
         let master = Server::with(options.clone());
         let replica =
             Server::with(options.config("replicaof", &format!("127.0.0.1 {}", master.port)));

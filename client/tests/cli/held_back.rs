@@ -8,7 +8,8 @@ use hblock_client::{Client, NotGranted};
 /// A replica promoted after its master was killed (the link was down: an
 /// unplanned promotion), with `hblock.failover-delay` at `delay_ms`.
 fn promoted_after_a_crash(delay_ms: &str) -> Server {
-    let mut master = Server::start();
+    let mut master =
+        Server::with(support::Options::default().config("repl-diskless-sync-delay", "0"));
     let replica = Server::replica_of(&master);
     let (mut m, mut r) = (master.conn(), replica.conn());
     support::wait_in_sync(&mut m, &mut r);

@@ -290,7 +290,11 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     // The old master comes back as a replica of the new one; then a planned
     // SENTINEL FAILOVER back to it. A new standby s2 waits for rs.
     let replicaof = format!("127.0.0.1 {}", set.nodes[1].port);
-    set.nodes[0].crash_and_restart_with(Options::default().config("replicaof", &replicaof));
+    set.nodes[0].crash_and_restart_with(
+        Options::default()
+            .config("repl-diskless-sync-delay", "0")
+            .config("replicaof", &replicaof),
+    );
     let mut c0 = set.nodes[0].conn();
     support::wait_in_sync(&mut c1, &mut c0);
     let s2 = run_on(&url, d, "rs", "s2", &short);
