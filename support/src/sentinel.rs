@@ -12,23 +12,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// The `sentinel.conf` lines of each Sentinel, as docs/operations.md shows
+/// them (`make test-docs` checks the two are the same file); the master's
+/// port 6379 is replaced by the test master's.
+pub const SENTINEL_CONF: &str = include_str!("sentinel.conf");
 /// The name the Sentinels monitor the master under.
 pub const MASTER_NAME: &str = "hbm";
-/// `sentinel down-after-milliseconds`: how long a master is unreachable
-/// before a Sentinel thinks it is down.
+/// `sentinel down-after-milliseconds` in SENTINEL_CONF: how long a master
+/// is unreachable before a Sentinel thinks it is down.
 pub const DOWN_AFTER_MS: u64 = 1000;
-/// `sentinel failover-timeout`.
-pub const FAILOVER_TIMEOUT_MS: u64 = 3000;
 
-/// The `sentinel.conf` lines of each Sentinel (after `port` and `dir`);
-/// docs/operations.md shows the same lines.
+/// SENTINEL_CONF for a master on `master_port`.
 pub fn sentinel_conf(master_port: u16) -> String {
-    format!(
-        "sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
-         sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
-         sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
-         sentinel parallel-syncs {MASTER_NAME} 1\n"
-    )
+    SENTINEL_CONF.replace("127.0.0.1 6379 ", &format!("127.0.0.1 {master_port} "))
 }
 
 fn server_bin() -> String {
@@ -251,5 +247,19 @@ impl SentinelSet {
             })
         });
         assert!(accepted.is_some(), "no Sentinel accepted SENTINEL FAILOVER");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conf_names_the_master_and_the_down_after_the_tests_assume() {
+        let conf = sentinel_conf(7001);
+        assert!(conf.contains(&format!("sentinel monitor {MASTER_NAME} 127.0.0.1 7001 2\n")));
+        assert!(conf.contains(&format!(
+            "sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+        )));
     }
 }
