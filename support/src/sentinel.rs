@@ -257,7 +257,9 @@ mod tests {
     #[test]
     fn the_conf_names_the_master_and_the_down_after_the_tests_assume() {
         let conf = sentinel_conf(7001);
-        assert!(conf.contains(&format!("sentinel monitor {MASTER_NAME} 127.0.0.1 7001 2\n")));
+        assert!(conf.contains(&format!(
+            "sentinel monitor {MASTER_NAME} 127.0.0.1 7001 2\n"
+        )));
         assert!(conf.contains(&format!(
             "sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
         )));
