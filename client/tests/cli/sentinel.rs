@@ -183,6 +183,17 @@ fn survived(dir: &Path, k_log: &str, pk_log: &str, since_ns: u128) {
     }
 }
 
+/// `key` is held on `node` and its beat count there grows.
+fn beats_on(set: &SentinelSet, node: usize, key: &str) {
+    let mut c = set.nodes[node].conn();
+    let first = support::info_int(&mut c, key, "beats");
+    let grew = eventually(Duration::from_secs(5), || {
+        (support::state(&mut c, key) == "held" && support::info_int(&mut c, key, "beats") > first)
+            .then_some(())
+    });
+    assert!(grew.is_some(), "{key}: no beat reached the new master");
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -319,6 +330,11 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     );
     assert_eq!(left, 0, "no failover delay after a planned promotion");
     assert!(fresh.is_some(), "a brand-new key is granted at once");
+    // Every holder beats on the new master now (a beat that stayed on the
+    // old master, still up, would not count there): s, k, ps and pk.
+    for key in ["py", "pykeep", "rs", "keep"] {
+        beats_on(&set, 0, key);
+    }
     // s keeps its lease on the new master (its beats follow Sentinel)...
     let s_kept = eventually(Duration::from_secs(10), || {
         (support::info_int(&mut c0, "rs", "token") == s_token
