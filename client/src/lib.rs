@@ -25,6 +25,12 @@
 //! - `log.rs`: timestamped log lines, `--quiet`.
 //! - `main.rs`: the CLI.
 //!
+//! When [`Client::acquire`] answers `None`, [`Client::not_granted`] says why
+//! ([`NotGranted`]): held by another owner, grants held back after a failover
+//! (`NotGranted::HeldBack`, INFO's state [`HELD_BACK`]), free, or missing.
+//! [`Client::open`] takes `redis://`, `rediss://` and `redis+sentinel://`
+//! URLs (see [`sentinel`]).
+//!
 //! ```no_run
 //! use hblock_client::{Client, LeaseEvent, LeaseOptions};
 //! use std::time::Duration;

@@ -379,3 +379,45 @@ fn run_and_python_leases_follow_sentinel_failovers() {
         began.elapsed()
     );
 }
+
+#[test]
+fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hblock"))
+            .args(args)
+            .args(["info", "k"])
+            .output()
+            .expect("hblock")
+    };
+    for (args, says) in [
+        (
+            vec!["--redis", "redis+sentinel://127.0.0.1:1"],
+            "no /mastername",
+        ),
+        (
+            vec!["--cluster", "--redis", "redis+sentinel://127.0.0.1:1/m"],
+            "give it alone",
+        ),
+        (
+            vec!["--redis", "redis+sentinel://127.0.0.1:1/m?password=x"],
+            "unknown parameter",
+        ),
+    ] {
+        let out = cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Nothing listens there: exit 3, and neither password is shown.
+    let out = cli(&[
+        "--redis",
+        "redis+sentinel://app:s3cret@127.0.0.1:1,127.0.0.1:2/m?sentinel_password=t0ps3cret",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 3, "{err}");
+    assert!(
+        err.contains("app:***@127.0.0.1:1,127.0.0.1:2/m?sentinel_password=***"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
