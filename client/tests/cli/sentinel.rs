@@ -153,8 +153,13 @@ fn hblock_info(url: &str, key: &str) -> String {
 }
 
 fn waiters_on(set: &SentinelSet, node: usize, key: &str, n: i64) -> bool {
+    waiters_within(set, node, key, n, Duration::from_secs(15))
+}
+
+/// `n` clients wait for `key` on `node` within `within`.
+fn waiters_within(set: &SentinelSet, node: usize, key: &str, n: i64, within: Duration) -> bool {
     let mut c = set.nodes[node].conn();
-    eventually(Duration::from_secs(15), || {
+    eventually(within, || {
         let info = support::info(&mut c, key)?;
         info.into_iter()
             .any(|(name, v)| name == "waiters" && v == redis::Value::Int(n))
@@ -223,7 +228,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
         .0;
     let mut ph = PyLease::start(&set, d, "py", "ph", (200, 10));
     let ph_token = started(d, "ph", Duration::from_secs(15)).expect("ph").0;
-    let ps = PyLease::start(&set, d, "py", "ps", (200, 10));
+    let mut ps = PyLease::start(&set, d, "py", "ps", (200, 10));
     assert!(waiters_on(&set, 0, "py", 1), "ps waits\n{}", ps.log());
     let pk = PyLease::start(&set, d, "pykeep", "pk", (1000, 10));
     let pk_token = started(d, "pk", Duration::from_secs(15)).expect("pk").0;
@@ -299,7 +304,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     survived(d, &k.log(), &pk.log(), killed_ns);
 
     // The old master comes back as a replica of the new one; then a planned
-    // SENTINEL FAILOVER back to it. A new standby s2 waits for rs.
+    // SENTINEL FAILOVER back to it. New standbys wait: s2 for rs, ps2 for py.
     let replicaof = format!("127.0.0.1 {}", set.nodes[1].port);
     set.nodes[0].crash_and_restart_with(
         Options::default()
@@ -310,6 +315,8 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     support::wait_in_sync(&mut c1, &mut c0);
     let s2 = run_on(&url, d, "rs", "s2", &short);
     assert!(waiters_on(&set, 1, "rs", 1), "s2 waits\n{}", s2.log());
+    let ps2 = PyLease::start(&set, d, "py", "ps2", (200, 10));
+    assert!(waiters_on(&set, 1, "py", 1), "ps2 waits\n{}", ps2.log());
     let planned = Instant::now();
     let planned_ns = now_ns();
     set.planned_failover();
@@ -336,7 +343,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
         beats_on(&set, 0, key);
     }
     // s keeps its lease on the new master (its beats follow Sentinel)...
-    let s_kept = eventually(Duration::from_secs(10), || {
+    let s_kept = eventually(Duration::from_secs(5), || {
         (support::info_int(&mut c0, "rs", "token") == s_token
             && support::info_int(&mut c0, "rs", "waiters") == 1)
             .then_some(())
@@ -347,18 +354,34 @@ fn run_and_python_leases_follow_sentinel_failovers() {
         s.log(),
         s2.log()
     );
-    // ...and hands over the moment its child stops.
+    // ps2 was moved too (its wait on the old master closed), and takes over
+    // from ps, killed, once ps's connection closes (BIND's 100 ms).
+    // (Within 5 s: Sentinel demotes the old master, which would also move
+    // it, only about 10 s after the switch.)
+    assert!(
+        waiters_within(&set, 0, "py", 1, Duration::from_secs(5)),
+        "ps2 waits on the new master\n{}",
+        ps2.log()
+    );
+    let ps_killed = now_ns();
+    let _ = ps.child.kill();
+    let (ps2_token, ps2_start) = started(d, "ps2", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("ps2 never took over\n{}", ps2.log()));
+    let py_handover = Duration::from_nanos(ps2_start.saturating_sub(ps_killed) as u64);
+    assert!(ps2_token > ps_token);
+    // ...and s hands over the moment its child stops.
     s.signal(libc::SIGTERM);
     let stopped = Instant::now();
     let (s2_token, _) = started(d, "s2", Duration::from_secs(10))
         .unwrap_or_else(|| panic!("s2 never took over\n{}", s2.log()));
     let handover = stopped.elapsed();
     eprintln!(
-        "sentinel planned failover: s stopped to s2's child {:.0} ms",
-        ms(handover)
+        "sentinel planned failover: s stopped to s2's child {:.0} ms; kill -9 of ps to ps2's work {:.0} ms",
+        ms(handover),
+        ms(py_handover)
     );
     assert!(
-        handover < Duration::from_millis(short_ms),
+        handover < Duration::from_millis(short_ms) && py_handover < Duration::from_millis(short_ms),
         "handed over without a delay"
     );
     assert!(s2_token > s_token);
@@ -369,6 +392,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     one_at_a_time(d, "h", "s");
     one_at_a_time(d, "s", "s2");
     one_at_a_time(d, "ph", "ps");
+    one_at_a_time(d, "ps", "ps2");
     survived(d, &k.log(), &pk.log(), planned_ns);
     assert_eq!(support::info_int(&mut c0, "keep", "token"), k_token);
     assert_eq!(support::info_int(&mut c0, "pykeep", "token"), pk_token);
