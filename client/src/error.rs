@@ -81,6 +81,11 @@ impl From<RedisError> for Error {
 /// A Redis error as the server said it (`WRONGTYPE Operation against ...`),
 /// with a hint where the cause is usually elsewhere.
 fn describe(err: &RedisError) -> String {
+    if err.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        return format!(
+            "{err}; is the name in the URL the one of `sentinel monitor`? (during a failover, wait)"
+        );
+    }
     let (Some(code), Some(detail)) = (err.code(), err.detail()) else {
         return err.to_string();
     };

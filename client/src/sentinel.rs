@@ -226,11 +226,13 @@ impl SentinelTarget {
 
     /// `host:port` of the master the Sentinels name now
     /// (`SENTINEL GET-MASTER-ADDR-BY-NAME`), asking one Sentinel after the
-    /// other, each within `limit`. Cheap: one round trip on a kept
+    /// other, all within `limit`. Cheap: one round trip on a kept
     /// connection. Before a failover ends this is still the old master; the
     /// full lookup (`master`) also checks the node's ROLE.
     pub fn named_master(&self, limit: Duration) -> RedisResult<String> {
         let limit = limit.max(Duration::from_millis(10));
+        let deadline = std::time::Instant::now() + limit;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
         let mut slot = self
             .asker
             .lock()
@@ -249,18 +251,29 @@ impl SentinelTarget {
                 })
         };
         if let Some(c) = slot.as_mut() {
-            match ask(c) {
+            let bounded = c
+                .set_read_timeout(Some(limit))
+                .and_then(|()| c.set_write_timeout(Some(limit)));
+            match bounded.and_then(|()| ask(c)) {
                 Ok(addr) => return Ok(addr),
                 Err(_) => *slot = None,
             }
         }
         let mut last = None;
         for info in &self.sentinels {
+            let budget = left();
+            if budget < Duration::from_millis(1) {
+                last = Some(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no Sentinel answered in time",
+                )));
+                break;
+            }
             let attempt = redis::Client::open(info.clone())
-                .and_then(|client| client.get_connection_with_timeout(limit))
+                .and_then(|client| client.get_connection_with_timeout(budget))
                 .and_then(|mut c| {
-                    c.set_read_timeout(Some(limit))?;
-                    c.set_write_timeout(Some(limit))?;
+                    c.set_read_timeout(Some(budget))?;
+                    c.set_write_timeout(Some(budget))?;
                     let addr = ask(&mut c)?;
                     Ok((c, addr))
                 });

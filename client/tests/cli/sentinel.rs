@@ -236,6 +236,15 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     let max_before = before.into_iter().max().unwrap_or(0);
     let info = hblock_info(&url, "rs");
     assert!(info.contains("\"state\":\"held\""), "{info}");
+    // A master name the Sentinels do not monitor: exit 3, and a hint.
+    let wrong = url.replace(&format!("/{MASTER_NAME}"), "/nosuch");
+    let out = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", &wrong, "info", "rs"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 3, "{err}");
+    assert!(err.contains("`sentinel monitor`"), "{err}");
     let mut c0 = set.nodes[0].conn();
     let mut c1 = set.nodes[1].conn();
     support::wait_in_sync(&mut c0, &mut c1);
