@@ -37,6 +37,55 @@ logging.warning("stopped: %s", lease.lost_reason)
 sys.exit(4)
 "#;
 
+/// `hblock.watch` on a Sentinel client: one line per change, the token.
+const PY_WATCH: &str = r#"
+import sys
+from redis.sentinel import Sentinel
+import hblock
+ports, key = sys.argv[1:3]
+sentinel = Sentinel([("127.0.0.1", int(p)) for p in ports.split(",")], socket_timeout=1.0,
+                    sentinel_kwargs={"socket_timeout": 0.5})
+for info in hblock.watch(sentinel.master_for("hbm", socket_timeout=5.0), key):
+    print(info and info.get("token"), flush=True)
+"#;
+
+/// A background process whose stdout goes to a file; killed on drop.
+struct Watcher {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Watcher {
+    fn start(mut cmd: Command, out: PathBuf) -> Watcher {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a watcher");
+        Watcher { child, out }
+    }
+
+    /// Whether a line of its output shows `token` within `within`.
+    fn shows(&self, token: i64, within: Duration) -> bool {
+        let token = token.to_string();
+        eventually(within, || {
+            let out = std::fs::read_to_string(&self.out).unwrap_or_default();
+            out.lines()
+                .any(|l| l.trim() == token || l.contains(&format!("\"token\":{token},")))
+                .then_some(())
+        })
+        .is_some()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A Python process running PY_LEASE, killed on drop; its stderr in a file.
 struct PyLease {
     child: Child,
@@ -326,6 +375,27 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     assert!(waiters_on(&set, 1, "rs", 1), "s2 waits\n{}", s2.log());
     let ps2 = PyLease::start(&set, d, "py", "ps2", (200, 10));
     assert!(waiters_on(&set, 1, "py", 1), "ps2 waits\n{}", ps2.log());
+    // Watchers of rs and py, through Sentinel: they must see the handovers
+    // on the new master (the old one, still up, would show none).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
+    cmd.env("HBLOCK_REDIS_URL", &url)
+        .args(["watch", "rs", "--json"]);
+    let rs_watch = Watcher::start(cmd, d.join("rs.watch"));
+    let ports: Vec<String> = set.sentinels.iter().map(|s| s.port.to_string()).collect();
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", PY_WATCH, &ports.join(","), "py"]).env(
+        "PYTHONPATH",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/src"),
+    );
+    let py_watch = Watcher::start(cmd, d.join("py.watch"));
+    assert!(
+        rs_watch.shows(s_token, Duration::from_secs(10)),
+        "hblock watch started"
+    );
+    assert!(
+        py_watch.shows(ps_token, Duration::from_secs(10)),
+        "hblock.watch started"
+    );
     let planned = Instant::now();
     let planned_ns = now_ns();
     set.planned_failover();
@@ -402,6 +472,16 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     one_at_a_time(d, "s", "s2");
     one_at_a_time(d, "ph", "ps");
     one_at_a_time(d, "ps", "ps2");
+    // The watchers followed Sentinel to the new master (within 5 s of the
+    // grants: the old master is demoted only ~10 s after the switch).
+    assert!(
+        rs_watch.shows(s2_token, Duration::from_secs(5)),
+        "hblock watch saw s2's grant"
+    );
+    assert!(
+        py_watch.shows(ps2_token, Duration::from_secs(5)),
+        "hblock.watch saw ps2's grant"
+    );
     survived(d, &k.log(), &pk.log(), planned_ns);
     assert_eq!(support::info_int(&mut c0, "keep", "token"), k_token);
     assert_eq!(support::info_int(&mut c0, "pykeep", "token"), pk_token);
