@@ -23,8 +23,9 @@ pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
     if is_hblock(path) {
         warn(&format!(
             "hblock is already loaded, so MODULE LOAD of {} fails: a module name \
-             loads once per server. MODULE UNLOAD hblock first (after its timers \
-             have fired), or restart with one loadmodule line.",
+             loads once per server, and hblock cannot be unloaded (it exports a \
+             data type; MODULE UNLOAD refuses). To run another build, point the \
+             loadmodule line at it and restart the server.",
             String::from_utf8_lossy(path).escape_debug()
         ));
     }

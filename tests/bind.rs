@@ -201,12 +201,26 @@ fn a_bound_lease_still_expires_without_beats() {
 fn bind_errors_change_nothing() {
     let server = Server::start();
     let mut c = server.conn();
-    let cases: [(&[&str], &str); 4] = [
+    // The bound named is the lease's (default terms: 1000 ms * 3), for any
+    // bad value.
+    let cases: [(&[&str], &str); 7] = [
         (
             &["BIND", "3001"],
             "ERR BIND must be an integer from 0 to 3000",
         ),
-        (&["BIND", "-1"], "ERR BIND must be an integer from 0 to"),
+        (
+            &["BIND", "-1"],
+            "ERR BIND must be an integer from 0 to 3000",
+        ),
+        (&["BIND", "x"], "ERR BIND must be an integer from 0 to 3000"),
+        (
+            &["BIND", "864000000001"],
+            "ERR BIND must be an integer from 0 to 3000",
+        ),
+        (
+            &["BIND", "-1", "INTERVAL", "10", "MISSES", "2"],
+            "ERR BIND must be an integer from 0 to 20",
+        ),
         (&["BIND"], "ERR syntax error"),
         (&["BIND", "1", "BIND", "1"], "ERR syntax error"),
     ];
@@ -228,7 +242,18 @@ fn bind_errors_change_nothing() {
         .arg(&["k", "a", "BIND", "201"])
         .query::<Value>(&mut c)
         .expect_err("longer than the lease");
-    assert!(error_text(&err).starts_with("ERR BIND must be an integer from 0 to 200"));
+    assert_eq!(
+        error_text(&err),
+        "ERR BIND must be an integer from 0 to 200"
+    );
+    let err = redis::cmd("HBLOCK.ACQUIRE")
+        .arg(&["k", "a", "BIND", "-1"])
+        .query::<Value>(&mut c)
+        .expect_err("negative");
+    assert_eq!(
+        error_text(&err),
+        "ERR BIND must be an integer from 0 to 200"
+    );
     assert_eq!(info_int(&mut c, "k", "bound"), 0);
     assert_eq!(info_int(&mut c, "k", "beats"), 0, "not renewed");
     let renewed = acquire(&mut c, "k", "a", &["BIND", "200", "INTERVAL", "60000"]);

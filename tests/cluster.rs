@@ -274,3 +274,83 @@ fn grants_wait_for_the_failover_delay(
     );
     assert!(crate::support::counter(promoted_node, "failover_delayed") >= 1);
 }
+
+/// Nested FENCED sent to a cluster node: routing asks FENCED for its keys
+/// before the command runs (and Valkey 8+ may ask from an I/O thread, hence
+/// `io-threads 2`). Each level used to ask the next until the stack
+/// overflowed; now the wrapped FENCED adds no keys and is refused.
+#[test]
+fn nested_fenced_on_a_cluster_node_is_routed_without_recursing() {
+    let node = crate::support::cluster::single_node(
+        crate::support::Options::default().config("io-threads", "2"),
+    );
+    let mut c = node.conn();
+    let token = acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .expect("granted")
+        .to_string();
+    let nested = crate::fenced::nested_fenced("{app}:lock", &token, 10_000, "{app}:x");
+    let refused = crate::fenced::send(&mut c, &nested).expect_err("refused");
+    assert!(
+        crate::support::error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let mut getkeys = vec!["COMMAND".to_string(), "GETKEYS".to_string()];
+    getkeys.extend(nested.iter().cloned());
+    let keys = crate::fenced::send(&mut c, &getkeys).expect("COMMAND GETKEYS answers");
+    assert_eq!(
+        keys,
+        redis::Value::Array(vec![redis::Value::BulkString(b"{app}:lock".to_vec())])
+    );
+    // Routing still sees the keys of a wrapped command that is not HBLOCK.*.
+    let cross = crate::support::error_of(
+        &mut c,
+        &[
+            b"HBLOCK.FENCED",
+            b"{app}:lock",
+            b"o",
+            token.as_bytes(),
+            b"SET",
+            b"{zzz}:x",
+            b"v",
+        ],
+    );
+    assert!(cross.starts_with("CROSSSLOT"), "{cross}");
+    // Many clients at once, pipelined: Valkey 8+ then reads commands, and
+    // looks up their keys (FENCED's report_keys included), on its I/O
+    // threads. Every call is answered, and refused.
+    let port = node.port;
+    let call = crate::fenced::nested_fenced("{app}:lock", &token, 200, "{app}:x");
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let call = call.clone();
+            std::thread::spawn(move || {
+                use crate::support::raw::{encode, read_reply, Reply};
+                use std::io::Write;
+                let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut out = Vec::new();
+                for _ in 0..100 {
+                    encode(&call, &mut out);
+                }
+                (&stream).write_all(&out).unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                (0..100)
+                    .filter(|_| {
+                        matches!(read_reply(&mut reader),
+                            Reply::Error(e) if e.contains("HBLOCK commands cannot be fenced"))
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    for worker in workers {
+        assert_eq!(worker.join().unwrap(), 100, "every call refused");
+    }
+    let threaded = crate::support::info_field(&mut c, "stats", "io_threaded_reads_processed");
+    eprintln!("nested FENCED on a cluster node: io_threaded_reads_processed {threaded:?}");
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -1,7 +1,7 @@
 //! HBLOCK.FENCED and HBLOCK.CHECK: writes that happen only while the caller
 //! holds the live lease, checked inside Redis.
 
-use crate::support::{acquire, call, digest, error_of, wait_in_sync, Options, Server};
+use crate::support::{acquire, call, digest, error_of, error_text, wait_in_sync, Options, Server};
 use redis::Value;
 use std::time::Duration;
 
@@ -359,23 +359,355 @@ fn replicas_and_the_aof_get_the_wrapped_effect_once() {
     assert_eq!(digest(&mut m), digest(&mut r), "AOF replay = replica");
 }
 
+/// FENCED follows the wrapped command over maxmemory: it is not `denyoom`
+/// itself, so a fenced GET or DEL works, and a fenced SET (denyoom) gets OOM.
 #[test]
-fn over_maxmemory_a_fenced_write_gets_oom_and_check_still_answers() {
+fn over_maxmemory_oom_follows_the_wrapped_command() {
     let server = Server::start();
     let mut c = server.conn();
+    let info: Vec<Vec<Value>> = redis::cmd("COMMAND")
+        .arg(&["INFO", "HBLOCK.FENCED"])
+        .query(&mut c)
+        .unwrap();
+    let flags = format!("{:?}", info[0][2]);
+    assert!(
+        flags.contains("write") && !flags.contains("denyoom"),
+        "{flags}"
+    );
     assert_eq!(
         acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
         Some(1)
     );
+    let _: () = redis::cmd("SET")
+        .arg(&["{app}:r", "kept"])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["{app}:d", "gone"])
+        .query(&mut c)
+        .unwrap();
+    crate::support::config_set(&mut c, "maxmemory-policy", "noeviction");
     crate::support::config_set(&mut c, "maxmemory", "1");
+    let read = fenced(&mut c, "1", &["GET", "{app}:r"]).unwrap();
+    assert_eq!(read, Value::BulkString(b"kept".to_vec()), "a read works");
+    let deleted = fenced(&mut c, "1", &["DEL", "{app}:d"]).unwrap();
+    assert_eq!(deleted, Value::Int(1), "a delete works (it frees memory)");
     let oom = fenced(&mut c, "1", &["SET", "{app}:s", "v"]).unwrap_err();
-    assert!(format!("{oom}").contains("OOM"), "{oom}");
+    assert!(error_text(&oom).starts_with("OOM"), "{oom}");
+    // From Lua too.
+    let script = "return redis.call('HBLOCK.FENCED', KEYS[1], 'o', '1', 'GET', KEYS[2])";
+    let read: Value = redis::cmd("EVAL")
+        .arg(&[script, "2", "{app}:lock", "{app}:r"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        read,
+        Value::BulkString(b"kept".to_vec()),
+        "a read from Lua works"
+    );
     let check: String = redis::cmd("HBLOCK.CHECK")
         .arg(&["{app}:lock", "o", "1"])
         .query(&mut c)
         .unwrap();
     assert_eq!(check, "OK");
     crate::support::config_set(&mut c, "maxmemory", "0");
-    let exists: i64 = redis::cmd("EXISTS").arg("{app}:s").query(&mut c).unwrap();
-    assert_eq!(exists, 0, "nothing was written");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&["{app}:s", "{app}:d"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 0, "the SET wrote nothing, the DEL deleted");
+}
+
+/// `HBLOCK.FENCED lock o token` `levels` times (the inner names in mixed
+/// case), then `SET data 1`: each level wraps the next.
+pub fn nested_fenced(lock: &str, token: &str, levels: usize, data: &str) -> Vec<String> {
+    let names = ["HBLOCK.FENCED", "hblock.fenced", "HbLoCk.FeNcEd"];
+    let mut args = Vec::with_capacity(levels * 4 + 3);
+    for level in 0..levels {
+        args.push(names[level % names.len()].to_string());
+        args.extend([lock.to_string(), "o".to_string(), token.to_string()]);
+    }
+    args.extend(["SET".to_string(), data.to_string(), "1".to_string()]);
+    args
+}
+
+/// Runs `args` (a command with its name), with a read timeout so that a
+/// server that dies fails the call instead of hanging it.
+pub fn send(c: &mut redis::Connection, args: &[String]) -> redis::RedisResult<Value> {
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut cmd = redis::cmd(&args[0]);
+    cmd.arg(&args[1..]);
+    cmd.query(c)
+}
+
+/// Nested FENCED: Redis asks FENCED for its keys before it runs (COMMAND
+/// GETKEYS, ACL key patterns, ACL DRYRUN, EXEC's ACL check); each level used
+/// to ask the next through RM_GetCommandKeys until the stack overflowed
+/// (SIGSEGV at ~4,000 levels). Now a wrapped HBLOCK.* adds no keys, and the
+/// call is refused when it runs.
+#[test]
+fn nested_fenced_key_lookups_do_not_recurse() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let token = acquire(&mut c, "app:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .to_string();
+    let nested = nested_fenced("app:lock", &token, 10_000, "app:x");
+    let mut getkeys = vec!["COMMAND".to_string(), "GETKEYS".to_string()];
+    getkeys.extend(nested.iter().cloned());
+    let keys = send(&mut c, &getkeys).expect("COMMAND GETKEYS answers");
+    assert_eq!(
+        keys,
+        Value::Array(vec![Value::BulkString(b"app:lock".to_vec())]),
+        "the lock only: the wrapped FENCED adds no keys"
+    );
+    // A user restricted as docs/guarantees.md recommends: its ACL key check
+    // asks FENCED for its keys.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">pw", "~app:*", "+hblock.fenced"])
+        .query(&mut c)
+        .unwrap();
+    let mut app = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(&["app", "pw"])
+        .query(&mut app)
+        .unwrap();
+    let refused = send(&mut app, &nested).expect_err("refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let mut dryrun = vec!["ACL".to_string(), "DRYRUN".to_string(), "app".to_string()];
+    dryrun.extend(nested.iter().cloned());
+    let _ = send(&mut c, &dryrun).expect("ACL DRYRUN answers");
+    // EXEC checks the ACL of every queued command again.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "tx", "on", ">pw", "~app:*", "+@all"])
+        .query(&mut c)
+        .unwrap();
+    let mut tx = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(&["tx", "pw"])
+        .query(&mut tx)
+        .unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut tx).unwrap();
+    let queued = send(&mut tx, &nested).expect("queued");
+    assert_eq!(queued, Value::SimpleString("QUEUED".into()));
+    let exec = format!("{:?}", send(&mut tx, &["EXEC".to_string()]));
+    assert!(exec.contains("HBLOCK commands cannot be fenced"), "{exec}");
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let exists: i64 = redis::cmd("EXISTS").arg("app:x").query(&mut c).unwrap();
+    assert_eq!(exists, 0, "nothing ran");
+}
+
+/// A wrapped command the user may run but on a channel (or key) it may not
+/// use: the NOPERM names the channel (or key), not the command.
+#[test]
+fn acl_denials_inside_fenced_name_what_was_denied() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let token = acquire(&mut c, "app:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .to_string();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "pub",
+            "on",
+            ">pw",
+            "~app:*",
+            "resetchannels",
+            "&app:*",
+            "+hblock.fenced",
+            "+publish",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "nopub",
+            "on",
+            ">pw",
+            "~app:*",
+            "&*",
+            "+hblock.fenced",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let as_user = |user: &str, args: &[&str]| -> redis::RedisResult<Value> {
+        let mut u = server.conn();
+        let _: () = redis::cmd("AUTH").arg(user).arg("pw").query(&mut u)?;
+        redis::cmd("HBLOCK.FENCED").arg(args).query(&mut u)
+    };
+    let allowed = as_user("pub", &["app:lock", "o", &token, "PUBLISH", "app:ch", "hi"]);
+    assert_eq!(
+        allowed.unwrap(),
+        Value::Int(0),
+        "its own channel: published"
+    );
+    let channel = as_user("pub", &["app:lock", "o", &token, "PUBLISH", "other", "hi"])
+        .expect_err("the channel is denied");
+    assert_eq!(
+        error_text(&channel),
+        "NOPERM this user has no permissions to access a channel of the 'publish' command \
+         through HBLOCK.FENCED"
+    );
+    let command = as_user(
+        "nopub",
+        &["app:lock", "o", &token, "PUBLISH", "app:ch", "hi"],
+    )
+    .expect_err("the command is denied");
+    assert_eq!(
+        error_text(&command),
+        "NOPERM this user has no permissions to run the 'publish' command through HBLOCK.FENCED"
+    );
+    let log: Vec<Value> = redis::cmd("ACL").arg(&["LOG", "2"]).query(&mut c).unwrap();
+    let log = format!("{log:?}");
+    assert!(log.contains("channel") && log.contains("other"), "{log}");
+}
+
+/// Builds tests/fixtures/wrapkeys.c, a naive other module whose
+/// WRAPKEYS.RUN wraps a command (getkeys-api, RM_Call) with no depth limit
+/// of its own; the .so lives in the returned directory.
+pub fn build_wrapkeys() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let so = dir.path().join("wrapkeys.so");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wrapkeys.c");
+    let out = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&source)
+        .output()
+        .expect("a C compiler (cc) for tests/fixtures/wrapkeys.c");
+    assert!(
+        out.status.success(),
+        "cc wrapkeys.c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, so)
+}
+
+/// `HBLOCK.FENCED lock o token WRAPKEYS.RUN` `levels` times, then `SET data 1`.
+fn nested_through_wrapkeys(lock: &str, token: &str, levels: usize, data: &str) -> Vec<String> {
+    let mut args = Vec::with_capacity(levels * 5 + 3);
+    for _ in 0..levels {
+        args.extend(["HBLOCK.FENCED", lock, "o", token, "WRAPKEYS.RUN"].map(String::from));
+    }
+    args.extend(["SET", data, "1"].map(String::from));
+    args
+}
+
+/// FENCED nested in FENCED through another module's command: its key
+/// lookup calls back into FENCED's (bounded by the depth counter), and its
+/// execution calls FENCED again (refused). Both crashed the server at 5,000
+/// levels before.
+#[test]
+fn nesting_through_another_module_is_bounded() {
+    let (_dir, wrapkeys) = build_wrapkeys();
+    let server = Server::with(Options::default().config("loadmodule", wrapkeys.to_str().unwrap()));
+    let mut c = server.conn();
+    let token = acquire(&mut c, "app:lock", "o", &["INTERVAL", "600000"])
+        .unwrap()
+        .to_string();
+    // The other module works: its keys are the wrapped command's.
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&[
+            "GETKEYS",
+            "WRAPKEYS.RUN",
+            "MSET",
+            "app:a",
+            "1",
+            "app:b",
+            "2",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["app:a", "app:b"]);
+    let nested = nested_through_wrapkeys("app:lock", &token, 10_000, "app:x");
+    let mut getkeys = vec!["COMMAND".to_string(), "GETKEYS".to_string()];
+    getkeys.extend(nested.iter().cloned());
+    let keys = send(&mut c, &getkeys).expect("COMMAND GETKEYS answers");
+    let Value::Array(keys) = keys else {
+        panic!("{keys:?}")
+    };
+    assert!(
+        (1..=5).contains(&keys.len())
+            && keys
+                .iter()
+                .all(|k| *k == Value::BulkString(b"app:lock".to_vec())),
+        "the locks of the first levels only: {keys:?}"
+    );
+    // Run: the FENCED inside WRAPKEYS.RUN is refused, as the admin and as
+    // a restricted user (whose ACL check asks for the keys first).
+    let refused = send(&mut c, &nested).expect_err("refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            ">pw",
+            "~app:*",
+            "+hblock.fenced",
+            "+wrapkeys.run",
+            "+set",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let mut app = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(&["app", "pw"])
+        .query(&mut app)
+        .unwrap();
+    let refused = send(&mut app, &nested).expect_err("refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    // One level through the other module is refused too; a plain wrapped
+    // command through it runs.
+    let one = nested_through_wrapkeys("app:lock", &token, 1, "app:y");
+    let mut via = vec![
+        "HBLOCK.FENCED",
+        "app:lock",
+        "o",
+        token.as_str(),
+        "WRAPKEYS.RUN",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    via.extend(one);
+    let refused = send(&mut app, &via).expect_err("two levels: refused");
+    assert!(
+        error_text(&refused).contains("HBLOCK commands cannot be fenced"),
+        "{refused}"
+    );
+    let ok = send(
+        &mut app,
+        &[
+            "HBLOCK.FENCED",
+            "app:lock",
+            "o",
+            &token,
+            "WRAPKEYS.RUN",
+            "SET",
+            "app:z",
+            "v",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(ok.unwrap(), Value::Okay);
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&["app:x", "app:y"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 0, "nothing nested ran");
 }

@@ -79,6 +79,18 @@ fn module_load_with_any_bytes_and_a_second_load_say_what_is_wrong() {
         "{}",
         server.log()
     );
+    // What the log line says instead of "MODULE UNLOAD first": unloading is
+    // refused (hblock exports a data type), so a restart is the way.
+    assert!(
+        server.log().contains("restart the server"),
+        "{}",
+        server.log()
+    );
+    let unload = redis::cmd("MODULE")
+        .arg(&["UNLOAD", "hblock"])
+        .query::<Value>(&mut c);
+    assert!(unload.is_err(), "MODULE UNLOAD hblock: {unload:?}");
+    assert_eq!(acquire(&mut c, "k", "o", &[]), Some(1), "still loaded");
 }
 
 // ---- 7. looking at a key never changes it; diskless loading kept ----

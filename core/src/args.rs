@@ -75,9 +75,11 @@ pub struct AcquireOptions {
     pub misses: Option<u16>,
     /// Some(0) waits without limit.
     pub wait_ms: Option<u64>,
-    /// BIND: the grace in ms after the connection closes (checked against
-    /// the lease's length by [`bind_fits`] once the terms are known).
-    pub bind_ms: Option<u64>,
+    /// BIND: the grace in ms after the connection closes; `Some(None)` when
+    /// it is not an integer from 0 up. Checked against the lease's length by
+    /// [`bind_fits`] once the terms are known, so that its error names the
+    /// real bound (`interval * misses`).
+    pub bind_ms: Option<Option<u64>>,
 }
 
 pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
@@ -94,7 +96,7 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
         } else if name.eq_ignore_ascii_case(b"WAIT") && opts.wait_ms.is_none() {
             opts.wait_ms = Some(int_in_range(value, "WAIT", 0, WAIT_MAX)? as u64);
         } else if name.eq_ignore_ascii_case(b"BIND") && opts.bind_ms.is_none() {
-            opts.bind_ms = Some(int_in_range(value, "BIND", 0, LEASE_MAX)? as u64);
+            opts.bind_ms = Some(parse_i64(value).and_then(|v| u64::try_from(v).ok()));
         } else {
             return Err(Invalid::Syntax);
         }
@@ -102,19 +104,16 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
     Ok(opts)
 }
 
-/// The longest lease: INTERVAL_MAX * MISSES_MAX ms.
-pub const LEASE_MAX: i64 = INTERVAL_MAX * MISSES_MAX;
-
-/// A BIND grace fits the lease it binds: 0 ..= interval * misses.
-pub fn bind_fits(bind_ms: u64, lease_ms: u64) -> Result<(), Invalid> {
-    if bind_ms <= lease_ms {
-        Ok(())
-    } else {
-        Err(Invalid::Range {
+/// A BIND grace (None: not an integer from 0 up) fits the lease it binds:
+/// 0 ..= interval * misses. The grace, or the error naming that bound.
+pub fn bind_fits(bind_ms: Option<u64>, lease_ms: u64) -> Result<u64, Invalid> {
+    match bind_ms {
+        Some(grace) if grace <= lease_ms => Ok(grace),
+        _ => Err(Invalid::Range {
             what: "BIND",
             min: 0,
             max: i64::try_from(lease_ms).unwrap_or(i64::MAX),
-        })
+        }),
     }
 }
 
@@ -206,7 +205,7 @@ mod tests {
                 interval_ms: Some(250),
                 misses: Some(5),
                 wait_ms: Some(0),
-                bind_ms: Some(100),
+                bind_ms: Some(Some(100)),
             }
         );
         assert_eq!(acquire_options(&[]), Ok(AcquireOptions::default()));
@@ -225,9 +224,18 @@ mod tests {
         for args in syntax {
             assert_eq!(acquire_options(args), Err(Invalid::Syntax));
         }
-        let range: [(&[&[u8]], &str); 8] = [
-            (&[b"BIND", b"-1"], "BIND"),
-            (&[b"BIND", b"864000000001"], "BIND"),
+        // BIND's range is the lease's, known only later (bind_fits).
+        for bad in [&b"-1"[..], b"x", b"", b"+1", b"99999999999999999999"] {
+            assert_eq!(
+                acquire_options(&[b"BIND", bad]).map(|o| o.bind_ms),
+                Ok(Some(None))
+            );
+        }
+        assert_eq!(
+            acquire_options(&[b"BIND", b"864000000001"]).map(|o| o.bind_ms),
+            Ok(Some(Some(864_000_000_001)))
+        );
+        let range: [(&[&[u8]], &str); 6] = [
             (&[b"INTERVAL", b"0"], "INTERVAL"),
             (&[b"INTERVAL", b"86400001"], "INTERVAL"),
             (&[b"MISSES", b"10001"], "MISSES"),
@@ -245,16 +253,18 @@ mod tests {
 
     #[test]
     fn bind_fits_the_lease() {
-        assert_eq!(bind_fits(0, 1), Ok(()));
-        assert_eq!(bind_fits(3000, 3000), Ok(()));
-        assert_eq!(
-            bind_fits(3001, 3000),
-            Err(Invalid::Range {
-                what: "BIND",
-                min: 0,
-                max: 3000
-            })
-        );
+        assert_eq!(bind_fits(Some(0), 1), Ok(0));
+        assert_eq!(bind_fits(Some(3000), 3000), Ok(3000));
+        for bad in [Some(3001), None] {
+            assert_eq!(
+                bind_fits(bad, 3000),
+                Err(Invalid::Range {
+                    what: "BIND",
+                    min: 0,
+                    max: 3000
+                })
+            );
+        }
     }
 
     #[test]

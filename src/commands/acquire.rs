@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 Some(lease) => lease.terms_after_acquire(owner, requested, defaults, now),
                 None => crate::lease::Terms::resolve(requested, defaults),
             };
-            args::bind_fits(grace, terms.lease_ms() as u64).map_err(Error::from)?;
+            let grace = args::bind_fits(grace, terms.lease_ms() as u64).map_err(Error::from)?;
             Some((binding::caller(ctx)?, grace))
         }
     };

@@ -7,10 +7,15 @@
 //!
 //! - Keys: the lock and the wrapped command's keys are this command's keys
 //!   (getkeys-api), so ACL key patterns, COMMAND GETKEYS and cluster
-//!   routing (CROSSSLOT, MOVED) treat them as one multi-key command.
+//!   routing (CROSSSLOT, MOVED) treat them as one multi-key command. Redis
+//!   asks for them before the command runs (see [`report_keys`]): a wrapped
+//!   `HBLOCK.*` adds no keys, and such lookups never nest more than
+//!   [`KEY_LOOKUP_DEPTH_MAX`] deep, so no input can recurse through them.
 //! - The wrapped command runs through RM_Call as the caller's user (ACL),
 //!   in script mode (no `noscript` commands; min-replicas, disk errors), with
-//!   deny-oom, and is replicated as itself: the check writes nothing.
+//!   deny-oom when the wrapped command is `denyoom` (FENCED itself is not:
+//!   a fenced GET or DEL works over maxmemory), and is replicated as itself:
+//!   the check writes nothing.
 //! - Refused with ERR: unknown commands, blocking ones, MULTI/EXEC/WATCH and
 //!   whatever scripts may not call, and `HBLOCK.*`.
 
@@ -20,7 +25,7 @@ use crate::command_info::{Kind, Spec, KEY, OWNER, TOKEN};
 use crate::error::Error;
 use crate::ffi;
 use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr, CString};
 use std::rc::Rc;
@@ -28,7 +33,7 @@ use std::rc::Rc;
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
 pub const SPEC: Spec = Spec {
     name: c"hblock.fenced",
-    flags: "write deny-oom getkeys-api",
+    flags: "write getkeys-api",
     acl: c"write",
     summary:
         c"Runs a command only while owner holds the live lease under token; its reply, or NOTHELD.",
@@ -45,8 +50,9 @@ pub const SPEC: Spec = Spec {
 };
 
 /// RM_Call flags: replicate, errors as replies, as the caller's user, the
-/// caller's protocol, script mode, deny-oom.
-const CALL_FLAGS: &std::ffi::CStr = c"v!EC0SM";
+/// caller's protocol, script mode; `M` (deny-oom) for a `denyoom` command.
+const CALL_FLAGS: &CStr = c"v!EC0S";
+const CALL_FLAGS_DENY_OOM: &CStr = c"v!EC0SM";
 
 /// Why a command may not be wrapped, if it may not.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -58,8 +64,14 @@ enum Verdict {
     Hblock,
 }
 
-/// A known command: whether it may be wrapped, and its name for RM_Call.
-type Known = (Verdict, Rc<CStr>);
+/// A known command: whether it may be wrapped, its name for RM_Call, and
+/// whether it is `denyoom` (refused over maxmemory).
+#[derive(Clone)]
+struct Known {
+    verdict: Verdict,
+    name: Rc<CStr>,
+    deny_oom: bool,
+}
 
 thread_local! {
     /// Known commands by lower-case name (COMMAND INFO once each).
@@ -87,12 +99,13 @@ fn known(lower: &[u8]) -> Option<Known> {
     Some(found)
 }
 
-fn verdict_from_server(ctx: &Context, name: &str) -> Verdict {
+/// What COMMAND INFO says of `name`: the verdict, and whether it is `denyoom`.
+fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
     let Ok(RedisValue::Array(infos)) = ctx.call("COMMAND", &["INFO", name]) else {
-        return Verdict::Unknown;
+        return (Verdict::Unknown, false);
     };
     let Some(RedisValue::Array(info)) = infos.into_iter().next() else {
-        return Verdict::Unknown;
+        return (Verdict::Unknown, false);
     };
     let flags: Vec<String> = match info.into_iter().nth(2) {
         Some(RedisValue::Array(flags)) => flags
@@ -104,21 +117,29 @@ fn verdict_from_server(ctx: &Context, name: &str) -> Verdict {
             .collect(),
         _ => Vec::new(),
     };
-    if flags.iter().any(|f| f == "blocking") {
+    let verdict = if flags.iter().any(|f| f == "blocking") {
         Verdict::Blocking
     } else if flags.iter().any(|f| f == "noscript") {
         Verdict::NotInScripts
     } else {
         Verdict::Allowed
-    }
+    };
+    (verdict, flags.iter().any(|f| f == "denyoom"))
 }
 
 /// Names up to this long are lower-cased on the stack (every command's is).
 const SHORT_NAME: usize = 64;
 
-/// The wrapped command's name for RM_Call, or why it may not be wrapped.
-/// The common case (a command seen before) allocates nothing.
-fn wrappable(ctx: &Context, name: &[u8]) -> Result<Rc<CStr>, Verdict> {
+/// Whether `name` is one of this module's commands (any case).
+fn is_hblock(name: &[u8]) -> bool {
+    name.get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"hblock."))
+}
+
+/// The wrapped command's name for RM_Call and whether it is `denyoom`, or
+/// why it may not be wrapped. The common case (a command seen before)
+/// allocates nothing.
+fn wrappable(ctx: &Context, name: &[u8]) -> Result<(Rc<CStr>, bool), Verdict> {
     let mut short = [0u8; SHORT_NAME];
     let long;
     let lower: &[u8] = match short.get_mut(..name.len()) {
@@ -132,29 +153,34 @@ fn wrappable(ctx: &Context, name: &[u8]) -> Result<Rc<CStr>, Verdict> {
             &long
         }
     };
-    if lower.starts_with(b"hblock.") {
+    if is_hblock(lower) {
         return Err(Verdict::Hblock);
     }
-    let (verdict, cname) = match known(lower) {
+    let found = match known(lower) {
         Some(known) => known,
         None => {
             let text = std::str::from_utf8(lower).map_err(|_| Verdict::Unknown)?;
-            let cname: Rc<CStr> = CString::new(lower).map_err(|_| Verdict::Unknown)?.into();
-            let v = verdict_from_server(ctx, text);
-            if v == Verdict::Unknown {
+            let name: Rc<CStr> = CString::new(lower).map_err(|_| Verdict::Unknown)?.into();
+            let (verdict, deny_oom) = verdict_from_server(ctx, text);
+            if verdict == Verdict::Unknown {
                 // Unknown names are not kept: the cache stays as small as the command table.
-                return Err(v);
+                return Err(verdict);
             }
+            let found = Known {
+                verdict,
+                name,
+                deny_oom,
+            };
             KNOWN.with(|cache| {
                 if let Ok(mut cache) = cache.try_borrow_mut() {
-                    cache.insert(lower.to_vec(), (v, cname.clone()));
+                    cache.insert(lower.to_vec(), found.clone());
                 }
             });
-            (v, cname)
+            found
         }
     };
-    match verdict {
-        Verdict::Allowed => Ok(cname),
+    match found.verdict {
+        Verdict::Allowed => Ok((found.name, found.deny_oom)),
         v => Err(v),
     }
 }
@@ -173,13 +199,95 @@ fn refusal(name: &[u8], v: Verdict) -> RedisError {
     RedisError::String(format!("ERR HBLOCK.FENCED '{name}': {why}"))
 }
 
+/// How many key lookups of FENCED may be under way at once on one thread:
+/// one, plus three nested in it through other modules' getkeys-api commands
+/// (`FENCED ... OTHER.WRAP FENCED ...`). Deeper ones report the lock only.
+const KEY_LOOKUP_DEPTH_MAX: u32 = 4;
+
+thread_local! {
+    /// FENCED key lookups under way on this thread. Thread-local because
+    /// Valkey 8 with io-threads on a cluster asks for a command's keys on
+    /// the I/O thread that read it (to compute its slot).
+    static KEY_LOOKUP_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One key lookup under way; the count goes down when it is dropped.
+struct KeyLookup;
+
+impl KeyLookup {
+    /// None when [`KEY_LOOKUP_DEPTH_MAX`] lookups are under way already.
+    fn enter() -> Option<KeyLookup> {
+        KEY_LOOKUP_DEPTH.with(|depth| {
+            let now = depth.get();
+            (now < KEY_LOOKUP_DEPTH_MAX).then(|| {
+                depth.set(now + 1);
+                KeyLookup
+            })
+        })
+    }
+}
+
+impl Drop for KeyLookup {
+    fn drop(&mut self) {
+        KEY_LOOKUP_DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
 /// Answers Redis's keys position request: the lock, then the wrapped keys.
+///
+/// Redis asks before the command runs (COMMAND GETKEYS, ACL key patterns,
+/// cluster routing, RM_GetCommandKeys of other modules, Valkey's key
+/// prefetch), so this must stay bounded for any input: the wrapped
+/// command's keys come from Redis (RM_GetCommandKeys), which would ask
+/// FENCED again for a wrapped FENCED, once per level, until the stack
+/// overflows. A wrapped `HBLOCK.*` (refused when it runs) adds no keys, and
+/// lookups nested through other modules stop at [`KEY_LOOKUP_DEPTH_MAX`].
 fn report_keys(ctx: &Context, args: &[RedisString]) {
-    ffi::key_at_pos(ctx.ctx, 1);
-    if let Some(wrapped) = args.get(4..) {
-        for pos in ffi::command_keys(ctx.ctx, wrapped) {
-            ffi::key_at_pos(ctx.ctx, pos.saturating_add(4));
+    let count = args.len();
+    let report = |pos: c_int| {
+        // Only positions of this call: Redis reads argv[pos] afterwards.
+        if usize::try_from(pos).is_ok_and(|p| p >= 1 && p < count) {
+            ffi::key_at_pos(ctx.ctx, pos);
         }
+    };
+    report(1);
+    let Some(wrapped) = args.get(4..) else {
+        return;
+    };
+    if wrapped
+        .first()
+        .is_none_or(|name| is_hblock(name.as_slice()))
+    {
+        return;
+    }
+    let Some(_lookup) = KeyLookup::enter() else {
+        return;
+    };
+    for pos in ffi::command_keys(ctx.ctx, wrapped) {
+        report(pos.saturating_add(4));
+    }
+}
+
+thread_local! {
+    /// Whether a wrapped command of FENCED is running on this thread.
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A wrapped command running; the flag goes down when it is dropped.
+struct Running;
+
+impl Running {
+    /// None when a wrapped command runs already: this FENCED is nested in
+    /// it (through another module's command that calls FENCED, a keyspace
+    /// event handler, ...).
+    fn start() -> Option<Running> {
+        RUNNING.with(|running| (!running.replace(true)).then_some(Running))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(false));
     }
 }
 
@@ -188,6 +296,14 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         report_keys(ctx, &args);
         return Ok(RedisValue::NoReply);
     }
+    // FENCED inside a command FENCED runs is HBLOCK.* fenced, if indirectly
+    // (another module's command that calls FENCED): refused, so that no
+    // input nests calls without limit.
+    let Some(_running) = Running::start() else {
+        return Err(RedisError::Str(
+            "ERR HBLOCK.FENCED inside a command run by HBLOCK.FENCED: HBLOCK commands cannot be fenced",
+        ));
+    };
     let [_, key, owner, token, command, rest @ ..] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
@@ -195,24 +311,163 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let owner = crate::args::owner(owner.as_slice()).map_err(Error::from)?;
     let token = crate::args::token(token.as_slice()).map_err(Error::from)?;
     let name = command.as_slice();
-    let cname = wrappable(ctx, name).map_err(|v| refusal(name, v))?;
+    let (cname, deny_oom) = wrappable(ctx, name).map_err(|v| refusal(name, v))?;
     holds(ctx, key, owner, token)?;
-    let denied = |text: &[u8]| {
-        // Redis 7.0 words RM_Call's ACL refusal without the NOPERM code.
-        let text = text.strip_prefix(b"ERR ").unwrap_or(text);
-        text.starts_with(b"acl verification failed").then(|| {
-            format!(
-                "NOPERM this user has no permissions to run the '{}' command through HBLOCK.FENCED",
-                String::from_utf8_lossy(name).to_lowercase()
-            )
-        })
+    let denied = |text: &[u8]| acl_denial(text).map(|what| noperm(what, name));
+    let flags = if deny_oom {
+        CALL_FLAGS_DENY_OOM
+    } else {
+        CALL_FLAGS
     };
-    match ffi::call_passing_reply(ctx.ctx, &cname, rest, CALL_FLAGS, denied) {
+    match ffi::call_passing_reply(ctx.ctx, &cname, rest, flags, denied) {
         Ok(()) => Ok(RedisValue::NoReply),
         Err(ffi::CallFailed(errno)) => Err(RedisError::String(format!(
             "ERR HBLOCK.FENCED '{}': not run ({})",
             String::from_utf8_lossy(name),
             std::io::Error::from_raw_os_error(errno as c_int)
         ))),
+    }
+}
+
+/// What an ACL refusal of the wrapped command was about.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Denied {
+    Command,
+    Key,
+    Channel,
+}
+
+/// Whether `text`, an error reply of RM_Call, is its ACL refusal, and of
+/// what. The servers word it differently:
+/// - Redis 7.0: `ERR acl verification failed, ` + `can't run this command or
+///   subcommand.` / `can't access at least one of the keys mentioned in the
+///   command arguments.` / `can't publish to the channel mentioned in the
+///   command.`
+/// - Valkey: `NOPERM User <name> has no permissions to run the '<cmd>'
+///   command` / `NOPERM No permissions to access a key` / `... a channel`
+///   (or, verbose, `... access the '<key>' key` / `... channel`).
+fn acl_denial(text: &[u8]) -> Option<Denied> {
+    let text = text.strip_prefix(b"ERR ").unwrap_or(text);
+    if let Some(why) = text.strip_prefix(b"acl verification failed") {
+        // Redis's own fixed texts: no names in them.
+        let has = |word: &[u8]| why.windows(word.len()).any(|w| w == word);
+        return Some(if has(b"channel") {
+            Denied::Channel
+        } else if has(b"key") {
+            Denied::Key
+        } else {
+            Denied::Command
+        });
+    }
+    // Valkey's texts name users, commands and keys, but end with the kind.
+    let why = text.strip_prefix(b"NOPERM ")?.trim_ascii_end();
+    let why = why.strip_suffix(b".").unwrap_or(why);
+    Some(if why.ends_with(b"channel") {
+        Denied::Channel
+    } else if why.ends_with(b"key") {
+        Denied::Key
+    } else {
+        Denied::Command
+    })
+}
+
+/// FENCED's NOPERM for an ACL refusal of the wrapped command `name`: the
+/// same words on every server, naming what was denied.
+fn noperm(what: Denied, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name).to_lowercase();
+    match what {
+        Denied::Command => format!(
+            "NOPERM this user has no permissions to run the '{name}' command through HBLOCK.FENCED"
+        ),
+        Denied::Key => format!(
+            "NOPERM this user has no permissions to access a key of the '{name}' command through HBLOCK.FENCED"
+        ),
+        Denied::Channel => format!(
+            "NOPERM this user has no permissions to access a channel of the '{name}' command through HBLOCK.FENCED"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl_refusals_of_every_server_are_told_apart() {
+        let table: [(&[u8], Option<Denied>); 10] = [
+            (
+                b"ERR acl verification failed, can't run this command or subcommand.",
+                Some(Denied::Command),
+            ),
+            (
+                b"ERR acl verification failed, can't access at least one of the keys mentioned in the command arguments.",
+                Some(Denied::Key),
+            ),
+            (
+                b"ERR acl verification failed, can't publish to the channel mentioned in the command.",
+                Some(Denied::Channel),
+            ),
+            (
+                b"NOPERM User keychannel has no permissions to run the 'publish' command",
+                Some(Denied::Command),
+            ),
+            (b"NOPERM No permissions to access a key", Some(Denied::Key)),
+            (
+                b"NOPERM No permissions to access a channel",
+                Some(Denied::Channel),
+            ),
+            (
+                b"NOPERM User u has no permissions to access the 'k' key",
+                Some(Denied::Key),
+            ),
+            (b"WRONGTYPE Operation against a key", None),
+            (b"ERR unknown command", None),
+            (b"", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(acl_denial(text), want, "{}", String::from_utf8_lossy(text));
+        }
+        assert!(noperm(Denied::Channel, b"PUBLISH").contains("channel of the 'publish' command"));
+    }
+
+    #[test]
+    fn wrapped_hblock_commands_are_recognised_in_any_case() {
+        for name in [
+            &b"HBLOCK.FENCED"[..],
+            b"hblock.fenced",
+            b"hBlOcK.x",
+            b"hblock.",
+        ] {
+            assert!(is_hblock(name), "{}", String::from_utf8_lossy(name));
+        }
+        for name in [&b"HBLOCK"[..], b"hblockx.fenced", b"SET", b"", b"hblock"] {
+            assert!(!is_hblock(name), "{}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn a_running_wrapped_command_refuses_a_nested_one_until_it_ends() {
+        let outer = Running::start();
+        assert!(outer.is_some());
+        assert!(Running::start().is_none(), "nested");
+        drop(outer);
+        assert!(Running::start().is_some(), "the next call runs");
+    }
+
+    #[test]
+    fn key_lookups_nest_at_most_the_bound_and_unwind() {
+        let mut held = Vec::new();
+        while let Some(lookup) = KeyLookup::enter() {
+            held.push(lookup);
+            assert!(held.len() <= KEY_LOOKUP_DEPTH_MAX as usize);
+        }
+        assert_eq!(held.len(), KEY_LOOKUP_DEPTH_MAX as usize);
+        held.pop();
+        assert!(
+            KeyLookup::enter().is_some(),
+            "a finished lookup frees its place"
+        );
+        held.clear();
+        assert_eq!(KEY_LOOKUP_DEPTH.with(Cell::get), 0);
     }
 }

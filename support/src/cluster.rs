@@ -141,3 +141,22 @@ impl Cluster {
             .collect()
     }
 }
+
+/// One cluster node that serves all 16384 slots by itself (no replicas):
+/// enough for what routing does with a command's keys (CROSSSLOT, key
+/// lookups before the command runs), at the cost of one process.
+pub fn single_node(options: Options) -> Server {
+    let node = Server::with(options.cluster_node());
+    let mut c = node.conn();
+    let _: () = redis::cmd("CLUSTER")
+        .arg(&["ADDSLOTSRANGE", "0", "16383"])
+        .query(&mut c)
+        .expect("CLUSTER ADDSLOTSRANGE");
+    let ok = eventually(Duration::from_secs(10), || {
+        cluster_info(&mut c)
+            .contains("cluster_state:ok")
+            .then_some(())
+    });
+    assert!(ok.is_some(), "the one-node cluster never became ok");
+    node
+}

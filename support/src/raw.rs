@@ -132,11 +132,14 @@ pub enum Reply {
     Error(String),
 }
 
-/// Reads one whole reply (RESP2); an error inside an array panics.
+/// Reads one whole reply (RESP2); an error inside an array panics. Error
+/// texts need not be UTF-8 (servers quote the bytes they were sent).
 pub fn read_reply(r: &mut impl BufRead) -> Reply {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read reply");
+    let mut bytes = Vec::new();
+    r.read_until(b'\n', &mut bytes).expect("read reply");
+    let line = String::from_utf8_lossy(&bytes);
     let line = line.trim_end();
+    assert!(!line.is_empty(), "no reply: the connection closed");
     let (kind, rest) = line.split_at(1);
     match kind {
         "-" => Reply::Error(rest.to_string()),
