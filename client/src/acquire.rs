@@ -93,6 +93,14 @@ impl Client {
         let Some(token) = token else {
             return Ok(None);
         };
+        if wait.is_some() && self.moved(&con, follow_every(options.interval)) {
+            // Granted by a master Sentinel no longer names (it stays up a
+            // while after a planned failover): that grant does not count.
+            let _ = commands::release(&mut con, key, owner, token);
+            return Err(Error::NotHeld(
+                "granted by a master Sentinel no longer names".into(),
+            ));
+        }
         let mut last_ok = sent;
         if wait.is_some() {
             // A blocking grant happened at an unknown time: beat at once and

@@ -240,8 +240,9 @@ impl Client {
                     return; // the ACQUIRE returned
                 }
                 if client.moved_from(&addr, every) {
-                    // Best effort: without the right to CLIENT KILL, the
-                    // waiter moves when the old master is demoted.
+                    // Best effort, tried again at the next look until the
+                    // ACQUIRE returns: without the right to CLIENT KILL,
+                    // the waiter moves when the old master is demoted.
                     let _ = sentinel.node_client(&addr).and_then(|old| {
                         let mut c = old.get_connection_with_timeout(every)?;
                         c.set_read_timeout(Some(every))?;
@@ -251,7 +252,6 @@ impl Client {
                             .arg(id)
                             .query::<redis::Value>(&mut c)
                     });
-                    return;
                 }
             })
             .ok()?;

@@ -20,6 +20,7 @@ use crate::stop_plan::{Action, StopPlan};
 use crate::watchdog::Watchdog;
 use crate::Client;
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -128,6 +129,35 @@ fn holder(client: &Client, key: &str) -> String {
     }
 }
 
+/// After the wait was retried (a failover, say), one line when the lock
+/// turns out to be held back on the master the waiter queues on now:
+/// checked every 250 ms by a thread of its own (the signal loop stays free)
+/// until INFO answers, while `waiting`.
+fn report_held_back(
+    client: &Client,
+    opts: &RunOptions,
+    requeued: &Arc<AtomicBool>,
+    waiting: &Arc<AtomicBool>,
+) {
+    let (client, key, owner) = (client.clone(), opts.key.clone(), opts.owner.clone());
+    let (requeued, waiting) = (Arc::clone(requeued), Arc::clone(waiting));
+    std::thread::spawn(move || {
+        while waiting.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            if !requeued.swap(false, Ordering::Relaxed) || !waiting.load(Ordering::Relaxed) {
+                continue;
+            }
+            match client.not_granted(&key) {
+                Ok(why @ crate::NotGranted::HeldBack { .. }) => {
+                    log::info(&format!("waiting for {key} as {owner} ({why})"));
+                }
+                Ok(_) => {}
+                Err(_) => requeued.store(true, Ordering::Relaxed), // ask again
+            }
+        }
+    });
+}
+
 /// One blocking ACQUIRE (retried on connection errors) in a thread, while
 /// signals can still end the wait. Err: the exit code.
 fn wait_for_lease(
@@ -149,11 +179,15 @@ fn wait_for_lease(
         tx.clone(),
         opts.lease.clone(),
     );
+    let requeued = Arc::new(AtomicBool::new(false));
+    let waiting = Arc::new(AtomicBool::new(true));
+    report_held_back(client, opts, &requeued, &waiting);
     std::thread::spawn(move || {
         // One line per kind of error in a row, not one per retry (a
         // failover retries every few ms for seconds).
         let mut last = String::new();
         let acquired = waiter.acquire_as(&key, owner.as_bytes(), &options, |err| {
+            requeued.store(true, Ordering::Relaxed);
             let text = err.to_string();
             if text != last {
                 log::error(&format!(
@@ -162,6 +196,7 @@ fn wait_for_lease(
                 last = text;
             }
         });
+        waiting.store(false, Ordering::Relaxed);
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
     });
     loop {
