@@ -18,6 +18,9 @@ so the docs cannot drift from the code. Each block's language says how:
              stop before its lease can have ended).
   conf       redis.conf lines: a server must start with them (the module path
              replaced by the built one) and serve HBLOCK.INFO.
+  sentinel   sentinel.conf lines (`# path` first, that file's text): a Sentinel
+             (SERVER_BIN --sentinel) started with them, the master port 6379
+             replaced by a test server's, must name that server as the master.
   ini        a systemd unit: its ExecStart must run (`hblock run` with the
              command replaced by `true`) and exit 0.
   syntax     a command's syntax diagram: the server must know the command.
@@ -279,6 +282,31 @@ def check_conf(text):
         pass
 
 
+def check_sentinel(text):
+    included_file(text, "#")
+    with Server() as master:
+        where = tempfile.mkdtemp(prefix="hblock-doc-sentinel-")
+        port = free_port()
+        conf = os.path.join(where, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(text.replace("127.0.0.1 6379 ", f"127.0.0.1 {master.port} "))
+            f.write(f"\nport {port}\nbind 127.0.0.1\ndir {where}\nlogfile sentinel.log\n")
+        proc = subprocess.Popen([SERVER, conf, "--sentinel"], cwd=where,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert ping(port), "the Sentinel did not start"
+            name = re.search(r"^sentinel monitor (\S+)", text, re.M)
+            assert name, "no 'sentinel monitor' line"
+            out = subprocess.run(["redis-cli", "-p", str(port), "SENTINEL",
+                                  "GET-MASTER-ADDR-BY-NAME", name.group(1)],
+                                 capture_output=True, text=True).stdout.split()
+            assert out == ["127.0.0.1", str(master.port)], f"the Sentinel names {out}"
+        finally:
+            proc.kill()
+            proc.wait()
+            shutil.rmtree(where, ignore_errors=True)
+
+
 def check_unit(text):
     m = re.search(r"^ExecStart=(.*)$", text, re.M)
     assert m, "no ExecStart"
@@ -343,6 +371,7 @@ CHECKERS = {
     "python": check_python,
     "python-script": check_python_script,
     "conf": check_conf,
+    "sentinel": check_sentinel,
     "ini": check_unit,
     "syntax": check_syntax,
     "info": check_info,

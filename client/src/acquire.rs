@@ -81,10 +81,26 @@ impl Client {
             wait_ms: wait.map(|d| d.as_millis() as u64),
             bind_ms: options.bind_ms(),
         };
-        let token = commands::acquire(&mut con, key, owner, args)?;
+        // Through Sentinel, a waiter on a master that Sentinel no longer
+        // names is moved (its connection closed, then queued again).
+        let following = match wait {
+            Some(_) => self.follow_master(&mut con, follow_every(options.interval)),
+            None => None,
+        };
+        let token = commands::acquire(&mut con, key, owner, args);
+        drop(following);
+        let token = token?;
         let Some(token) = token else {
             return Ok(None);
         };
+        if wait.is_some() && self.moved(&con, follow_every(options.interval)) {
+            // Granted by a master Sentinel no longer names (it stays up a
+            // while after a planned failover): that grant does not count.
+            let _ = commands::release(&mut con, key, owner, token);
+            return Err(Error::NotHeld(
+                "granted by a master Sentinel no longer names".into(),
+            ));
+        }
         let mut last_ok = sent;
         if wait.is_some() {
             // A blocking grant happened at an unknown time: beat at once and
@@ -129,4 +145,9 @@ impl Client {
         };
         Ok(Some(Lease::start(self.clone(), grant, options)))
     }
+}
+
+/// How often a waiter asks Sentinel whether the master moved.
+fn follow_every(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(100), Duration::from_secs(1))
 }

@@ -160,6 +160,10 @@ pub fn watch(
     parse_info(reply)
 }
 
+/// INFO's `state` while grants of a lock are held back after a promotion
+/// (the failover delay, `hblock.failover-delay`); `ttl` is then the ms left.
+pub const HELD_BACK: &str = "held-back";
+
 impl LockInfo {
     /// The token of the live lease, or 0 when the lock is not held.
     pub fn holder(&self) -> i64 {
@@ -167,6 +171,74 @@ impl LockInfo {
             self.token
         } else {
             0
+        }
+    }
+
+    /// Ms left while grants are held back after a failover, else None.
+    pub fn held_back_ms(&self) -> Option<i64> {
+        (self.state == HELD_BACK).then_some(self.ttl.max(0))
+    }
+}
+
+/// Why a lock is not granted now, from its INFO: what `hblock run` logs
+/// while waiting and `hblock acquire` when not acquired
+/// ([`crate::Client::not_granted`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotGranted {
+    /// Another owner holds the lease.
+    Held {
+        owner: Vec<u8>,
+        token: i64,
+        ttl_ms: i64,
+    },
+    /// Grants of this lock are held back after a failover for `left_ms`
+    /// more (`hblock.failover-delay`; INFO's state `held-back`).
+    HeldBack { left_ms: i64 },
+    /// Not held (INFO's `state`, e.g. `free`: granted to the next caller).
+    Free { state: String, token: i64 },
+    /// No such key.
+    Missing,
+}
+
+impl NotGranted {
+    /// From INFO's reply (None: no such key).
+    pub fn from_info(info: Option<&LockInfo>) -> NotGranted {
+        match info {
+            None => NotGranted::Missing,
+            Some(i) if i.state == "held" => NotGranted::Held {
+                owner: i.owner.clone().unwrap_or_default(),
+                token: i.token,
+                ttl_ms: i.ttl,
+            },
+            Some(i) => match i.held_back_ms() {
+                Some(left_ms) => NotGranted::HeldBack { left_ms },
+                None => NotGranted::Free {
+                    state: i.state.clone(),
+                    token: i.token,
+                },
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for NotGranted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotGranted::Held {
+                owner,
+                token,
+                ttl_ms,
+            } => write!(
+                f,
+                "held by {} token={token} ttl={ttl_ms}ms",
+                crate::output::owner_text(owner)
+            ),
+            NotGranted::HeldBack { left_ms } => write!(
+                f,
+                "grants are held back after a failover for {left_ms} ms (hblock.failover-delay)"
+            ),
+            NotGranted::Free { state, token } => write!(f, "{state} (token {token})"),
+            NotGranted::Missing => write!(f, "no such lock yet"),
         }
     }
 }
@@ -219,4 +291,49 @@ fn unexpected(value: &Value) -> RedisError {
         "unexpected HBLOCK.INFO reply",
         format!("{value:?}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(state: &str, owner: Option<&str>, ttl: i64) -> Value {
+        let mut items = vec![
+            Value::BulkString(b"state".to_vec()),
+            Value::BulkString(state.as_bytes().to_vec()),
+            Value::BulkString(b"owner".to_vec()),
+            owner.map_or(Value::Nil, |o| Value::BulkString(o.as_bytes().to_vec())),
+        ];
+        for (name, value) in INFO_NUMBERS
+            .iter()
+            .zip([0, 1000, 3, 0, ttl, 0, -1, 0, 2, 0])
+        {
+            items.push(Value::BulkString(name.as_bytes().to_vec()));
+            items.push(Value::Int(value));
+        }
+        Value::Array(items)
+    }
+
+    #[test]
+    fn held_back_is_parsed_and_explained() {
+        let info = parse_info(reply("held-back", None, 2500)).unwrap().unwrap();
+        assert_eq!((info.state.as_str(), info.holder()), ("held-back", 0));
+        assert_eq!(info.held_back_ms(), Some(2500));
+        assert_eq!(info.waiters, 2);
+        let why = NotGranted::from_info(Some(&info));
+        assert_eq!(why, NotGranted::HeldBack { left_ms: 2500 });
+        assert_eq!(
+            why.to_string(),
+            "grants are held back after a failover for 2500 ms (hblock.failover-delay)"
+        );
+        let held = parse_info(reply("held", Some("a/1"), 900))
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.held_back_ms(), None);
+        assert_eq!(
+            NotGranted::from_info(Some(&held)).to_string(),
+            "held by a/1 token=0 ttl=900ms"
+        );
+        assert_eq!(NotGranted::from_info(None).to_string(), "no such lock yet");
+    }
 }

@@ -1,16 +1,25 @@
-//! Where the locks live and how to connect: one server or a Redis Cluster.
+//! Where the locks live and how to connect: one server, a Redis Cluster, or
+//! the master a set of Sentinels names (looked up for every new connection).
 
+use crate::sentinel::{addr_text, is_sentinel_url, SentinelTarget};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-/// Where the locks live: one Redis server, or a Redis Cluster given by a few
-/// of its nodes (the client follows MOVED redirects and failovers).
+/// Where the locks live: one Redis server, a Redis Cluster given by a few
+/// of its nodes (the client follows MOVED redirects and failovers), or the
+/// master Sentinel names (asked again for every connection).
 #[derive(Clone)]
 enum Target {
     Single(Box<redis::Client>),
     Cluster(Vec<String>),
+    Sentinel(Box<SentinelTarget>),
 }
+
+/// How long a connection without a response timeout may take to find the
+/// master through Sentinel.
+const SENTINEL_LOOKUP_LIMIT: Duration = Duration::from_secs(5);
 
 /// A Redis connection source for the heartbeat and the waiter.
 #[derive(Clone)]
@@ -18,16 +27,19 @@ pub struct Client {
     target: Target,
 }
 
-/// A connection to a single server or to a cluster.
+/// A connection to a single server, to a cluster, or to the master Sentinel
+/// named when it was made (its `host:port`).
 pub enum Conn {
     Single(Connection),
     Cluster(Box<ClusterConnection>),
+    Sentinel(Connection, String),
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c, _) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -39,30 +51,35 @@ impl ConnectionLike for Conn {
     ) -> RedisResult<Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(c, _) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
     fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Conn::Single(c) => c.req_command(cmd),
+            Conn::Sentinel(c, _) => c.req_command(cmd),
             Conn::Cluster(c) => c.req_command(cmd),
         }
     }
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Sentinel(c, _) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
     fn check_connection(&mut self) -> bool {
         match self {
             Conn::Single(c) => c.check_connection(),
+            Conn::Sentinel(c, _) => c.check_connection(),
             Conn::Cluster(c) => c.check_connection(),
         }
     }
     fn is_open(&self) -> bool {
         match self {
             Conn::Single(c) => c.is_open(),
+            Conn::Sentinel(c, _) => c.is_open(),
             Conn::Cluster(c) => c.is_open(),
         }
     }
@@ -83,7 +100,7 @@ impl Conn {
     pub(crate) fn set_beat_timeouts(&self, interval: Duration, watching: bool) -> RedisResult<()> {
         let limit = Some(beat_limit(interval, watching));
         match self {
-            Conn::Single(c) => {
+            Conn::Single(c) | Conn::Sentinel(c, _) => {
                 c.set_read_timeout(limit)?;
                 c.set_write_timeout(limit)
             }
@@ -96,8 +113,15 @@ impl Conn {
 }
 
 impl Client {
-    /// `redis://[user:password@]host:port/[db]`, or `rediss://` for TLS.
+    /// `redis://[user:password@]host:port/[db]`, or `rediss://` for TLS; or
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]`
+    /// (see [`crate::sentinel`]).
     pub fn open(url: &str) -> RedisResult<Client> {
+        if is_sentinel_url(url) {
+            return Ok(Client {
+                target: Target::Sentinel(Box::new(SentinelTarget::parse(url)?)),
+            });
+        }
         Ok(Client {
             target: Target::Single(Box::new(redis::Client::open(url)?)),
         })
@@ -119,6 +143,14 @@ impl Client {
                 let con = ClusterClient::new(urls.clone())?.get_connection()?;
                 con.set_read_timeout(None)?;
                 Ok(Conn::Cluster(Box::new(con)))
+            }
+            Target::Sentinel(sentinel) => {
+                let master = sentinel.master(SENTINEL_LOOKUP_LIMIT)?;
+                let con = master.get_connection_with_timeout(SENTINEL_LOOKUP_LIMIT)?;
+                con.set_read_timeout(None)?;
+                con.set_write_timeout(None)?;
+                let addr = addr_text(master.get_connection_info().addr());
+                Ok(Conn::Sentinel(con, addr))
             }
         }
     }
@@ -149,6 +181,94 @@ impl Client {
                     .get_connection()?;
                 Ok(Conn::Cluster(Box::new(con)))
             }
+            Target::Sentinel(sentinel) => {
+                // The lookup and the connection share the beat's limit.
+                let started = std::time::Instant::now();
+                let master = sentinel.master(limit)?;
+                let left = limit
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(10));
+                let addr = addr_text(master.get_connection_info().addr());
+                let con = Conn::Sentinel(master.get_connection_with_timeout(left)?, addr);
+                con.set_beat_timeouts(interval, watching)?;
+                Ok(con)
+            }
         }
+    }
+
+    /// True when `con` goes to a node the Sentinels no longer name as the
+    /// master (asked within `limit`): after a failover, even a planned one
+    /// that leaves the old master up and accepting writes for a while, the
+    /// caller must reconnect. False for other targets, and when no Sentinel
+    /// answers (keep using the connection: a Sentinel outage is not a
+    /// failover).
+    pub fn moved(&self, con: &Conn, limit: Duration) -> bool {
+        match con {
+            Conn::Sentinel(_, addr) => self.moved_from(addr, limit),
+            _ => false,
+        }
+    }
+
+    /// As `moved`, for a connection to `addr` (`host:port`).
+    pub(crate) fn moved_from(&self, addr: &str, limit: Duration) -> bool {
+        let Target::Sentinel(sentinel) = &self.target else {
+            return false;
+        };
+        sentinel
+            .named_master(limit)
+            .is_ok_and(|named| named != addr)
+    }
+
+    /// While `con` (to a Sentinel-named master) waits in a blocking ACQUIRE,
+    /// a thread asks the Sentinels every `every` whether the master moved;
+    /// when it has, it closes the waiting connection on the old master
+    /// (`CLIENT KILL ID`), so the waiter queues again on the new one
+    /// instead of waiting where no grant counts. Dropping the returned
+    /// sender stops the thread. None for other connections (or when the
+    /// connection's id cannot be read).
+    pub(crate) fn follow_master(&self, con: &mut Conn, every: Duration) -> Option<Sender<()>> {
+        let (Target::Sentinel(sentinel), Conn::Sentinel(c, addr)) = (&self.target, con) else {
+            return None;
+        };
+        let id: i64 = redis::cmd("CLIENT").arg("ID").query(c).ok()?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (client, sentinel, addr) = (self.clone(), sentinel.clone(), addr.clone());
+        std::thread::Builder::new()
+            .name("hblock follow master".into())
+            .spawn(move || loop {
+                if !matches!(stopped.recv_timeout(every), Err(RecvTimeoutError::Timeout)) {
+                    return; // the ACQUIRE returned
+                }
+                if client.moved_from(&addr, every) {
+                    // Best effort, tried again at the next look until the
+                    // ACQUIRE returns: without the right to CLIENT KILL,
+                    // the waiter moves when the old master is demoted.
+                    let _ = sentinel.node_client(&addr).and_then(|old| {
+                        let mut c = old.get_connection_with_timeout(every)?;
+                        c.set_read_timeout(Some(every))?;
+                        redis::cmd("CLIENT")
+                            .arg("KILL")
+                            .arg("ID")
+                            .arg(id)
+                            .query::<redis::Value>(&mut c)
+                    });
+                }
+            })
+            .ok()?;
+        Some(stop)
+    }
+
+    /// Whether connections are found through Sentinel.
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.target, Target::Sentinel(_))
+    }
+
+    /// Why `key` is not granted now (one HBLOCK.INFO on a new connection):
+    /// held by another owner, held back after a failover
+    /// ([`crate::NotGranted::HeldBack`]), free, or missing.
+    pub fn not_granted(&self, key: &str) -> Result<crate::NotGranted, crate::Error> {
+        let mut con = self.connection()?;
+        let info = crate::commands::info(&mut con, key)?;
+        Ok(crate::NotGranted::from_info(info.as_ref()))
     }
 }

@@ -32,13 +32,20 @@ impl std::error::Error for Error {}
 
 impl Error {
     /// Worth retrying on a new connection: the network, a server that is
-    /// loading, read-only after a failover, or between masters.
+    /// loading, read-only after a failover, or between masters (Sentinel
+    /// naming no master yet included).
     pub fn is_transient(&self) -> bool {
         let Error::Redis(err) = self else {
             return false;
         };
         err.is_io_error()
             || err.is_connection_dropped()
+            // Sentinel has no master to name yet (a failover under way).
+            || matches!(
+                err.kind(),
+                redis::ErrorKind::MasterNameNotFoundBySentinel
+                    | redis::ErrorKind::NoValidReplicasFoundBySentinel
+            )
             || err.is_connection_refusal()
             || err.is_timeout()
             || matches!(
@@ -74,6 +81,11 @@ impl From<RedisError> for Error {
 /// A Redis error as the server said it (`WRONGTYPE Operation against ...`),
 /// with a hint where the cause is usually elsewhere.
 fn describe(err: &RedisError) -> String {
+    if err.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        return format!(
+            "{err}; is the name in the URL the one of `sentinel monitor`? (during a failover, wait)"
+        );
+    }
     let (Some(code), Some(detail)) = (err.code(), err.detail()) else {
         return err.to_string();
     };

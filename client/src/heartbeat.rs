@@ -111,6 +111,13 @@ impl Heartbeat {
     /// One beat, connecting first when there is no connection; on a new
     /// connection a bound lease is re-bound there.
     fn beat(&self, con: &mut Option<Conn>) -> Result<(), Error> {
+        // Through Sentinel: beats on a node Sentinel no longer names as the
+        // master do not count (after a planned failover the old master stays
+        // up and answers them for a while); reconnect to the named one.
+        let limit = (self.interval / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        if con.as_ref().is_some_and(|c| self.client.moved(c, limit)) {
+            *con = None;
+        }
         let fresh = con.is_none();
         if fresh {
             let watching = self.bind_ms.is_some();

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - `commands.rs`: one function per HBLOCK command, typed replies.
-//! - `conn.rs`: [`Client`], one server or a cluster, and its connections.
+//! - `conn.rs`: [`Client`], one server, a cluster or a Sentinel-managed
+//!   master, and its connections.
+//! - `sentinel.rs`: `redis+sentinel://` URLs and the master lookup.
 //! - `acquire.rs`: [`Client::acquire`]: the grant, retried while waiting.
 //! - `lease.rs`: the [`Lease`] handle (background heartbeat, loss reported
 //!   on a channel, release on drop).
@@ -22,6 +24,12 @@
 //! - `signals.rs`: which signals `hblock run` catches and what it does.
 //! - `log.rs`: timestamped log lines, `--quiet`.
 //! - `main.rs`: the CLI.
+//!
+//! When [`Client::acquire`] answers `None`, [`Client::not_granted`] says why
+//! ([`NotGranted`]): held by another owner, grants held back after a failover
+//! (`NotGranted::HeldBack`, INFO's state [`HELD_BACK`]), free, or missing.
+//! [`Client::open`] takes `redis://`, `rediss://` and `redis+sentinel://`
+//! URLs (see [`sentinel`]).
 //!
 //! ```no_run
 //! use hblock_client::{Client, LeaseEvent, LeaseOptions};
@@ -50,13 +58,14 @@ mod lease;
 pub mod log;
 pub mod output;
 pub mod owner;
+pub mod sentinel;
 pub mod signals;
 pub mod stop_plan;
 pub mod supervise;
 pub mod watch;
 pub mod watchdog;
 
-pub use commands::LockInfo;
+pub use commands::{LockInfo, NotGranted, HELD_BACK};
 pub use conn::{Client, Conn};
 pub use error::Error;
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

@@ -5,7 +5,7 @@ use hblock_client::commands;
 use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
-use hblock_client::{log, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
+use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
 };
@@ -21,14 +21,15 @@ const BIND_MIN_MS: u64 = 20;
 #[derive(Parser)]
 #[command(name = "hblock", version, about = "Heartbeat-lease locks in Redis (the hblock module)", after_help = EXIT_CODES)]
 struct Cli {
-    /// Redis URL (redis://[user:password@]host:port/[db], rediss:// for TLS).
+    /// Redis URL (redis://[user:password@]host:port/[db], rediss:// for TLS),
+    /// or redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]
+    /// (rediss+sentinel:// for TLS; Sentinel's own password: ?sentinel_password=...).
     /// Repeat it (or separate with commas) to give several nodes of a cluster
     #[arg(
         long = "redis",
         env = "HBLOCK_REDIS_URL",
         hide_env_values = true,
         default_value = "redis://127.0.0.1:6379",
-        value_delimiter = ',',
         global = true
     )]
     urls: Vec<String>,
@@ -199,16 +200,22 @@ fn main() {
     }
     let cli = Cli::parse(); // usage errors exit 2
     log::set_quiet(cli.quiet);
-    let masked: Vec<String> = cli.urls.iter().map(|u| mask_password(u)).collect();
+    let urls = split_urls(&cli.urls);
+    let masked: Vec<String> = urls.iter().map(|u| mask_password(u)).collect();
     let cx = Cx {
         urls: masked.join(","),
     };
-    let client = if cli.cluster || cli.urls.len() > 1 {
-        Client::open_cluster(&cli.urls)
+    let sentinel = urls.iter().any(|u| sentinel::is_sentinel_url(u));
+    let client = if sentinel && (cli.cluster || urls.len() > 1) {
+        eprintln!(
+            "hblock: a redis+sentinel:// URL names every Sentinel itself (host:port,host:port); give it alone, without --cluster"
+        );
+        std::process::exit(2);
+    } else if cli.cluster || urls.len() > 1 {
+        Client::open_cluster(&urls)
     } else {
         Client::open(
-            cli.urls
-                .first()
+            urls.first()
                 .map_or("redis://127.0.0.1:6379", String::as_str),
         )
     };
@@ -216,7 +223,7 @@ fn main() {
         // A URL that does not parse is a usage error, like any bad argument.
         Err(err) if err.kind() == redis::ErrorKind::InvalidClientConfig => {
             eprintln!(
-                "hblock: invalid Redis URL {} ({err}); expected redis://[user:password@]host:port/[db]",
+                "hblock: invalid Redis URL {} ({err}); expected redis://[user:password@]host:port/[db] or redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]",
                 cx.urls
             );
             2
@@ -225,6 +232,26 @@ fn main() {
         Ok(client) => dispatch(&cx, &client, cli.command),
     };
     std::process::exit(code);
+}
+
+/// The URLs of `--redis` (repeated) and `HBLOCK_REDIS_URL`: commas separate
+/// cluster nodes, except inside a redis+sentinel:// URL, whose Sentinel
+/// hosts are comma-separated themselves.
+fn split_urls(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|value| {
+            if sentinel::is_sentinel_url(value) {
+                vec![value.trim().to_string()]
+            } else {
+                value
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect()
+            }
+        })
+        .collect()
 }
 
 fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
@@ -323,6 +350,9 @@ fn acquire(
     match reply {
         Ok(token) if json => {
             println!("{}", acquired_json(key, owner.as_bytes(), token));
+            if token.is_none() {
+                held_back_line(client, key);
+            }
             i32::from(token.is_none())
         }
         Ok(Some(token)) => {
@@ -330,10 +360,21 @@ fn acquire(
             0
         }
         Ok(None) => {
-            eprintln!("hblock: {key} not acquired");
+            match client.not_granted(key) {
+                Ok(why) => eprintln!("hblock: {key} not acquired ({why})"),
+                Err(_) => eprintln!("hblock: {key} not acquired"),
+            }
             1
         }
         Err(err) => cx.fail(&err),
+    }
+}
+
+/// `acquire --json` not granted: the one stderr line saying why, when the
+/// reason is a failover delay (stdout stays the JSON object).
+fn held_back_line(client: &Client, key: &str) {
+    if let Ok(why @ hblock_client::NotGranted::HeldBack { .. }) = client.not_granted(key) {
+        eprintln!("hblock: {key} not acquired ({why})");
     }
 }
 
@@ -392,6 +433,9 @@ fn watch(client: &Client, key: &str, json: bool) -> i32 {
                 info.token,
                 info.ttl
             ),
+            Ok(Some(info)) if info.held_back_ms().is_some() => {
+                format!("held-back ttl={} token={}", info.ttl, info.token)
+            }
             Ok(_) => "free".into(),
             Err(err) => {
                 eprintln!("hblock: watching {key}: {err}");

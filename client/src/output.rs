@@ -5,18 +5,30 @@ use crate::owner::hex;
 use crate::LockInfo;
 use serde_json::{Map, Value};
 
-/// A URL with its password replaced by `***`, for messages.
+/// A URL with its passwords (the user's, and a Sentinel URL's
+/// `sentinel_password=`) replaced by `***`, for messages.
 pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+    let masked = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_string(),
+            },
+            None => url.to_string(),
+        },
         None => url.to_string(),
-    }
+    };
+    let Some((base, query)) = masked.split_once('?') else {
+        return masked;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("sentinel_password", _)) => "sentinel_password=***".to_string(),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 /// The owner for display: the bytes as UTF-8, or 0x-prefixed hex when they are not.
@@ -80,6 +92,10 @@ mod tests {
             "redis://u:***@h:1/0"
         );
         assert_eq!(mask_password("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            mask_password("redis+sentinel://u:pw@h:1,h:2/m?sentinel_password=s&x=1"),
+            "redis+sentinel://u:***@h:1,h:2/m?sentinel_password=***&x=1"
+        );
     }
 
     #[test]

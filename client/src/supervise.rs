@@ -20,6 +20,7 @@ use crate::stop_plan::{Action, StopPlan};
 use crate::watchdog::Watchdog;
 use crate::Client;
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -119,23 +120,42 @@ pub fn run(client: &Client, opts: RunOptions) -> i32 {
     supervise_child(lease, &opts, (pgid, &watchdog), plan, &rx)
 }
 
-/// Who holds the lock now, for the waiting log line.
+/// Why the lock is not ours now, for the waiting log line: its holder,
+/// grants held back after a failover, or no such lock yet.
 fn holder(client: &Client, key: &str) -> String {
-    let info = client
-        .connection()
-        .map_err(crate::Error::from)
-        .and_then(|mut con| crate::commands::info(&mut con, key).map_err(crate::Error::from));
-    match info {
-        Ok(Some(i)) if i.state == "held" => format!(
-            "held by {} token={} ttl={}ms",
-            String::from_utf8_lossy(i.owner.as_deref().unwrap_or_default()),
-            i.token,
-            i.ttl
-        ),
-        Ok(Some(i)) => format!("{} (token {})", i.state, i.token),
-        Ok(None) => "no such lock yet".into(),
+    match client.not_granted(key) {
+        Ok(why) => why.to_string(),
         Err(err) => format!("holder unknown: {err}"),
     }
+}
+
+/// After the wait was retried (a failover, say), one line when the lock
+/// turns out to be held back on the master the waiter queues on now:
+/// checked every 250 ms by a thread of its own (the signal loop stays free)
+/// until INFO answers, while `waiting`.
+fn report_held_back(
+    client: &Client,
+    opts: &RunOptions,
+    requeued: &Arc<AtomicBool>,
+    waiting: &Arc<AtomicBool>,
+) {
+    let (client, key, owner) = (client.clone(), opts.key.clone(), opts.owner.clone());
+    let (requeued, waiting) = (Arc::clone(requeued), Arc::clone(waiting));
+    std::thread::spawn(move || {
+        while waiting.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            if !requeued.swap(false, Ordering::Relaxed) || !waiting.load(Ordering::Relaxed) {
+                continue;
+            }
+            match client.not_granted(&key) {
+                Ok(why @ crate::NotGranted::HeldBack { .. }) => {
+                    log::info(&format!("waiting for {key} as {owner} ({why})"));
+                }
+                Ok(_) => {}
+                Err(_) => requeued.store(true, Ordering::Relaxed), // ask again
+            }
+        }
+    });
 }
 
 /// One blocking ACQUIRE (retried on connection errors) in a thread, while
@@ -159,12 +179,24 @@ fn wait_for_lease(
         tx.clone(),
         opts.lease.clone(),
     );
+    let requeued = Arc::new(AtomicBool::new(false));
+    let waiting = Arc::new(AtomicBool::new(true));
+    report_held_back(client, opts, &requeued, &waiting);
     std::thread::spawn(move || {
+        // One line per kind of error in a row, not one per retry (a
+        // failover retries every few ms for seconds).
+        let mut last = String::new();
         let acquired = waiter.acquire_as(&key, owner.as_bytes(), &options, |err| {
-            log::error(&format!(
-                "waiting for {key}: {err}; waiting again (the place in the queue may be lost)"
-            ));
+            requeued.store(true, Ordering::Relaxed);
+            let text = err.to_string();
+            if text != last {
+                log::error(&format!(
+                    "waiting for {key}: {text}; waiting again (the place in the queue may be lost)"
+                ));
+                last = text;
+            }
         });
+        waiting.store(false, Ordering::Relaxed);
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
     });
     loop {

@@ -7,6 +7,10 @@ use crate::commands::{self, LockInfo};
 use crate::{Client, Conn, Error};
 use std::time::Duration;
 
+/// Through Sentinel, how long one HBLOCK.WATCH waits before the watch asks
+/// Sentinel whether the master moved.
+const SENTINEL_SLICE: Duration = Duration::from_secs(1);
+
 /// An endless iterator over a lock's holders: first the current one, then one
 /// item per change (`None`: the key does not exist). Transient errors are
 /// retried on a new connection; others end nothing and are yielded.
@@ -34,13 +38,31 @@ impl Client {
 
 impl Watch {
     fn ask(&mut self) -> Result<Option<LockInfo>, Error> {
+        // Through Sentinel: wait in slices and, between them, move to the
+        // master Sentinel names (after a planned failover the old master
+        // stays up and would report no change). WATCH with the token last
+        // seen misses nothing across slices.
+        let sentinel = self.client.is_sentinel();
+        if sentinel
+            && self
+                .con
+                .as_ref()
+                .is_some_and(|c| self.client.moved(c, SENTINEL_SLICE))
+        {
+            self.con = None;
+        }
         let con = match &mut self.con {
             Some(con) => con,
             None => self.con.insert(self.client.connection()?),
         };
+        let timeout_ms = if sentinel {
+            SENTINEL_SLICE.as_millis() as u64
+        } else {
+            0
+        };
         Ok(match self.seen {
             None => commands::info(con, &self.key)?,
-            Some(seen) => commands::watch(con, &self.key, seen, 0)?,
+            Some(seen) => commands::watch(con, &self.key, seen, timeout_ms)?,
         })
     }
 }

@@ -1,13 +1,15 @@
 //! Test support, a dev-only crate of the workspace: real servers
-//! (`server.rs`) and a 3+3 cluster (`cluster.rs`) with the module loaded,
-//! one RESP codec (`raw.rs`), one PRNG (`rng.rs`), forged DUMP payloads of
-//! lock records (`dump.rs`), and the helpers below,
+//! (`server.rs`), a 3+3 cluster (`cluster.rs`) and a master + replica
+//! watched by three Sentinels (`sentinel.rs`) with the module loaded, one
+//! RESP codec (`raw.rs`), one PRNG (`rng.rs`), forged DUMP payloads of lock
+//! records (`dump.rs`), and the helpers below,
 //! which take any connection (single server or cluster).
 
 pub mod cluster;
 pub mod dump;
 pub mod raw;
 pub mod rng;
+pub mod sentinel;
 mod server;
 pub mod waiting;
 

@@ -8,6 +8,8 @@ mod bind;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
+/// Grants held back after a failover: what the CLI and the API say.
+mod held_back;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
 /// The Python example and redis-py on a cluster.
@@ -16,6 +18,8 @@ mod python;
 mod replicas;
 /// `hblock run`: hand-over, kill -9, pauses, Redis going away, signals.
 mod run;
+/// Sentinel: hblock run and Python leases through failovers.
+mod sentinel;
 /// The thin commands: replies and exit codes.
 mod thin;
 

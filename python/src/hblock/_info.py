@@ -2,6 +2,10 @@
 
 from typing import Any, Dict, Optional
 
+# INFO's state while grants of the lock are held back after a promotion
+# (hblock.failover-delay); its ttl is then the ms left.
+HELD_BACK = "held-back"
+
 
 def as_dict(reply: Any) -> Optional[Dict[str, Any]]:
     """The INFO reply as a dict (None: no such lock); ``state`` decoded."""
@@ -20,3 +24,24 @@ def as_dict(reply: Any) -> Optional[Dict[str, Any]]:
 def holder(info: Optional[Dict[str, Any]]) -> int:
     """The token of the live lease, or 0 when the lock is not held."""
     return int(info["token"]) if info and info.get("state") == "held" else 0
+
+
+def held_back_ms(info: Optional[Dict[str, Any]]) -> Optional[int]:
+    """Ms left while grants are held back after a failover, else None."""
+    if info and info.get("state") == HELD_BACK:
+        return max(0, int(info.get("ttl", 0)))
+    return None
+
+
+def not_granted(info: Optional[Dict[str, Any]]) -> str:
+    """Why a lock is not granted, in words (as ``hblock run`` logs it)."""
+    if info is None:
+        return "no such lock yet"
+    left = held_back_ms(info)
+    if left is not None:
+        return f"grants are held back after a failover for {left} ms (hblock.failover-delay)"
+    if info.get("state") == "held":
+        owner = info.get("owner")
+        owner = owner.decode(errors="replace") if isinstance(owner, bytes) else owner
+        return f"held by {owner} token={info.get('token')} ttl={info.get('ttl')}ms"
+    return f"{info.get('state')} (token {info.get('token')})"

@@ -23,9 +23,9 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import redis
 
-from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held
+from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held, is_sentinel, kill_client, moved
 from ._errors import LeaseLost, NotAcquired
-from ._info import as_dict, holder
+from ._info import as_dict, held_back_ms, holder, not_granted
 
 log = logging.getLogger("hblock")
 
@@ -114,20 +114,33 @@ class Lease:
         if self.token is not None:
             raise RuntimeError("this Lease was already acquired; make a new one")
         waiter = dedicated(self._client, None)
+        end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
         try:
-            token, counted_from = self._grant(waiter)
-            self.token = token
-            beater = dedicated(self._client, self._beat_timeout)
-            if self.bind_ms is not None:
+            while True:
+                token, counted_from = self._grant(waiter, end)
+                beater = dedicated(self._client, self._beat_timeout)
+                if self.bind_ms is None:
+                    break
                 # Move the binding from the waiting connection to the beating one.
+                self.token = token
                 sent = time.monotonic()
                 try:
                     self._beat_and_rebind(beater)
-                except redis.RedisError:
+                except redis.RedisError as err:
+                    self.token = None
                     beater.connection_pool.disconnect()
-                    waiter.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
+                    try:
+                        waiter.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
+                    except redis.RedisError:
+                        pass
+                    if is_not_held(err) and self._wait_ms(None) is not None:
+                        # Lost before its first beat here (a failover): wait again.
+                        log.warning("waiting for %s: %s; waiting again", self.key, err)
+                        continue
                     raise
                 counted_from = sent
+                break
+            self.token = token
         finally:
             waiter.connection_pool.disconnect()
         self._deadline = counted_from + self._lease
@@ -148,6 +161,22 @@ class Lease:
             raise NotAcquired(f"{self.key}: not granted within {self._blocking_timeout} s")
         return max(1, math.ceil(left * 1000))
 
+    def _not_acquired(self, waiter: "redis.Redis[Any]", message: str) -> NotAcquired:
+        """NotAcquired with the reason INFO gives (held, held back after a
+        failover, free, missing); without one when INFO cannot be read."""
+        try:
+            info = as_dict(waiter.execute_command("HBLOCK.INFO", self.key))
+        except redis.RedisError:
+            return NotAcquired(message)
+        if info is None:
+            reason = "missing"
+        elif held_back_ms(info) is not None:
+            reason = "held-back"
+        else:
+            reason = "held" if info.get("state") == "held" else "free"
+        return NotAcquired(f"{message}: {not_granted(info)}", reason=reason,
+                           held_back_ms=held_back_ms(info), info=info)
+
     @property
     def _beat_timeout(self) -> float:
         # A beat slower than an interval fails; a bound lease also waits up
@@ -155,13 +184,21 @@ class Lease:
         limit = max(self._interval, 0.05)
         return limit * 2 if self.bind_ms is not None else limit
 
-    def _grant(self, waiter: "redis.Redis[Any]") -> Tuple[int, float]:
-        """(token, the time the lease is counted from), on ``waiter``."""
-        end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
+    def _grant(self, waiter: "redis.Redis[Any]", end: Optional[float]) -> Tuple[int, float]:
+        """(token, the time the lease is counted from), on ``waiter``; waiting
+        until ``end`` (a ``time.monotonic()``; None: no limit)."""
         backoff = Backoff(self._interval)
         logged = False
+        held_back_logged = False
         while True:
-            wait_ms = self._wait_ms(end)
+            try:
+                wait_ms = self._wait_ms(end)
+            except NotAcquired as err:
+                raise self._not_acquired(waiter, str(err)) from None
+            if logged and not held_back_logged and wait_ms is not None:
+                # Waiting again after an outage (a failover): say once if the
+                # master it queues on now holds grants back.
+                held_back_logged = self._log_held_back(waiter)
             try:
                 return self._try_grant(waiter, wait_ms)
             except redis.RedisError as err:
@@ -175,6 +212,17 @@ class Lease:
                 waiter.connection_pool.disconnect()
                 time.sleep(backoff.next_delay())
 
+    def _log_held_back(self, waiter: "redis.Redis[Any]") -> bool:
+        """Logs the lock's failover delay when INFO shows one; True if it did."""
+        try:
+            info = as_dict(waiter.execute_command("HBLOCK.INFO", self.key))
+        except redis.RedisError:
+            return False
+        if held_back_ms(info) is None:
+            return False
+        log.warning("waiting for %s: %s", self.key, not_granted(info))
+        return True
+
     def _try_grant(self, waiter: "redis.Redis[Any]", wait_ms: Optional[int]) -> Tuple[int, float]:
         args: List[Any] = ["HBLOCK.ACQUIRE", self.key, self.owner,
                            "INTERVAL", self.interval_ms, "MISSES", self.misses]
@@ -182,16 +230,58 @@ class Lease:
             args += ["WAIT", wait_ms]
         if self.bind_ms is not None:
             args += ["BIND", self.bind_ms]
+        follow = self._follow_master(waiter) if wait_ms is not None else None
         sent = time.monotonic()
-        token = waiter.execute_command(*args)
+        try:
+            token = waiter.execute_command(*args)
+        finally:
+            if follow is not None:
+                follow.set()
         if token is None:
-            raise NotAcquired(f"{self.key} is held by another owner")
+            raise self._not_acquired(waiter, f"{self.key}: not granted")
+        if wait_ms is not None and moved(self._client, waiter) is not None:
+            # Granted by a master Sentinel no longer names (it stays up a
+            # while after a planned failover): that grant does not count.
+            try:
+                waiter.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
+            except redis.RedisError:
+                pass
+            raise redis.ResponseError("NOTHELD granted by a master Sentinel no longer names")
         if wait_ms is None:
             return int(token), sent
         # A blocking grant happened at an unknown time: count from a beat.
         sent = time.monotonic()
         waiter.execute_command("HBLOCK.BEAT", self.key, self.owner, token)
         return int(token), sent
+
+    def _follow_master(self, waiter: "redis.Redis[Any]") -> Optional[threading.Event]:
+        """Through Sentinel: while ``waiter`` waits in ACQUIRE, ask Sentinel
+        every interval (0.1 to 1 s) whether the master moved; when it has,
+        close the waiting connection on the old master (CLIENT KILL ID), so
+        the wait starts again on the new one. Set the returned event to stop."""
+        if not is_sentinel(self._client):
+            return None
+        try:
+            client_id = int(waiter.execute_command("CLIENT", "ID"))
+        except redis.RedisError:
+            return None
+        done = threading.Event()
+        every = min(max(self._interval, 0.1), 1.0)
+
+        def follow() -> None:
+            # Until the ACQUIRE returns: a kill that did not take (no reply,
+            # no right) is tried again at the next look.
+            while not done.wait(every):
+                try:
+                    where = moved(self._client, waiter)
+                    if where is not None:
+                        log.warning("%s: Sentinel names a new master; waiting there", self.key)
+                        kill_client(self._client, where, client_id, every)
+                except Exception:  # never die silently: keep looking
+                    log.exception("%s: following Sentinel's master failed", self.key)
+
+        threading.Thread(target=follow, name=f"hblock follow {self.key}", daemon=True).start()
+        return done
 
     # -- beating -----------------------------------------------------------
 
@@ -224,6 +314,11 @@ class Lease:
                             continue
                 if self._stop.is_set():
                     return
+                if not fresh and moved(self._client, beater) is not None:
+                    # Beats on a node Sentinel no longer names as the master
+                    # do not count: beat (and re-bind) on the named one.
+                    beater.connection_pool.disconnect()
+                    fresh = True
                 sent = time.monotonic()
                 try:
                     if fresh and self.bind_ms is not None:

@@ -5,7 +5,7 @@ from typing import Any, Dict, Iterator, Optional
 
 import redis
 
-from ._connect import TRANSIENT, dedicated
+from ._connect import TRANSIENT, dedicated, is_sentinel, moved
 from ._info import as_dict as _as_dict, holder as _holder
 from ._lease import Backoff
 
@@ -18,11 +18,19 @@ def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, A
     conn = dedicated(client, None)
     seen: Optional[int] = None
     backoff = Backoff(2.0)
+    # Through Sentinel: wait in 1 s slices and, between them, move to the
+    # master Sentinel names (the old one stays up a while after a planned
+    # failover). WATCH with the token last seen misses nothing across slices.
+    sentinel = is_sentinel(client)
     try:
         while True:
             try:
+                if sentinel and moved(client, conn) is not None:
+                    conn.connection_pool.disconnect()
                 if seen is None:
                     reply = conn.execute_command("HBLOCK.INFO", key)
+                elif sentinel:
+                    reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen, "TIMEOUT", 1000)
                 else:
                     reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen)
             except TRANSIENT:

@@ -1,0 +1,398 @@
+//! Redis Sentinel: `redis+sentinel://` URLs and finding the master.
+//!
+//! `redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]`
+//! (`rediss+sentinel://` for TLS to the Sentinels and the data nodes). The
+//! user and password are the data node's; Sentinel's own credentials, when
+//! the Sentinels require them, go in the query: `?sentinel_password=...`
+//! (and `sentinel_username=...`). Percent-encode reserved characters.
+//!
+//! The master is looked up with the redis crate's Sentinel client (ask each
+//! Sentinel in turn for the master, then check with ROLE that the node is a
+//! master) on every new connection, so after a failover the next connection
+//! goes to the promoted replica. That lookup has no timeouts of its own (a
+//! stopped Sentinel or master would hang it), so it runs in a thread of its
+//! own and the caller gives up after a limit: a beat must fail within its
+//! interval, not hang.
+
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{Connection, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisResult};
+use redis::{IntoConnectionInfo, RedisConnectionInfo, TlsMode};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The Sentinel port when a host is given without one.
+pub const SENTINEL_PORT: u16 = 26379;
+
+/// Where the locks live when Sentinel says where the master is.
+#[derive(Clone)]
+pub struct SentinelTarget {
+    sentinels: Vec<ConnectionInfo>,
+    master: String,
+    node: SentinelNodeConnectionInfo,
+    /// The data nodes' credentials and database, and whether TLS is used.
+    node_info: RedisConnectionInfo,
+    tls: bool,
+    /// A connection to one Sentinel, kept for the quick "which master?"
+    /// question asked before every beat (shared by the clones).
+    asker: Arc<Mutex<Option<Connection>>>,
+}
+
+/// `host:port` of a node address (how Sentinel names masters).
+pub(crate) fn addr_text(addr: &ConnectionAddr) -> String {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{host}:{port}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// True for the URL schemes this module parses.
+pub fn is_sentinel_url(url: &str) -> bool {
+    let lower = url.trim_start().to_ascii_lowercase();
+    lower.starts_with("redis+sentinel://") || lower.starts_with("rediss+sentinel://")
+}
+
+fn invalid(detail: String) -> RedisError {
+    RedisError::from((
+        ErrorKind::InvalidClientConfig,
+        "invalid redis+sentinel URL",
+        format!(
+            "{detail}; expected redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db][?sentinel_password=...]"
+        ),
+    ))
+}
+
+/// `%XX` escapes decoded (the rest as it is).
+fn percent_decode(text: &str) -> Result<String, RedisError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| invalid(format!("bad %-escape in {text:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| invalid(format!("{text:?} is not UTF-8 once decoded")))
+}
+
+/// `host:port`, `host` (port 26379) or `[v6]:port`.
+fn host_port(text: &str) -> Result<(String, u16), RedisError> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| invalid(format!("unclosed '[' in {text:?}")))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid(format!("no host in {text:?}")));
+    }
+    let port = match port {
+        None => SENTINEL_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid(format!("bad port in {text:?}")))?,
+    };
+    Ok((host.to_string(), port))
+}
+
+impl SentinelTarget {
+    /// Parses a `redis+sentinel://` or `rediss+sentinel://` URL.
+    pub fn parse(url: &str) -> RedisResult<SentinelTarget> {
+        let url = url.trim();
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid("no scheme".into()))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "redis+sentinel" => false,
+            "rediss+sentinel" => true,
+            other => return Err(invalid(format!("unknown scheme {other:?}"))),
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let (userinfo, hosts_and_path) = match rest.rsplit_once('@') {
+            Some((userinfo, after)) => (Some(userinfo), after),
+            None => (None, rest),
+        };
+        let (hosts, path) = hosts_and_path
+            .split_once('/')
+            .ok_or_else(|| invalid("no /mastername".into()))?;
+        let mut path = path.split('/');
+        let master = percent_decode(path.next().unwrap_or_default())?;
+        if master.is_empty() {
+            return Err(invalid("no master name".into()));
+        }
+        let db = match path.next().filter(|s| !s.is_empty()) {
+            None => 0,
+            Some(db) => db
+                .parse::<i64>()
+                .ok()
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| invalid(format!("bad database number {db:?}")))?,
+        };
+        if path.any(|extra| !extra.is_empty()) {
+            return Err(invalid("more than /mastername/db in the path".into()));
+        }
+        // The data node's credentials, database and TLS.
+        let mut node_info = RedisConnectionInfo::default().set_db(db);
+        if let Some(userinfo) = userinfo {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((user, password)) => (user, Some(password)),
+                None => (userinfo, None),
+            };
+            let user = percent_decode(user)?;
+            if !user.is_empty() {
+                node_info = node_info.set_username(user);
+            }
+            if let Some(password) = password {
+                node_info = node_info.set_password(percent_decode(password)?);
+            }
+        }
+        // The Sentinels' own credentials, from the query.
+        let mut sentinel_info = RedisConnectionInfo::default();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "sentinel_password" => {
+                    sentinel_info = sentinel_info.set_password(percent_decode(value)?)
+                }
+                "sentinel_username" => {
+                    sentinel_info = sentinel_info.set_username(percent_decode(value)?)
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "unknown parameter {other:?} (known: sentinel_username, sentinel_password)"
+                    )))
+                }
+            }
+        }
+        let mut sentinels = Vec::new();
+        for host in hosts.split(',').filter(|h| !h.is_empty()) {
+            let (host, port) = host_port(host)?;
+            let addr = if tls {
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(host, port)
+            };
+            sentinels.push(
+                addr.into_connection_info()?
+                    .set_redis_settings(sentinel_info.clone()),
+            );
+        }
+        if sentinels.is_empty() {
+            return Err(invalid("no Sentinel host".into()));
+        }
+        let mut node =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(node_info.clone());
+        if tls {
+            node = node.set_tls_mode(TlsMode::Secure);
+        }
+        Ok(SentinelTarget {
+            sentinels,
+            master,
+            node,
+            node_info,
+            tls,
+            asker: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// `host:port` of the master the Sentinels name now
+    /// (`SENTINEL GET-MASTER-ADDR-BY-NAME`), asking one Sentinel after the
+    /// other, all within `limit`. Cheap: one round trip on a kept
+    /// connection. Before a failover ends this is still the old master; the
+    /// full lookup (`master`) also checks the node's ROLE.
+    pub fn named_master(&self, limit: Duration) -> RedisResult<String> {
+        let limit = limit.max(Duration::from_millis(10));
+        let deadline = std::time::Instant::now() + limit;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let mut slot = self
+            .asker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ask = |c: &mut Connection| -> RedisResult<String> {
+            let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&self.master)
+                .query(c)?;
+            addr.map(|(host, port)| format!("{host}:{port}"))
+                .ok_or_else(|| {
+                    RedisError::from((
+                        ErrorKind::MasterNameNotFoundBySentinel,
+                        "Sentinel knows no master by this name",
+                    ))
+                })
+        };
+        if let Some(c) = slot.as_mut() {
+            let bounded = c
+                .set_read_timeout(Some(limit))
+                .and_then(|()| c.set_write_timeout(Some(limit)));
+            match bounded.and_then(|()| ask(c)) {
+                Ok(addr) => return Ok(addr),
+                Err(_) => *slot = None,
+            }
+        }
+        let mut last = None;
+        for info in &self.sentinels {
+            let budget = left();
+            if budget < Duration::from_millis(1) {
+                last = Some(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no Sentinel answered in time",
+                )));
+                break;
+            }
+            let attempt = redis::Client::open(info.clone())
+                .and_then(|client| client.get_connection_with_timeout(budget))
+                .and_then(|mut c| {
+                    c.set_read_timeout(Some(budget))?;
+                    c.set_write_timeout(Some(budget))?;
+                    let addr = ask(&mut c)?;
+                    Ok((c, addr))
+                });
+            match attempt {
+                Ok((c, addr)) => {
+                    *slot = Some(c);
+                    return Ok(addr);
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            RedisError::from((ErrorKind::EmptySentinelList, "no Sentinel given"))
+        }))
+    }
+
+    /// A client for the data node at `addr` (`host:port`, as Sentinel
+    /// names nodes) with the URL's credentials, database and TLS.
+    pub(crate) fn node_client(&self, addr: &str) -> RedisResult<redis::Client> {
+        let (host, port) = host_port(addr)?;
+        let addr = if self.tls {
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host, port)
+        };
+        redis::Client::open(
+            addr.into_connection_info()?
+                .set_redis_settings(self.node_info.clone()),
+        )
+    }
+
+    /// The master's name in Sentinel.
+    pub fn master_name(&self) -> &str {
+        &self.master
+    }
+
+    /// A client for the current master, as the Sentinels see it, within
+    /// `limit` (a timeout error after it; the lookup thread is left to end
+    /// on its own).
+    pub fn master(&self, limit: Duration) -> RedisResult<redis::Client> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sentinels, master, node) = (
+            self.sentinels.clone(),
+            self.master.clone(),
+            self.node.clone(),
+        );
+        std::thread::Builder::new()
+            .name("hblock sentinel".into())
+            .spawn(move || {
+                let found = Sentinel::build(sentinels)
+                    .and_then(|mut sentinel| sentinel.master_for(&master, Some(&node)));
+                let _ = tx.send(found);
+            })
+            .map_err(RedisError::from)?;
+        match rx.recv_timeout(limit) {
+            Ok(found) => found,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "Sentinel did not name a master {:?} within {} ms",
+                    self.master,
+                    limit.as_millis()
+                ),
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(t: &SentinelTarget) -> Vec<String> {
+        t.sentinels.iter().map(|c| c.addr().to_string()).collect()
+    }
+
+    #[test]
+    fn urls_name_sentinels_master_db_and_credentials() {
+        let t = SentinelTarget::parse(
+            "redis+sentinel://app:p%40ss@127.0.0.1:26379,h2,[::1]:5/mymaster/3?sentinel_password=s3",
+        )
+        .unwrap();
+        assert_eq!(
+            addrs(&t),
+            ["127.0.0.1:26379", "h2:26379", "::1:5"],
+            "hosts, default port"
+        );
+        assert_eq!(t.master_name(), "mymaster");
+        let s = t.sentinels[0].redis_settings();
+        assert_eq!((s.username(), s.password()), (None, Some("s3")));
+        let t = SentinelTarget::parse("redis+sentinel://h:1/m").unwrap();
+        assert_eq!(t.sentinels[0].redis_settings().password(), None);
+        assert!(SentinelTarget::parse("rediss+sentinel://h:1/m").is_ok());
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        for (url, says) in [
+            ("redis+sentinel://h:1", "no /mastername"),
+            ("redis+sentinel://h:1/", "no master name"),
+            ("redis+sentinel:///m", "no Sentinel host"),
+            ("redis+sentinel://h:x/m", "bad port"),
+            ("redis+sentinel://h:1/m/-1", "bad database"),
+            ("redis+sentinel://h:1/m/0/x", "more than"),
+            ("redis+sentinel://h:1/m?password=x", "unknown parameter"),
+            ("redis+sentinel://u:%zz@h:1/m", "bad %-escape"),
+        ] {
+            let Err(err) = SentinelTarget::parse(url) else {
+                panic!("{url} parsed");
+            };
+            assert_eq!(err.kind(), ErrorKind::InvalidClientConfig, "{url}");
+            assert!(err.to_string().contains(says), "{url}: {err}");
+        }
+        assert!(is_sentinel_url("REDIS+SENTINEL://h/m"));
+        assert!(!is_sentinel_url("redis://h:1"));
+    }
+}
