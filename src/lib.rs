@@ -22,7 +22,8 @@
 //!   RM_Call and key positions for FENCED; `persist.rs`: the token floor's
 //!   aux data and `HBLOCK.FLOOR`).
 //! - `tokens.rs`: the data set's token floor (tokens never repeat), epochs
-//!   and the failover delay.
+//!   and the failover delay; `census.rs`: after an unplanned promotion, the
+//!   longest lease that can be held back, learnt a slice at a time.
 //! - `eviction.rs`: maxmemory: the policy warning, evicted locks, OOM grants.
 //! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
 //! - `arrival.rs`: records arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB
@@ -34,6 +35,7 @@
 mod arrival;
 mod binding;
 mod blocking;
+mod census;
 mod command_info;
 mod commands;
 mod config;

@@ -26,6 +26,11 @@ static FLOOR: AtomicU64 = AtomicU64::new(0);
 static LONGEST_LEASE: AtomicI64 = AtomicI64::new(0);
 /// When this server was promoted without a handover (0: nothing is held back).
 static PROMOTED_AT: AtomicI64 = AtomicI64::new(0);
+/// The first token of the epoch that promotion began: a record whose token
+/// is above it was granted here since, and is never held back.
+static HELD_UP_TO_TOKEN: AtomicU64 = AtomicU64::new(0);
+/// LONGEST_LEASE at that promotion: what records from before it can hold.
+static HELD_LONGEST: AtomicI64 = AtomicI64::new(0);
 /// The earliest end of a hold that kept a waiter waiting (i64::MAX: none):
 /// the timer serves every waiter then.
 static HOLD_SERVE_AT: AtomicI64 = AtomicI64::new(i64::MAX);
@@ -98,6 +103,15 @@ pub fn new_epoch(now: i64, promoted: bool) {
     }
     f.new_epoch();
     observe_token(f.0);
+    if promoted {
+        HELD_UP_TO_TOKEN.store(f.0, Ordering::Relaxed);
+        HELD_LONGEST.store(LONGEST_LEASE.load(Ordering::Relaxed), Ordering::Relaxed);
+        if PROMOTED_AT.load(Ordering::Relaxed) != 0 {
+            crate::census::start(f.0);
+        } else {
+            crate::census::stop();
+        }
+    }
     EMIT.store(true, Ordering::Relaxed);
 }
 
@@ -123,6 +137,9 @@ pub fn hold_left(lease: Option<&Lease>, now: i64) -> i64 {
     if promoted_at == 0 {
         return 0;
     }
+    if lease.is_some_and(|l| l.token > HELD_UP_TO_TOKEN.load(Ordering::Relaxed)) {
+        return 0; // granted by this server since the promotion: nothing was lost
+    }
     let lock_lease = lease.map(|l| l.terms().lease_ms());
     let delay = failover_delay(
         crate::config::failover_delay(),
@@ -141,15 +158,16 @@ pub fn hold_left(lease: Option<&Lease>, now: i64) -> i64 {
 }
 
 /// The longest any lock, or a key without a record, may still be held back
-/// (INFO's `failover_delay_left_ms`; an upper bound: the longest lease of
-/// any record seen, a deleted one included).
+/// (INFO's `failover_delay_left_ms`): exact once the census has walked the
+/// keyspace, until then an upper bound (the longest lease of any record seen
+/// before the promotion, a deleted one included).
 pub fn longest_hold_left(now: i64) -> i64 {
     let promoted_at = PROMOTED_AT.load(Ordering::Relaxed);
     if promoted_at == 0 {
         return 0;
     }
     let defaults = crate::config::default_terms().lease_ms();
-    let longest = LONGEST_LEASE.load(Ordering::Relaxed);
+    let longest = crate::census::longest().unwrap_or(HELD_LONGEST.load(Ordering::Relaxed));
     let delay = failover_delay(
         crate::config::failover_delay(),
         Some(longest.max(defaults)),
@@ -159,6 +177,7 @@ pub fn longest_hold_left(now: i64) -> i64 {
     if left == 0 {
         // Every hold has ended: nothing more to look at.
         PROMOTED_AT.store(0, Ordering::Relaxed);
+        crate::census::stop();
     }
     left
 }
@@ -173,6 +192,7 @@ pub fn delay_config_changed(now: i64) {
 
 /// This server became a replica: a delay of an earlier promotion ends.
 pub fn demoted() {
+    crate::census::stop();
     EMIT.store(false, Ordering::Relaxed);
     PROMOTED_AT.store(0, Ordering::Relaxed);
     HOLD_SERVE_AT.store(i64::MAX, Ordering::Relaxed);
@@ -181,7 +201,7 @@ pub fn demoted() {
 /// When the timer has work here: the floor to propagate (now), the end of
 /// a hold that kept a waiter waiting (serve the waiters).
 pub fn next_due(now: i64) -> Option<i64> {
-    if EMIT.load(Ordering::Relaxed) {
+    if EMIT.load(Ordering::Relaxed) || crate::census::walking() {
         return Some(now);
     }
     let serve_at = HOLD_SERVE_AT.load(Ordering::Relaxed);

@@ -238,6 +238,9 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
     }
     let context = Context::new(ctx);
     let is_master = context.get_flags().contains(ContextFlags::MASTER);
+    if is_master {
+        crate::census::step(ctx);
+    }
     if is_master && crate::tokens::on_timer(ctx, now) {
         // The failover delay ended: every lock with waiters is served now.
         for lock in with(|s| s.queues.locks_in(None)).unwrap_or_default() {

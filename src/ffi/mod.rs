@@ -616,3 +616,109 @@ pub fn for_each_value(
     select_db(ctx, before);
     true
 }
+
+/// A keyspace scan that goes on across callbacks (RM_Scan's cursor); the
+/// cursor is destroyed when this is dropped.
+pub struct ScanCursor(*mut raw::RedisModuleScanCursor);
+
+impl ScanCursor {
+    pub fn new() -> Option<ScanCursor> {
+        // SAFETY: no arguments; the cursor is freed in Drop.
+        let cursor = unsafe { raw::RedisModule_ScanCursorCreate.map(|create| create()) }?;
+        (!cursor.is_null()).then_some(ScanCursor(cursor))
+    }
+
+    /// Scans on in database `db` for up to `steps` RM_Scan calls (each
+    /// visits one hash bucket), calling `f` with every value of type `ty`.
+    /// False once the database is done (or does not exist).
+    pub fn step(
+        &mut self,
+        ctx: Ctx,
+        db: i32,
+        steps: usize,
+        ty: *mut raw::RedisModuleType,
+        f: &mut dyn FnMut(*mut c_void),
+    ) -> bool {
+        let before = selected_db(ctx);
+        if !select_db(ctx, db) {
+            return false;
+        }
+        let mut more = true;
+        for _ in 0..steps {
+            let mut found = |value: *mut c_void| f(value);
+            more = scan_once(ctx, self.0, ty, &mut found);
+            if !more {
+                break;
+            }
+        }
+        select_db(ctx, before);
+        more
+    }
+}
+
+impl Drop for ScanCursor {
+    fn drop(&mut self) {
+        // SAFETY: the cursor made in `new`, destroyed once.
+        unsafe {
+            if let Some(destroy) = raw::RedisModule_ScanCursorDestroy {
+                destroy(self.0);
+            }
+        }
+    }
+}
+
+/// One RM_Scan call through `cursor` in `ctx`'s selected db; true while the
+/// scan has more.
+fn scan_once(
+    ctx: Ctx,
+    cursor: *mut raw::RedisModuleScanCursor,
+    ty: *mut raw::RedisModuleType,
+    f: &mut dyn FnMut(*mut c_void),
+) -> bool {
+    struct Scan<'a> {
+        ty: *mut raw::RedisModuleType,
+        f: &'a mut dyn FnMut(*mut c_void),
+    }
+    unsafe extern "C" fn each(
+        _ctx: Ctx,
+        _name: *mut raw::RedisModuleString,
+        key: *mut raw::RedisModuleKey,
+        data: *mut c_void,
+    ) {
+        // SAFETY: `data` is the Scan below, alive during the call; `key` is
+        // Redis's handle of the key being visited (null for none).
+        unsafe {
+            let Some(scan) = data.cast::<Scan>().as_mut() else {
+                return;
+            };
+            if key.is_null() {
+                return;
+            }
+            let (Some(get_type), Some(get_value)) = (
+                raw::RedisModule_ModuleTypeGetType,
+                raw::RedisModule_ModuleTypeGetValue,
+            ) else {
+                return;
+            };
+            if get_type(key) == scan.ty {
+                let value = get_value(key);
+                if !value.is_null() {
+                    (scan.f)(value);
+                }
+            }
+        }
+    }
+    let mut scan = Scan { ty, f };
+    // SAFETY: `ctx` is live for this callback, `cursor` alive (ScanCursor);
+    // `scan` outlives the call.
+    unsafe {
+        raw::RedisModule_Scan.is_some_and(|run| {
+            run(
+                ctx,
+                cursor,
+                Some(each),
+                (&mut scan as *mut Scan).cast::<c_void>(),
+            ) != 0
+        })
+    }
+}
