@@ -24,10 +24,16 @@ extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     crate::arrival::on_command(name);
     crate::tokens::something_ran();
     match name.first().map(u8::to_ascii_lowercase) {
-        Some(b'c') => crate::handoff::on_command(fctx, name),
+        Some(b'c') => {
+            crate::handoff::on_command(fctx, name);
+            crate::tokens::on_command(fctx, name);
+        }
         Some(b'e' | b'f') => crate::binding::on_command(fctx, name),
         Some(b'm') => crate::second_load::on_command(fctx, name),
-        Some(b'p' | b's') => crate::propagation::on_command(name),
+        Some(b'p' | b's') => {
+            crate::propagation::on_command(name);
+            crate::tokens::on_command(fctx, name);
+        }
         _ => {}
     }
 }

@@ -12,9 +12,9 @@
 //!   its own delay (`hblock_core::tokens::failover_delay`: its last lease's
 //!   length, the default terms' for a key without a record, or
 //!   `hblock.failover-delay` ms), counted from the promotion. A planned one
-//!   (the link to the master up until the promotion: REPLICAOF NO ONE while
-//!   linked, FAILOVER, CLUSTER FAILOVER without FORCE/TAKEOVER) lost nothing
-//!   and holds nothing back.
+//!   (FAILOVER, CLUSTER FAILOVER without FORCE/TAKEOVER: Redis pauses the
+//!   master's writes and checks the replica is caught up; the link up until
+//!   the promotion) lost nothing and holds nothing back.
 
 use crate::lease::Lease;
 use hblock_core::tokens::{failover_delay, Floor};
@@ -39,6 +39,14 @@ static HOLD_SERVE_AT: AtomicI64 = AtomicI64::new(i64::MAX);
 /// link went down within the same call was linked until that moment.
 static LINK_DOWN_AT: AtomicI64 = AtomicI64::new(i64::MIN);
 static LINK_JUST_DOWN: AtomicBool = AtomicBool::new(false);
+/// When the command filter last saw a command that promotes only a replica
+/// Redis has checked is caught up, with the master's writes paused: `PSYNC
+/// ... FAILOVER` (FAILOVER on the old master; the promotion runs inside it)
+/// and `CLUSTER FAILOVER` without FORCE/TAKEOVER (it completes within 5 s).
+static VERIFIED_PSYNC_AT: AtomicI64 = AtomicI64::new(i64::MIN);
+static VERIFIED_CLUSTER_AT: AtomicI64 = AtomicI64::new(i64::MIN);
+/// Redis gives a manual cluster failover this long (CLUSTER_MF_TIMEOUT).
+const MANUAL_FAILOVER_MS: i64 = 5_000;
 /// The floor jumped: `HBLOCK.FLOOR` must be propagated.
 static EMIT: AtomicBool = AtomicBool::new(false);
 
@@ -95,7 +103,17 @@ pub fn new_epoch(now: i64, promoted: bool) {
         // earlier, and whatever ran since (the promoting command included)
         // cleared LINK_JUST_DOWN.
         let just_down = LINK_JUST_DOWN.swap(false, Ordering::Relaxed);
-        let planned = just_down && now.saturating_sub(LINK_DOWN_AT.load(Ordering::Relaxed)) <= 1;
+        let linked = just_down && now.saturating_sub(LINK_DOWN_AT.load(Ordering::Relaxed)) <= 1;
+        // Linked is not enough: REPLICAOF NO ONE (Sentinel's failovers, by
+        // hand) cannot tell a replica that is caught up from one still
+        // reading a backlog, and the old master keeps granting until it is
+        // demoted. Only the two promotions Redis verifies count.
+        let since = |at: &AtomicI64| now.saturating_sub(at.load(Ordering::Relaxed));
+        let verified =
+            since(&VERIFIED_PSYNC_AT) <= 1 || since(&VERIFIED_CLUSTER_AT) <= MANUAL_FAILOVER_MS;
+        let planned = linked && verified;
+        VERIFIED_PSYNC_AT.store(i64::MIN, Ordering::Relaxed);
+        VERIFIED_CLUSTER_AT.store(i64::MIN, Ordering::Relaxed);
         PROMOTED_AT.store(if planned { 0 } else { now.max(1) }, Ordering::Relaxed);
     }
     if !promoted && f.0 == 0 {
@@ -127,6 +145,20 @@ pub fn link_changed(up: bool, now: i64) {
 /// went down before it did not go down with a promotion.
 pub fn something_ran() {
     LINK_JUST_DOWN.store(false, Ordering::Relaxed);
+}
+
+/// From the command filter (names starting with c or p): notes the
+/// promotions Redis verifies (see VERIFIED_PSYNC_AT), before they run.
+pub fn on_command(fctx: crate::ffi::FilterCtx, name: &[u8]) {
+    use crate::ffi::{filter_arg as arg, filter_arg_count as count};
+    let n = count(fctx);
+    let is = |word: &[u8], pos| arg(fctx, pos).eq_ignore_ascii_case(word);
+    let now = crate::ffi::milliseconds();
+    if name.eq_ignore_ascii_case(b"psync") && n >= 4 && is(b"failover", n - 1) {
+        VERIFIED_PSYNC_AT.store(now, Ordering::Relaxed);
+    } else if name.eq_ignore_ascii_case(b"cluster") && n == 2 && is(b"failover", 1) {
+        VERIFIED_CLUSTER_AT.store(now, Ordering::Relaxed);
+    }
 }
 
 /// Ms that grants of this lock (its record, None for a missing key) are
@@ -187,6 +219,11 @@ pub fn longest_hold_left(now: i64) -> i64 {
 pub fn delay_config_changed(now: i64) {
     if PROMOTED_AT.load(Ordering::Relaxed) != 0 {
         HOLD_SERVE_AT.store(now, Ordering::Relaxed);
+        if crate::config::failover_delay() == 0 {
+            // 0 ends the delay for good: setting it back does not revive it.
+            PROMOTED_AT.store(0, Ordering::Relaxed);
+            crate::census::stop();
+        }
     }
 }
 

@@ -63,8 +63,21 @@ fn invalid(detail: String) -> RedisError {
     ))
 }
 
-/// `%XX` escapes decoded (the rest as it is).
+/// `%XX` escapes decoded (the rest as it is). Errors quote `text`, or name
+/// `secret` instead (a password is never printed).
+fn percent_decode_secret(text: &str, secret: &str) -> Result<String, RedisError> {
+    percent_decode_as(text, Some(secret))
+}
+
 fn percent_decode(text: &str) -> Result<String, RedisError> {
+    percent_decode_as(text, None)
+}
+
+fn percent_decode_as(text: &str, secret: Option<&str>) -> Result<String, RedisError> {
+    let shown = match secret {
+        Some(name) => format!("the {name}"),
+        None => format!("{text:?}"),
+    };
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -74,7 +87,7 @@ fn percent_decode(text: &str) -> Result<String, RedisError> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| invalid(format!("bad %-escape in {text:?}")))?;
+                .ok_or_else(|| invalid(format!("bad %-escape in {shown}")))?;
             out.push(hex);
             i += 3;
         } else {
@@ -82,7 +95,7 @@ fn percent_decode(text: &str) -> Result<String, RedisError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| invalid(format!("{text:?} is not UTF-8 once decoded")))
+    String::from_utf8(out).map_err(|_| invalid(format!("{shown} is not UTF-8 once decoded")))
 }
 
 /// `host:port`, `host` (port 26379) or `[v6]:port`.
@@ -163,7 +176,7 @@ impl SentinelTarget {
                 node_info = node_info.set_username(user);
             }
             if let Some(password) = password {
-                node_info = node_info.set_password(percent_decode(password)?);
+                node_info = node_info.set_password(percent_decode_secret(password, "password")?);
             }
         }
         // The Sentinels' own credentials, from the query.
@@ -176,7 +189,8 @@ impl SentinelTarget {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             match name {
                 "sentinel_password" => {
-                    sentinel_info = sentinel_info.set_password(percent_decode(value)?)
+                    sentinel_info = sentinel_info
+                        .set_password(percent_decode_secret(value, "sentinel_password")?)
                 }
                 "sentinel_username" => {
                     sentinel_info = sentinel_info.set_username(percent_decode(value)?)
@@ -384,13 +398,27 @@ mod tests {
             ("redis+sentinel://h:1/m/-1", "bad database"),
             ("redis+sentinel://h:1/m/0/x", "more than"),
             ("redis+sentinel://h:1/m?password=x", "unknown parameter"),
-            ("redis+sentinel://u:%zz@h:1/m", "bad %-escape"),
+            (
+                "redis+sentinel://u:%zz@h:1/m",
+                "bad %-escape in the password",
+            ),
+            (
+                "redis+sentinel://u:S3cr%C3%28t@h:1/m",
+                "the password is not UTF-8",
+            ),
+            (
+                "redis+sentinel://h:1/m?sentinel_password=Top%zzSecret",
+                "in the sentinel_password",
+            ),
         ] {
             let Err(err) = SentinelTarget::parse(url) else {
                 panic!("{url} parsed");
             };
             assert_eq!(err.kind(), ErrorKind::InvalidClientConfig, "{url}");
             assert!(err.to_string().contains(says), "{url}: {err}");
+            for secret in ["S3cr", "Top%zz", "%zz"] {
+                assert!(!err.to_string().contains(secret), "{url} printed: {err}");
+            }
         }
         assert!(is_sentinel_url("REDIS+SENTINEL://h/m"));
         assert!(!is_sentinel_url("redis://h:1"));
