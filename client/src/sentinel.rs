@@ -14,9 +14,8 @@
 //! own and the caller gives up after a limit: a beat must fail within its
 //! interval, not hang.
 
-use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Connection, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisResult};
-use redis::{IntoConnectionInfo, RedisConnectionInfo, TlsMode};
+use redis::{IntoConnectionInfo, RedisConnectionInfo};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +27,6 @@ pub const SENTINEL_PORT: u16 = 26379;
 pub struct SentinelTarget {
     sentinels: Vec<ConnectionInfo>,
     master: String,
-    node: SentinelNodeConnectionInfo,
     /// The data nodes' credentials and database, and whether TLS is used.
     node_info: RedisConnectionInfo,
     tls: bool,
@@ -223,15 +221,9 @@ impl SentinelTarget {
         if sentinels.is_empty() {
             return Err(invalid("no Sentinel host".into()));
         }
-        let mut node =
-            SentinelNodeConnectionInfo::default().set_redis_connection_info(node_info.clone());
-        if tls {
-            node = node.set_tls_mode(TlsMode::Secure);
-        }
         Ok(SentinelTarget {
             sentinels,
             master,
-            node,
             node_info,
             tls,
             asker: Arc::new(Mutex::new(None)),
@@ -265,17 +257,24 @@ impl SentinelTarget {
                 })
         };
         if let Some(c) = slot.as_mut() {
+            let kept = (limit / 2).max(Duration::from_millis(50));
             let bounded = c
-                .set_read_timeout(Some(limit))
-                .and_then(|()| c.set_write_timeout(Some(limit)));
+                .set_read_timeout(Some(kept))
+                .and_then(|()| c.set_write_timeout(Some(kept)));
             match bounded.and_then(|()| ask(c)) {
                 Ok(addr) => return Ok(addr),
                 Err(_) => *slot = None,
             }
         }
         let mut last = None;
+        // Each Sentinel gets its share of the time (at least 100 ms), so one
+        // that hangs does not use it all up.
+        let count = u32::try_from(self.sentinels.len())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let share = (limit / count).max(Duration::from_millis(100));
         for info in &self.sentinels {
-            let budget = left();
+            let budget = left().min(share);
             if budget < Duration::from_millis(1) {
                 last = Some(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -330,32 +329,27 @@ impl SentinelTarget {
     }
 
     /// A client for the current master, as the Sentinels see it, within
-    /// `limit` (a timeout error after it; the lookup thread is left to end
-    /// on its own).
+    /// `limit`: the address `named_master` gives (each Sentinel its share of
+    /// the time, so a hung one does not stall the others), then the node's
+    /// ROLE, which must say master (a node Sentinel still names while it is
+    /// being demoted, or not yet promoted, is refused: ask again).
     pub fn master(&self, limit: Duration) -> RedisResult<redis::Client> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (sentinels, master, node) = (
-            self.sentinels.clone(),
-            self.master.clone(),
-            self.node.clone(),
-        );
-        std::thread::Builder::new()
-            .name("hblock sentinel".into())
-            .spawn(move || {
-                let found = Sentinel::build(sentinels)
-                    .and_then(|mut sentinel| sentinel.master_for(&master, Some(&node)));
-                let _ = tx.send(found);
-            })
-            .map_err(RedisError::from)?;
-        match rx.recv_timeout(limit) {
-            Ok(found) => found,
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "Sentinel did not name a master {:?} within {} ms",
-                    self.master,
-                    limit.as_millis()
-                ),
+        let started = std::time::Instant::now();
+        let addr = self.named_master(limit)?;
+        let left = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        let client = self.node_client(&addr)?;
+        let mut c = client.get_connection_with_timeout(left)?;
+        c.set_read_timeout(Some(left))?;
+        c.set_write_timeout(Some(left))?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
+        match role.first() {
+            Some(redis::Value::BulkString(r)) if r.as_slice() == b"master" => Ok(client),
+            _ => Err(RedisError::from((
+                ErrorKind::MasterNameNotFoundBySentinel,
+                "the node Sentinel names is not a master (yet)",
+                format!("{addr} for {:?}", self.master),
             ))),
         }
     }

@@ -554,3 +554,27 @@ fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
     );
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+/// A Sentinel that accepts connections and never answers (hung, or a
+/// firewall that drops replies), listed first: the others still name the
+/// master, within the lookup's time (each Sentinel gets its share).
+#[test]
+fn a_hung_sentinel_listed_first_does_not_stall_the_lookup() {
+    let set = SentinelSet::start(Options::default());
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let hung_port = hung.local_addr().expect("its address").port();
+    let url = set.url().replace(
+        "redis+sentinel://",
+        &format!("redis+sentinel://127.0.0.1:{hung_port},"),
+    );
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", &url, "acquire", "hung:first", "--owner", "me"])
+        .output()
+        .expect("hblock");
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("sentinel: lookup past a hung Sentinel took {took:?}");
+    assert_eq!(code(&out), 0, "acquired through the other Sentinels: {err}");
+    drop(hung);
+}
