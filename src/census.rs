@@ -102,10 +102,7 @@ pub fn step(ctx: Ctx) {
         }
         // This database is done: the next, or the answer.
         let next_db = walk.db.saturating_add(1);
-        let probe = crate::ffi::selected_db(ctx);
-        let next_exists = crate::ffi::select_db(ctx, next_db);
-        crate::ffi::select_db(ctx, probe);
-        match (next_exists, ScanCursor::new()) {
+        match (crate::ffi::db_exists(ctx, next_db), ScanCursor::new()) {
             (true, Some(cursor)) => {
                 walk.db = next_db;
                 walk.cursor = cursor;

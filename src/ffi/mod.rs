@@ -549,6 +549,14 @@ pub fn with_value_at(
     select_db(ctx, before);
 }
 
+/// Whether database `db` exists (`ctx`'s selected db is left as it was).
+pub fn db_exists(ctx: Ctx, db: i32) -> bool {
+    let before = selected_db(ctx);
+    let exists = select_db(ctx, db);
+    select_db(ctx, before);
+    exists
+}
+
 /// Calls `f` with the value of every key of module type `ty` in database
 /// `db`, through `ctx` (whose selected db is restored afterwards). The
 /// values are the module's own: `f` may change what they hold, never the
@@ -559,61 +567,12 @@ pub fn for_each_value(
     ty: *mut raw::RedisModuleType,
     f: &mut dyn FnMut(*mut c_void),
 ) -> bool {
-    struct Scan<'a> {
-        ty: *mut raw::RedisModuleType,
-        f: &'a mut dyn FnMut(*mut c_void),
-    }
-    unsafe extern "C" fn each(
-        _ctx: Ctx,
-        _name: *mut raw::RedisModuleString,
-        key: *mut raw::RedisModuleKey,
-        data: *mut c_void,
-    ) {
-        // SAFETY: `data` is the Scan below, alive for the whole scan; `key`
-        // is Redis's handle of the key being visited (null for none).
-        unsafe {
-            let Some(scan) = data.cast::<Scan>().as_mut() else {
-                return;
-            };
-            if key.is_null() {
-                return;
-            }
-            let (Some(get_type), Some(get_value)) = (
-                raw::RedisModule_ModuleTypeGetType,
-                raw::RedisModule_ModuleTypeGetValue,
-            ) else {
-                return;
-            };
-            if get_type(key) == scan.ty {
-                let value = get_value(key);
-                if !value.is_null() {
-                    (scan.f)(value);
-                }
-            }
-        }
-    }
-    let before = selected_db(ctx);
-    if !select_db(ctx, db) {
+    if !db_exists(ctx, db) {
         return false;
     }
-    let mut scan = Scan { ty, f };
-    // SAFETY: `ctx` is live for this callback; the cursor is created and
-    // destroyed here; `scan` outlives every call of `each`.
-    unsafe {
-        if let (Some(create), Some(run), Some(destroy)) = (
-            raw::RedisModule_ScanCursorCreate,
-            raw::RedisModule_Scan,
-            raw::RedisModule_ScanCursorDestroy,
-        ) {
-            let cursor = create();
-            if !cursor.is_null() {
-                let data = (&mut scan as *mut Scan).cast::<c_void>();
-                while run(ctx, cursor, Some(each), data) != 0 {}
-                destroy(cursor);
-            }
-        }
+    if let Some(mut cursor) = ScanCursor::new() {
+        cursor.step(ctx, db, usize::MAX, ty, f);
     }
-    select_db(ctx, before);
     true
 }
 
@@ -645,8 +604,7 @@ impl ScanCursor {
         }
         let mut more = true;
         for _ in 0..steps {
-            let mut found = |value: *mut c_void| f(value);
-            more = scan_once(ctx, self.0, ty, &mut found);
+            more = scan_once(ctx, self.0, ty, &mut *f);
             if !more {
                 break;
             }
