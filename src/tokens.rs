@@ -151,12 +151,18 @@ pub fn something_ran() {
 /// promotions Redis verifies (see VERIFIED_PSYNC_AT), before they run.
 pub fn on_command(fctx: crate::ffi::FilterCtx, name: &[u8]) {
     use crate::ffi::{filter_arg as arg, filter_arg_count as count};
+    // The name first: every SET passes here, and it is not worth an
+    // argument count.
+    let psync = name.eq_ignore_ascii_case(b"psync");
+    if !psync && !name.eq_ignore_ascii_case(b"cluster") {
+        return;
+    }
     let n = count(fctx);
     let is = |word: &[u8], pos| arg(fctx, pos).eq_ignore_ascii_case(word);
     let now = crate::ffi::milliseconds();
-    if name.eq_ignore_ascii_case(b"psync") && n >= 4 && is(b"failover", n - 1) {
+    if psync && n >= 4 && is(b"failover", n - 1) {
         VERIFIED_PSYNC_AT.store(now, Ordering::Relaxed);
-    } else if name.eq_ignore_ascii_case(b"cluster") && n == 2 && is(b"failover", 1) {
+    } else if !psync && n == 2 && is(b"failover", 1) {
         VERIFIED_CLUSTER_AT.store(now, Ordering::Relaxed);
     }
 }
