@@ -26,6 +26,10 @@ use std::cell::Cell;
 use std::ffi::c_void;
 
 thread_local! {
+    /// A data set is loading (the LOADING server event, RDB/AOF/full sync):
+    /// its records are its own history; saves a context-flags query per
+    /// record on the load path.
+    static LOADING: Cell<bool> = const { Cell::new(false) };
     /// On a master: the key whose RESTORE payload just loaded with its lease
     /// ended (None: the last one loaded as it was). On a replica or while
     /// loading the AOF: the key whose next RESTORE the master ended.
@@ -52,7 +56,7 @@ pub fn on_command(name: &[u8]) {
 /// `HBLOCK.FLOOR ENDS key` ahead of the RESTORE (its propagation comes after
 /// the event's), and they end exactly the leases the master ended.
 pub fn loaded(lease: &mut Lease, key: Option<&[u8]>) -> bool {
-    if !crate::ffi::serving_as_master() {
+    if LOADING.with(Cell::get) || !crate::ffi::serving_as_master() {
         let told = ENDED.with(|e| {
             let mut e = e.try_borrow_mut().ok()?;
             (e.as_deref() == key && key.is_some()).then(|| e.take())
@@ -79,10 +83,13 @@ fn set_ended(key: Option<Vec<u8>>) {
     });
 }
 
-/// A data set starts loading: a told key whose RESTORE never came is not
-/// carried into it.
-pub fn forget_told() {
-    set_ended(None);
+/// A data set starts loading (`true`: a told key whose RESTORE never came is
+/// not carried into it) or ends loading (`false`).
+pub fn loading(started: bool) {
+    LOADING.with(|l| l.set(started));
+    if started {
+        set_ended(None);
+    }
 }
 
 /// `HBLOCK.FLOOR ENDS key` from the master link or the AOF: the RESTORE of

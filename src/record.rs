@@ -354,14 +354,16 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         _ => None,
     };
     // A null pointer makes Redis report the RDB as corrupt.
+    let at = ffi::loading_key(rdb);
     let admitted = load().and_then(|mut lease| {
         // A RESTORE payload may be refused, or load with its lease ended.
-        let key = ffi::loading_key(rdb).map(|(key, _)| key);
-        crate::arrival::loaded(&mut lease, key).then_some(lease)
+        crate::arrival::loaded(&mut lease, at.map(|(key, _)| key)).then_some(lease)
     });
     admitted.map_or(std::ptr::null_mut(), |mut lease| {
         crate::tokens::observe(&lease);
-        crate::blocking::watch_loaded(rdb, &mut lease);
+        if let Some((key, db)) = at {
+            crate::blocking::watch_loaded(key, db, &mut lease);
+        }
         Box::into_raw(Box::new(lease)).cast()
     })
 }

@@ -139,11 +139,16 @@ unsafe extern "C" fn on_server_event(
             crate::propagation::consumer_seen();
             crate::tokens::demoted();
         }
+        raw::REDISMODULE_EVENT_LOADING if subevent == raw::REDISMODULE_SUBEVENT_LOADING_FAILED => {
+            crate::arrival::loading(false);
+            return;
+        }
         raw::REDISMODULE_EVENT_LOADING if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED => {
-            crate::arrival::forget_told();
+            crate::arrival::loading(true);
             return;
         }
         raw::REDISMODULE_EVENT_LOADING => {
+            crate::arrival::loading(false);
             // A master that started from its files (or DEBUG RELOAD): a new
             // epoch, above grants that may not have reached the files.
             let flags = redis_module::Context::new(ctx).get_flags();

@@ -270,9 +270,6 @@ extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
 
 /// A lease loaded from an RDB file or a RESTORE payload: watch its deadline
 /// (the timer is armed when loading ends or by the RESTORE's key event).
-pub fn watch_loaded(io: *mut raw::RedisModuleIO, lease: &mut Lease) {
-    let Some((key, db)) = ffi::loading_key(io) else {
-        return;
-    };
+pub fn watch_loaded(key: &[u8], db: i32, lease: &mut Lease) {
     watch_lease(std::ptr::null_mut(), || LockId::new(db, key), lease);
 }
