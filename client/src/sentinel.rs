@@ -96,6 +96,29 @@ fn percent_decode_as(text: &str, secret: Option<&str>) -> Result<String, RedisEr
     String::from_utf8(out).map_err(|_| invalid(format!("{shown} is not UTF-8 once decoded")))
 }
 
+/// How to reach `host:port` (a Sentinel or a data node), with `settings`
+/// (credentials, database) and TLS or not.
+fn connection_info(
+    host_and_port: &str,
+    tls: bool,
+    settings: &RedisConnectionInfo,
+) -> RedisResult<ConnectionInfo> {
+    let (host, port) = host_port(host_and_port)?;
+    let addr = if tls {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    };
+    Ok(addr
+        .into_connection_info()?
+        .set_redis_settings(settings.clone()))
+}
+
 /// `host:port`, `host` (port 26379) or `[v6]:port`.
 fn host_port(text: &str) -> Result<(String, u16), RedisError> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
@@ -202,21 +225,7 @@ impl SentinelTarget {
         }
         let mut sentinels = Vec::new();
         for host in hosts.split(',').filter(|h| !h.is_empty()) {
-            let (host, port) = host_port(host)?;
-            let addr = if tls {
-                ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(host, port)
-            };
-            sentinels.push(
-                addr.into_connection_info()?
-                    .set_redis_settings(sentinel_info.clone()),
-            );
+            sentinels.push(connection_info(host, tls, &sentinel_info)?);
         }
         if sentinels.is_empty() {
             return Err(invalid("no Sentinel host".into()));
@@ -306,21 +315,7 @@ impl SentinelTarget {
     /// A client for the data node at `addr` (`host:port`, as Sentinel
     /// names nodes) with the URL's credentials, database and TLS.
     pub(crate) fn node_client(&self, addr: &str) -> RedisResult<redis::Client> {
-        let (host, port) = host_port(addr)?;
-        let addr = if self.tls {
-            ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: false,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(host, port)
-        };
-        redis::Client::open(
-            addr.into_connection_info()?
-                .set_redis_settings(self.node_info.clone()),
-        )
+        redis::Client::open(connection_info(addr, self.tls, &self.node_info)?)
     }
 
     /// The master's name in Sentinel.
