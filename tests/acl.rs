@@ -183,9 +183,7 @@ fn a_read_only_pattern_covers_the_lock_of_a_fenced_write() {
         ])
         .query(&mut admin)
         .unwrap();
-    let mut w = redis::Client::open(server.url().replace("redis://", "redis://w:pw@"))
-        .and_then(|client| client.get_connection())
-        .unwrap();
+    let mut w = server.conn_as("w", "pw");
     let set: String = call(
         &mut w,
         &[

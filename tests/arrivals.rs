@@ -305,9 +305,7 @@ fn a_user_limited_to_its_own_keys_cannot_burn_other_keys_tokens() {
         ])
         .query(&mut admin)
         .unwrap();
-    let mut m = redis::Client::open(server.url().replace("redis://", "redis://mallory:pw@"))
-        .and_then(|client| client.get_connection())
-        .unwrap();
+    let mut m = server.conn_as("mallory", "pw");
     let before = acquire(&mut admin, "app:lock", "svc", &[]).unwrap();
     let forged = forge(&real, &Record::held(b"m", (1u64 << 63) - 1, now_ms()));
     assert!(restore(&mut m, "mallory:x", &forged, true).is_err());
@@ -353,9 +351,7 @@ fn a_user_limited_to_its_own_keys_cannot_burn_other_keys_tokens() {
         ])
         .query(&mut admin)
         .unwrap();
-    let mut ops = redis::Client::open(server.url().replace("redis://", "redis://ops:pw@"))
-        .and_then(|client| client.get_connection())
-        .unwrap();
+    let mut ops = server.conn_as("ops", "pw");
     let denied = error_of(&mut ops, &[b"HBLOCK.FLOOR", b"RESET"]);
     assert!(denied.starts_with("NOPERM"), "{denied}");
     let floor: i64 = call(&mut admin, &[b"HBLOCK.FLOOR", b"RESET"]).unwrap();

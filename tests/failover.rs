@@ -26,6 +26,27 @@ fn release(c: &mut Connection, key: &str, owner: &str, token: i64) {
     assert_eq!(released, 1);
 }
 
+/// A master and a replica in sync that knows a 30-minute lease of
+/// `walkthrough`, taken and released.
+fn linked_pair_knowing_a_long_lease() -> (Server, Server) {
+    let master = Server::start();
+    let replica = Server::replica_of(&master);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
+    release(&mut m, "walkthrough", "me", t);
+    crate::support::wait_in_sync(&mut m, &mut r);
+    (master, replica)
+}
+
+/// Kills the master and waits until its replica (`r`) sees the link down.
+fn crash(master: &mut Server, r: &mut Connection) {
+    master.stop();
+    let down = crate::support::eventually(Duration::from_secs(10), || {
+        (info_field(r, "replication", "master_link_status")? == "down").then_some(())
+    });
+    assert!(down.is_some(), "the replica saw its master go");
+}
+
 fn promote(r: &mut Connection) {
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
@@ -46,11 +67,7 @@ fn crashed_master_with(walkthrough_ms: &str) -> (Server, Connection) {
     let t = acquire(&mut m, "short", "me", &["INTERVAL", "100", "MISSES", "2"]).unwrap();
     release(&mut m, "short", "me", t);
     crate::support::wait_in_sync(&mut m, &mut r);
-    master.stop();
-    let down = crate::support::eventually(Duration::from_secs(10), || {
-        (info_field(&mut r, "replication", "master_link_status")? == "down").then_some(())
-    });
-    assert!(down.is_some(), "the replica saw its master go");
+    crash(&mut master, &mut r);
     promote(&mut r);
     (replica, r)
 }
@@ -140,12 +157,9 @@ fn config_set_shortens_lengthens_and_serves_waiters_at_the_new_end() {
 /// each lock waits its own lease.
 #[test]
 fn replicaof_no_one_while_linked_is_delayed() {
-    let master = Server::start();
-    let replica = Server::replica_of(&master);
-    let (mut m, mut r) = (master.conn(), replica.conn());
-    let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
-    release(&mut m, "walkthrough", "me", t);
-    crate::support::wait_in_sync(&mut m, &mut r);
+    // The master stays up and linked (bound to a name, not dropped).
+    let (_master, replica) = linked_pair_knowing_a_long_lease();
+    let mut r = replica.conn();
     promote(&mut r);
     assert_eq!(acquire(&mut r, "walkthrough", "b", &[]), None);
     assert_eq!(state(&mut r, "brand:new:key"), "held-back");
@@ -159,12 +173,8 @@ fn replicaof_no_one_while_linked_is_delayed() {
 
 #[test]
 fn failover_command_hands_over_with_no_delay() {
-    let master = Server::start();
-    let replica = Server::replica_of(&master);
+    let (master, replica) = linked_pair_knowing_a_long_lease();
     let (mut m, mut r) = (master.conn(), replica.conn());
-    let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
-    release(&mut m, "walkthrough", "me", t);
-    crate::support::wait_in_sync(&mut m, &mut r);
     let _: () = redis::cmd("FAILOVER").query(&mut m).unwrap();
     let promoted = crate::support::eventually(Duration::from_secs(10), || {
         (info_field(&mut r, "replication", "role")? == "master").then_some(())
@@ -227,12 +237,8 @@ fn cluster_failover_without_force_holds_nothing_back() {
 #[test]
 fn promotions_asked_while_linked_but_run_after_the_crash_are_delayed() {
     for queued_in_multi in [false, true] {
-        let mut master = Server::start();
-        let replica = Server::replica_of(&master);
-        let (mut m, mut r) = (master.conn(), replica.conn());
-        let t = acquire(&mut m, "walkthrough", "me", &["INTERVAL", "600000"]).unwrap();
-        release(&mut m, "walkthrough", "me", t);
-        crate::support::wait_in_sync(&mut m, &mut r);
+        let (mut master, replica) = linked_pair_knowing_a_long_lease();
+        let mut r = replica.conn();
         let mut asked = replica.conn();
         if queued_in_multi {
             let _: () = redis::cmd("MULTI").query(&mut asked).unwrap();
@@ -267,11 +273,7 @@ fn promotions_asked_while_linked_but_run_after_the_crash_are_delayed() {
                 .query(&mut asked);
             assert!(denied.is_err());
         }
-        master.stop();
-        let down = crate::support::eventually(Duration::from_secs(10), || {
-            (info_field(&mut r, "replication", "master_link_status")? == "down").then_some(())
-        });
-        assert!(down.is_some());
+        crash(&mut master, &mut r);
         if queued_in_multi {
             let _: redis::Value = redis::cmd("EXEC").query(&mut asked).unwrap();
         } else {
@@ -331,11 +333,7 @@ fn the_delay_left_counts_only_records_that_still_exist() {
         acquire(&mut m, &format!("short:{i}"), "me", &["INTERVAL", "100"]).unwrap();
     }
     crate::support::wait_in_sync(&mut m, &mut r);
-    master.stop();
-    let down = crate::support::eventually(Duration::from_secs(10), || {
-        (info_field(&mut r, "replication", "master_link_status")? == "down").then_some(())
-    });
-    assert!(down.is_some());
+    crash(&mut master, &mut r);
     promote(&mut r);
     // Only keys without a record (the 3 s default) and the short leases.
     let exact = crate::support::eventually(Duration::from_secs(2), || {

@@ -207,6 +207,16 @@ impl Server {
         self.try_conn().expect("connect")
     }
 
+    /// A connection authenticated as ACL user `user` with `password`.
+    pub fn conn_as(&self, user: &str, password: &str) -> Connection {
+        let url = self
+            .url()
+            .replace("redis://", &format!("redis://{user}:{password}@"));
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("connect as user")
+    }
+
     /// A connection speaking RESP3.
     pub fn conn_resp3(&self) -> Connection {
         let url = format!("{}?protocol=resp3", self.url());
