@@ -18,6 +18,8 @@
 //! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
 //! - `stop_plan.rs`: when the supervisor stops its child: a pure state
 //!   machine, the clock passed in, unit-tested.
+//! - `health.rs`: `run --check`: the child's health check, its thread and
+//!   the pure count of failures in a row ([`health::HealthCheck`]).
 //! - `watchdog.rs`: the process that kills the child at the lease's
 //!   deadline when the supervisor is stopped.
 //! - `watch.rs`: [`Client::watch`], every change of a lock's holder.
@@ -52,6 +54,7 @@ mod backoff;
 pub mod commands;
 mod conn;
 mod error;
+pub mod health;
 mod heartbeat;
 pub mod help;
 mod lease;

@@ -8,6 +8,8 @@ mod bind;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
+/// run --check: a hung child is replaced; checks time out; exit 5.
+mod health;
 /// Grants held back after a failover: what the CLI and the API say.
 mod held_back;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
