@@ -27,6 +27,10 @@
 //! - `log.rs`: timestamped log lines, `--quiet`.
 //! - `main.rs`: the CLI.
 //!
+//! [`Lease::fenced`] writes only while the lease is live (`HBLOCK.FENCED`);
+//! a refusal is [`Error::NotHeld`] and marks the lease lost ([`Lease::lost`]).
+//! [`supervise::run`] is `hblock run`; [`health::HealthCheck`] its `--check`.
+//!
 //! When [`Client::acquire`] answers `None`, [`Client::not_granted`] says why
 //! ([`NotGranted`]): held by another owner, grants held back after a failover
 //! (`NotGranted::HeldBack`, INFO's state [`HELD_BACK`]), free, or missing.

@@ -10,6 +10,8 @@ mod bind;
 mod faults;
 /// run --check: a hung child is replaced; checks time out; exit 5.
 mod health;
+/// The Rust library's Lease::fenced: NotHeld after a takeover, the lease marked lost.
+mod fenced;
 /// Grants held back after a failover: what the CLI and the API say.
 mod held_back;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
