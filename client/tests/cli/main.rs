@@ -16,6 +16,8 @@ mod fenced;
 mod held_back;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
+/// run --on-hup: pass (the child dies of SIGHUP unless it handles it) and ignore.
+mod hup;
 /// The Python example and redis-py on a cluster.
 mod python;
 /// --min-replicas and `hblock run` through a cluster failover.
