@@ -344,7 +344,11 @@ mod tests {
     fn failures_in_a_row_make_the_child_unhealthy() {
         let t0 = Instant::now();
         let mut f = Failures::new(3);
-        assert_eq!(f.record(Outcome::Passed, t0), None, "healthy: nothing to say");
+        assert_eq!(
+            f.record(Outcome::Passed, t0),
+            None,
+            "healthy: nothing to say"
+        );
         assert_eq!(
             f.record(failed("exit status 1"), t0 + ms(100)),
             Some(HealthEvent::Failing {
@@ -353,7 +357,11 @@ mod tests {
             }),
             "the first failure is reported"
         );
-        assert_eq!(f.record(failed("exit status 2"), t0 + ms(200)), None, "once");
+        assert_eq!(
+            f.record(failed("exit status 2"), t0 + ms(200)),
+            None,
+            "once"
+        );
         assert_eq!(
             f.record(failed("timed out after 100 ms"), t0 + ms(300)),
             Some(HealthEvent::Unhealthy {
@@ -413,7 +421,10 @@ mod tests {
         assert_eq!(last_line(b""), "");
         let long = "\u{e9}".repeat(150); // 300 bytes
         let short = last_line(long.as_bytes());
-        assert!(short.ends_with("...") && short.len() <= OUTPUT_MAX + 3, "{short}");
+        assert!(
+            short.ends_with("...") && short.len() <= OUTPUT_MAX + 3,
+            "{short}"
+        );
     }
 
     #[test]

@@ -126,7 +126,9 @@ impl Shared {
     }
 
     fn lost(&self) -> Option<LostReason> {
-        self.lost.lock().map_or_else(|e| e.into_inner().clone(), |l| l.clone())
+        self.lost
+            .lock()
+            .map_or_else(|e| e.into_inner().clone(), |l| l.clone())
     }
 
     /// A beat sent at `sent` was acknowledged: the lease lasts until
@@ -281,7 +283,10 @@ impl Lease {
     /// the first call (a new one after an error).
     pub fn fenced<T: FromRedisValue>(&self, command: impl ToRedisArgs) -> Result<T, crate::Error> {
         let mut cmd = redis::cmd("HBLOCK.FENCED");
-        cmd.arg(&self.key).arg(&self.owner).arg(self.token).arg(command);
+        cmd.arg(&self.key)
+            .arg(&self.owner)
+            .arg(self.token)
+            .arg(command);
         let mut slot = self
             .fenced
             .lock()
@@ -303,7 +308,9 @@ impl Lease {
             Err(err) => {
                 // An error reply leaves the connection usable; anything else
                 // may not (a half-read reply), nor an old master's READONLY.
-                if matches!(&err, crate::Error::Redis(e) if e.code().is_some()) && !err.is_transient() {
+                if matches!(&err, crate::Error::Redis(e) if e.code().is_some())
+                    && !err.is_transient()
+                {
                     *slot = Some(con);
                 }
                 Err(err)

@@ -176,7 +176,9 @@ impl CheckArgs {
     fn health_check(&self, lease: &LeaseOptions) -> Option<HealthCheck> {
         let defaults = HealthCheck::new(self.check.clone()?, lease);
         Some(HealthCheck {
-            every: self.check_every.map_or(defaults.every, Duration::from_millis),
+            every: self
+                .check_every
+                .map_or(defaults.every, Duration::from_millis),
             timeout: self
                 .check_timeout
                 .map_or(defaults.timeout, Duration::from_millis),

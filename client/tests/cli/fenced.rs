@@ -33,7 +33,10 @@ fn fenced_writes_apply_while_held_and_are_refused_with_not_held_after_a_takeover
     // The wrapped command's own error is its error; the lease stays held and
     // the connection usable.
     let err = lease.fenced::<i64>(("INCR", "{job}:last")).unwrap_err();
-    assert!(matches!(&err, Error::Redis(e) if e.code() == Some("ERR")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Redis(e) if e.code() == Some("ERR")),
+        "{err:?}"
+    );
     assert!(!lease.is_lost());
     let n: i64 = lease.fenced(("INCR", "{job}:count")).unwrap();
     assert_eq!(n, 2);

@@ -11,8 +11,7 @@ const BEATING: &str = "echo $$ > \"$DIR/$NAME.pid\"; date +%s%N > \"$DIR/$NAME.s
     date +%s%N >> \"$DIR/$NAME.ticks\"; sleep 0.1; done";
 
 /// Passes while the child's heartbeat file is younger than 1 s.
-const FRESH: &str =
-    "b=$(cat \"$DIR/$NAME.beat\") && [ $(( $(date +%s%N) - b )) -lt 1000000000 ]";
+const FRESH: &str = "b=$(cat \"$DIR/$NAME.beat\") && [ $(( $(date +%s%N) - b )) -lt 1000000000 ]";
 
 fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
@@ -133,7 +132,11 @@ fn a_check_that_times_out_is_killed_and_failing_and_recovery_are_logged_once() {
         (pids().len() >= sick_from + 4 && sup.log().contains("timed out after 100 ms"))
             .then_some(())
     });
-    assert!(timed_out.is_some(), "checks ran and timed out\n{}", sup.log());
+    assert!(
+        timed_out.is_some(),
+        "checks ran and timed out\n{}",
+        sup.log()
+    );
     std::fs::remove_file(dir.path().join("sick")).unwrap();
     let recovered = eventually(Duration::from_secs(5), || {
         sup.log()
@@ -177,15 +180,44 @@ fn check_options_without_check_are_usage_errors() {
     let server = Server::start();
     for args in [
         &["run", "job", "--check-every", "100", "--", "true"][..],
-        &["run", "job", "--check", "true", "--check-failures", "0", "--", "true"][..],
-        &["run", "job", "--check", "true", "--check-timeout", "x", "--", "true"][..],
+        &[
+            "run",
+            "job",
+            "--check",
+            "true",
+            "--check-failures",
+            "0",
+            "--",
+            "true",
+        ][..],
+        &[
+            "run",
+            "job",
+            "--check",
+            "true",
+            "--check-timeout",
+            "x",
+            "--",
+            "true",
+        ][..],
     ] {
         let out = hblock(&server, args);
-        assert_eq!(code(&out), 2, "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            code(&out),
+            2,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let help = hblock(&server, &["run", "--help"]);
     let text = stdout(&help);
-    for needle in ["--check <CMD>", "--check-every", "--check-timeout", "--check-failures", "5 "] {
+    for needle in [
+        "--check <CMD>",
+        "--check-every",
+        "--check-timeout",
+        "--check-failures",
+        "5 ",
+    ] {
         assert!(text.contains(needle), "run --help lacks {needle}:\n{text}");
     }
 }

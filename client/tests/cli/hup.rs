@@ -61,7 +61,10 @@ fn on_hup_ignore_keeps_the_child_running_and_the_lease_held() {
     let dir = tempfile::tempdir().unwrap();
     let mut sup = start_job(&server, dir.path(), "a", &["--on-hup", "ignore"], TICKING);
     let child = wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("child");
-    assert!(ignores(child, libc::SIGHUP), "the child starts with SIGHUP ignored");
+    assert!(
+        ignores(child, libc::SIGHUP),
+        "the child starts with SIGHUP ignored"
+    );
     let mut c = server.conn();
     let token = support::info_int(&mut c, default_key(), "token");
 
@@ -69,7 +72,11 @@ fn on_hup_ignore_keeps_the_child_running_and_the_lease_held() {
     // kind do not queue) to its whole group, the job's group.
     let ignored = |n: usize| {
         eventually(Duration::from_secs(5), || {
-            (sup.log().matches("SIGHUP: ignored (--on-hup ignore)").count() == n).then_some(())
+            (sup.log()
+                .matches("SIGHUP: ignored (--on-hup ignore)")
+                .count()
+                == n)
+                .then_some(())
         })
     };
     sup.signal(libc::SIGHUP);
@@ -85,7 +92,11 @@ fn on_hup_ignore_keeps_the_child_running_and_the_lease_held() {
     });
     assert!(more.is_some(), "the child stopped ticking\n{}", sup.log());
     assert!(alive(child));
-    assert_eq!(sup.child.try_wait().ok().flatten(), None, "the supervisor runs");
+    assert_eq!(
+        sup.child.try_wait().ok().flatten(),
+        None,
+        "the supervisor runs"
+    );
     assert_eq!(support::state(&mut c, default_key()), "held");
     assert_eq!(
         support::info_int(&mut c, default_key(), "token"),
@@ -135,7 +146,11 @@ fn by_default_sighup_is_passed_on_and_a_child_without_a_handler_dies_of_it() {
             .filter(|s| s.ends_with('\n'))
     });
     assert_eq!(handled.as_deref(), Some("hup\n"), "{}", sup.log());
-    assert_eq!(sup.child.try_wait().ok().flatten(), None, "the supervisor runs");
+    assert_eq!(
+        sup.child.try_wait().ok().flatten(),
+        None,
+        "the supervisor runs"
+    );
     assert_eq!(support::state(&mut c, default_key()), "held");
 }
 
