@@ -29,8 +29,9 @@ command, releases and exits. Use `exec` in shell wrappers so signals reach the
 program.
 
 Health check (--check CMD): the check gets the variables above and
-HBLOCK_CHILD_PID; it runs in a process group of its own, its output is kept
-only for the log line of a failure.
+HBLOCK_CHILD_PID; it runs in a process group of its own (killed when the check
+exits or times out), and the last line of its output goes into the log line
+of a failure.
 
 Exit codes:
   0   the command exited 0

@@ -101,7 +101,7 @@ enum Cmd {
         /// Give up waiting for the lock after MS ms (exit 1)
         #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
         timeout: Option<u64>,
-        /// SIGHUP to hblock: `pass` sends it to the command (which dies of it unless it handles it); `ignore` keeps it from the command (the command also starts with SIGHUP ignored, so a terminal's hangup does not reach it)
+        /// SIGHUP to hblock: `pass` sends it to the command (which dies of it unless it handles it); `ignore` keeps it from the command (the command also starts with SIGHUP ignored, so a hangup sent to its process group does not end it unless it installs a handler)
         #[arg(long, value_name = "pass|ignore", value_enum, default_value_t = OnHup::Pass)]
         on_hup: OnHup,
         #[command(flatten)]
