@@ -21,8 +21,15 @@ so the docs cannot drift from the code. Each block's language says how:
   sentinel   sentinel.conf lines (`# path` first, that file's text): a Sentinel
              (SERVER_BIN --sentinel) started with them, the master port 6379
              replaced by a test server's, must name that server as the master.
-  ini        a systemd unit: its ExecStart must run (`hblock run` with the
-             command replaced by `true`) and exit 0.
+  env        an environment file (`# /path/of/file` first): NAME=value lines
+             of variables the CLI reads; a URL in it names no local host.
+  ini        a systemd unit: `systemd-analyze verify` must accept it when that
+             is installed (else a note is printed); it must want and follow
+             network-online.target, count 143 (SIGTERM) as success, take the
+             URL from an EnvironmentFile shown in an `env` block before it, not
+             from ExecStart; and its ExecStart must run (`hblock run` with the
+             command replaced by `true`, HBLOCK_REDIS_URL a test server's) and
+             exit 0.
   syntax     a command's syntax diagram: the server must know the command.
   usage      `hblock ...` command lines: every subcommand and --flag they use
              must be in the CLI's --help.
@@ -307,16 +314,75 @@ def check_sentinel(text):
             shutil.rmtree(where, ignore_errors=True)
 
 
+# The files `env` blocks show, by path (a unit's EnvironmentFile must be one).
+ENV_FILES = {}
+
+
+def check_env(text):
+    lines = text.splitlines()
+    m = re.match(r"^# (/\S+)", lines[0] if lines else "")
+    assert m, "the first line must be `# /path/of/the/file`"
+    values = {}
+    for line in lines[1:]:
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", name), f"not NAME=value: {line}"
+        assert name in ("HBLOCK_REDIS_URL", "HBLOCK_OWNER"), f"the CLI does not read {name}"
+        values[name] = value
+    url = values.get("HBLOCK_REDIS_URL", "")
+    assert not re.search(r"@?(127\.0\.0\.1|localhost|\[::1\])[:/]?", url), \
+        f"a local Redis in the shared environment file: {url}"
+    ENV_FILES[m.group(1)] = values
+
+
+def verify_unit(text, argv):
+    """systemd-analyze verify, the ExecStart program replaced by the built one
+    (verify wants it executable); any complaint about the unit fails."""
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        print("note: systemd-analyze not installed; the unit's syntax is not verified",
+              flush=True)
+        return
+    hblock = os.path.join(ROOT, "target/release/hblock")
+    where = tempfile.mkdtemp(prefix="hblock-unit-")
+    try:
+        path = os.path.join(where, "hblock-doc-unit.service")
+        with open(path, "w") as f:
+            f.write(text.replace(f"ExecStart={argv[0]}", f"ExecStart={hblock}", 1))
+        proc = subprocess.run([tool, "verify", "--man=no", path], capture_output=True,
+                              text=True, timeout=60)
+        said = [l for l in (proc.stdout + proc.stderr).splitlines()
+                if "hblock-doc-unit" in l]
+        assert proc.returncode == 0 and not said, \
+            f"systemd-analyze verify: {proc.stdout}{proc.stderr}"
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
 def check_unit(text):
+    def values(name):
+        return re.findall(rf"^{name}=(.*)$", text, re.M)
+
     m = re.search(r"^ExecStart=(.*)$", text, re.M)
     assert m, "no ExecStart"
     argv = shlex.split(m.group(1))
     assert os.path.basename(argv[0]) == "hblock" and argv[1] == "run", argv
+    assert "network-online.target" in " ".join(values("Wants")), "no Wants=network-online.target"
+    assert "network-online.target" in " ".join(values("After")), "no After=network-online.target"
+    assert "143" in " ".join(values("SuccessExitStatus")).split(), "no SuccessExitStatus=143"
     cut = argv.index("--")
+    assert not any("://" in a or a.startswith("--redis") for a in argv[:cut]), \
+        "a URL in ExecStart: ps shows it (and its password); use the EnvironmentFile"
+    files = [f.lstrip("-") for f in values("EnvironmentFile")]
+    assert files and all(f in ENV_FILES for f in files), \
+        f"EnvironmentFile {files} is not shown in an `env` block before the unit"
+    assert all("HBLOCK_REDIS_URL" in ENV_FILES[f] for f in files[:1]), "no HBLOCK_REDIS_URL"
+    verify_unit(text, argv)
     with Server() as server:
         argv = [os.path.join(ROOT, "target/release/hblock")] + argv[1:cut] + ["--", "true"]
-        argv = [a.replace("redis://127.0.0.1:6379", server.url) for a in argv]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        env = dict(os.environ, HBLOCK_REDIS_URL=server.url)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
         assert proc.returncode == 0, proc.stderr
 
 
@@ -372,6 +438,7 @@ CHECKERS = {
     "python-script": check_python_script,
     "conf": check_conf,
     "sentinel": check_sentinel,
+    "env": check_env,
     "ini": check_unit,
     "syntax": check_syntax,
     "info": check_info,

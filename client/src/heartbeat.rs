@@ -62,6 +62,7 @@ impl Heartbeat {
                 }
                 Err(Error::NotHeld(_)) if self.stopped() => return, // released
                 Err(Error::NotHeld(why)) => {
+                    self.shared.mark_lost(&LostReason::NotHeld(why.clone()));
                     let _ = self.events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
                     return;
                 }
@@ -158,6 +159,7 @@ impl Heartbeat {
         let lease_ends = self.shared.last_ok() + self.lease;
         if Instant::now() >= lease_ends {
             let lost = LostReason::Unreachable(error.to_string());
+            self.shared.mark_lost(&lost);
             let _ = self.events.send(LeaseEvent::Lost(lost));
             return false;
         }

@@ -11,6 +11,8 @@ Exit codes:
   3   Redis unreachable or answered an error
   4   run: the lease was lost (NOTHELD, or Redis unreachable for too long) and
       the command was stopped
+  5   run --check: the health check failed --check-failures times in a row;
+      the command was stopped and the lock released
   run otherwise exits with the command's status (128 + signal when the command
   died of a signal; 127 when it could not be started).";
 
@@ -20,9 +22,16 @@ The command runs with these variables set:
   HBLOCK_OWNER   the owner, unique to this run (--owner plus /<random>)
   HBLOCK_TOKEN   the lease's fencing token
 
-Signals: SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the command;
-SIGINT, SIGTERM and SIGQUIT are passed on, then hblock waits for the command,
-releases and exits. Use `exec` in shell wrappers so signals reach the program.
+Signals: SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the command (a
+command that does not handle SIGHUP dies of it; --on-hup ignore keeps SIGHUP
+from it); SIGINT, SIGTERM and SIGQUIT are passed on, then hblock waits for the
+command, releases and exits. Use `exec` in shell wrappers so signals reach the
+program.
+
+Health check (--check CMD): the check gets the variables above and
+HBLOCK_CHILD_PID; it runs in a process group of its own (killed when the check
+exits or times out), and the last line of its output goes into the log line
+of a failure.
 
 Exit codes:
   0   the command exited 0
@@ -31,5 +40,7 @@ Exit codes:
   3   Redis unreachable or answered an error before the lease was granted
   4   the lease was lost (NOTHELD, or Redis unreachable for too long) and the
       command was stopped
+  5   the health check (--check) failed --check-failures times in a row; the
+      command was stopped and the lock released
   N   the command's status (128 + signal when it died of a signal; 127 when it
       could not be started)";

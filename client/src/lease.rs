@@ -9,7 +9,7 @@ use crate::commands;
 use crate::heartbeat::Heartbeat;
 use crate::Client;
 use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
-use redis::RedisResult;
+use redis::{FromRedisValue, RedisResult, ToRedisArgs};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -108,12 +108,27 @@ type OnExtended = Box<dyn Fn(Instant) + Send>;
 pub(crate) struct Shared {
     last_ok: Mutex<Instant>,
     on_extended: Mutex<Option<OnExtended>>,
+    /// Why the lease is lost, once the heartbeat or a fenced write found out.
+    lost: Mutex<Option<LostReason>>,
 }
 
 impl Shared {
     /// The send time of the last acknowledged beat (or of the grant).
     pub(crate) fn last_ok(&self) -> Instant {
         self.last_ok.lock().map_or_else(|e| *e.into_inner(), |t| *t)
+    }
+
+    /// The lease is lost: the first reason found stays.
+    pub(crate) fn mark_lost(&self, reason: &LostReason) {
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.get_or_insert_with(|| reason.clone());
+        }
+    }
+
+    fn lost(&self) -> Option<LostReason> {
+        self.lost
+            .lock()
+            .map_or_else(|e| e.into_inner().clone(), |l| l.clone())
     }
 
     /// A beat sent at `sent` was acknowledged: the lease lasts until
@@ -139,6 +154,8 @@ pub struct Lease {
     token: i64,
     lease: Duration,
     shared: Arc<Shared>,
+    /// The connection of [`Lease::fenced`], made at its first call.
+    fenced: Mutex<Option<crate::Conn>>,
     events: Receiver<LeaseEvent>,
     stop: Option<Sender<()>>,
     heartbeat: Option<JoinHandle<()>>,
@@ -167,6 +184,7 @@ impl Lease {
         let shared = Arc::new(Shared {
             last_ok: Mutex::new(last_ok),
             on_extended: Mutex::new(None),
+            lost: Mutex::new(None),
         });
         let (event_tx, events) = mpsc::channel();
         let (stop, stop_rx) = mpsc::channel();
@@ -191,6 +209,7 @@ impl Lease {
             token,
             lease: options.lease(),
             shared,
+            fenced: Mutex::new(None),
             events,
             stop: Some(stop),
             heartbeat: Some(heartbeat),
@@ -231,6 +250,72 @@ impl Lease {
                 }
             }
         });
+    }
+
+    /// Why the lease is lost, once this process knows it is: the heartbeat
+    /// got NOTHELD or could not beat for a whole lease, or [`Lease::fenced`]
+    /// was refused. None while it is (as far as this process knows) held.
+    pub fn lost(&self) -> Option<LostReason> {
+        self.shared.lost()
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost().is_some()
+    }
+
+    /// A write fenced by this lease: sends `HBLOCK.FENCED key owner token
+    /// command...`, which the server runs only while this lease is live,
+    /// and returns the command's reply.
+    ///
+    /// ```no_run
+    /// # fn f(lease: &hblock_client::Lease) -> Result<(), hblock_client::Error> {
+    /// // The written keys share the lock's slot on a cluster: {jobs} here.
+    /// let _: () = lease.fenced(("SET", "{jobs}:last", 42))?;
+    /// let n: i64 = lease.fenced(("INCR", "{jobs}:count"))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A refusal is [`Error::NotHeld`](crate::Error::NotHeld): the write was
+    /// not applied, and the lease is marked lost ([`Lease::lost`]); stop
+    /// working. Any other error (Redis unreachable, the command's own error)
+    /// is returned as is and not retried: after a connection error the write
+    /// may or may not have been applied. Calls share one connection, made at
+    /// the first call (a new one after an error).
+    pub fn fenced<T: FromRedisValue>(&self, command: impl ToRedisArgs) -> Result<T, crate::Error> {
+        let mut cmd = redis::cmd("HBLOCK.FENCED");
+        cmd.arg(&self.key)
+            .arg(&self.owner)
+            .arg(self.token)
+            .arg(command);
+        let mut slot = self
+            .fenced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut con = match slot.take() {
+            Some(con) => con,
+            None => self.client.connection()?,
+        };
+        match cmd.query::<T>(&mut con).map_err(crate::Error::from) {
+            Ok(reply) => {
+                *slot = Some(con);
+                Ok(reply)
+            }
+            Err(crate::Error::NotHeld(why)) => {
+                *slot = Some(con);
+                self.shared.mark_lost(&LostReason::NotHeld(why.clone()));
+                Err(crate::Error::NotHeld(why))
+            }
+            Err(err) => {
+                // An error reply leaves the connection usable; anything else
+                // may not (a half-read reply), nor an old master's READONLY.
+                if matches!(&err, crate::Error::Redis(e) if e.code().is_some())
+                    && !err.is_transient()
+                {
+                    *slot = Some(con);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// The latest the lease can end, from the client's point of view: the send

@@ -18,12 +18,18 @@
 //! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
 //! - `stop_plan.rs`: when the supervisor stops its child: a pure state
 //!   machine, the clock passed in, unit-tested.
+//! - `health.rs`: `run --check`: the child's health check, its thread and
+//!   the pure count of failures in a row ([`health::HealthCheck`]).
 //! - `watchdog.rs`: the process that kills the child at the lease's
 //!   deadline when the supervisor is stopped.
 //! - `watch.rs`: [`Client::watch`], every change of a lock's holder.
 //! - `signals.rs`: which signals `hblock run` catches and what it does.
 //! - `log.rs`: timestamped log lines, `--quiet`.
 //! - `main.rs`: the CLI.
+//!
+//! [`Lease::fenced`] writes only while the lease is live (`HBLOCK.FENCED`);
+//! a refusal is [`Error::NotHeld`] and marks the lease lost ([`Lease::lost`]).
+//! [`supervise::run`] is `hblock run`; [`health::HealthCheck`] its `--check`.
 //!
 //! When [`Client::acquire`] answers `None`, [`Client::not_granted`] says why
 //! ([`NotGranted`]): held by another owner, grants held back after a failover
@@ -52,6 +58,7 @@ mod backoff;
 pub mod commands;
 mod conn;
 mod error;
+pub mod health;
 mod heartbeat;
 pub mod help;
 mod lease;

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
+use hblock_client::health::HealthCheck;
 use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
@@ -100,6 +101,11 @@ enum Cmd {
         /// Give up waiting for the lock after MS ms (exit 1)
         #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
         timeout: Option<u64>,
+        /// SIGHUP to hblock: `pass` sends it to the command (which dies of it unless it handles it); `ignore` keeps it from the command (the command also starts with SIGHUP ignored, so a hangup sent to its process group does not end it unless it installs a handler)
+        #[arg(long, value_name = "pass|ignore", value_enum, default_value_t = OnHup::Pass)]
+        on_hup: OnHup,
+        #[command(flatten)]
+        check: CheckArgs,
         /// The command and its arguments (after --)
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -140,6 +146,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `run --on-hup`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnHup {
+    Pass,
+    Ignore,
+}
+
+/// `run --check CMD` and its terms.
+#[derive(Args, Clone)]
+struct CheckArgs {
+    /// Health check: run CMD with `sh -c` while the command runs; when it fails (non-zero exit or timeout) --check-failures times in a row, stop the command as on a lost lease, release, and exit 5
+    #[arg(long, value_name = "CMD")]
+    check: Option<String>,
+    /// Run the check every MS ms (default: the interval)
+    #[arg(long, value_name = "MS", requires = "check", value_parser = clap::value_parser!(u64).range(1..))]
+    check_every: Option<u64>,
+    /// A check still running after MS ms is killed and counts as failed (default: the interval)
+    #[arg(long, value_name = "MS", requires = "check", value_parser = clap::value_parser!(u64).range(1..))]
+    check_timeout: Option<u64>,
+    /// Failures in a row that stop the command (default: --misses)
+    #[arg(long, value_name = "N", requires = "check", value_parser = clap::value_parser!(u32).range(1..))]
+    check_failures: Option<u32>,
+}
+
+impl CheckArgs {
+    fn health_check(&self, lease: &LeaseOptions) -> Option<HealthCheck> {
+        let defaults = HealthCheck::new(self.check.clone()?, lease);
+        Some(HealthCheck {
+            every: self
+                .check_every
+                .map_or(defaults.every, Duration::from_millis),
+            timeout: self
+                .check_timeout
+                .map_or(defaults.timeout, Duration::from_millis),
+            failures: self.check_failures.unwrap_or(defaults.failures),
+            ..defaults
+        })
+    }
 }
 
 #[derive(Args)]
@@ -265,6 +311,8 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             no_bind,
             no_wait,
             timeout,
+            on_hup,
+            check,
             command,
         } => {
             let wait = match (no_wait, timeout) {
@@ -282,8 +330,10 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
                     String::from_utf8_lossy(&instance_owner(o.as_bytes())).into_owned()
                 }),
                 grace: grace.map_or(lease.lease() / 3, Duration::from_millis),
+                check: check.health_check(&lease),
                 lease,
                 command,
+                ignore_hup: matches!(on_hup, OnHup::Ignore),
             };
             supervise::run(client, opts)
         }

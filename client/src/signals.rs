@@ -3,7 +3,9 @@
 //! All of them are blocked in every thread and read by one thread with
 //! sigwait, so none can kill the supervisor without it stopping its child
 //! and releasing. SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are passed to the
-//! child and the supervisor keeps running; SIGINT, SIGTERM and SIGQUIT are
+//! child and the supervisor keeps running (SIGHUP only with `--on-hup pass`,
+//! the default; `--on-hup ignore` drops it and starts the child with SIGHUP
+//! ignored); SIGINT, SIGTERM and SIGQUIT are
 //! passed on and the supervisor then waits for the child, releases and
 //! exits; any other signal that would end a process (SIGALRM, real-time
 //! signals, and SIGSEGV and the other fault signals when another process
@@ -145,6 +147,19 @@ pub fn unblock_all_in_child() {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// In a child between fork and exec: `sig` ignored (SIG_IGN survives exec).
+/// Async-signal-safe.
+pub fn ignore_in_child(sig: i32) {
+    // SAFETY: sigaction is async-signal-safe; the action is zeroed then
+    // given SIG_IGN.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut());
     }
 }
 

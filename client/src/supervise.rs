@@ -10,9 +10,12 @@
 //! 3. Beat every interval (the lease's thread, whose reports are pushed
 //!    here); stop the child when the lease is lost or may end: when and how
 //!    is decided by the pure `StopPlan` (stop_plan.rs).
-//! 4. When CMD exits: RELEASE at once (a standby takes over) and exit with
+//! 4. With `--check`, run the health check (health.rs) while CMD runs;
+//!    when it fails too often in a row, stop CMD as on a lost lease.
+//! 5. When CMD exits: RELEASE at once (a standby takes over) and exit with
 //!    its status. Signals: see signals.rs.
 
+use crate::health::{Checker, HealthCheck, HealthEvent, EXIT_UNHEALTHY};
 use crate::lease::{LeaseEvent, LeaseOptions, LostReason};
 use crate::log;
 use crate::signals::{self, Kind};
@@ -40,6 +43,13 @@ pub struct RunOptions {
     pub lease: LeaseOptions,
     pub grace: std::time::Duration,
     pub command: Vec<String>,
+    /// `--check`: stop the child (exit 5) when this check fails too often
+    /// in a row. None: no health check.
+    pub check: Option<HealthCheck>,
+    /// `--on-hup ignore`: SIGHUP is not passed to the child, and the child
+    /// starts with SIGHUP ignored (a hangup sent to its group does not end
+    /// it unless it installs a handler). False: SIGHUP is passed on.
+    pub ignore_hup: bool,
 }
 
 enum Msg {
@@ -47,6 +57,7 @@ enum Msg {
     Acquired(Box<Result<Option<crate::Lease>, crate::Error>>),
     ChildExited(std::io::Result<ExitStatus>),
     Lease(LeaseEvent),
+    Health(HealthEvent),
 }
 
 /// Sends `sig` to the child's whole process group (its pgid is its pid).
@@ -63,6 +74,7 @@ fn spawn_child(opts: &RunOptions, token: i64) -> std::io::Result<std::process::C
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command to run")
     })?;
     let parent = std::process::id() as libc::pid_t;
+    let ignore_hup = opts.ignore_hup;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env("HBLOCK_KEY", &opts.key)
@@ -73,6 +85,9 @@ fn spawn_child(opts: &RunOptions, token: i64) -> std::io::Result<std::process::C
     unsafe {
         cmd.pre_exec(move || {
             signals::unblock_all_in_child();
+            if ignore_hup {
+                signals::ignore_in_child(libc::SIGHUP);
+            }
             #[cfg(target_os = "linux")]
             {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -116,8 +131,22 @@ pub fn run(client: &Client, opts: RunOptions) -> i32 {
             return code;
         }
     };
+    let checker = opts.check.clone().map(|check| {
+        let env = vec![
+            ("HBLOCK_KEY".to_string(), opts.key.clone()),
+            ("HBLOCK_OWNER".to_string(), opts.owner.clone()),
+            ("HBLOCK_TOKEN".to_string(), lease.token().to_string()),
+            ("HBLOCK_CHILD_PID".to_string(), pgid.to_string()),
+        ];
+        Checker::start(check, env, tx.clone(), Msg::Health)
+    });
     lease.forward_events(tx, Msg::Lease);
-    supervise_child(lease, &opts, (pgid, &watchdog), plan, &rx)
+    let child = Child {
+        pgid,
+        watchdog: &watchdog,
+        checker,
+    };
+    supervise_child(lease, &opts, child, plan, &rx)
 }
 
 /// Why the lock is not ours now, for the waiting log line: its holder,
@@ -273,6 +302,9 @@ fn start_child(
 fn on_signal(sig: i32, opts: &RunOptions, pgid: u32, plan: &mut StopPlan, now: Instant) {
     let name = signals::name(sig);
     match signals::kind(sig) {
+        Kind::Pass if sig == libc::SIGHUP && opts.ignore_hup => {
+            log::info(&format!("{name}: ignored (--on-hup ignore)"));
+        }
         Kind::Pass => {
             log::info(&format!("{name}: passed to {:?}", opts.command));
             signal_group(pgid, sig);
@@ -320,15 +352,60 @@ fn on_lease_event(
     }
 }
 
+/// A health-check report: logged once per condition; too many failures in
+/// a row stop the child as a lost lease does (SIGTERM now, SIGKILL after the
+/// grace), while the lease is still held and beaten: it is released once the
+/// child is gone. True when the child is to stop for it.
+fn on_health_event(
+    event: HealthEvent,
+    opts: &RunOptions,
+    plan: &mut StopPlan,
+    now: Instant,
+) -> (bool, Vec<Action>) {
+    match event {
+        HealthEvent::Failing { error, limit } => {
+            log::error(&format!(
+                "{}: health check failing: {error}; the command is stopped after {limit} failures in a row",
+                opts.key
+            ));
+            (false, Vec::new())
+        }
+        HealthEvent::Recovered { after } => {
+            log::error(&format!(
+                "{}: health check recovered after {:.1} s",
+                opts.key,
+                after.as_secs_f64()
+            ));
+            (false, Vec::new())
+        }
+        HealthEvent::Unhealthy { error, failures } => {
+            let reason = format!("health check failed {failures} times in a row, last: {error}");
+            log::error(&format!("unhealthy {}: {reason}", opts.key));
+            (true, plan.on_lost(reason, true, now))
+        }
+    }
+}
+
+/// The running child: its process group, the watchdog guarding it, and the
+/// health check's thread (dropped, and so stopped, once the child is being
+/// stopped for any reason).
+struct Child<'a> {
+    pgid: u32,
+    watchdog: &'a Watchdog,
+    checker: Option<Checker>,
+}
+
 /// Beats (in the lease's thread) while the child runs; stops it when the
 /// plan says so; releases when it exits. Returns the exit code.
 fn supervise_child(
     lease: crate::Lease,
     opts: &RunOptions,
-    (pgid, watchdog): (u32, &Watchdog),
+    mut child: Child,
     mut plan: StopPlan,
     rx: &Receiver<Msg>,
 ) -> i32 {
+    let pgid = child.pgid;
+    let mut unhealthy = false;
     loop {
         let msg = match plan.next_wake(Instant::now()) {
             Some(wait) => rx.recv_timeout(wait),
@@ -337,15 +414,34 @@ fn supervise_child(
         let now = Instant::now();
         let actions = match msg {
             Ok(Msg::ChildExited(status)) => {
-                watchdog.disarm();
-                return finish(lease, opts, pgid, status, &plan);
+                child.watchdog.disarm();
+                child.checker.take();
+                let code = finish(lease, opts, pgid, status, &plan);
+                return if unhealthy { EXIT_UNHEALTHY } else { code };
             }
             Ok(Msg::Signal(sig)) => {
                 on_signal(sig, opts, pgid, &mut plan, now);
+                if signals::kind(sig) != Kind::Pass {
+                    child.checker.take(); // stopping: its status decides
+                }
                 Vec::new()
             }
-            Ok(Msg::Lease(event)) => on_lease_event(event, opts, &mut plan, now),
-            Ok(Msg::Acquired(_)) | Err(RecvTimeoutError::Timeout) => Vec::new(),
+            Ok(Msg::Lease(event)) => {
+                let actions = on_lease_event(event, opts, &mut plan, now);
+                if plan.lost().is_some() {
+                    child.checker.take(); // exit 4, not 5
+                }
+                actions
+            }
+            Ok(Msg::Health(event)) if child.checker.is_some() && plan.lost().is_none() => {
+                let (stop, actions) = on_health_event(event, opts, &mut plan, now);
+                if stop {
+                    unhealthy = true;
+                    child.checker.take();
+                }
+                actions
+            }
+            Ok(Msg::Health(_) | Msg::Acquired(_)) | Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return EXIT_LOST,
         };
         for action in actions.into_iter().chain(plan.due(Instant::now())) {

@@ -8,8 +8,14 @@ mod bind;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
+/// The Rust library's Lease::fenced: NotHeld after a takeover, the lease marked lost.
+mod fenced;
+/// run --check: a hung child is replaced; checks time out; exit 5.
+mod health;
 /// Grants held back after a failover: what the CLI and the API say.
 mod held_back;
+/// run --on-hup: pass (the child dies of SIGHUP unless it handles it) and ignore.
+mod hup;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
 /// The Python example and redis-py on a cluster.
