@@ -73,7 +73,7 @@ class FatalError(Exception):
 def error_text(err: BaseException) -> str:
     """The error as the server sent it: redis-py strips some codes
     (``WRONGPASS``, ``NOAUTH``, ``NOPERM``, ``LOADING``, ...) from the message."""
-    text = str(err)
+    text = str(err).strip()
     code = getattr(err, "status_code", None)
     if code and not text.startswith(code) and code != "ERR":
         return f"{code} {text}"
