@@ -100,3 +100,12 @@ def eventually(check, within: float = 5.0):  # type: ignore[no-untyped-def]
         if time.monotonic() > deadline:
             return None
         time.sleep(0.005)
+
+
+def field(client, key: str, name: str):  # type: ignore[no-untyped-def]
+    """One field of the lock's HBLOCK.INFO (RESP2 list or RESP3 map)."""
+    reply = client.execute_command("HBLOCK.INFO", key)
+    if reply is None:
+        return None
+    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+    return fields.get(name.encode(), fields.get(name))

@@ -11,15 +11,9 @@ import redis
 
 import hblock
 from hblock._errors import HINT_MODULE, HINT_NOAUTH, HINT_NOPERM, HINT_URL, HINT_WRONGPASS, HINT_WRONGTYPE
-from conftest import Server, eventually, free_port
+from conftest import Server, eventually, field, free_port
 
 ENTRIES = ["lease", "run", "watch"]
-
-
-def field(client, key, name):
-    reply = client.execute_command("HBLOCK.INFO", key)
-    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
-    return fields[name.encode()]
 
 
 def attempt(entry, client, key="k"):
