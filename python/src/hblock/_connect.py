@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Tuple
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
 
 from ._errors import FatalError, HINT_URL, error_text, fatal_hint
 
@@ -111,7 +112,7 @@ def fatal(client: "redis.Redis[Any]", key: str, err: BaseException) -> Optional[
     Through Sentinel, "no master found" is fatal when a Sentinel answers and
     none knows the master name (a typo in the URL); otherwise transient."""
     hint = fatal_hint(err)
-    if hint is None and isinstance(err, redis.ConnectionError) and unknown_master(client):
+    if hint is None and isinstance(err, MasterNotFoundError) and unknown_master(client):
         hint = HINT_URL
     if hint is None:
         return None
