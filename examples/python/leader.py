@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=1000, help="heartbeat interval, ms")
     parser.add_argument("--misses", type=int, default=3, help="missed beats allowed")
     args = parser.parse_args()
-    # The package logs acquired / released / lost / beats failing.
+    # The package logs acquired / released / lost / failing / recovered.
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 
     stop = threading.Event()
@@ -50,7 +50,9 @@ def main() -> int:
         try:
             while not stop.wait(0.1):
                 lease.check()  # LeaseLost: hblock.run waits for the lease again
-                # One unit of the real work goes here, carrying the fencing token.
+                # One unit of the real work goes here; its writes are fenced:
+                # refused (hblock.NotHeld, a LeaseLost) once another instance holds the lock.
+                lease.fenced("SET", f"{args.key}:last", f"{lease.owner} token={lease.token}")
                 print(f"working token={lease.token}", flush=True)
             return 0
         finally:

@@ -11,7 +11,15 @@ try:
         # Lost (NOTHELD), or Redis unreachable until the lease may have ended:
         # stop. A unit of work must end before lease.valid_until.
         while not lease.lost and time.monotonic() + 0.1 < lease.valid_until:
-            print(f"working, writes carry token {lease.token}", flush=True)
+            try:
+                # Applied only while this lease is the live one (HBLOCK.FENCED):
+                # a paused process that wakes after a takeover gets hblock.NotHeld.
+                lease.fenced("SET", "jobs:leader:last", f"{lease.owner} token={lease.token}")
+                print(f"working, writes carry token {lease.token}", flush=True)
+            except hblock.NotHeld:
+                break  # lease.lost is now true
+            except redis.ConnectionError:
+                pass  # not written; the lease says when to stop
             time.sleep(0.1)
         print(f"stopped: {lease.lost_reason or 'the lease may end'}", flush=True)
 except KeyboardInterrupt:

@@ -25,10 +25,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, extra: List[str]) -> None:
+    def __init__(self, extra: List[str], module: bool = True, port: "int | None" = None,
+                 password: "str | None" = None) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="hblock-py-")
-        self.port = free_port()
+        self.port = port or free_port()
         self.extra = extra
+        self.module = module
+        self.password = password
         self.proc: "subprocess.Popen[bytes] | None" = None
         self.start()
 
@@ -41,12 +44,12 @@ class Server:
         self.proc = subprocess.Popen(
             [os.environ.get("SERVER_BIN", "redis-server"), "--port", str(self.port),
              "--bind", "127.0.0.1", "--dir", self.dir.name, "--save", "",
-             "--loadmodule", module, *self.extra],
+             *(["--loadmodule", module] if self.module else []), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(port=self.port, socket_timeout=1).ping()
+                redis.Redis(port=self.port, socket_timeout=1, password=self.password).ping()
                 return
             except redis.RedisError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -60,7 +63,11 @@ class Server:
             self.proc = None
 
     def client(self) -> "redis.Redis[bytes]":
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, password=self.password)
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.dir.cleanup()
 
 
 @pytest.fixture
@@ -93,3 +100,12 @@ def eventually(check, within: float = 5.0):  # type: ignore[no-untyped-def]
         if time.monotonic() > deadline:
             return None
         time.sleep(0.005)
+
+
+def field(client, key: str, name: str):  # type: ignore[no-untyped-def]
+    """One field of the lock's HBLOCK.INFO (RESP2 list or RESP3 map)."""
+    reply = client.execute_command("HBLOCK.INFO", key)
+    if reply is None:
+        return None
+    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+    return fields.get(name.encode(), fields.get(name))

@@ -2,6 +2,11 @@
 ``watch`` accepts INFO's ``held-back`` state. A Sentinel ``master_for``
 client: the lease's own connections keep Sentinel's discovery."""
 
+import os
+import signal
+import subprocess
+import tempfile
+import threading
 import time
 
 import pytest
@@ -10,7 +15,7 @@ from redis.sentinel import Sentinel, SentinelManagedConnection
 
 import hblock
 from hblock._connect import dedicated, is_sentinel
-from conftest import Server, eventually
+from conftest import Server, eventually, field, free_port
 
 PHRASE = "grants are held back after a failover for "
 
@@ -83,3 +88,129 @@ def test_dedicated_connections_of_a_sentinel_client_ask_sentinel(server):
     # (retried by the lease like any other), not as something else.
     with pytest.raises(redis.ConnectionError):
         own.ping()
+
+
+class SentinelProc:
+    """The server binary run with --sentinel, watching ``master`` as "hbm"."""
+
+    def __init__(self, master: Server) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="hblock-py-sentinel-")
+        self.port = free_port()
+        conf = os.path.join(self.dir.name, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndaemonize no\ndir \"{self.dir.name}\"\n"
+                    f"logfile \"sentinel.log\"\n"
+                    f"sentinel monitor hbm 127.0.0.1 {master.port} 1\n"
+                    "sentinel down-after-milliseconds hbm 1000\n"
+                    "sentinel failover-timeout hbm 3000\n"
+                    "sentinel parallel-syncs hbm 1\n")
+        self.proc = subprocess.Popen([os.environ.get("SERVER_BIN", "redis-server"), conf, "--sentinel"],
+                                     cwd=self.dir.name, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        assert eventually(self._up, within=10), "the Sentinel started"
+
+    def _up(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def master_port(self) -> int:
+        try:
+            return int(self.client.sentinel_get_master_addr_by_name("hbm")[1])
+        except (redis.RedisError, TypeError):
+            return 0
+
+    def knows_replica(self) -> bool:
+        try:
+            return any("s_down" not in r.get("flags", "") for r in self.client.sentinel_slaves("hbm"))
+        except redis.RedisError:
+            return False
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.dir.name, "sentinel.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.dir.cleanup()
+
+
+@pytest.fixture
+def sentinel_set():
+    """A master and its replica (both with the module) and a Sentinel."""
+    master = Server(["--repl-diskless-sync-delay", "0"])
+    replica = Server(["--replicaof", "127.0.0.1", str(master.port)])
+    sentinel = None
+    try:
+        r = replica.client()
+        assert eventually(lambda: r.info("replication").get("master_link_status") == "up", within=10)
+        sentinel = SentinelProc(master)
+        assert eventually(sentinel.knows_replica, within=15), "the Sentinel found the replica"
+        yield master, replica, sentinel
+    finally:
+        if master.proc is not None:
+            os.kill(master.proc.pid, signal.SIGCONT)
+        for s in (master, replica):
+            s.cleanup()
+        if sentinel is not None:
+            sentinel.cleanup()
+
+
+def test_a_standby_leaves_a_hung_master_after_a_promotion(sentinel_set):
+    """Issue #24: the master hangs (SIGSTOP) while a standby waits in
+    ``ACQUIRE ... WAIT 0`` on it. Sentinel promotes the replica; the standby's
+    wait on the hung master ends (its socket is shut down: the master cannot
+    answer a CLIENT KILL) and it gets the lock on the new master."""
+    master, replica, sentinel = sentinel_set
+    client = Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=1.0,
+                      sentinel_kwargs={"socket_timeout": 0.5}).master_for("hbm", socket_timeout=2.0)
+    m, r = master.client(), replica.client()
+    holder = hblock.Lease(client, "k", owner="holder", interval_ms=200, misses=3)
+    holder.acquire()
+    got = {}
+
+    def standby():
+        with hblock.Lease(client, "k", owner="standby", interval_ms=200, misses=3) as lease:
+            got["token"] = lease.token
+            got["at"] = time.monotonic()
+            got["on"] = field(r, "k", "owner")
+
+    t = threading.Thread(target=standby, name="standby", daemon=True)
+    t.start()
+    assert eventually(lambda: field(m, "k", "waiters") == 1), "the standby waits on the master"
+    assert eventually(lambda: field(r, "k", "token") == holder.token), "the replica has the lock"
+    os.kill(master.proc.pid, signal.SIGSTOP)
+    hung = time.monotonic()
+    assert eventually(lambda: sentinel.master_port() == replica.port, within=20), sentinel.log()
+    promoted = time.monotonic()
+    t.join(15)
+    assert "token" in got, f"the standby still waits on the hung master\n{sentinel.log()}"
+    print(f"master hung -> promoted {promoted - hung:.1f} s later -> standby granted on the new master "
+          f"{got['at'] - promoted:.1f} s after that (lease 0.6 s)")
+    assert got["token"] > holder.token
+    assert got["on"] is not None and got["on"].startswith(b"standby/"), "granted on the new master"
+    assert holder.lost, "the holder's beats on the hung master failed"
+    # Bound: Sentinel's follow-up (every 0.2 s), the old lease (0.6 s) and
+    # its failover delay (0.6 s), with slack for a busy machine.
+    assert got["at"] - promoted < 10
+    holder.release()
+
+
+def test_an_unknown_sentinel_master_name_is_fatal(sentinel_set):
+    """A Sentinel answers but monitors no master of that name: a typo in the
+    configuration, not an outage (no Sentinel answering would be retried)."""
+    _, _, sentinel = sentinel_set
+    client = Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=1.0).master_for("nosuch", password="pw")
+    with pytest.raises(hblock.FatalError) as caught:
+        hblock.Lease(client, "k", blocking_timeout=5).acquire()
+    err = caught.value
+    assert err.hint == "check the URL"
+    assert err.url == f"redis+sentinel://:***@127.0.0.1:{sentinel.port}/nosuch"
+    assert str(err).startswith(f"k: {err.url}: No master found for 'nosuch'")
+    with pytest.raises(hblock.FatalError):
+        next(hblock.watch(client, "k"))

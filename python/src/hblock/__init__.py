@@ -5,9 +5,11 @@ background thread and releases it; ``run`` keeps a function running as the
 single active instance. See docs/python.md in the repository.
 """
 
-from ._errors import LeaseLost, NotAcquired
+from ._errors import CheckFailed, FatalError, LeaseLost, NotAcquired, NotHeld
+from ._fenced import FencedPipeline
 from ._lease import Lease
 from ._run import run
 from ._watch import watch
 
-__all__ = ["Lease", "LeaseLost", "NotAcquired", "run", "watch"]
+__all__ = ["CheckFailed", "FatalError", "FencedPipeline", "Lease", "LeaseLost", "NotAcquired", "NotHeld", "run",
+           "watch"]

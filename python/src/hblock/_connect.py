@@ -14,23 +14,49 @@ planned failover the old master stays up, answering, for a while).
 import secrets
 import socket
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
 
-# Errors after which a new connection may well succeed.
-TRANSIENT = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.BusyLoadingError,
-    redis.ReadOnlyError,
-)
+from ._errors import FatalError, HINT_URL, error_text, fatal_hint
+
+# The longest owner part of a connection name (bytes).
+NAME_MAX = 128
 
 
-def dedicated(client: "redis.Redis[Any]", timeout: Optional[float]) -> "redis.Redis[Any]":
-    """A client on a one-connection pool of its own, like ``client``.
+def connection_name(owner: str) -> str:
+    """``hblock:<owner>`` with every byte Redis refuses in a name (outside
+    '!'..'~': spaces, newlines, non-ASCII) replaced by ``_``; the owner part
+    cut to NAME_MAX bytes."""
+    raw = owner.encode("utf-8", errors="replace")[:NAME_MAX]
+    return "hblock:" + "".join(chr(b) if 0x21 <= b <= 0x7E else "_" for b in raw)
+
+
+def _named(name: str, then: Optional[Callable[[Any], None]]) -> Callable[[Any], None]:
+    """A ``redis_connect_func``: the usual handshake (AUTH, SELECT, ...),
+    then ``CLIENT SETNAME name``; a refused SETNAME (an ACL) is ignored."""
+
+    def connect(conn: Any) -> None:
+        if then is not None:
+            then(conn)
+        else:
+            conn.on_connect()
+        try:
+            conn.send_command("CLIENT", "SETNAME", name)
+            conn.read_response()
+        except redis.ResponseError:
+            pass
+
+    return connect
+
+
+def dedicated(client: "redis.Redis[Any]", timeout: Optional[float],
+              name: Optional[str] = None) -> "redis.Redis[Any]":
+    """A client on a one-connection pool of its own, like ``client``; its
+    connection is named ``name`` (``CLIENT SETNAME``) whenever it connects.
 
     For a Sentinel client the settings include the Sentinel pool (its
     ``connection_pool`` entry) and the connection class is Sentinel's, so
@@ -44,8 +70,70 @@ def dedicated(client: "redis.Redis[Any]", timeout: Optional[float]) -> "redis.Re
         retry_on_timeout=False,
         health_check_interval=0,
     )
+    if name is not None:
+        kwargs["redis_connect_func"] = _named(name, kwargs.get("redis_connect_func"))
     own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
     return redis.Redis(connection_pool=own)
+
+
+def masked_url(client: "redis.Redis[Any]") -> str:
+    """The client's address as a URL with the password replaced by ``***``:
+    ``redis://:***@10.0.0.5:6379/0``, ``unix:///run/redis.sock?db=0``,
+    ``redis+sentinel://:***@h1:26379,h2:26379/mymaster``."""
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    user = kw.get("username")
+    auth = ""
+    if user or kw.get("password") or kw.get("credential_provider"):
+        auth = f"{user or ''}:***@" if (kw.get("password") or kw.get("credential_provider")) else f"{user}@"
+    db = int(kw.get("db") or 0)
+    sentinel = _sentinel_pool(client)
+    if sentinel is not None:
+        hosts = []
+        for s in getattr(sentinel.sentinel_manager, "sentinels", []):
+            skw = s.connection_pool.connection_kwargs
+            hosts.append(f"{skw.get('host')}:{skw.get('port')}")
+        tail = f"/{db}" if db else ""
+        scheme = "rediss+sentinel" if _is_ssl(client) else "redis+sentinel"
+        return f"{scheme}://{auth}{','.join(hosts)}/{sentinel.service_name}{tail}"
+    if kw.get("path"):
+        return f"unix://{auth}{kw['path']}?db={db}"
+    scheme = "rediss" if _is_ssl(client) else "redis"
+    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
+
+
+def _is_ssl(client: "redis.Redis[Any]") -> bool:
+    cls = getattr(client.connection_pool, "connection_class", None)
+    return isinstance(cls, type) and issubclass(cls, redis.SSLConnection) or \
+        bool(client.connection_pool.connection_kwargs.get("ssl"))
+
+
+def fatal(client: "redis.Redis[Any]", key: str, err: BaseException) -> Optional[FatalError]:
+    """A FatalError for ``err`` (named by ``key``) when it is fatal, else None.
+    Through Sentinel, "no master found" is fatal when a Sentinel answers and
+    none knows the master name (a typo in the URL); otherwise transient."""
+    hint = fatal_hint(err)
+    if hint is None and isinstance(err, MasterNotFoundError) and unknown_master(client):
+        hint = HINT_URL
+    if hint is None:
+        return None
+    return FatalError(key, masked_url(client), error_text(err), hint)
+
+
+def unknown_master(client: "redis.Redis[Any]") -> bool:
+    """For a Sentinel client: a Sentinel answers and none monitors its name."""
+    pool = _sentinel_pool(client)
+    if pool is None:
+        return False
+    answered = False
+    for s in list(getattr(pool.sentinel_manager, "sentinels", [])):
+        try:
+            masters = s.sentinel_masters()
+        except redis.RedisError:
+            continue
+        answered = True
+        if pool.service_name in masters:
+            return False
+    return answered
 
 
 def _sentinel_pool(client: "redis.Redis[Any]") -> Any:
@@ -89,22 +177,20 @@ def moved(client: "redis.Redis[Any]", own: "redis.Redis[Any]") -> Optional[Tuple
     return None
 
 
-def kill_client(client: "redis.Redis[Any]", where: Tuple[str, int], client_id: int, timeout: float) -> None:
-    """``CLIENT KILL ID client_id`` on the node at ``where``, with ``client``'s
-    credentials and TLS; best effort (a user without the right is left to
-    wait until the old master is demoted)."""
+def shut(client: "redis.Redis[Any]") -> None:
+    """Shuts down the socket of a ``dedicated`` client's connection from
+    another thread: a read blocked on it ends at once (the connection reads
+    as closed) even when the server is hung, and the server, when it runs,
+    sees the close and drops the client (and its place in a queue)."""
     pool = client.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in ("connection_pool", "host", "port")}
-    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
-    cls = redis.SSLConnection if issubclass(pool.connection_class, redis.SSLConnection) else redis.Connection
-    conn = cls(host=where[0], port=where[1], **kwargs)
-    try:
-        conn.send_command("CLIENT", "KILL", "ID", client_id)
-        conn.read_response()
-    except redis.RedisError:
-        pass
-    finally:
-        conn.disconnect()
+    conns = list(getattr(pool, "_in_use_connections", ())) + list(getattr(pool, "_available_connections", ()))
+    for conn in conns:
+        sock = getattr(conn, "_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def default_owner() -> str:
@@ -115,7 +201,3 @@ def default_owner() -> str:
 def instance_owner(given: str) -> str:
     """A given owner made unique to this lease: ``web-1`` -> ``web-1/4f3a9c0d``."""
     return f"{given}/{secrets.token_hex(4)}"
-
-
-def is_not_held(err: Exception) -> bool:
-    return isinstance(err, redis.ResponseError) and str(err).startswith("NOTHELD")

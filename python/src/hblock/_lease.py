@@ -23,8 +23,11 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import redis
 
-from ._connect import TRANSIENT, dedicated, default_owner, instance_owner, is_not_held, is_sentinel, kill_client, moved
-from ._errors import LeaseLost, NotAcquired
+from ._connect import (connection_name, dedicated, default_owner, fatal, instance_owner, is_sentinel, masked_url,
+                       moved, shut)
+from ._errors import FatalError, LeaseLost, NotAcquired, NotHeld, error_text, is_not_held, is_transient
+from ._faults import Outage
+from ._fenced import FencedPipeline
 from ._info import as_dict, held_back_ms, holder, not_granted
 
 log = logging.getLogger("hblock")
@@ -87,6 +90,10 @@ class Lease:
         self.bind_ms = None if bind_ms is None else min(bind_ms, interval_ms * misses)
         self.token: Optional[int] = None
         self._client = client
+        self.url = masked_url(client)
+        self._name = connection_name(self.owner)
+        self._outage = Outage(key, self.url)
+        self._lost_as: type = LeaseLost
         self._blocking = blocking
         self._blocking_timeout = blocking_timeout
         self._on_lost = on_lost
@@ -113,12 +120,12 @@ class Lease:
         Raises ``NotAcquired`` when the lock is not granted."""
         if self.token is not None:
             raise RuntimeError("this Lease was already acquired; make a new one")
-        waiter = dedicated(self._client, None)
+        waiter = self._connection(None)
         end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
         try:
             while True:
                 token, counted_from = self._grant(waiter, end)
-                beater = dedicated(self._client, self._beat_timeout)
+                beater = self._connection(self._beat_timeout)
                 if self.bind_ms is None:
                     break
                 # Move the binding from the waiting connection to the beating one.
@@ -137,7 +144,10 @@ class Lease:
                         # Lost before its first beat here (a failover): wait again.
                         log.warning("waiting for %s: %s; waiting again", self.key, err)
                         continue
-                    raise
+                    if is_transient(err) and self._wait_ms(None) is not None:
+                        self._outage.failed(err)
+                        continue
+                    raise self._fatal(err) or err
                 counted_from = sent
                 break
             self.token = token
@@ -149,6 +159,17 @@ class Lease:
         self._thread.start()
         log.info("acquired %s token=%d as %s", self.key, token, self.owner)
         return token
+
+    def _connection(self, timeout: Optional[float]) -> "redis.Redis[Any]":
+        """A connection of this lease's own, named ``hblock:<owner>``."""
+        return dedicated(self._client, timeout, self._name)
+
+    def _fatal(self, err: BaseException) -> Optional[FatalError]:
+        """FatalError for ``err`` when it is fatal, else None."""
+        found = fatal(self._client, self.key, err)
+        if found is not None:
+            found.__cause__ = err
+        return found
 
     def _wait_ms(self, end: Optional[float]) -> Optional[int]:
         """WAIT's argument for the next attempt; None: do not wait."""
@@ -188,27 +209,25 @@ class Lease:
         """(token, the time the lease is counted from), on ``waiter``; waiting
         until ``end`` (a ``time.monotonic()``; None: no limit)."""
         backoff = Backoff(self._interval)
-        logged = False
         held_back_logged = False
         while True:
             try:
                 wait_ms = self._wait_ms(end)
             except NotAcquired as err:
                 raise self._not_acquired(waiter, str(err)) from None
-            if logged and not held_back_logged and wait_ms is not None:
+            if self._outage.failing and not held_back_logged and wait_ms is not None:
                 # Waiting again after an outage (a failover): say once if the
                 # master it queues on now holds grants back.
                 held_back_logged = self._log_held_back(waiter)
             try:
                 return self._try_grant(waiter, wait_ms)
             except redis.RedisError as err:
-                retry = isinstance(err, TRANSIENT) or is_not_held(err)
-                if wait_ms is None or not retry:
+                found = self._fatal(err)
+                if found is not None:
+                    raise found from err
+                if wait_ms is None or not (is_transient(err) or is_not_held(err)):
                     raise
-                if not logged:  # once per outage
-                    log.warning("waiting for %s: %s; waiting again (the place in the queue may be lost)",
-                                self.key, err)
-                    logged = True
+                self._outage.failed(err)  # logged once per outage
                 waiter.connection_pool.disconnect()
                 time.sleep(backoff.next_delay())
 
@@ -230,13 +249,21 @@ class Lease:
             args += ["WAIT", wait_ms]
         if self.bind_ms is not None:
             args += ["BIND", self.bind_ms]
+        if wait_ms is not None:
+            # Connect (and name the connection) first: a connection that
+            # works ends an outage before a wait of unknown length.
+            try:
+                waiter.execute_command("PING")
+            except redis.ResponseError:
+                pass  # an ACL without PING: the connection works
+            self._outage.ok()
         follow = self._follow_master(waiter) if wait_ms is not None else None
         sent = time.monotonic()
         try:
             token = waiter.execute_command(*args)
         finally:
             if follow is not None:
-                follow.set()
+                follow()
         if token is None:
             raise self._not_acquired(waiter, f"{self.key}: not granted")
         if wait_ms is not None and moved(self._client, waiter) is not None:
@@ -254,34 +281,41 @@ class Lease:
         waiter.execute_command("HBLOCK.BEAT", self.key, self.owner, token)
         return int(token), sent
 
-    def _follow_master(self, waiter: "redis.Redis[Any]") -> Optional[threading.Event]:
+    def _follow_master(self, waiter: "redis.Redis[Any]") -> Optional[Callable[[], None]]:
         """Through Sentinel: while ``waiter`` waits in ACQUIRE, ask Sentinel
         every interval (0.1 to 1 s) whether the master moved; when it has,
-        close the waiting connection on the old master (CLIENT KILL ID), so
-        the wait starts again on the new one. Set the returned event to stop."""
+        shut the waiting socket down (``shut``), which ends the wait at once
+        even when the old master is hung (SIGSTOP, a stuck host) and so
+        cannot answer, and the wait starts again on the new master. While
+        Sentinel names the same master the wait is left alone: it keeps its
+        place in the queue. Call the returned function to stop following."""
         if not is_sentinel(self._client):
             return None
-        try:
-            client_id = int(waiter.execute_command("CLIENT", "ID"))
-        except redis.RedisError:
-            return None
+        guard = threading.Lock()
         done = threading.Event()
         every = min(max(self._interval, 0.1), 1.0)
 
         def follow() -> None:
-            # Until the ACQUIRE returns: a kill that did not take (no reply,
-            # no right) is tried again at the next look.
             while not done.wait(every):
                 try:
                     where = moved(self._client, waiter)
-                    if where is not None:
-                        log.warning("%s: Sentinel names a new master; waiting there", self.key)
-                        kill_client(self._client, where, client_id, every)
+                    if where is None:
+                        continue
+                    with guard:
+                        if done.is_set():
+                            return
+                        log.warning("waiting for %s: Sentinel names a new master; waiting there", self.key)
+                        shut(waiter)
+                    return
                 except Exception:  # never die silently: keep looking
                     log.exception("%s: following Sentinel's master failed", self.key)
 
+        def stop() -> None:
+            with guard:
+                done.set()
+
         threading.Thread(target=follow, name=f"hblock follow {self.key}", daemon=True).start()
-        return done
+        return stop
 
     # -- beating -----------------------------------------------------------
 
@@ -328,10 +362,16 @@ class Lease:
                 except redis.RedisError as err:
                     if is_not_held(err):
                         if not self._stop.is_set():
-                            self._mark_lost(str(err))
+                            self._mark_lost(str(err), NotHeld)
                         return
-                    if failing is None:
-                        log.warning("beats of %s failing: %s; retrying until the lease may have ended", self.key, err)
+                    found = None if self._stop.is_set() else self._fatal(err)
+                    if found is not None:
+                        # Retrying cannot help (a password or ACL changed):
+                        # stop now rather than at the deadline.
+                        log.error("%s", found)
+                        self._mark_lost(f"{found.error}: {found.hint}")
+                        return
+                    self._outage.failed(err)  # logged once per outage
                     failing = str(err)
                     fresh = True
                     beater.connection_pool.disconnect()
@@ -341,10 +381,10 @@ class Lease:
                 self._deadline = sent + self._lease
                 next_beat = sent + self._interval
                 backoff.reset()
-                if failing is not None:
-                    log.warning("beats of %s succeed again", self.key)
-                    failing = None
+                failing = None
+                self._outage.ok()
         finally:
+            self._outage.end()
             beater.connection_pool.disconnect()
 
     def _watch(self, beater: "redis.Redis[Any]", wait: float) -> Optional[bool]:
@@ -370,11 +410,12 @@ class Lease:
             conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
         raise redis.ResponseError("NOTHELD the lease ended while re-binding")
 
-    def _mark_lost(self, reason: str) -> None:
+    def _mark_lost(self, reason: str, kind: type = LeaseLost) -> None:
         with self._guard:
             if self._reason is not None:
                 return
             self._reason = reason
+            self._lost_as = kind
         log.warning("lost %s: %s", self.key, reason)
         if self._on_lost is not None:
             try:
@@ -408,36 +449,77 @@ class Lease:
         return None
 
     def check(self) -> None:
-        """Raises ``LeaseLost`` unless the lease is held and valid now."""
+        """Raises ``LeaseLost`` unless the lease is held and valid now
+        (``NotHeld`` after a NOTHELD, ``CheckFailed`` after ``run``'s health
+        check failed)."""
         if self.token is None:
             raise LeaseLost(f"{self.key}: not acquired")
         if self.lost:
-            raise LeaseLost(f"{self.key}: {self.lost_reason}")
+            kind = self._lost_as if self._reason not in (None, "released") else LeaseLost
+            raise kind(f"{self.key}: {self.lost_reason}")
+
+    # -- fenced writes -----------------------------------------------------
+
+    def fenced(self, *command: Any) -> Any:
+        """Runs ``command`` on the caller's client as ``HBLOCK.FENCED key
+        owner token *command``: applied only while this lease is the live one
+        by the server's clock. Returns the command's raw reply (its own
+        errors, e.g. WRONGTYPE, are raised as redis-py raises them); a
+        refusal (NOTHELD) marks the lease lost and raises ``NotHeld``."""
+        if self.token is None:
+            raise LeaseLost(f"{self.key}: not acquired")
+        try:
+            return self._client.execute_command("HBLOCK.FENCED", self.key, self.owner, self.token, *command)
+        except redis.ResponseError as err:
+            if is_not_held(err):
+                raise self.refused(str(err)) from err
+            raise
+
+    def pipeline(self, transaction: bool = True) -> "FencedPipeline":
+        """A redis-py pipeline on the caller's client whose every queued
+        command is sent as ``HBLOCK.FENCED key owner token <command>``
+        (``transaction=True``: in MULTI/EXEC, so all or none are applied).
+        Replies go through redis-py's usual parsing of each wrapped command;
+        a NOTHELD among the replies marks the lease lost and raises
+        ``NotHeld`` from ``execute()``."""
+        if self.token is None:
+            raise LeaseLost(f"{self.key}: not acquired")
+        return FencedPipeline(self, self._client, transaction)
+
+    def refused(self, text: str) -> NotHeld:
+        """The NotHeld for a fenced write refused with ``text``; marks the lease lost."""
+        self._mark_lost(text, NotHeld)
+        return NotHeld(f"{self.key}: {text}")
 
     # -- releasing ---------------------------------------------------------
 
     def release(self) -> bool:
         """Stop beating and release; True when this ended the lease."""
-        if self.token is None or self._released:
-            return False
-        self._released = True
+        with self._guard:
+            if self.token is None or self._released:
+                return False
+            self._released = True
         # Stop first, release next (a beat thread waiting in WATCH wakes at
         # once), then wait for the thread.
         self._stop.set()
         with self._guard:
+            was_lost = self._reason is not None or self.lost
             if self._reason is None:
                 self._reason = "released"
-        conn = dedicated(self._client, max(self._interval, 1.0))
+        conn = self._connection(max(self._interval, 1.0))
         try:
             released = conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, self.token) == 1
         except redis.RedisError as err:
-            log.warning("release of %s failed: %s", self.key, err)
+            log.warning("release of %s failed: %s", self.key, error_text(err))
             return False
         finally:
             conn.connection_pool.disconnect()
             if self._thread is not None:
                 self._thread.join()
-        log.info("released %s token=%d: %s", self.key, self.token, released)
+        if released:
+            log.info("released %s token=%d", self.key, self.token)
+        elif not was_lost:
+            log.warning("lost %s: token=%d was no longer held", self.key, self.token)
         return released
 
     def __enter__(self) -> "Lease":

@@ -5,7 +5,9 @@ from typing import Any, Dict, Iterator, Optional
 
 import redis
 
-from ._connect import TRANSIENT, dedicated, is_sentinel, moved
+from ._connect import connection_name, dedicated, default_owner, fatal, is_sentinel, masked_url, moved
+from ._errors import is_transient
+from ._faults import Outage
 from ._info import as_dict as _as_dict, holder as _holder
 from ._lease import Backoff
 
@@ -13,11 +15,14 @@ from ._lease import Backoff
 def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, Any]]]:
     """Yields the lock's INFO (a dict; None when the key does not exist) now
     and at every change of holder, forever. Uses HBLOCK.WATCH with the token
-    last seen on a connection of its own, so no change of holder is missed;
-    connection errors are retried with backoff."""
-    conn = dedicated(client, None)
+    last seen on a connection of its own (named ``hblock:watch:host:pid:random``),
+    so no change of holder is missed. Transient errors (connection, LOADING,
+    READONLY, ...) are retried with backoff, logged once when they start and
+    once when they end; a fatal one raises ``FatalError``."""
+    conn = dedicated(client, None, connection_name(f"watch:{default_owner()}"))
     seen: Optional[int] = None
     backoff = Backoff(2.0)
+    outage = Outage(key, masked_url(client))
     # Through Sentinel: wait in 1 s slices and, between them, move to the
     # master Sentinel names (the old one stays up a while after a planned
     # failover). WATCH with the token last seen misses nothing across slices.
@@ -25,6 +30,12 @@ def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, A
     try:
         while True:
             try:
+                if outage.failing:
+                    try:  # a connection that works ends the outage, before a long WATCH
+                        conn.execute_command("PING")
+                    except redis.ResponseError:
+                        pass
+                    outage.ok()
                 if sentinel and moved(client, conn) is not None:
                     conn.connection_pool.disconnect()
                 if seen is None:
@@ -33,10 +44,17 @@ def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, A
                     reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen, "TIMEOUT", 1000)
                 else:
                     reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen)
-            except TRANSIENT:
+            except redis.RedisError as err:
+                found = fatal(client, key, err)
+                if found is not None:
+                    raise found from err
+                if not is_transient(err):
+                    raise
+                outage.failed(err)
                 conn.connection_pool.disconnect()
                 time.sleep(backoff.next_delay())
                 continue
+            outage.ok()
             backoff.reset()
             info = _as_dict(reply)
             if _holder(info) == seen:
