@@ -248,6 +248,13 @@ impl Lease {
         }
     }
 
+    /// How long a release may take: a server that hangs must not hold
+    /// the caller (or `hblock run`'s exit) forever; the lease ends on its
+    /// own anyway.
+    fn release_limit(&self) -> Duration {
+        self.lease.clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
     /// Tells the heartbeat to stop (it exits at its next look at the stop
     /// channel: at once when sleeping, when its WATCH returns when bound).
     fn signal_stop(&mut self) {
@@ -278,7 +285,7 @@ impl Lease {
         self.released = true;
         let released = self
             .client
-            .connection()
+            .connection_within(self.release_limit())
             .and_then(|mut con| commands::release(&mut con, &self.key, &self.owner, self.token));
         self.join_heartbeat();
         released
@@ -289,7 +296,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.signal_stop();
         if !self.released {
-            if let Ok(mut con) = self.client.connection() {
+            if let Ok(mut con) = self.client.connection_within(self.release_limit()) {
                 let _ = commands::release(&mut con, &self.key, &self.owner, self.token);
             }
         }

@@ -60,12 +60,14 @@ pub mod output;
 pub mod owner;
 pub mod sentinel;
 pub mod signals;
+mod socket;
 pub mod stop_plan;
 pub mod supervise;
 pub mod watch;
 pub mod watchdog;
 
 pub use commands::{LockInfo, NotGranted, HELD_BACK};
-pub use conn::{Client, Conn};
-pub use error::Error;
+pub use acquire::WaitEvent;
+pub use conn::{connection_name, Client, Conn};
+pub use error::{Class, Error};
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

@@ -4,7 +4,7 @@
 
 use crate::backoff::Backoff;
 use crate::commands::{self, LockInfo};
-use crate::{Client, Conn, Error};
+use crate::{Client, Conn, Error, WaitEvent};
 use std::time::Duration;
 
 /// Through Sentinel, how long one HBLOCK.WATCH waits before the watch asks
@@ -13,7 +13,10 @@ const SENTINEL_SLICE: Duration = Duration::from_secs(1);
 
 /// An endless iterator over a lock's holders: first the current one, then one
 /// item per change (`None`: the key does not exist). Transient errors are
-/// retried on a new connection; others end nothing and are yielded.
+/// retried on a new connection (reported to [`Watch::reporting`]'s
+/// callback); a fatal one ([`Error::is_fatal`]) is yielded, and the caller
+/// should stop (retrying cannot help). Its connections are named
+/// `hblock:watch` unless the client has a name.
 pub struct Watch {
     client: Client,
     key: String,
@@ -21,22 +24,42 @@ pub struct Watch {
     seen: Option<i64>,
     con: Option<Conn>,
     backoff: Backoff,
+    report: Option<Box<dyn FnMut(WaitEvent<'_>)>>,
+    /// The last attempt failed (reported as `WaitEvent::Retry`).
+    failing: bool,
 }
 
 impl Client {
     /// Watches `key`: see [`Watch`].
     pub fn watch(&self, key: &str) -> Watch {
         Watch {
-            client: self.clone(),
+            client: self.named_or("watch"),
             key: key.to_string(),
             seen: None,
             con: None,
             backoff: Backoff::new(Duration::from_secs(2)),
+            report: None,
+            failing: false,
         }
     }
 }
 
 impl Watch {
+    /// Calls `report` with every transient error before it is retried
+    /// (`WaitEvent::Retry`), and once an answer comes again after one
+    /// (`WaitEvent::Queued`), so a caller can log a failing condition once
+    /// when it starts and once when it ends.
+    pub fn reporting(mut self, report: impl FnMut(WaitEvent<'_>) + 'static) -> Watch {
+        self.report = Some(Box::new(report));
+        self
+    }
+
+    fn report(&mut self, event: WaitEvent<'_>) {
+        if let Some(report) = self.report.as_mut() {
+            report(event);
+        }
+    }
+
     fn ask(&mut self) -> Result<Option<LockInfo>, Error> {
         // Through Sentinel: wait in slices and, between them, move to the
         // master Sentinel names (after a planned failover the old master
@@ -60,9 +83,11 @@ impl Watch {
         } else {
             0
         };
+        // After a failure INFO first: it answers at once, so the recovery
+        // is seen now, not at the next change.
         Ok(match self.seen {
-            None => commands::info(con, &self.key)?,
-            Some(seen) => commands::watch(con, &self.key, seen, timeout_ms)?,
+            Some(seen) if !self.failing => commands::watch(con, &self.key, seen, timeout_ms)?,
+            _ => commands::info(con, &self.key)?,
         })
     }
 }
@@ -75,6 +100,9 @@ impl Iterator for Watch {
             match self.ask() {
                 Ok(info) => {
                     self.backoff.reset();
+                    if std::mem::take(&mut self.failing) {
+                        self.report(WaitEvent::Queued);
+                    }
                     let holder = info.as_ref().map_or(0, LockInfo::holder);
                     if self.seen == Some(holder) {
                         continue; // a TIMEOUT or a change back and forth
@@ -84,11 +112,12 @@ impl Iterator for Watch {
                 }
                 Err(err) if err.is_transient() => {
                     self.con = None;
+                    self.failing = true;
+                    self.report(WaitEvent::Retry(&err));
                     std::thread::sleep(self.backoff.next_delay());
                 }
                 Err(err) => {
                     self.con = None;
-                    std::thread::sleep(self.backoff.next_delay());
                     return Some(Err(err));
                 }
             }
