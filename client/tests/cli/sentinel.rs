@@ -578,3 +578,80 @@ fn a_hung_sentinel_listed_first_does_not_stall_the_lookup() {
     assert_eq!(code(&out), 0, "acquired through the other Sentinels: {err}");
     drop(hung);
 }
+
+/// SIGCONT to a stopped server when the test ends, however it ends.
+struct Resume(Option<u32>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2) on a server this test started and stopped.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+/// Issue #24: a standby blocked in `ACQUIRE ... WAIT 0` on a master that
+/// hangs (SIGSTOP: its socket open, no reply, CLIENT KILL impossible)
+/// moves to the replica Sentinel promotes and runs its child there, within
+/// the lease + the lock's failover delay + down-after + an election, and
+/// never while the old holder's child runs.
+#[test]
+fn a_standby_waiting_on_a_hung_master_moves_to_the_promoted_replica() {
+    let mut set = SentinelSet::start(Options::default());
+    let url = set.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A 2 s lease: the failover delay of this lock is 2 s too.
+    let short = ["--interval", "200", "--misses", "10", "--grace", "500"];
+    let lease_ms = 2000u64;
+    let h = run_on(&url, d, "hung", "h", &short);
+    started(d, "h", Duration::from_secs(15)).expect("h's child");
+    let s = run_on(&url, d, "hung", "s", &short);
+    assert!(waiters_on(&set, 0, "hung", 1), "s waits\n{}", s.log());
+    let mut c0 = set.nodes[0].conn();
+    let mut c1 = set.nodes[1].conn();
+    support::wait_in_sync(&mut c0, &mut c1);
+
+    // The master hangs, and the holder's host goes down with it.
+    let pid = set.nodes[0].pid().expect("the master runs");
+    let resume = Resume(Some(pid));
+    let stopped = Instant::now();
+    let stopped_ns = now_ns();
+    // SAFETY: kill(2) on the server this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGSTOP);
+    }
+    h.signal(libc::SIGKILL);
+    let (new, switched) = set
+        .wait_switched(0, Duration::from_secs(30))
+        .expect("Sentinel promoted the replica");
+    assert_eq!(new, 1);
+    let (s_token, s_start) = started(d, "s", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("s never took over from the hung master\n{}", s.log()));
+    let took = Duration::from_nanos(s_start.saturating_sub(stopped_ns) as u64);
+    let election = Duration::from_secs(10);
+    let bound = Duration::from_millis(2 * lease_ms + DOWN_AFTER_MS) + election;
+    eprintln!(
+        "sentinel SIGSTOP: promoted after {:.0} ms; the standby's child started {:.0} ms after the stop (bound {:.0} ms)",
+        ms(switched.duration_since(stopped)),
+        ms(took),
+        ms(bound)
+    );
+    assert!(took <= bound, "{took:?} > {bound:?}\n{}", s.log());
+    // Granted by the new master, the old one still hung.
+    let mut c1 = set.nodes[1].conn();
+    assert_eq!(support::info_int(&mut c1, "hung", "token"), s_token);
+    assert_eq!(support::state(&mut c1, "hung"), "held");
+    one_at_a_time(d, "h", "s");
+    assert!(
+        !s.log().contains("lost") && !s.log().contains("killing"),
+        "{}",
+        s.log()
+    );
+    drop(s);
+    drop(resume);
+    set.nodes[0].stop();
+}
