@@ -514,7 +514,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
 }
 
 #[test]
-fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
+fn sentinel_urls_that_cannot_work_exit_3_and_passwords_stay_masked() {
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_hblock"))
             .args(args)
@@ -522,14 +522,11 @@ fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
             .output()
             .expect("hblock")
     };
+    // A URL that cannot work: fatal (exit 3), "check the URL".
     for (args, says) in [
         (
             vec!["--redis", "redis+sentinel://127.0.0.1:1"],
             "no /mastername",
-        ),
-        (
-            vec!["--cluster", "--redis", "redis+sentinel://127.0.0.1:1/m"],
-            "give it alone",
         ),
         (
             vec!["--redis", "redis+sentinel://127.0.0.1:1/m?password=x"],
@@ -538,9 +535,14 @@ fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
     ] {
         let out = cli(&args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(code(&out), 2, "{args:?}: {err}");
-        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(code(&out), 3, "{args:?}: {err}");
+        assert!(err.contains(says) && err.trim_end().ends_with(": check the URL"), "{args:?}: {err}");
     }
+    // Options that do not go together: a usage error (exit 2).
+    let out = cli(&["--cluster", "--redis", "redis+sentinel://127.0.0.1:1/m"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("give it alone"), "{err}");
     // Nothing listens there: exit 3, and neither password is shown.
     let out = cli(&[
         "--redis",
@@ -654,4 +656,65 @@ fn a_standby_waiting_on_a_hung_master_moves_to_the_promoted_replica() {
     drop(s);
     drop(resume);
     set.nodes[0].stop();
+}
+
+/// Issue #24 (low): a master name no Sentinel monitors is a configuration
+/// error (exit 3 at once, naming the name and the masked URL), not an
+/// endless wait; an authentication error says which side refused: the data
+/// node (the URL's user and password) or a Sentinel (`sentinel_password`).
+#[test]
+fn sentinel_errors_name_their_side_and_a_wrong_master_name_is_fatal() {
+    let set = SentinelSet::start(Options::default());
+    let url = set.url();
+    let cli = |url: &str, args: &[&str]| {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_hblock"))
+            .args(["--redis", url])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("hblock");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (code(&out), err, started.elapsed())
+    };
+    let run = ["run", "k", "--owner", "o", "--", "true"];
+    let wrong_name = url.replace(&format!("/{MASTER_NAME}"), "/nosuch");
+    for args in [&run[..], &["info", "k"], &["watch", "k"]] {
+        let (code, err, took) = cli(&wrong_name, args);
+        eprintln!("sentinel: wrong master name, {args:?}: exit {code} after {took:?}");
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("k: {wrong_name}: Sentinel 127.0.0.1:"))
+                && err.contains("monitors no master named \"nosuch\"")
+                && err.trim_end().ends_with(": check the URL"),
+            "{args:?}: {err}"
+        );
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+    }
+    // The data node refuses the URL's user.
+    let node_auth = url.replace("redis+sentinel://", "redis+sentinel://nosuch:N0dePw@");
+    for args in [&run[..], &["info", "k"]] {
+        let (code, err, _) = cli(&node_auth, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.contains("redis+sentinel://nosuch:***@")
+                && err.contains(": data node 127.0.0.1:")
+                && err.trim_end().ends_with(": wrong user name or password in the URL")
+                && !err.contains("N0dePw"),
+            "{args:?}: {err}"
+        );
+    }
+    // A Sentinel refuses its own credentials.
+    let sentinel_auth = format!("{url}?sentinel_username=nosuch&sentinel_password=S3ntPw");
+    for args in [&run[..], &["info", "k"]] {
+        let (code, err, _) = cli(&sentinel_auth, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.contains("sentinel_password=***")
+                && err.contains(": Sentinel 127.0.0.1:")
+                && err.contains("wrong user name or password in the URL (the Sentinels' own password goes in ?sentinel_password=")
+                && !err.contains("S3ntPw"),
+            "{args:?}: {err}"
+        );
+    }
 }
