@@ -97,6 +97,8 @@ pub fn status_code(status: &ExitStatus) -> i32 {
 
 /// Runs the supervisor; returns the process exit code.
 pub fn run(client: &Client, opts: RunOptions) -> i32 {
+    // Every connection of this run is named after its owner.
+    let client = &client.named(opts.owner.as_bytes());
     let (tx, rx) = mpsc::channel();
     signals::catch(tx.clone(), Msg::Signal);
     let mut lease = match wait_for_lease(client, &opts, &tx, &rx) {

@@ -241,3 +241,67 @@ fn the_rust_client_classifies_errors_and_retries_transient_ones() {
     assert!(matches!(token, Ok(Some(_))), "granted once back: {token:?}");
     assert!(retries > 0, "it was retried");
 }
+
+/// `CLIENT LIST`'s lines whose `name=` starts with `prefix`.
+fn clients_named(c: &mut redis::Connection, prefix: &str) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(c).unwrap();
+    list.lines()
+        .filter(|l| l.contains(&format!(" name={prefix}")))
+        .map(String::from)
+        .collect()
+}
+
+/// Issue #25: every connection `hblock run` and the Rust library open is
+/// named `hblock:<owner>` (sanitized: a space or newline becomes `_`), so
+/// `CLIENT LIST` shows who waits; a user without the right to CLIENT
+/// SETNAME still works.
+#[test]
+fn connections_are_named_after_their_owner() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _holder = Supervisor::start_named(&server, d, "h", "web 1\nx", &[], SLEEPER);
+    wait_pid_file(&d.join("h.pid"), Duration::from_secs(10)).expect("h's child");
+    let standby = Supervisor::start_named(&server, d, "s", "standby-2", &[], SLEEPER);
+    let mut c = server.conn();
+    let waiting = eventually(Duration::from_secs(5), || {
+        let lines = clients_named(&mut c, "hblock:standby-2/");
+        lines
+            .iter()
+            .any(|l| l.contains(" cmd=hblock.acquire"))
+            .then_some(lines)
+    });
+    assert!(waiting.is_some(), "the waiting standby is named\n{}", standby.log());
+    let holder = clients_named(&mut c, "hblock:web_1_x/");
+    assert!(!holder.is_empty(), "the holder's connection is named");
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    assert!(!list.contains("web 1"), "{list}");
+
+    // The library: the lease's connection carries the owner it was granted to.
+    let client = Client::open(&server.url()).unwrap();
+    let lease = client
+        .acquire("lib:key", b"lib owner", &LeaseOptions::default())
+        .unwrap()
+        .expect("granted");
+    let expected = hblock_client::connection_name(lease.owner());
+    assert!(expected.starts_with("hblock:lib_owner/"), "{expected}");
+    let named = eventually(Duration::from_secs(5), || {
+        (!clients_named(&mut c, &expected).is_empty()).then_some(())
+    });
+    assert!(named.is_some(), "{expected} in CLIENT LIST");
+    assert!(lease.release().unwrap());
+
+    // An ACL user that may not run CLIENT: the name is skipped, all else works.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "worker", "on", ">pw", "~*", "+@all", "-client"])
+        .query(&mut c)
+        .unwrap();
+    let url = url_as(&server, "worker", "pw");
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "acl:key", "--owner", "w", "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("released acl:key"), "{stderr}");
+}
