@@ -355,7 +355,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     // The long leases survived: same token on the new master, beats again,
     // the children never stopped.
     let recovered = eventually(Duration::from_secs(15), || {
-        k.log().contains("succeed again").then_some(())
+        k.log().contains(" recovered after ").then_some(())
     });
     assert!(recovered.is_some(), "k's beats recovered\n{}", k.log());
     let mut c1 = set.nodes[1].conn();
