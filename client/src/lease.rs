@@ -76,6 +76,10 @@ pub enum LostReason {
     NotHeld(String),
     /// No beat succeeded for `interval * misses`: the lease may have ended.
     Unreachable(String),
+    /// A beat got an error retrying cannot fix ([`crate::Error::is_fatal`]:
+    /// the key overwritten with another type, the ACL or the password
+    /// changed): the error and its hint. Stop at once, as on NOTHELD.
+    Fatal(String),
 }
 
 impl std::fmt::Display for LostReason {
@@ -85,6 +89,7 @@ impl std::fmt::Display for LostReason {
             LostReason::Unreachable(err) => {
                 write!(f, "no beat succeeded for a whole lease ({err})")
             }
+            LostReason::Fatal(err) => write!(f, "{err}"),
         }
     }
 }

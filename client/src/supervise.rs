@@ -366,6 +366,10 @@ fn on_lease_event(
     now: Instant,
 ) -> Vec<Action> {
     match event {
+        LeaseEvent::Lost(LostReason::Fatal(error)) => {
+            log::error(&format!("lost {}: {error}", opts.key));
+            plan.on_fatal(error, now)
+        }
         LeaseEvent::Lost(reason) => {
             log::error(&format!("lost {}: {reason}", opts.key));
             let not_held = matches!(reason, LostReason::NotHeld(_));
@@ -464,7 +468,9 @@ fn finish(
         }
         Err(err) => log::error(&format!("release of {} failed: {err}", opts.key)),
     }
-    if lost {
+    if plan.fatal() {
+        EXIT_REDIS // a beat got an error no retry fixes
+    } else if lost {
         EXIT_LOST
     } else {
         code

@@ -305,3 +305,42 @@ fn connections_are_named_after_their_owner() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("released acl:key"), "{stderr}");
 }
+
+/// A fatal error while the child runs (here the key overwritten with a
+/// string, so beats answer WRONGTYPE): the lease is as good as lost, the
+/// child is stopped at once as on NOTHELD, and `run` exits 3 with the hint;
+/// the library reports `LostReason::Fatal`.
+#[test]
+fn a_fatal_error_while_holding_stops_the_child_and_exits_3() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Supervisor::start(&server, dir.path(), "a", &[], SLEEPER);
+    let child = wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(10)).expect("child");
+    let mut c = server.conn();
+    let _: () = redis::cmd("SET").arg(default_key()).arg("v").query(&mut c).unwrap();
+    let overwritten = Instant::now();
+    assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(3), "{}", run.log());
+    let took = overwritten.elapsed();
+    eprintln!("WRONGTYPE under hblock run: exit 3 after {took:?}");
+    assert!(!alive(child));
+    let log = run.log();
+    let lost = format!(
+        "lost {}: {}: WRONGTYPE Operation against a key holding the wrong kind of value: the key holds another type, not an hblock lock",
+        default_key(),
+        server.url()
+    );
+    assert!(log.contains(&lost), "{log}");
+    assert!(log.contains("stopping"), "SIGTERM first\n{log}");
+
+    let client = Client::open(&server.url()).unwrap();
+    let lease = client
+        .acquire("lib:fatal", b"me", &LeaseOptions { interval: Duration::from_millis(100), ..LeaseOptions::default() })
+        .unwrap()
+        .expect("granted");
+    let _: () = redis::cmd("SET").arg("lib:fatal").arg("v").query(&mut c).unwrap();
+    let event = lease.events().recv_timeout(Duration::from_secs(5));
+    assert!(
+        matches!(&event, Ok(hblock_client::LeaseEvent::Lost(hblock_client::LostReason::Fatal(why))) if why.contains("WRONGTYPE")),
+        "{event:?}"
+    );
+}
