@@ -77,7 +77,10 @@ pub(crate) fn on_data_node(addr: &str, err: RedisError) -> RedisError {
 
 fn on_side(side: &'static str, addr: &str, err: RedisError) -> RedisError {
     match classify(&err) {
-        Class::NeedsPassword | Class::WrongPassword | Class::NoPermission | Class::Configuration => {
+        Class::NeedsPassword
+        | Class::WrongPassword
+        | Class::NoPermission
+        | Class::Configuration => {
             RedisError::from((err.kind(), side, format!("{addr}: {}", plain(&err))))
         }
         _ => err,
@@ -90,9 +93,7 @@ fn plain(err: &RedisError) -> String {
     match (err.code(), err.detail()) {
         (Some(code), Some(detail)) => format!("{code} {detail}"),
         // The crate's "description - Kind: detail" without its kind's name.
-        _ => err
-            .to_string()
-            .replace(&format!(" - {:?}", err.kind()), ""),
+        _ => err.to_string().replace(&format!(" - {:?}", err.kind()), ""),
     }
 }
 
@@ -264,7 +265,11 @@ mod tests {
                 "invalid username-password pair or user is disabled.",
                 Class::WrongPassword,
             ),
-            ("NOPERM", "this user has no permissions", Class::NoPermission),
+            (
+                "NOPERM",
+                "this user has no permissions",
+                Class::NoPermission,
+            ),
             ("WRONGTYPE", "Operation against a key", Class::WrongType),
             (
                 "ERR",

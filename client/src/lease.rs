@@ -257,7 +257,8 @@ impl Lease {
     /// the caller (or `hblock run`'s exit) forever; the lease ends on its
     /// own anyway.
     fn release_limit(&self) -> Duration {
-        self.lease.clamp(Duration::from_millis(100), Duration::from_secs(5))
+        self.lease
+            .clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
     /// Tells the heartbeat to stop (it exits at its next look at the stop

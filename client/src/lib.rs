@@ -90,8 +90,8 @@ pub mod supervise;
 pub mod watch;
 pub mod watchdog;
 
-pub use commands::{LockInfo, NotGranted, HELD_BACK};
 pub use acquire::WaitEvent;
+pub use commands::{LockInfo, NotGranted, HELD_BACK};
 pub use conn::{connection_name, Client, Conn};
 pub use error::{Class, Error};
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

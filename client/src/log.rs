@@ -60,7 +60,9 @@ impl Condition {
             self.since = Some(Instant::now());
             self.report(&format!("{subject}: {url} failing: {error}; retrying"));
         } else {
-            debug(&format!("{subject}: {url} still failing: {error}; retrying"));
+            debug(&format!(
+                "{subject}: {url} still failing: {error}; retrying"
+            ));
         }
     }
 

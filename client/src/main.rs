@@ -317,7 +317,15 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             let owner = owner.unwrap_or_else(default_owner);
             let client = client.named(owner.as_bytes());
             cx.with_connection(&client, |con| {
-                acquire(cx, &client, con, &key, (&owner, generated), &terms, (wait, json))
+                acquire(
+                    cx,
+                    &client,
+                    con,
+                    &key,
+                    (&owner, generated),
+                    &terms,
+                    (wait, json),
+                )
             })
         }
         Cmd::Beat(holder) => holder_command(cx, client, &holder, beat),

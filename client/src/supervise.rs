@@ -255,15 +255,14 @@ fn wait_for_lease(
         // Failing is logged once when it starts and once when it ends (a
         // failover retries every few ms for seconds), each retry only with
         // --verbose.
-        let acquired = waiter.acquire_reporting(&key, owner.as_bytes(), &options, |event| {
-            match event {
+        let acquired =
+            waiter.acquire_reporting(&key, owner.as_bytes(), &options, |event| match event {
                 crate::WaitEvent::Retry(err) => {
                     requeued.store(true, Ordering::Relaxed);
                     condition.failed(err);
                 }
                 crate::WaitEvent::Queued => condition.recovered(),
-            }
-        });
+            });
         waiting.store(false, Ordering::Relaxed);
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
     });

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Sentinel whether the master moved.
 const SENTINEL_SLICE: Duration = Duration::from_secs(1);
 
+/// What [`Watch::reporting`] calls.
+type Reporter = Box<dyn FnMut(WaitEvent<'_>)>;
+
 /// An endless iterator over a lock's holders: first the current one, then one
 /// item per change (`None`: the key does not exist). Transient errors are
 /// retried on a new connection (reported to [`Watch::reporting`]'s
@@ -24,7 +27,7 @@ pub struct Watch {
     seen: Option<i64>,
     con: Option<Conn>,
     backoff: Backoff,
-    report: Option<Box<dyn FnMut(WaitEvent<'_>)>>,
+    report: Option<Reporter>,
     /// The last attempt failed (reported as `WaitEvent::Retry`).
     failing: bool,
 }

@@ -66,7 +66,11 @@ fn exits_3_with(url: &str, masked: &str, key: &str, hint: &str, secret: Option<&
         assert_eq!(code, 3, "{args:?} on {masked}: {stderr}");
         let line = format!("{key}: {masked}: ");
         let fatal: Vec<&str> = stderr.lines().filter(|l| l.contains(&line)).collect();
-        assert_eq!(fatal.len(), 1, "{args:?}: one line naming key and URL\n{stderr}");
+        assert_eq!(
+            fatal.len(),
+            1,
+            "{args:?}: one line naming key and URL\n{stderr}"
+        );
         assert!(
             fatal.iter().all(|l| l.ends_with(&format!(": {hint}"))),
             "{args:?}: the hint {hint:?}\n{stderr}"
@@ -129,7 +133,13 @@ fn fatal_errors_end_every_command_at_once_with_the_url_and_a_hint() {
         None,
     );
     let bad = "redis://u:Pw0rd@127.0.0.1:notaport/";
-    exits_3_with(bad, "redis://u:***@127.0.0.1:notaport/", "k", "check the URL", Some("Pw0rd"));
+    exits_3_with(
+        bad,
+        "redis://u:***@127.0.0.1:notaport/",
+        "k",
+        "check the URL",
+        Some("Pw0rd"),
+    );
 }
 
 #[test]
@@ -171,14 +181,25 @@ fn a_loading_server_is_retried_and_logged_once() {
     let dir = tempfile::tempdir().unwrap();
     let reload = start_loading(&server);
     let mut run = Supervisor::start(&server, dir.path(), "a", &[], "echo ran > \"$DIR/ran\"");
-    assert_eq!(run.wait_exit(Duration::from_secs(30)), Some(0), "{}", run.log());
+    assert_eq!(
+        run.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        run.log()
+    );
     let _ = reload.join();
     assert!(dir.path().join("ran").exists());
     let log = run.log();
     let failing: Vec<&str> = log.lines().filter(|l| l.contains(" failing: ")).collect();
-    let recovered: Vec<&str> = log.lines().filter(|l| l.contains(" recovered after ")).collect();
+    let recovered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" recovered after "))
+        .collect();
     assert_eq!(failing.len(), 1, "{log}");
-    assert!(failing[0].contains(&format!("job: {} failing: LOADING", server.url())), "{log}");
+    assert!(
+        failing[0].contains(&format!("job: {} failing: LOADING", server.url())),
+        "{log}"
+    );
     assert!(failing[0].ends_with("; retrying"), "{log}");
     assert_eq!(recovered.len(), 1, "{log}");
 }
@@ -214,17 +235,22 @@ fn the_rust_client_classifies_errors_and_retries_transient_ones() {
         assert!(err.is_fatal() && !err.is_transient(), "{url}");
         assert_eq!(err.hint().as_deref(), class.hint(), "{url}");
         assert!(started.elapsed() < Duration::from_secs(5), "{url}");
-        let info = client.not_granted(key).err().expect("an error");
+        let info = client.not_granted(key).expect_err("an error");
         assert_eq!(info.class(), class, "{url}: {info}");
     }
-    let bad = Client::open("redis://127.0.0.1:notaport").err().expect("no client");
-    assert_eq!(hblock_client::Error::from(bad).class(), Class::Configuration);
+    let bad = Client::open("redis://127.0.0.1:notaport")
+        .err()
+        .expect("no client");
+    assert_eq!(
+        hblock_client::Error::from(bad).class(),
+        Class::Configuration
+    );
 
     // Down, then back on the same port: transient, retried by a waiter.
     let mut down = Server::start();
     let client = Client::open(&down.url()).unwrap();
     down.stop();
-    let err = client.not_granted("k").err().expect("refused");
+    let err = client.not_granted("k").expect_err("refused");
     assert_eq!(err.class(), Class::Transient, "{err}");
     assert!(!err.is_fatal());
     let waiter = std::thread::spawn(move || {
@@ -271,7 +297,11 @@ fn connections_are_named_after_their_owner() {
             .any(|l| l.contains(" cmd=hblock.acquire"))
             .then_some(lines)
     });
-    assert!(waiting.is_some(), "the waiting standby is named\n{}", standby.log());
+    assert!(
+        waiting.is_some(),
+        "the waiting standby is named\n{}",
+        standby.log()
+    );
     let holder = clients_named(&mut c, "hblock:web_1_x/");
     assert!(!holder.is_empty(), "the holder's connection is named");
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
@@ -317,9 +347,18 @@ fn a_fatal_error_while_holding_stops_the_child_and_exits_3() {
     let mut run = Supervisor::start(&server, dir.path(), "a", &[], SLEEPER);
     let child = wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(10)).expect("child");
     let mut c = server.conn();
-    let _: () = redis::cmd("SET").arg(default_key()).arg("v").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(default_key())
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
     let overwritten = Instant::now();
-    assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(3), "{}", run.log());
+    assert_eq!(
+        run.wait_exit(Duration::from_secs(10)),
+        Some(3),
+        "{}",
+        run.log()
+    );
     let took = overwritten.elapsed();
     eprintln!("WRONGTYPE under hblock run: exit 3 after {took:?}");
     assert!(!alive(child));
@@ -334,10 +373,21 @@ fn a_fatal_error_while_holding_stops_the_child_and_exits_3() {
 
     let client = Client::open(&server.url()).unwrap();
     let lease = client
-        .acquire("lib:fatal", b"me", &LeaseOptions { interval: Duration::from_millis(100), ..LeaseOptions::default() })
+        .acquire(
+            "lib:fatal",
+            b"me",
+            &LeaseOptions {
+                interval: Duration::from_millis(100),
+                ..LeaseOptions::default()
+            },
+        )
         .unwrap()
         .expect("granted");
-    let _: () = redis::cmd("SET").arg("lib:fatal").arg("v").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("lib:fatal")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
     let event = lease.events().recv_timeout(Duration::from_secs(5));
     assert!(
         matches!(&event, Ok(hblock_client::LeaseEvent::Lost(hblock_client::LostReason::Fatal(why))) if why.contains("WRONGTYPE")),

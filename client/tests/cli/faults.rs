@@ -317,7 +317,10 @@ fn a_waiting_standby_ignores_sighup() {
 /// Lines of `log` that start or end a failing condition.
 fn condition_lines(log: &str) -> (Vec<&str>, Vec<&str>) {
     let failing = log.lines().filter(|l| l.contains(" failing: ")).collect();
-    let recovered = log.lines().filter(|l| l.contains(" recovered after ")).collect();
+    let recovered = log
+        .lines()
+        .filter(|l| l.contains(" recovered after "))
+        .collect();
     (failing, recovered)
 }
 
@@ -358,7 +361,11 @@ fn redis_down_for_10_s_is_logged_twice_per_process() {
     server.relaunch();
     let mut c = server.conn();
     let back = eventually(Duration::from_secs(10), || {
-        let logs = [holder.log(), standby.log(), std::fs::read_to_string(&watch_log).ok()?];
+        let logs = [
+            holder.log(),
+            standby.log(),
+            std::fs::read_to_string(&watch_log).ok()?,
+        ];
         (logs.iter().all(|l| l.contains(" recovered after "))
             && support::info_int(&mut c, default_key(), "waiters") == 1
             && support::info_int(&mut c, default_key(), "beats") > beats)
@@ -373,9 +380,17 @@ fn redis_down_for_10_s_is_logged_twice_per_process() {
         holder.log(),
         standby.log()
     );
-    assert!(alive(child), "the holder's child kept running\n{}", holder.log());
+    assert!(
+        alive(child),
+        "the holder's child kept running\n{}",
+        holder.log()
+    );
     let url = server.url();
-    for (name, log) in [("h", holder.log()), ("s", standby.log()), ("watch", watch_text)] {
+    for (name, log) in [
+        ("h", holder.log()),
+        ("s", standby.log()),
+        ("watch", watch_text),
+    ] {
         let (failing, recovered) = condition_lines(&log);
         eprintln!("redis down 10 s: {name} logged {failing:?} {recovered:?}");
         assert_eq!((failing.len(), recovered.len()), (1, 1), "{name}:\n{log}");

@@ -267,7 +267,11 @@ fn a_hung_server_gets_the_child_sigterm_before_the_lease_ends() {
         .unwrap_or_else(|| panic!("the child never got SIGTERM\n{}", active.log()));
     let after = Duration::from_nanos(term_ns.saturating_sub(stopped_ns) as u64);
     eprintln!("server hung: SIGTERM reached the child {after:?} after the stop (lease {lease:?})");
-    assert!(after < lease, "SIGTERM {after:?} after the stop\n{}", active.log());
+    assert!(
+        after < lease,
+        "SIGTERM {after:?} after the stop\n{}",
+        active.log()
+    );
     assert!(!alive(child));
     let log = active.log();
     assert!(

@@ -536,7 +536,10 @@ fn sentinel_urls_that_cannot_work_exit_3_and_passwords_stay_masked() {
         let out = cli(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(code(&out), 3, "{args:?}: {err}");
-        assert!(err.contains(says) && err.trim_end().ends_with(": check the URL"), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.trim_end().ends_with(": check the URL"),
+            "{args:?}: {err}"
+        );
     }
     // Options that do not go together: a usage error (exit 2).
     let out = cli(&["--cluster", "--redis", "redis+sentinel://127.0.0.1:1/m"]);
@@ -699,7 +702,9 @@ fn sentinel_errors_name_their_side_and_a_wrong_master_name_is_fatal() {
         assert!(
             err.contains("redis+sentinel://nosuch:***@")
                 && err.contains(": data node 127.0.0.1:")
-                && err.trim_end().ends_with(": wrong user name or password in the URL")
+                && err
+                    .trim_end()
+                    .ends_with(": wrong user name or password in the URL")
                 && !err.contains("N0dePw"),
             "{args:?}: {err}"
         );
