@@ -79,7 +79,15 @@ impl Watch {
         }
         let con = match &mut self.con {
             Some(con) => con,
-            None => self.con.insert(self.client.connection()?),
+            None => {
+                let con = self.client.connection()?;
+                if sentinel {
+                    // A master that hangs answers no slice: give up on it
+                    // after two, and ask Sentinel again.
+                    con.set_beat_timeouts(SENTINEL_SLICE, true)?;
+                }
+                self.con.insert(con)
+            }
         };
         let timeout_ms = if sentinel {
             SENTINEL_SLICE.as_millis() as u64

@@ -619,6 +619,11 @@ fn a_standby_waiting_on_a_hung_master_moves_to_the_promoted_replica() {
     let mut c0 = set.nodes[0].conn();
     let mut c1 = set.nodes[1].conn();
     support::wait_in_sync(&mut c0, &mut c1);
+    // A watcher through Sentinel must move too.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
+    cmd.env("HBLOCK_REDIS_URL", &url)
+        .args(["watch", "hung", "--json"]);
+    let watch = Watcher::start(cmd, d.join("hung.watch"));
 
     // The master hangs, and the holder's host goes down with it.
     let pid = set.nodes[0].pid().expect("the master runs");
@@ -651,6 +656,10 @@ fn a_standby_waiting_on_a_hung_master_moves_to_the_promoted_replica() {
     assert_eq!(support::info_int(&mut c1, "hung", "token"), s_token);
     assert_eq!(support::state(&mut c1, "hung"), "held");
     one_at_a_time(d, "h", "s");
+    assert!(
+        watch.shows(s_token, Duration::from_secs(10)),
+        "hblock watch followed Sentinel away from the hung master"
+    );
     assert!(
         !s.log().contains("lost") && !s.log().contains("killing"),
         "{}",
