@@ -190,6 +190,13 @@ impl Heartbeat {
                 error: error.to_string(),
                 lease_ends,
             });
+        } else {
+            // Reported once; each retry only with --verbose.
+            crate::log::debug(&format!(
+                "{}: {} still failing: {error}; retrying",
+                self.key,
+                self.client.url()
+            ));
         }
         true
     }
