@@ -1,15 +1,29 @@
 //! [`Client::acquire`]: a grant on a dedicated connection (blocking when
 //! asked), its first beat, the replicas' acknowledgement, then the [`Lease`]
-//! that beats in the background. A waiting client rides out connection
+//! that beats in the background. A waiting client rides out transient
 //! errors: it reconnects with backoff and waits again (it may lose its place
-//! in the queue).
+//! in the queue); a fatal one ([`Error::is_fatal`]) ends the wait at once.
+//! Every connection is named `hblock:<owner>` ([`crate::conn::connection_name`]).
 
 use crate::backoff::Backoff;
 use crate::commands;
 use crate::lease::{Lease, LeaseOptions};
 use crate::owner::instance_owner;
 use crate::{Client, Error};
+use redis::RedisError;
 use std::time::{Duration, Instant};
+
+/// What a waiting [`Client::acquire_reporting`] reports.
+#[derive(Debug)]
+pub enum WaitEvent<'a> {
+    /// An attempt failed with a transient error (or its grant was lost
+    /// before the first beat); it waits again on a new connection after a
+    /// backoff.
+    Retry(&'a Error),
+    /// The ACQUIRE is queued on the server: no error came back on a new
+    /// connection (after `Retry`: the condition ended).
+    Queued,
+}
 
 impl Client {
     /// ACQUIRE as `owner` made unique to this process (`owner/<random>`,
@@ -36,6 +50,24 @@ impl Client {
         options: &LeaseOptions,
         mut on_retry: impl FnMut(&Error),
     ) -> Result<Option<Lease>, Error> {
+        self.acquire_reporting(key, owner, options, |event| {
+            if let WaitEvent::Retry(err) = event {
+                on_retry(err);
+            }
+        })
+    }
+
+    /// As [`Client::acquire_as`], reporting the retries and when the
+    /// ACQUIRE is queued again ([`WaitEvent`]), so a caller can log a
+    /// failing condition once when it starts and once when it ends.
+    pub fn acquire_reporting(
+        &self,
+        key: &str,
+        owner: &[u8],
+        options: &LeaseOptions,
+        mut on_event: impl FnMut(WaitEvent<'_>),
+    ) -> Result<Option<Lease>, Error> {
+        let client = self.named(owner);
         let deadline = options
             .wait
             .filter(|d| !d.is_zero())
@@ -54,9 +86,9 @@ impl Client {
                     Some(left.max(Duration::from_millis(1)))
                 }
             };
-            match self.acquire_once(key, owner, options, wait) {
+            match client.acquire_once(key, owner, options, wait, &mut on_event) {
                 Err(err) if wait.is_some() && (err.is_transient() || err.is_not_held()) => {
-                    on_retry(&err);
+                    on_event(WaitEvent::Retry(&err));
                     std::thread::sleep(backoff.next_delay());
                 }
                 other => return other,
@@ -72,8 +104,12 @@ impl Client {
         owner: &[u8],
         options: &LeaseOptions,
         wait: Option<Duration>,
+        on_event: &mut dyn FnMut(WaitEvent<'_>),
     ) -> Result<Option<Lease>, Error> {
-        let mut con = self.connection()?;
+        let mut con = match wait {
+            Some(_) => self.waiting_connection()?,
+            None => self.connection()?,
+        };
         let sent = Instant::now();
         let args = commands::AcquireArgs {
             interval_ms: Some(options.interval.as_millis() as u64),
@@ -83,13 +119,19 @@ impl Client {
         };
         // Through Sentinel, a waiter on a master that Sentinel no longer
         // names is moved (its connection closed, then queued again).
-        let following = match wait {
-            Some(_) => self.follow_master(&mut con, follow_every(options.interval)),
-            None => None,
+        let token: Option<i64> = match wait {
+            Some(_) => {
+                let cmd = commands::acquire_cmd(key, owner, args);
+                let every = follow_every(options.interval);
+                let mut queued = || on_event(WaitEvent::Queued);
+                let reply = self.wait_reply(&mut con, &cmd, every, &mut queued)?;
+                redis::from_redis_value(reply.extract_error()?).map_err(RedisError::from)?
+            }
+            None => commands::acquire(&mut con, key, owner, args)?,
         };
-        let token = commands::acquire(&mut con, key, owner, args);
-        drop(following);
-        let token = token?;
+        if wait.is_some() {
+            on_event(WaitEvent::Queued); // answered: the server is there
+        }
         let Some(token) = token else {
             return Ok(None);
         };

@@ -23,6 +23,12 @@ pub fn acquire(
     owner: &[u8],
     args: AcquireArgs,
 ) -> RedisResult<Option<i64>> {
+    acquire_cmd(key, owner, args).query(con)
+}
+
+/// The `HBLOCK.ACQUIRE` command itself (sent by [`acquire`], or by a waiter
+/// that watches its connection while the reply takes).
+pub fn acquire_cmd(key: &str, owner: &[u8], args: AcquireArgs) -> redis::Cmd {
     let AcquireArgs {
         interval_ms,
         misses,
@@ -43,7 +49,7 @@ pub fn acquire(
     if let Some(ms) = bind_ms {
         cmd.arg("BIND").arg(ms);
     }
-    cmd.query(con)
+    cmd
 }
 
 /// `HBLOCK.BEAT`: the lease's beat count.

@@ -1,9 +1,11 @@
 //! Where the locks live and how to connect: one server, a Redis Cluster, or
 //! the master a set of Sentinels names (looked up for every new connection).
 
+use crate::error::on_data_node;
 use crate::sentinel::{addr_text, is_sentinel_url, SentinelTarget};
+use crate::socket::Socket;
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
+use redis::{Cmd, Connection, ConnectionLike, RedisError, RedisResult, Value};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -18,13 +20,35 @@ enum Target {
 }
 
 /// How long a connection without a response timeout may take to find the
-/// master through Sentinel.
+/// master through Sentinel, connect and say hello.
 const SENTINEL_LOOKUP_LIMIT: Duration = Duration::from_secs(5);
+
+/// The longest owner part of a connection name, in bytes.
+const NAME_MAX: usize = 128;
 
 /// A Redis connection source for the heartbeat and the waiter.
 #[derive(Clone)]
 pub struct Client {
     target: Target,
+    /// The URL(s) as given, password masked: for messages.
+    url: String,
+    /// `CLIENT SETNAME` of every data-node connection (see [`connection_name`]).
+    name: Option<String>,
+}
+
+/// `hblock:<owner>` as Redis accepts it for `CLIENT SETNAME`: bytes outside
+/// `!`..`~` (spaces, newlines, non-ASCII) become `_`, and the owner is cut
+/// at 128 bytes.
+pub fn connection_name(owner: &[u8]) -> String {
+    let mut name = String::from("hblock:");
+    name.extend(owner.iter().take(NAME_MAX).map(|&b| {
+        if (b'!'..=b'~').contains(&b) {
+            char::from(b)
+        } else {
+            '_'
+        }
+    }));
+    name
 }
 
 /// A connection to a single server, to a cluster, or to the master Sentinel
@@ -33,6 +57,9 @@ pub enum Conn {
     Single(Connection),
     Cluster(Box<ClusterConnection>),
     Sentinel(Connection, String),
+    /// A socket this crate holds (the waiting ACQUIRE, see `socket.rs`);
+    /// with the master's `host:port` when found through Sentinel.
+    Socket(Box<Socket>, Option<String>),
 }
 
 impl ConnectionLike for Conn {
@@ -41,6 +68,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Sentinel(c, _) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Socket(c, _) => c.req_packed_command(cmd),
         }
     }
     fn req_packed_commands(
@@ -53,6 +81,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Sentinel(c, _) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Socket(c, _) => c.req_packed_commands(cmd, offset, count),
         }
     }
     fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
@@ -60,6 +89,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_command(cmd),
             Conn::Sentinel(c, _) => c.req_command(cmd),
             Conn::Cluster(c) => c.req_command(cmd),
+            Conn::Socket(c, _) => c.req_command(cmd),
         }
     }
     fn get_db(&self) -> i64 {
@@ -67,6 +97,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Sentinel(c, _) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Socket(c, _) => c.get_db(),
         }
     }
     fn check_connection(&mut self) -> bool {
@@ -74,6 +105,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.check_connection(),
             Conn::Sentinel(c, _) => c.check_connection(),
             Conn::Cluster(c) => c.check_connection(),
+            Conn::Socket(c, _) => c.check_connection(),
         }
     }
     fn is_open(&self) -> bool {
@@ -81,6 +113,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.is_open(),
             Conn::Sentinel(c, _) => c.is_open(),
             Conn::Cluster(c) => c.is_open(),
+            Conn::Socket(c, _) => c.is_open(),
         }
     }
 }
@@ -108,6 +141,10 @@ impl Conn {
                 c.set_read_timeout(limit)?;
                 c.set_write_timeout(limit)
             }
+            Conn::Socket(c, _) => {
+                c.set_read_timeout(limit)?;
+                c.set_write_timeout(limit)
+            }
         }
     }
 }
@@ -117,28 +154,75 @@ impl Client {
     /// `redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]`
     /// (see [`crate::sentinel`]).
     pub fn open(url: &str) -> RedisResult<Client> {
-        if is_sentinel_url(url) {
-            return Ok(Client {
-                target: Target::Sentinel(Box::new(SentinelTarget::parse(url)?)),
-            });
-        }
+        let target = if is_sentinel_url(url) {
+            Target::Sentinel(Box::new(SentinelTarget::parse(url)?))
+        } else {
+            Target::Single(Box::new(redis::Client::open(url)?))
+        };
         Ok(Client {
-            target: Target::Single(Box::new(redis::Client::open(url)?)),
+            target,
+            url: crate::output::mask_password(url),
+            name: None,
         })
     }
 
     /// A Redis Cluster, from the URLs of one or more of its nodes.
     pub fn open_cluster(urls: &[String]) -> RedisResult<Client> {
         ClusterClient::new(urls.to_vec())?; // validates the URLs
+        let masked: Vec<String> = urls
+            .iter()
+            .map(|u| crate::output::mask_password(u))
+            .collect();
         Ok(Client {
             target: Target::Cluster(urls.to_vec()),
+            url: masked.join(","),
+            name: None,
         })
+    }
+
+    /// The URL(s) this client was opened with, passwords masked (`***`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// This client with its data-node connections named
+    /// [`connection_name`]`(owner)` (`CLIENT SETNAME hblock:<owner>`; not
+    /// on a cluster). [`Client::acquire`] names the lease's connections
+    /// after its owner by itself.
+    pub fn named(&self, owner: &[u8]) -> Client {
+        Client {
+            name: Some(connection_name(owner)),
+            ..self.clone()
+        }
+    }
+
+    /// This client, named `hblock:<what>` unless it has a name already.
+    pub(crate) fn named_or(&self, what: &str) -> Client {
+        match self.name {
+            Some(_) => self.clone(),
+            None => self.named(what.as_bytes()),
+        }
+    }
+
+    /// `CLIENT SETNAME` on a new connection; a refusal (an ACL without
+    /// CLIENT, say) is ignored.
+    fn name_connection(&self, con: &mut Connection) {
+        if let Some(name) = &self.name {
+            let _ = redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(name)
+                .query::<Value>(con);
+        }
     }
 
     /// A connection without a response timeout (blocking ACQUIRE may wait long).
     pub fn connection(&self) -> RedisResult<Conn> {
         match &self.target {
-            Target::Single(client) => Ok(Conn::Single(client.get_connection()?)),
+            Target::Single(client) => {
+                let mut con = client.get_connection()?;
+                self.name_connection(&mut con);
+                Ok(Conn::Single(con))
+            }
             Target::Cluster(urls) => {
                 let con = ClusterClient::new(urls.clone())?.get_connection()?;
                 con.set_read_timeout(None)?;
@@ -146,11 +230,96 @@ impl Client {
             }
             Target::Sentinel(sentinel) => {
                 let master = sentinel.master(SENTINEL_LOOKUP_LIMIT)?;
-                let con = master.get_connection_with_timeout(SENTINEL_LOOKUP_LIMIT)?;
+                let addr = addr_text(master.get_connection_info().addr());
+                let mut con = master
+                    .get_connection_with_timeout(SENTINEL_LOOKUP_LIMIT)
+                    .map_err(|err| on_data_node(&addr, err))?;
                 con.set_read_timeout(None)?;
                 con.set_write_timeout(None)?;
-                let addr = addr_text(master.get_connection_info().addr());
+                self.name_connection(&mut con);
                 Ok(Conn::Sentinel(con, addr))
+            }
+        }
+    }
+
+    /// A connection for one short exchange (INFO, RELEASE): connecting and
+    /// every reply within `limit`, so a hung server costs `limit`, not
+    /// forever.
+    pub(crate) fn connection_within(&self, limit: Duration) -> RedisResult<Conn> {
+        self.connection_for_beats(limit, false)
+    }
+
+    /// The connection a blocking ACQUIRE waits on: a socket this crate
+    /// holds when it can (plain TCP, RESP2), so the wait can be watched and
+    /// ended (see [`Client::wait_reply`]); a crate connection otherwise.
+    pub(crate) fn waiting_connection(&self) -> RedisResult<Conn> {
+        let name = self.name.as_deref();
+        match &self.target {
+            Target::Single(client) => {
+                match Socket::connect(client.get_connection_info(), name, SENTINEL_LOOKUP_LIMIT)? {
+                    Some(socket) => Ok(Conn::Socket(Box::new(socket), None)),
+                    None => self.connection(),
+                }
+            }
+            Target::Sentinel(sentinel) => {
+                let master = sentinel.master(SENTINEL_LOOKUP_LIMIT)?;
+                let addr = addr_text(master.get_connection_info().addr());
+                let socket =
+                    Socket::connect(master.get_connection_info(), name, SENTINEL_LOOKUP_LIMIT)
+                        .map_err(|err| on_data_node(&addr, err))?;
+                match socket {
+                    Some(socket) => Ok(Conn::Socket(Box::new(socket), Some(addr))),
+                    None => self.connection(),
+                }
+            }
+            Target::Cluster(_) => self.connection(),
+        }
+    }
+
+    /// Sends `cmd` (a blocking ACQUIRE) on `con` and waits for its one
+    /// reply, without limit. On a socket this crate holds it waits in
+    /// slices: after the first, `on_queued` is called (the command is
+    /// queued on the server: no error came back); through Sentinel, between
+    /// slices (every `every`) it asks whether the master moved, and if so
+    /// closes the connection and fails with a transient error, so the
+    /// caller queues again on the new master, also when the old one hangs
+    /// and answers nothing. Only a change of master ends the wait: the
+    /// place in the queue is kept while the master stays. On other
+    /// connections `on_queued` is called at once and a thread follows the
+    /// master ([`Client::follow_master`]).
+    pub(crate) fn wait_reply(
+        &self,
+        con: &mut Conn,
+        cmd: &Cmd,
+        every: Duration,
+        on_queued: &mut dyn FnMut(),
+    ) -> RedisResult<Value> {
+        let Conn::Socket(socket, addr) = con else {
+            on_queued();
+            let following = self.follow_master(con, every);
+            let reply = con.req_command(cmd);
+            drop(following);
+            return reply;
+        };
+        socket.send(cmd)?;
+        let mut slice = every.min(Duration::from_millis(100));
+        let mut queued = false;
+        loop {
+            if socket.readable_within(slice)? {
+                return socket.recv();
+            }
+            if !queued {
+                queued = true;
+                on_queued();
+            }
+            slice = every;
+            if let Some(addr) = addr.as_deref() {
+                if self.moved_from(addr, every) {
+                    return Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        format!("the master moved: Sentinel no longer names {addr}"),
+                    )));
+                }
             }
         }
     }
@@ -166,7 +335,11 @@ impl Client {
         let limit = beat_limit(interval, watching);
         match &self.target {
             Target::Single(client) => {
-                let con = Conn::Single(client.get_connection_with_timeout(limit)?);
+                let mut con = client.get_connection_with_timeout(limit)?;
+                con.set_read_timeout(Some(limit))?;
+                con.set_write_timeout(Some(limit))?;
+                self.name_connection(&mut con);
+                let con = Conn::Single(con);
                 con.set_beat_timeouts(interval, watching)?;
                 Ok(con)
             }
@@ -189,7 +362,13 @@ impl Client {
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(10));
                 let addr = addr_text(master.get_connection_info().addr());
-                let con = Conn::Sentinel(master.get_connection_with_timeout(left)?, addr);
+                let mut con = master
+                    .get_connection_with_timeout(left)
+                    .map_err(|err| on_data_node(&addr, err))?;
+                con.set_read_timeout(Some(limit))?;
+                con.set_write_timeout(Some(limit))?;
+                self.name_connection(&mut con);
+                let con = Conn::Sentinel(con, addr);
                 con.set_beat_timeouts(interval, watching)?;
                 Ok(con)
             }
@@ -204,7 +383,7 @@ impl Client {
     /// failover).
     pub fn moved(&self, con: &Conn, limit: Duration) -> bool {
         match con {
-            Conn::Sentinel(_, addr) => self.moved_from(addr, limit),
+            Conn::Sentinel(_, addr) | Conn::Socket(_, Some(addr)) => self.moved_from(addr, limit),
             _ => false,
         }
     }
@@ -267,8 +446,24 @@ impl Client {
     /// held by another owner, held back after a failover
     /// ([`crate::NotGranted::HeldBack`]), free, or missing.
     pub fn not_granted(&self, key: &str) -> Result<crate::NotGranted, crate::Error> {
-        let mut con = self.connection()?;
+        let mut con = self
+            .named_or("info")
+            .connection_within(SENTINEL_LOOKUP_LIMIT)?;
         let info = crate::commands::info(&mut con, key)?;
         Ok(crate::NotGranted::from_info(info.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_names_are_what_redis_accepts() {
+        assert_eq!(connection_name(b"web-1/4f3a"), "hblock:web-1/4f3a");
+        assert_eq!(connection_name(b"a b\nc\xffd~"), "hblock:a_b_c_d~");
+        let long = connection_name(&[b'x'; 300]);
+        assert_eq!(long.len(), "hblock:".len() + NAME_MAX);
+        assert!(long.bytes().all(|b| (b'!'..=b'~').contains(&b)));
     }
 }

@@ -11,11 +11,26 @@
 use crate::backoff::Backoff;
 use crate::commands;
 use crate::lease::{LeaseEvent, LostReason, Shared};
-use crate::Error;
+use crate::{Class, Error};
 use crate::{Client, Conn};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A beat's error that no retry can fix and that leaves the holder unable
+/// to beat: the lease is as good as lost (other error replies are retried
+/// until the lease may have ended, as Redis being away is).
+fn ends_the_lease(err: &Error) -> bool {
+    matches!(
+        err.class(),
+        Class::NeedsPassword
+            | Class::WrongPassword
+            | Class::NoPermission
+            | Class::WrongType
+            | Class::ModuleMissing
+            | Class::Configuration
+    )
+}
 
 /// The background heartbeat of one lease (its own thread and connection).
 pub(crate) struct Heartbeat {
@@ -64,6 +79,14 @@ impl Heartbeat {
                 Err(Error::NotHeld(why)) => {
                     self.shared.mark_lost(&LostReason::NotHeld(why.clone()));
                     let _ = self.events.send(LeaseEvent::Lost(LostReason::NotHeld(why)));
+                    return;
+                }
+                Err(err) if ends_the_lease(&err) => {
+                    let text = match err.hint() {
+                        Some(hint) => format!("{}: {err}: {hint}", self.client.url()),
+                        None => format!("{}: {err}", self.client.url()),
+                    };
+                    let _ = self.events.send(LeaseEvent::Lost(LostReason::Fatal(text)));
                     return;
                 }
                 Err(err) => {
@@ -169,6 +192,13 @@ impl Heartbeat {
                 error: error.to_string(),
                 lease_ends,
             });
+        } else {
+            // Reported once; each retry only with --verbose.
+            crate::log::debug(&format!(
+                "{}: {} still failing: {error}; retrying",
+                self.key,
+                self.client.url()
+            ));
         }
         true
     }

@@ -76,6 +76,10 @@ pub enum LostReason {
     NotHeld(String),
     /// No beat succeeded for `interval * misses`: the lease may have ended.
     Unreachable(String),
+    /// A beat got an error retrying cannot fix ([`crate::Error::is_fatal`]:
+    /// the key overwritten with another type, the ACL or the password
+    /// changed): the error and its hint. Stop at once, as on NOTHELD.
+    Fatal(String),
 }
 
 impl std::fmt::Display for LostReason {
@@ -85,6 +89,7 @@ impl std::fmt::Display for LostReason {
             LostReason::Unreachable(err) => {
                 write!(f, "no beat succeeded for a whole lease ({err})")
             }
+            LostReason::Fatal(err) => write!(f, "{err}"),
         }
     }
 }
@@ -333,6 +338,14 @@ impl Lease {
         }
     }
 
+    /// How long a release may take: a server that hangs must not hold
+    /// the caller (or `hblock run`'s exit) forever; the lease ends on its
+    /// own anyway.
+    fn release_limit(&self) -> Duration {
+        self.lease
+            .clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
     /// Tells the heartbeat to stop (it exits at its next look at the stop
     /// channel: at once when sleeping, when its WATCH returns when bound).
     fn signal_stop(&mut self) {
@@ -363,7 +376,7 @@ impl Lease {
         self.released = true;
         let released = self
             .client
-            .connection()
+            .connection_within(self.release_limit())
             .and_then(|mut con| commands::release(&mut con, &self.key, &self.owner, self.token));
         self.join_heartbeat();
         released
@@ -374,7 +387,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.signal_stop();
         if !self.released {
-            if let Ok(mut con) = self.client.connection() {
+            if let Ok(mut con) = self.client.connection_within(self.release_limit()) {
                 let _ = commands::release(&mut con, &self.key, &self.owner, self.token);
             }
         }

@@ -4,7 +4,11 @@
 //! # Layout
 //! - `commands.rs`: one function per HBLOCK command, typed replies.
 //! - `conn.rs`: [`Client`], one server, a cluster or a Sentinel-managed
-//!   master, and its connections.
+//!   master, and its connections (named `hblock:<owner>`).
+//! - `socket.rs`: the waiting ACQUIRE's connection, a socket the client
+//!   holds so the wait can be watched and ended (a hung master).
+//! - `error.rs`: [`Error`] and its [`Class`]: transient (retried) or fatal
+//!   (with a hint), decided once.
 //! - `sentinel.rs`: `redis+sentinel://` URLs and the master lookup.
 //! - `acquire.rs`: [`Client::acquire`]: the grant, retried while waiting.
 //! - `lease.rs`: the [`Lease`] handle (background heartbeat, loss reported
@@ -24,7 +28,9 @@
 //!   deadline when the supervisor is stopped.
 //! - `watch.rs`: [`Client::watch`], every change of a lock's holder.
 //! - `signals.rs`: which signals `hblock run` catches and what it does.
-//! - `log.rs`: timestamped log lines, `--quiet`.
+//! - `log.rs`: timestamped log lines, `--quiet`, `--verbose`, and
+//!   [`log::Condition`]: a failing condition logged once when it starts and
+//!   once when it ends.
 //! - `main.rs`: the CLI.
 //!
 //! [`Lease::fenced`] writes only while the lease is live (`HBLOCK.FENCED`);
@@ -36,6 +42,24 @@
 //! (`NotGranted::HeldBack`, INFO's state [`HELD_BACK`]), free, or missing.
 //! [`Client::open`] takes `redis://`, `rediss://` and `redis+sentinel://`
 //! URLs (see [`sentinel`]).
+//!
+//! **Errors.** Every [`Error`] has a [`Class`] ([`Error::class`]):
+//! transient ones (connection refused/reset/closed, timeouts, `LOADING`,
+//! `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY`, `BUSY`, no Sentinel
+//! answering) are retried by a waiting [`Client::acquire`], a [`Lease`]'s
+//! heartbeat and [`Client::watch`]; fatal ones ([`Error::is_fatal`]: a
+//! missing or wrong password, the module not loaded, an ACL `NOPERM`,
+//! `WRONGTYPE`, a bad URL or a master name no Sentinel monitors) end them at
+//! once, and [`Error::hint`] says what to do. [`Client::acquire_reporting`]
+//! and [`watch::Watch::reporting`] report each retry and the end of a
+//! failing spell ([`WaitEvent`]), for logging it once when it starts and
+//! once when it ends (what the CLI does, [`log::Condition`]).
+//!
+//! **Connection names.** A lease's connections (the wait, the beats, the
+//! release) are named `hblock:<owner>` with `CLIENT SETNAME`
+//! ([`connection_name`]; not on a cluster); [`Client::named`] names a
+//! client's others; unnamed, [`Client::watch`] uses `hblock:watch` and
+//! [`Client::not_granted`] `hblock:info`. A refused SETNAME is ignored.
 //!
 //! ```no_run
 //! use hblock_client::{Client, LeaseEvent, LeaseOptions};
@@ -67,12 +91,14 @@ pub mod output;
 pub mod owner;
 pub mod sentinel;
 pub mod signals;
+mod socket;
 pub mod stop_plan;
 pub mod supervise;
 pub mod watch;
 pub mod watchdog;
 
+pub use acquire::WaitEvent;
 pub use commands::{LockInfo, NotGranted, HELD_BACK};
-pub use conn::{Client, Conn};
-pub use error::Error;
+pub use conn::{connection_name, Client, Conn};
+pub use error::{Class, Error};
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

@@ -1,13 +1,85 @@
 //! The supervisor's log lines on stderr: an RFC 3339 timestamp (UTC, ms),
-//! then the message. `--quiet` keeps only errors.
+//! then the message. `--quiet` keeps only errors; `--verbose` adds a line
+//! per retry. A failing condition ([`Condition`]) is logged once when it
+//! starts and once when it ends, never per retry.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 static QUIET: AtomicBool = AtomicBool::new(false);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 /// Errors only from now on (`--quiet`).
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// A line per retry from now on (`--verbose`).
+pub fn set_verbose(verbose: bool) {
+    VERBOSE.store(verbose, Ordering::Relaxed);
+}
+
+/// Per-retry detail: only with `--verbose`.
+pub fn debug(message: &str) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprintln!("{}", line(message));
+    }
+}
+
+/// A condition that can fail for a while (Redis unreachable, loading, ...)
+/// for one subject (the lock's key, or a command's name) at one URL
+/// (password masked): logged once when it starts failing,
+/// `{KEY}: {URL} failing: {ERROR}; retrying`, and once when it ends,
+/// `{KEY}: {URL} recovered after {SECONDS} s`; each retry in between only
+/// with `--verbose`.
+#[derive(Debug)]
+pub struct Condition {
+    subject: String,
+    url: String,
+    since: Option<Instant>,
+}
+
+impl Condition {
+    pub fn new(subject: &str, masked_url: &str) -> Condition {
+        Condition {
+            subject: subject.to_string(),
+            url: masked_url.to_string(),
+            since: None,
+        }
+    }
+
+    /// Whether the condition is failing now.
+    pub fn is_failing(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// An attempt failed with `error`.
+    pub fn failed(&mut self, error: &dyn std::fmt::Display) {
+        let (subject, url) = (&self.subject, &self.url);
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            self.report(&format!("{subject}: {url} failing: {error}; retrying"));
+        } else {
+            debug(&format!(
+                "{subject}: {url} still failing: {error}; retrying"
+            ));
+        }
+    }
+
+    /// An attempt got through.
+    pub fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            let seconds = since.elapsed().as_secs_f64();
+            self.report(&format!(
+                "{}: {} recovered after {seconds:.1} s",
+                self.subject, self.url
+            ));
+        }
+    }
+
+    fn report(&self, message: &str) {
+        error(message);
+    }
 }
 
 fn line(message: &str) -> String {

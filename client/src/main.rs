@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
 use hblock_client::health::HealthCheck;
-use hblock_client::output::{acquired_json, info_json, info_text, mask_password};
+use hblock_client::output::{acquired_json, error_line, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
@@ -38,8 +38,11 @@ struct Cli {
     #[arg(long, global = true)]
     cluster: bool,
     /// Log errors only (run)
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Log every retry too (by default a failing condition is logged once when it starts and once when it ends)
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -188,6 +191,19 @@ impl CheckArgs {
     }
 }
 
+impl Cmd {
+    /// The lock's key: what error lines name first.
+    fn key(&self) -> &str {
+        match self {
+            Cmd::Run { key, .. }
+            | Cmd::Acquire { key, .. }
+            | Cmd::Watch { key, .. }
+            | Cmd::Info { key, .. } => key,
+            Cmd::Beat(holder) | Cmd::Release(holder) => &holder.key,
+        }
+    }
+}
+
 #[derive(Args)]
 struct Holder {
     /// The lock's key
@@ -215,19 +231,18 @@ impl Holder {
     }
 }
 
-/// Where the errors of one invocation are reported: the URLs, masked.
+/// Where the errors of one invocation are reported: the command's key and
+/// the URLs, masked.
 struct Cx {
+    subject: String,
     urls: String,
 }
 
 impl Cx {
-    /// Redis unreachable or an error reply (including too few replicas): exit 3.
+    /// Redis unreachable or an error reply (including too few replicas):
+    /// one line `hblock: KEY: URL: ERROR[: HINT]`, exit 3.
     fn fail(&self, err: &Error) -> i32 {
-        if err.is_transient() {
-            eprintln!("hblock: cannot reach {}: {err}", self.urls);
-        } else {
-            eprintln!("hblock: {err}");
-        }
+        eprintln!("hblock: {}", error_line(&self.subject, &self.urls, err));
         EXIT_REDIS
     }
 
@@ -246,9 +261,11 @@ fn main() {
     }
     let cli = Cli::parse(); // usage errors exit 2
     log::set_quiet(cli.quiet);
+    log::set_verbose(cli.verbose);
     let urls = split_urls(&cli.urls);
     let masked: Vec<String> = urls.iter().map(|u| mask_password(u)).collect();
     let cx = Cx {
+        subject: cli.command.key().to_string(),
         urls: masked.join(","),
     };
     let sentinel = urls.iter().any(|u| sentinel::is_sentinel_url(u));
@@ -266,13 +283,15 @@ fn main() {
         )
     };
     let code = match client {
-        // A URL that does not parse is a usage error, like any bad argument.
+        // A URL that does not parse: fatal, "check the URL" (exit 3).
         Err(err) if err.kind() == redis::ErrorKind::InvalidClientConfig => {
-            eprintln!(
-                "hblock: invalid Redis URL {} ({err}); expected redis://[user:password@]host:port/[db] or redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]",
-                cx.urls
-            );
-            2
+            let detail = err.detail().unwrap_or("it does not parse");
+            let err = redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "invalid Redis URL",
+                format!("{detail}; expected redis://[user:password@]host:port/[db] or redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]"),
+            ));
+            cx.fail(&Error::from(err))
         }
         Err(err) => cx.fail(&Error::from(err)),
         Ok(client) => dispatch(&cx, &client, cli.command),
@@ -343,13 +362,28 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             terms,
             wait,
             json,
-        } => cx.with_connection(client, |con| {
-            acquire(cx, client, con, &key, owner, &terms, (wait, json))
-        }),
+        } => {
+            let generated = owner.is_none();
+            let owner = owner.unwrap_or_else(default_owner);
+            let client = client.named(owner.as_bytes());
+            cx.with_connection(&client, |con| {
+                acquire(
+                    cx,
+                    &client,
+                    con,
+                    &key,
+                    (&owner, generated),
+                    &terms,
+                    (wait, json),
+                )
+            })
+        }
         Cmd::Beat(holder) => holder_command(cx, client, &holder, beat),
         Cmd::Release(holder) => holder_command(cx, client, &holder, release),
-        Cmd::Info { key, json } => cx.with_connection(client, |con| info(cx, con, &key, json)),
-        Cmd::Watch { key, json } => watch(client, &key, json),
+        Cmd::Info { key, json } => {
+            cx.with_connection(&client.named(b"info"), |con| info(cx, con, &key, json))
+        }
+        Cmd::Watch { key, json } => watch(cx, client, &key, json),
     }
 }
 
@@ -357,9 +391,9 @@ type HolderFn = fn(&Cx, &mut Conn, &str, &str, i64) -> i32;
 
 fn holder_command(cx: &Cx, client: &Client, holder: &Holder, command: HolderFn) -> i32 {
     match holder.owner_and_token() {
-        Ok((owner, token)) => {
-            cx.with_connection(client, |con| command(cx, con, &holder.key, &owner, token))
-        }
+        Ok((owner, token)) => cx.with_connection(&client.named(owner.as_bytes()), |con| {
+            command(cx, con, &holder.key, &owner, token)
+        }),
         Err(usage) => {
             eprintln!("hblock: {usage}");
             2
@@ -372,12 +406,10 @@ fn acquire(
     client: &Client,
     con: &mut Conn,
     key: &str,
-    owner: Option<String>,
+    (owner, generated): (&str, bool),
     terms: &Terms,
     (wait, json): (Option<u64>, bool),
 ) -> i32 {
-    let generated = owner.is_none();
-    let owner = owner.unwrap_or_else(default_owner);
     if generated && !json {
         eprintln!("owner={owner}");
     }
@@ -455,6 +487,9 @@ fn release(cx: &Cx, con: &mut Conn, key: &str, owner: &str, token: i64) -> i32 {
 fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
     match commands::info(con, key) {
         Ok(None) => {
+            if json {
+                println!("null");
+            }
             eprintln!("hblock: no such lock: {key}");
             1
         }
@@ -471,10 +506,17 @@ fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
     }
 }
 
-/// `hblock watch`: one line per change of holder, flushed at once.
-fn watch(client: &Client, key: &str, json: bool) -> i32 {
+/// `hblock watch`: one line per change of holder, flushed at once;
+/// transient errors are logged once when they start and once when they
+/// end; a fatal one ends it (exit 3).
+fn watch(cx: &Cx, client: &Client, key: &str, json: bool) -> i32 {
     use std::io::Write;
-    for change in client.watch(key) {
+    let mut condition = log::Condition::new(key, client.url());
+    let changes = client.watch(key).reporting(move |event| match event {
+        hblock_client::WaitEvent::Retry(err) => condition.failed(err),
+        hblock_client::WaitEvent::Queued => condition.recovered(),
+    });
+    for change in changes {
         let line = match change {
             Ok(info) if json => info.as_ref().map_or("null".into(), info_json),
             Ok(Some(info)) if info.state == "held" => format!(
@@ -487,10 +529,7 @@ fn watch(client: &Client, key: &str, json: bool) -> i32 {
                 format!("held-back ttl={} token={}", info.ttl, info.token)
             }
             Ok(_) => "free".into(),
-            Err(err) => {
-                eprintln!("hblock: watching {key}: {err}");
-                continue;
-            }
+            Err(err) => return cx.fail(&err),
         };
         let mut out = std::io::stdout().lock();
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {

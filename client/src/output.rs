@@ -31,6 +31,16 @@ pub fn mask_password(url: &str) -> String {
     format!("{base}?{}", query.join("&"))
 }
 
+/// The one line of an error that ends a command:
+/// `{KEY}: {MASKED_URL}: {ERROR}: {HINT}` (no hint when there is none to
+/// give). `subject` is the lock's key, or the command's name.
+pub fn error_line(subject: &str, masked_url: &str, err: &crate::Error) -> String {
+    match err.hint() {
+        Some(hint) => format!("{subject}: {masked_url}: {err}: {hint}"),
+        None => format!("{subject}: {masked_url}: {err}"),
+    }
+}
+
 /// The owner for display: the bytes as UTF-8, or 0x-prefixed hex when they are not.
 pub fn owner_text(owner: &[u8]) -> String {
     match std::str::from_utf8(owner) {

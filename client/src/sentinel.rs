@@ -14,6 +14,7 @@
 //! own and the caller gives up after a limit: a beat must fail within its
 //! interval, not hang.
 
+use crate::error::{on_data_node, on_sentinel};
 use redis::{Connection, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisResult};
 use redis::{IntoConnectionInfo, RedisConnectionInfo};
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,7 @@ pub struct SentinelTarget {
     tls: bool,
     /// A connection to one Sentinel, kept for the quick "which master?"
     /// question asked before every beat (shared by the clones).
-    asker: Arc<Mutex<Option<Connection>>>,
+    asker: Arc<Mutex<Option<(Connection, String)>>>,
 }
 
 /// `host:port` of a node address (how Sentinel names masters).
@@ -252,30 +253,31 @@ impl SentinelTarget {
             .asker
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ask = |c: &mut Connection| -> RedisResult<String> {
+        // Nil: this Sentinel monitors no master of that name. That is the
+        // URL's fault, not a failover's (during one, Sentinel still names
+        // the old master): a configuration error.
+        let ask = |c: &mut Connection, sentinel: &str| -> RedisResult<String> {
             let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
                 .arg("GET-MASTER-ADDR-BY-NAME")
                 .arg(&self.master)
-                .query(c)?;
+                .query(c)
+                .map_err(|err| on_sentinel(sentinel, err))?;
             addr.map(|(host, port)| format!("{host}:{port}"))
-                .ok_or_else(|| {
-                    RedisError::from((
-                        ErrorKind::MasterNameNotFoundBySentinel,
-                        "Sentinel knows no master by this name",
-                    ))
-                })
+                .ok_or_else(|| self.unknown_master(sentinel))
         };
-        if let Some(c) = slot.as_mut() {
+        if let Some((c, sentinel)) = slot.as_mut() {
             let kept = (limit / 2).max(Duration::from_millis(50));
             let bounded = c
                 .set_read_timeout(Some(kept))
                 .and_then(|()| c.set_write_timeout(Some(kept)));
-            match bounded.and_then(|()| ask(c)) {
+            let sentinel = sentinel.clone();
+            match bounded.and_then(|()| ask(c, &sentinel)) {
                 Ok(addr) => return Ok(addr),
                 Err(_) => *slot = None,
             }
         }
         let mut last = None;
+        let mut unknown = None;
         // Each Sentinel gets its share of the time (at least 100 ms), so one
         // that hangs does not use it all up.
         let count = u32::try_from(self.sentinels.len())
@@ -291,25 +293,42 @@ impl SentinelTarget {
                 )));
                 break;
             }
+            let sentinel = addr_text(info.addr());
             let attempt = redis::Client::open(info.clone())
                 .and_then(|client| client.get_connection_with_timeout(budget))
+                .map_err(|err| on_sentinel(&sentinel, err))
                 .and_then(|mut c| {
                     c.set_read_timeout(Some(budget))?;
                     c.set_write_timeout(Some(budget))?;
-                    let addr = ask(&mut c)?;
+                    let addr = ask(&mut c, &sentinel)?;
                     Ok((c, addr))
                 });
             match attempt {
                 Ok((c, addr)) => {
-                    *slot = Some(c);
+                    *slot = Some((c, sentinel));
                     return Ok(addr);
                 }
+                Err(err) if err.kind() == ErrorKind::InvalidClientConfig => unknown = Some(err),
                 Err(err) => last = Some(err),
             }
         }
-        Err(last.unwrap_or_else(|| {
+        // A Sentinel that answered and knows no such master outweighs
+        // others that did not answer.
+        Err(unknown.or(last).unwrap_or_else(|| {
             RedisError::from((ErrorKind::EmptySentinelList, "no Sentinel given"))
         }))
+    }
+
+    /// The error of a Sentinel that monitors no master of this name.
+    fn unknown_master(&self, sentinel: &str) -> RedisError {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "Sentinel",
+            format!(
+                "{sentinel}: monitors no master named {:?} (the name in the URL must be the one of `sentinel monitor`)",
+                self.master
+            ),
+        ))
     }
 
     /// A client for the data node at `addr` (`host:port`, as Sentinel
@@ -335,10 +354,14 @@ impl SentinelTarget {
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(10));
         let client = self.node_client(&addr)?;
-        let mut c = client.get_connection_with_timeout(left)?;
+        let mut c = client
+            .get_connection_with_timeout(left)
+            .map_err(|err| on_data_node(&addr, err))?;
         c.set_read_timeout(Some(left))?;
         c.set_write_timeout(Some(left))?;
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut c)
+            .map_err(|err| on_data_node(&addr, err))?;
         match role.first() {
             Some(redis::Value::BulkString(r)) if r.as_slice() == b"master" => Ok(client),
             _ => Err(RedisError::from((

@@ -29,6 +29,8 @@ pub struct StopPlan {
     signalled: bool,
     /// Why the lease is lost, once it is.
     lost: Option<String>,
+    /// Lost to a fatal error (the run then exits 3, not 4).
+    fatal: bool,
 }
 
 impl StopPlan {
@@ -43,6 +45,7 @@ impl StopPlan {
             termed: false,
             signalled: false,
             lost: None,
+            fatal: false,
         }
     }
 
@@ -59,6 +62,18 @@ impl StopPlan {
     /// Why the lease was lost, if it was (the run then exits 4).
     pub fn lost(&self) -> Option<&str> {
         self.lost.as_deref()
+    }
+
+    /// Whether the lease was lost to a fatal error ([`StopPlan::on_fatal`]).
+    pub fn fatal(&self) -> bool {
+        self.fatal
+    }
+
+    /// A beat got an error no retry fixes: stop as on NOTHELD (SIGTERM now,
+    /// SIGKILL after grace); the run exits 3.
+    pub fn on_fatal(&mut self, reason: String, now: Instant) -> Vec<Action> {
+        self.fatal = true;
+        self.on_lost(reason, true, now)
     }
 
     fn kill_no_later_than(&mut self, at: Instant) {
@@ -158,6 +173,16 @@ mod tests {
         assert_eq!(p.due(t0 + ms(500)), [Action::Kill]);
         assert_eq!(p.due(t0 + ms(900)), [], "each action once");
         assert_eq!(p.next_wake(t0 + ms(900)), None);
+    }
+
+    #[test]
+    fn a_fatal_error_stops_as_notheld_does() {
+        let (mut p, t0) = plan();
+        assert!(!p.fatal());
+        assert_eq!(p.on_fatal("WRONGTYPE x".into(), t0), [Action::Term]);
+        assert!(p.fatal());
+        assert_eq!(p.lost(), Some("WRONGTYPE x"));
+        assert_eq!(p.due(t0 + ms(500)), [Action::Kill]);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 
 use crate::health::{Checker, HealthCheck, HealthEvent, EXIT_UNHEALTHY};
 use crate::lease::{LeaseEvent, LeaseOptions, LostReason};
-use crate::log;
+use crate::log::{self, Condition};
+use crate::output::error_line;
 use crate::signals::{self, Kind};
 use crate::stop_plan::{Action, StopPlan};
 use crate::watchdog::Watchdog;
@@ -111,6 +112,8 @@ pub fn status_code(status: &ExitStatus) -> i32 {
 
 /// Runs the supervisor; returns the process exit code.
 pub fn run(client: &Client, opts: RunOptions) -> i32 {
+    // Every connection of this run is named after its owner.
+    let client = &client.named(opts.owner.as_bytes());
     let (tx, rx) = mpsc::channel();
     signals::catch(tx.clone(), Msg::Signal);
     let mut lease = match wait_for_lease(client, &opts, &tx, &rx) {
@@ -141,12 +144,77 @@ pub fn run(client: &Client, opts: RunOptions) -> i32 {
         Checker::start(check, env, tx.clone(), Msg::Health)
     });
     lease.forward_events(tx, Msg::Lease);
+    let beats = Beats {
+        condition: Condition::new(&opts.key, client.url()),
+        acked: lease.lease_ends(),
+        overdue: false,
+    };
     let child = Child {
         pgid,
         watchdog: &watchdog,
         checker,
     };
-    supervise_child(lease, &opts, child, plan, &rx)
+    supervise_child(lease, &opts, child, (plan, beats), &rx)
+}
+
+/// The beats as the supervisor sees them on its own clock: a beat that has
+/// not answered half an interval after it was due counts as failed (the
+/// heartbeat's own read may block longer, up to the lease's end, on a
+/// server that hangs), so the stop plan starts in time.
+struct Beats {
+    /// Beats failing or recovered: logged once each.
+    condition: Condition,
+    /// The lease's end after the last acknowledged beat seen here.
+    acked: Instant,
+    /// Overdue: the plan was told a beat failed.
+    overdue: bool,
+}
+
+impl Beats {
+    /// When the next beat is overdue: half an interval after it was due
+    /// (the last acknowledged beat's send time plus an interval).
+    fn overdue_at(&self, opts: &RunOptions) -> Instant {
+        let lease = opts.lease.lease();
+        let interval = opts.lease.interval;
+        let last_ok = self.acked.checked_sub(lease).unwrap_or(self.acked);
+        last_ok + interval + interval / 2
+    }
+
+    /// Looks at the lease's end now: an acknowledged beat ends an overdue
+    /// spell (and cancels a stop not yet begun); a beat overdue starts one.
+    /// How long until the next look is due (None: no deadline of its own).
+    fn look(
+        &mut self,
+        lease: &crate::Lease,
+        opts: &RunOptions,
+        plan: &mut StopPlan,
+        now: Instant,
+    ) -> Option<std::time::Duration> {
+        let lease_ends = lease.lease_ends();
+        if lease_ends > self.acked {
+            self.acked = lease_ends;
+            if std::mem::take(&mut self.overdue) {
+                plan.on_recovered();
+            }
+            self.condition.recovered();
+        }
+        if self.overdue {
+            return None;
+        }
+        let overdue_at = self.overdue_at(opts);
+        if now < overdue_at {
+            return Some(overdue_at - now);
+        }
+        self.overdue = true;
+        let last_ok = self.acked.checked_sub(opts.lease.lease()).unwrap_or(now);
+        let silent = now.saturating_duration_since(last_ok).as_millis();
+        self.condition.failed(&format!(
+            "no beat answered for {silent} ms (interval {} ms)",
+            opts.lease.interval.as_millis()
+        ));
+        plan.on_beat_failed(lease_ends, now);
+        None
+    }
 }
 
 /// Why the lock is not ours now, for the waiting log line: its holder,
@@ -211,20 +279,19 @@ fn wait_for_lease(
     let requeued = Arc::new(AtomicBool::new(false));
     let waiting = Arc::new(AtomicBool::new(true));
     report_held_back(client, opts, &requeued, &waiting);
+    let mut condition = log::Condition::new(&opts.key, client.url());
     std::thread::spawn(move || {
-        // One line per kind of error in a row, not one per retry (a
-        // failover retries every few ms for seconds).
-        let mut last = String::new();
-        let acquired = waiter.acquire_as(&key, owner.as_bytes(), &options, |err| {
-            requeued.store(true, Ordering::Relaxed);
-            let text = err.to_string();
-            if text != last {
-                log::error(&format!(
-                    "waiting for {key}: {text}; waiting again (the place in the queue may be lost)"
-                ));
-                last = text;
-            }
-        });
+        // Failing is logged once when it starts and once when it ends (a
+        // failover retries every few ms for seconds), each retry only with
+        // --verbose.
+        let acquired =
+            waiter.acquire_reporting(&key, owner.as_bytes(), &options, |event| match event {
+                crate::WaitEvent::Retry(err) => {
+                    requeued.store(true, Ordering::Relaxed);
+                    condition.failed(err);
+                }
+                crate::WaitEvent::Queued => condition.recovered(),
+            });
         waiting.store(false, Ordering::Relaxed);
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
     });
@@ -253,7 +320,7 @@ fn wait_for_lease(
                         Err(EXIT_NOT_ACQUIRED)
                     }
                     Err(err) => {
-                        log::error(&format!("cannot acquire {}: {err}", opts.key));
+                        log::error(&error_line(&opts.key, client.url(), &err));
                         Err(EXIT_REDIS)
                     }
                 };
@@ -326,10 +393,14 @@ fn on_signal(sig: i32, opts: &RunOptions, pgid: u32, plan: &mut StopPlan, now: I
 fn on_lease_event(
     event: LeaseEvent,
     opts: &RunOptions,
-    plan: &mut StopPlan,
+    (plan, beats): (&mut StopPlan, &mut Beats),
     now: Instant,
 ) -> Vec<Action> {
     match event {
+        LeaseEvent::Lost(LostReason::Fatal(error)) => {
+            log::error(&format!("lost {}: {error}", opts.key));
+            plan.on_fatal(error, now)
+        }
         LeaseEvent::Lost(reason) => {
             log::error(&format!("lost {}: {reason}", opts.key));
             let not_held = matches!(reason, LostReason::NotHeld(_));
@@ -337,8 +408,9 @@ fn on_lease_event(
         }
         LeaseEvent::BeatFailed { error, lease_ends } => {
             let left = lease_ends.saturating_duration_since(now).as_millis();
-            log::error(&format!(
-                "beats of {} failing: {error}; retrying; the lease ends in {left} ms at the latest",
+            beats.condition.failed(&error);
+            log::debug(&format!(
+                "{}: the lease ends in {left} ms at the latest",
                 opts.key
             ));
             plan.on_beat_failed(lease_ends, now);
@@ -346,7 +418,8 @@ fn on_lease_event(
         }
         LeaseEvent::Recovered => {
             plan.on_recovered();
-            log::error(&format!("beats of {} succeed again", opts.key));
+            beats.overdue = false;
+            beats.condition.recovered();
             Vec::new()
         }
     }
@@ -401,13 +474,16 @@ fn supervise_child(
     lease: crate::Lease,
     opts: &RunOptions,
     mut child: Child,
-    mut plan: StopPlan,
+    (mut plan, mut beats): (StopPlan, Beats),
     rx: &Receiver<Msg>,
 ) -> i32 {
     let pgid = child.pgid;
     let mut unhealthy = false;
     loop {
-        let msg = match plan.next_wake(Instant::now()) {
+        let now = Instant::now();
+        let look = beats.look(&lease, opts, &mut plan, now);
+        let wake = [plan.next_wake(now), look].into_iter().flatten().min();
+        let msg = match wake {
             Some(wait) => rx.recv_timeout(wait),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
@@ -427,7 +503,7 @@ fn supervise_child(
                 Vec::new()
             }
             Ok(Msg::Lease(event)) => {
-                let actions = on_lease_event(event, opts, &mut plan, now);
+                let actions = on_lease_event(event, opts, (&mut plan, &mut beats), now);
                 if plan.lost().is_some() {
                     child.checker.take(); // exit 4, not 5
                 }
@@ -444,7 +520,9 @@ fn supervise_child(
             Ok(Msg::Health(_) | Msg::Acquired(_)) | Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return EXIT_LOST,
         };
-        for action in actions.into_iter().chain(plan.due(Instant::now())) {
+        let now = Instant::now();
+        beats.look(&lease, opts, &mut plan, now);
+        for action in actions.into_iter().chain(plan.due(now)) {
             let (sig, what) = match action {
                 Action::Term => (libc::SIGTERM, "stopping"),
                 Action::Kill => (libc::SIGKILL, "killing"),
@@ -485,7 +563,9 @@ fn finish(
         }
         Err(err) => log::error(&format!("release of {} failed: {err}", opts.key)),
     }
-    if lost {
+    if plan.fatal() {
+        EXIT_REDIS // a beat got an error no retry fixes
+    } else if lost {
         EXIT_LOST
     } else {
         code

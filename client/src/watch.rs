@@ -4,16 +4,22 @@
 
 use crate::backoff::Backoff;
 use crate::commands::{self, LockInfo};
-use crate::{Client, Conn, Error};
+use crate::{Client, Conn, Error, WaitEvent};
 use std::time::Duration;
 
 /// Through Sentinel, how long one HBLOCK.WATCH waits before the watch asks
 /// Sentinel whether the master moved.
 const SENTINEL_SLICE: Duration = Duration::from_secs(1);
 
+/// What [`Watch::reporting`] calls.
+type Reporter = Box<dyn FnMut(WaitEvent<'_>)>;
+
 /// An endless iterator over a lock's holders: first the current one, then one
 /// item per change (`None`: the key does not exist). Transient errors are
-/// retried on a new connection; others end nothing and are yielded.
+/// retried on a new connection (reported to [`Watch::reporting`]'s
+/// callback); a fatal one ([`Error::is_fatal`]) is yielded, and the caller
+/// should stop (retrying cannot help). Its connections are named
+/// `hblock:watch` unless the client has a name.
 pub struct Watch {
     client: Client,
     key: String,
@@ -21,22 +27,42 @@ pub struct Watch {
     seen: Option<i64>,
     con: Option<Conn>,
     backoff: Backoff,
+    report: Option<Reporter>,
+    /// The last attempt failed (reported as `WaitEvent::Retry`).
+    failing: bool,
 }
 
 impl Client {
     /// Watches `key`: see [`Watch`].
     pub fn watch(&self, key: &str) -> Watch {
         Watch {
-            client: self.clone(),
+            client: self.named_or("watch"),
             key: key.to_string(),
             seen: None,
             con: None,
             backoff: Backoff::new(Duration::from_secs(2)),
+            report: None,
+            failing: false,
         }
     }
 }
 
 impl Watch {
+    /// Calls `report` with every transient error before it is retried
+    /// (`WaitEvent::Retry`), and once an answer comes again after one
+    /// (`WaitEvent::Queued`), so a caller can log a failing condition once
+    /// when it starts and once when it ends.
+    pub fn reporting(mut self, report: impl FnMut(WaitEvent<'_>) + 'static) -> Watch {
+        self.report = Some(Box::new(report));
+        self
+    }
+
+    fn report(&mut self, event: WaitEvent<'_>) {
+        if let Some(report) = self.report.as_mut() {
+            report(event);
+        }
+    }
+
     fn ask(&mut self) -> Result<Option<LockInfo>, Error> {
         // Through Sentinel: wait in slices and, between them, move to the
         // master Sentinel names (after a planned failover the old master
@@ -53,16 +79,26 @@ impl Watch {
         }
         let con = match &mut self.con {
             Some(con) => con,
-            None => self.con.insert(self.client.connection()?),
+            None => {
+                let con = self.client.connection()?;
+                if sentinel {
+                    // A master that hangs answers no slice: give up on it
+                    // after two, and ask Sentinel again.
+                    con.set_beat_timeouts(SENTINEL_SLICE, true)?;
+                }
+                self.con.insert(con)
+            }
         };
         let timeout_ms = if sentinel {
             SENTINEL_SLICE.as_millis() as u64
         } else {
             0
         };
+        // After a failure INFO first: it answers at once, so the recovery
+        // is seen now, not at the next change.
         Ok(match self.seen {
-            None => commands::info(con, &self.key)?,
-            Some(seen) => commands::watch(con, &self.key, seen, timeout_ms)?,
+            Some(seen) if !self.failing => commands::watch(con, &self.key, seen, timeout_ms)?,
+            _ => commands::info(con, &self.key)?,
         })
     }
 }
@@ -75,6 +111,9 @@ impl Iterator for Watch {
             match self.ask() {
                 Ok(info) => {
                     self.backoff.reset();
+                    if std::mem::take(&mut self.failing) {
+                        self.report(WaitEvent::Queued);
+                    }
                     let holder = info.as_ref().map_or(0, LockInfo::holder);
                     if self.seen == Some(holder) {
                         continue; // a TIMEOUT or a change back and forth
@@ -84,11 +123,12 @@ impl Iterator for Watch {
                 }
                 Err(err) if err.is_transient() => {
                     self.con = None;
+                    self.failing = true;
+                    self.report(WaitEvent::Retry(&err));
                     std::thread::sleep(self.backoff.next_delay());
                 }
                 Err(err) => {
                     self.con = None;
-                    std::thread::sleep(self.backoff.next_delay());
                     return Some(Err(err));
                 }
             }

@@ -218,7 +218,7 @@ fn help_hides_the_password_and_errors_give_a_handle() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(&out), 3);
     assert!(
-        stderr.contains("is the hblock module loaded? (MODULE LIST)"),
+        stderr.contains("is the hblock module loaded? (loadmodule /path/to/libhblock.so)"),
         "{stderr}"
     );
     let mut c = bare.conn();
@@ -232,7 +232,7 @@ fn help_hides_the_password_and_errors_give_a_handle() {
     let out = hblock(&server, &["info", "s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("hblock: WRONGTYPE Operation"),
+        stderr.starts_with(&format!("hblock: s: {}: WRONGTYPE Operation", server.url())),
         "{stderr}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_hblock"))
@@ -242,7 +242,8 @@ fn help_hides_the_password_and_errors_give_a_handle() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(&out), 3);
     assert!(
-        stderr.contains("cannot reach redis://u:***@127.0.0.1:1") && !stderr.contains("s3cret"),
+        stderr.starts_with("hblock: k: redis://u:***@127.0.0.1:1: Connection refused")
+            && !stderr.contains("s3cret"),
         "{stderr}"
     );
 }
@@ -311,4 +312,100 @@ fn a_waiting_standby_ignores_sighup() {
     assert!(alive(standby.pid()));
     holder.signal(libc::SIGTERM);
     pid_of(dir.path(), "w");
+}
+
+/// Lines of `log` that start or end a failing condition.
+fn condition_lines(log: &str) -> (Vec<&str>, Vec<&str>) {
+    let failing = log.lines().filter(|l| l.contains(" failing: ")).collect();
+    let recovered = log
+        .lines()
+        .filter(|l| l.contains(" recovered after "))
+        .collect();
+    (failing, recovered)
+}
+
+/// Issue #25: Redis down for 10 s, then back on the same port: a holder,
+/// a standby and `hblock watch` each log the condition once when it starts
+/// (`KEY: URL failing: ERROR; retrying`) and once when it ends (`KEY: URL
+/// recovered after S s`), not once per retry.
+#[test]
+fn redis_down_for_10_s_is_logged_twice_per_process() {
+    let mut server = Server::with(
+        support::Options::default()
+            .config("appendonly", "yes")
+            .config("appendfsync", "always"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A 20 s lease outlasts the outage: the holder's child keeps running.
+    let long = ["--interval", "1000", "--misses", "20"];
+    let holder = Supervisor::start(&server, dir.path(), "h", &long, SLEEPER);
+    let child = pid_of(dir.path(), "h");
+    let standby = Supervisor::start(&server, dir.path(), "s", &long, SLEEPER);
+    let mut c = server.conn();
+    let queued = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "waiters") == 1).then_some(())
+    });
+    assert!(queued.is_some(), "s waits\n{}", standby.log());
+    let watch_log = dir.path().join("watch.stderr");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", &server.url(), "watch", default_key()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&watch_log).unwrap())
+        .spawn()
+        .expect("hblock watch");
+    let beats = support::info_int(&mut c, default_key(), "beats");
+    server.stop();
+    // The scenario: Redis away for 10 s (retries every <= 500 ms meanwhile).
+    std::thread::sleep(Duration::from_secs(10));
+    server.relaunch();
+    let mut c = server.conn();
+    let back = eventually(Duration::from_secs(10), || {
+        let logs = [
+            holder.log(),
+            standby.log(),
+            std::fs::read_to_string(&watch_log).ok()?,
+        ];
+        (logs.iter().all(|l| l.contains(" recovered after "))
+            && support::info_int(&mut c, default_key(), "waiters") == 1
+            && support::info_int(&mut c, default_key(), "beats") > beats)
+            .then_some(())
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let watch_text = std::fs::read_to_string(&watch_log).unwrap_or_default();
+    assert!(
+        back.is_some(),
+        "all recovered\n{}\n{}\n{watch_text}",
+        holder.log(),
+        standby.log()
+    );
+    assert!(
+        alive(child),
+        "the holder's child kept running\n{}",
+        holder.log()
+    );
+    let url = server.url();
+    for (name, log) in [
+        ("h", holder.log()),
+        ("s", standby.log()),
+        ("watch", watch_text),
+    ] {
+        let (failing, recovered) = condition_lines(&log);
+        eprintln!("redis down 10 s: {name} logged {failing:?} {recovered:?}");
+        assert_eq!((failing.len(), recovered.len()), (1, 1), "{name}:\n{log}");
+        let start = format!("{}: {url} failing: ", default_key());
+        assert!(
+            failing[0].contains(&start) && failing[0].ends_with("; retrying"),
+            "{name}: {log}"
+        );
+        let end = format!("{}: {url} recovered after ", default_key());
+        let seconds: f64 = recovered[0]
+            .split_once(&end)
+            .and_then(|(_, rest)| rest.strip_suffix(" s"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {log}"));
+        assert!(seconds >= 9.0, "{name}: the outage lasted 10 s: {seconds}");
+        assert!(!log.contains("waiting again"), "{name}: {log}");
+    }
 }

@@ -5,6 +5,9 @@ use hblock_test_support as support;
 
 /// BIND: kill -9 of a supervisor hands over within the grace, one child at a time.
 mod bind;
+/// Errors classified once: fatal ones exit 3 with a hint, transient ones
+/// are retried and logged once; the Rust `Client`'s classes; connection names.
+mod errors;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;

@@ -219,3 +219,65 @@ fn sigterm_is_forwarded_then_the_lock_released() {
     });
     assert!(left.is_some(), "the interrupted standby left the queue");
 }
+
+/// Records the SIGTERM it gets (ns since the epoch) and exits 0 at once.
+const TERM_RECORDER: &str = "trap 'date +%s%N > \"$DIR/$NAME.term\"; exit 0' TERM; echo $$ > \"$DIR/$NAME.pid\"; while :; do sleep 0.02; done";
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Issue #24: a server that hangs (SIGSTOP: the socket stays open, no reply
+/// comes) is a failed beat on the supervisor's own clock, not after the
+/// heartbeat's read gives up: the child gets SIGTERM before the lease can
+/// end (counted from the last beat the server answered, which was sent
+/// before the stop), exits on it, and no SIGKILL is needed.
+#[test]
+fn a_hung_server_gets_the_child_sigterm_before_the_lease_ends() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // 900 ms lease; a beat's read may block 600 ms, and a new connection's
+    // hello as long again: later than the lease's end.
+    let terms = ["--interval", "300", "--misses", "3"];
+    let lease = Duration::from_millis(900);
+    let mut active = Supervisor::start(&server, dir.path(), "a", &terms, TERM_RECORDER);
+    let child =
+        wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
+    let mut c = server.conn();
+    let beating = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "beats") >= 2).then_some(())
+    });
+    assert!(beating.is_some(), "the supervisor never beat");
+    let pid = server.pid().expect("the server runs") as i32;
+    let stopped_ns = now_ns();
+    // SAFETY: kill(2) on the server this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let code = active.wait_exit(Duration::from_secs(10));
+    // SAFETY: as above; the server goes on (and is killed on drop).
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let term_ns = std::fs::read_to_string(dir.path().join("a.term"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u128>().ok())
+        .unwrap_or_else(|| panic!("the child never got SIGTERM\n{}", active.log()));
+    let after = Duration::from_nanos(term_ns.saturating_sub(stopped_ns) as u64);
+    eprintln!("server hung: SIGTERM reached the child {after:?} after the stop (lease {lease:?})");
+    assert!(
+        after < lease,
+        "SIGTERM {after:?} after the stop\n{}",
+        active.log()
+    );
+    assert!(!alive(child));
+    let log = active.log();
+    assert!(
+        !log.contains("SIGKILL") && !log.contains("watchdog:"),
+        "a child that exits on SIGTERM needs no SIGKILL\n{log}"
+    );
+    assert!(log.contains("stopping"), "{log}");
+    assert_eq!(code, Some(4), "the lease counts as lost\n{log}");
+}

@@ -355,7 +355,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
     // The long leases survived: same token on the new master, beats again,
     // the children never stopped.
     let recovered = eventually(Duration::from_secs(15), || {
-        k.log().contains("succeed again").then_some(())
+        k.log().contains(" recovered after ").then_some(())
     });
     assert!(recovered.is_some(), "k's beats recovered\n{}", k.log());
     let mut c1 = set.nodes[1].conn();
@@ -514,7 +514,7 @@ fn run_and_python_leases_follow_sentinel_failovers() {
 }
 
 #[test]
-fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
+fn sentinel_urls_that_cannot_work_exit_3_and_passwords_stay_masked() {
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_hblock"))
             .args(args)
@@ -522,14 +522,11 @@ fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
             .output()
             .expect("hblock")
     };
+    // A URL that cannot work: fatal (exit 3), "check the URL".
     for (args, says) in [
         (
             vec!["--redis", "redis+sentinel://127.0.0.1:1"],
             "no /mastername",
-        ),
-        (
-            vec!["--cluster", "--redis", "redis+sentinel://127.0.0.1:1/m"],
-            "give it alone",
         ),
         (
             vec!["--redis", "redis+sentinel://127.0.0.1:1/m?password=x"],
@@ -538,9 +535,17 @@ fn sentinel_urls_that_cannot_work_are_usage_errors_and_passwords_stay_masked() {
     ] {
         let out = cli(&args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(code(&out), 2, "{args:?}: {err}");
-        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(code(&out), 3, "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.trim_end().ends_with(": check the URL"),
+            "{args:?}: {err}"
+        );
     }
+    // Options that do not go together: a usage error (exit 2).
+    let out = cli(&["--cluster", "--redis", "redis+sentinel://127.0.0.1:1/m"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("give it alone"), "{err}");
     // Nothing listens there: exit 3, and neither password is shown.
     let out = cli(&[
         "--redis",
@@ -577,4 +582,153 @@ fn a_hung_sentinel_listed_first_does_not_stall_the_lookup() {
     eprintln!("sentinel: lookup past a hung Sentinel took {took:?}");
     assert_eq!(code(&out), 0, "acquired through the other Sentinels: {err}");
     drop(hung);
+}
+
+/// SIGCONT to a stopped server when the test ends, however it ends.
+struct Resume(Option<u32>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2) on a server this test started and stopped.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+/// Issue #24: a standby blocked in `ACQUIRE ... WAIT 0` on a master that
+/// hangs (SIGSTOP: its socket open, no reply, CLIENT KILL impossible)
+/// moves to the replica Sentinel promotes and runs its child there, within
+/// the lease + the lock's failover delay + down-after + an election, and
+/// never while the old holder's child runs.
+#[test]
+fn a_standby_waiting_on_a_hung_master_moves_to_the_promoted_replica() {
+    let mut set = SentinelSet::start(Options::default());
+    let url = set.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A 2 s lease: the failover delay of this lock is 2 s too.
+    let short = ["--interval", "200", "--misses", "10", "--grace", "500"];
+    let lease_ms = 2000u64;
+    let h = run_on(&url, d, "hung", "h", &short);
+    started(d, "h", Duration::from_secs(15)).expect("h's child");
+    let s = run_on(&url, d, "hung", "s", &short);
+    assert!(waiters_on(&set, 0, "hung", 1), "s waits\n{}", s.log());
+    let mut c0 = set.nodes[0].conn();
+    let mut c1 = set.nodes[1].conn();
+    support::wait_in_sync(&mut c0, &mut c1);
+    // A watcher through Sentinel must move too.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
+    cmd.env("HBLOCK_REDIS_URL", &url)
+        .args(["watch", "hung", "--json"]);
+    let watch = Watcher::start(cmd, d.join("hung.watch"));
+
+    // The master hangs, and the holder's host goes down with it.
+    let pid = set.nodes[0].pid().expect("the master runs");
+    let resume = Resume(Some(pid));
+    let stopped = Instant::now();
+    let stopped_ns = now_ns();
+    // SAFETY: kill(2) on the server this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGSTOP);
+    }
+    h.signal(libc::SIGKILL);
+    let (new, switched) = set
+        .wait_switched(0, Duration::from_secs(30))
+        .expect("Sentinel promoted the replica");
+    assert_eq!(new, 1);
+    let (s_token, s_start) = started(d, "s", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("s never took over from the hung master\n{}", s.log()));
+    let took = Duration::from_nanos(s_start.saturating_sub(stopped_ns) as u64);
+    let election = Duration::from_secs(10);
+    let bound = Duration::from_millis(2 * lease_ms + DOWN_AFTER_MS) + election;
+    eprintln!(
+        "sentinel SIGSTOP: promoted after {:.0} ms; the standby's child started {:.0} ms after the stop (bound {:.0} ms)",
+        ms(switched.duration_since(stopped)),
+        ms(took),
+        ms(bound)
+    );
+    assert!(took <= bound, "{took:?} > {bound:?}\n{}", s.log());
+    // Granted by the new master, the old one still hung.
+    let mut c1 = set.nodes[1].conn();
+    assert_eq!(support::info_int(&mut c1, "hung", "token"), s_token);
+    assert_eq!(support::state(&mut c1, "hung"), "held");
+    one_at_a_time(d, "h", "s");
+    assert!(
+        watch.shows(s_token, Duration::from_secs(10)),
+        "hblock watch followed Sentinel away from the hung master"
+    );
+    assert!(
+        !s.log().contains("lost") && !s.log().contains("killing"),
+        "{}",
+        s.log()
+    );
+    drop(s);
+    drop(resume);
+    set.nodes[0].stop();
+}
+
+/// Issue #24 (low): a master name no Sentinel monitors is a configuration
+/// error (exit 3 at once, naming the name and the masked URL), not an
+/// endless wait; an authentication error says which side refused: the data
+/// node (the URL's user and password) or a Sentinel (`sentinel_password`).
+#[test]
+fn sentinel_errors_name_their_side_and_a_wrong_master_name_is_fatal() {
+    let set = SentinelSet::start(Options::default());
+    let url = set.url();
+    let cli = |url: &str, args: &[&str]| {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_hblock"))
+            .args(["--redis", url])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("hblock");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (code(&out), err, started.elapsed())
+    };
+    let run = ["run", "k", "--owner", "o", "--", "true"];
+    let wrong_name = url.replace(&format!("/{MASTER_NAME}"), "/nosuch");
+    for args in [&run[..], &["info", "k"], &["watch", "k"]] {
+        let (code, err, took) = cli(&wrong_name, args);
+        eprintln!("sentinel: wrong master name, {args:?}: exit {code} after {took:?}");
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("k: {wrong_name}: Sentinel 127.0.0.1:"))
+                && err.contains("monitors no master named \"nosuch\"")
+                && err.trim_end().ends_with(": check the URL"),
+            "{args:?}: {err}"
+        );
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+    }
+    // The data node refuses the URL's user.
+    let node_auth = url.replace("redis+sentinel://", "redis+sentinel://nosuch:N0dePw@");
+    for args in [&run[..], &["info", "k"]] {
+        let (code, err, _) = cli(&node_auth, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.contains("redis+sentinel://nosuch:***@")
+                && err.contains(": data node 127.0.0.1:")
+                && err
+                    .trim_end()
+                    .ends_with(": wrong user name or password in the URL")
+                && !err.contains("N0dePw"),
+            "{args:?}: {err}"
+        );
+    }
+    // A Sentinel refuses its own credentials.
+    let sentinel_auth = format!("{url}?sentinel_username=nosuch&sentinel_password=S3ntPw");
+    for args in [&run[..], &["info", "k"]] {
+        let (code, err, _) = cli(&sentinel_auth, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.contains("sentinel_password=***")
+                && err.contains(": Sentinel 127.0.0.1:")
+                && err.contains("wrong user name or password in the URL (the Sentinels' own password goes in ?sentinel_password=")
+                && !err.contains("S3ntPw"),
+            "{args:?}: {err}"
+        );
+    }
 }

@@ -69,16 +69,19 @@ fn usage_errors_exit_2_and_an_unreachable_server_3() {
         .output()
         .unwrap();
     assert_eq!(code(&unreachable), 3);
-    // A URL that does not parse, and tokens that are not positive, are usage
-    // errors; the message shows the URL without its password.
+    // A URL that does not parse is fatal (exit 3, "check the URL"), tokens
+    // that are not positive are usage errors; the message shows the URL
+    // without its password.
     let bad_url = Command::new(env!("CARGO_BIN_EXE_hblock"))
         .args(["--redis", "redis://u:s3cret@:::bad", "info", "k"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&bad_url.stderr);
-    assert_eq!(code(&bad_url), 2, "{stderr}");
+    assert_eq!(code(&bad_url), 3, "{stderr}");
     assert!(
-        stderr.contains("redis://u:***@:::bad") && !stderr.contains("s3cret"),
+        stderr.contains("redis://u:***@:::bad")
+            && stderr.trim_end().ends_with(": check the URL")
+            && !stderr.contains("s3cret"),
         "{stderr}"
     );
     for token in ["0", "-5"] {
