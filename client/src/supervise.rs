@@ -158,9 +158,10 @@ pub fn run(client: &Client, opts: RunOptions) -> i32 {
 }
 
 /// The beats as the supervisor sees them on its own clock: a beat that has
-/// not answered half an interval after it was due counts as failed (the
+/// not answered a whole interval after it was due counts as failed (the
 /// heartbeat's own read may block longer, up to the lease's end, on a
-/// server that hangs), so the stop plan starts in time.
+/// server that hangs), so the stop plan starts in time. Not sooner: a beat
+/// that is merely slow (a busy host, a fork) must not stop the child.
 struct Beats {
     /// Beats failing or recovered: logged once each.
     condition: Condition,
@@ -171,13 +172,16 @@ struct Beats {
 }
 
 impl Beats {
-    /// When the next beat is overdue: half an interval after it was due
-    /// (the last acknowledged beat's send time plus an interval).
-    fn overdue_at(&self, opts: &RunOptions) -> Instant {
+    /// When the next beat is overdue: a whole interval after it was due
+    /// (the last acknowledged beat's send time plus two intervals), but
+    /// two margins before the lease's end at the latest, so that SIGTERM
+    /// still comes before the watchdog's SIGKILL (lease end - margin).
+    fn overdue_at(&self, opts: &RunOptions, plan: &StopPlan) -> Instant {
         let lease = opts.lease.lease();
         let interval = opts.lease.interval;
         let last_ok = self.acked.checked_sub(lease).unwrap_or(self.acked);
-        last_ok + interval + interval / 2
+        let latest = self.acked.checked_sub(plan.margin() * 2).unwrap_or(last_ok);
+        (last_ok + interval * 2).min(latest).max(last_ok)
     }
 
     /// Looks at the lease's end now: an acknowledged beat ends an overdue
@@ -201,7 +205,7 @@ impl Beats {
         if self.overdue {
             return None;
         }
-        let overdue_at = self.overdue_at(opts);
+        let overdue_at = self.overdue_at(opts, plan);
         if now < overdue_at {
             return Some(overdue_at - now);
         }
