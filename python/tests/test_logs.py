@@ -92,7 +92,7 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(aof_serve
         assert lines[0].startswith(f"k: {url} failing: ") and lines[0].endswith("; retrying"), lines
         assert lines[1].startswith(f"k: {url} recovered after "), lines
         seconds = float(lines[1].split("after ")[1].split(" s")[0])
-        assert 9 <= seconds <= time.monotonic() - stopped, lines
+        assert 9 <= seconds <= time.monotonic() - stopped + 0.05, lines  # printed to 0.1 s
         retries = [r for r in caplog.records if r.threadName == thread and r.levelno == logging.DEBUG
                    and "still failing" in r.getMessage()]
         assert retries, f"{thread}: the retries show at DEBUG"
