@@ -7,9 +7,10 @@
 
 use crate::backoff::Backoff;
 use crate::commands;
+use crate::conn::Client;
+use crate::error::Error;
 use crate::lease::{Lease, LeaseOptions};
 use crate::owner::instance_owner;
-use crate::{Client, Error};
 use redis::RedisError;
 use std::time::{Duration, Instant};
 

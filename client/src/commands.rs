@@ -1,6 +1,6 @@
 //! One function per HBLOCK command, with typed replies.
 
-use crate::Error;
+use crate::error::Error;
 use hblock_core::proto::INFO_NUMBERS;
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
@@ -237,7 +237,7 @@ impl std::fmt::Display for NotGranted {
             } => write!(
                 f,
                 "held by {} token={token} ttl={ttl_ms}ms",
-                crate::output::owner_text(owner)
+                crate::owner::owner_text(owner)
             ),
             NotGranted::HeldBack { left_ms } => write!(
                 f,

@@ -445,12 +445,15 @@ impl Client {
     /// Why `key` is not granted now (one HBLOCK.INFO on a new connection):
     /// held by another owner, held back after a failover
     /// ([`crate::NotGranted::HeldBack`]), free, or missing.
-    pub fn not_granted(&self, key: &str) -> Result<crate::NotGranted, crate::Error> {
+    pub fn not_granted(
+        &self,
+        key: &str,
+    ) -> Result<crate::commands::NotGranted, crate::error::Error> {
         let mut con = self
             .named_or("info")
             .connection_within(SENTINEL_LOOKUP_LIMIT)?;
         let info = crate::commands::info(&mut con, key)?;
-        Ok(crate::NotGranted::from_info(info.as_ref()))
+        Ok(crate::commands::NotGranted::from_info(info.as_ref()))
     }
 }
 

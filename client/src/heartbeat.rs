@@ -10,9 +10,11 @@
 
 use crate::backoff::Backoff;
 use crate::commands;
-use crate::lease::{LeaseEvent, LostReason, Shared};
-use crate::{Class, Error};
-use crate::{Client, Conn};
+use crate::conn::Client;
+use crate::conn::Conn;
+use crate::error::Class;
+use crate::error::Error;
+use crate::lease_state::{LeaseEvent, LostReason, Shared};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

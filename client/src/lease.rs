@@ -6,8 +6,10 @@
 //! earlier, so the lease cannot end before `sent + interval * misses`.
 
 use crate::commands;
+use crate::conn::Client;
 use crate::heartbeat::Heartbeat;
-use crate::Client;
+use crate::lease_state::Shared;
+pub use crate::lease_state::{LeaseEvent, LostReason};
 use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
 use redis::{FromRedisValue, RedisResult, ToRedisArgs};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -69,87 +71,6 @@ impl LeaseOptions {
     }
 }
 
-/// Why a lease was lost.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LostReason {
-    /// The server answered a beat with NOTHELD (expired, taken over, released).
-    NotHeld(String),
-    /// No beat succeeded for `interval * misses`: the lease may have ended.
-    Unreachable(String),
-    /// A beat got an error retrying cannot fix ([`crate::Error::is_fatal`]:
-    /// the key overwritten with another type, the ACL or the password
-    /// changed): the error and its hint. Stop at once, as on NOTHELD.
-    Fatal(String),
-}
-
-impl std::fmt::Display for LostReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LostReason::NotHeld(why) => write!(f, "NOTHELD {why}"),
-            LostReason::Unreachable(err) => {
-                write!(f, "no beat succeeded for a whole lease ({err})")
-            }
-            LostReason::Fatal(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-/// What the heartbeat reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaseEvent {
-    /// A beat failed (Redis unreachable or erroring). The lease is safe until
-    /// `lease_ends` at the latest; stop the work before then.
-    BeatFailed { error: String, lease_ends: Instant },
-    /// A beat succeeded again after failures.
-    Recovered,
-    /// The lease is gone; the heartbeat has stopped.
-    Lost(LostReason),
-}
-
-/// Extends a watchdog's deadline (or anything else) after each beat.
-type OnExtended = Box<dyn Fn(Instant) + Send>;
-
-/// What the heartbeat thread and the [`Lease`] handle share.
-pub(crate) struct Shared {
-    last_ok: Mutex<Instant>,
-    on_extended: Mutex<Option<OnExtended>>,
-    /// Why the lease is lost, once the heartbeat or a fenced write found out.
-    lost: Mutex<Option<LostReason>>,
-}
-
-impl Shared {
-    /// The send time of the last acknowledged beat (or of the grant).
-    pub(crate) fn last_ok(&self) -> Instant {
-        self.last_ok.lock().map_or_else(|e| *e.into_inner(), |t| *t)
-    }
-
-    /// The lease is lost: the first reason found stays.
-    pub(crate) fn mark_lost(&self, reason: &LostReason) {
-        if let Ok(mut lost) = self.lost.lock() {
-            lost.get_or_insert_with(|| reason.clone());
-        }
-    }
-
-    fn lost(&self) -> Option<LostReason> {
-        self.lost
-            .lock()
-            .map_or_else(|e| e.into_inner().clone(), |l| l.clone())
-    }
-
-    /// A beat sent at `sent` was acknowledged: the lease lasts until
-    /// `sent + lease` at least.
-    pub(crate) fn beat_acknowledged(&self, sent: Instant, lease: Duration) {
-        if let Ok(mut last_ok) = self.last_ok.lock() {
-            *last_ok = sent;
-        }
-        if let Ok(hook) = self.on_extended.lock() {
-            if let Some(hook) = hook.as_ref() {
-                hook(sent + lease);
-            }
-        }
-    }
-}
-
 /// A held lease. Beats every interval in the background; dropping it stops
 /// the heartbeat and releases the lease.
 pub struct Lease {
@@ -160,7 +81,7 @@ pub struct Lease {
     lease: Duration,
     shared: Arc<Shared>,
     /// The connection of [`Lease::fenced`], made at its first call.
-    fenced: Mutex<Option<crate::Conn>>,
+    fenced: Mutex<Option<crate::conn::Conn>>,
     events: Receiver<LeaseEvent>,
     stop: Option<Sender<()>>,
     heartbeat: Option<JoinHandle<()>>,
@@ -174,7 +95,7 @@ pub(crate) struct Grant<'a> {
     pub owner: &'a [u8],
     pub token: i64,
     pub last_ok: Instant,
-    pub bound: Option<crate::Conn>,
+    pub bound: Option<crate::conn::Conn>,
 }
 
 impl Lease {
@@ -186,11 +107,7 @@ impl Lease {
             last_ok,
             bound,
         } = grant;
-        let shared = Arc::new(Shared {
-            last_ok: Mutex::new(last_ok),
-            on_extended: Mutex::new(None),
-            lost: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(last_ok));
         let (event_tx, events) = mpsc::channel();
         let (stop, stop_rx) = mpsc::channel();
         let heartbeat = Heartbeat {
@@ -280,13 +197,16 @@ impl Lease {
     /// # Ok(()) }
     /// ```
     ///
-    /// A refusal is [`Error::NotHeld`](crate::Error::NotHeld): the write was
+    /// A refusal is [`Error::NotHeld`](crate::error::Error::NotHeld): the write was
     /// not applied, and the lease is marked lost ([`Lease::lost`]); stop
     /// working. Any other error (Redis unreachable, the command's own error)
     /// is returned as is and not retried: after a connection error the write
     /// may or may not have been applied. Calls share one connection, made at
     /// the first call (a new one after an error).
-    pub fn fenced<T: FromRedisValue>(&self, command: impl ToRedisArgs) -> Result<T, crate::Error> {
+    pub fn fenced<T: FromRedisValue>(
+        &self,
+        command: impl ToRedisArgs,
+    ) -> Result<T, crate::error::Error> {
         let mut cmd = redis::cmd("HBLOCK.FENCED");
         cmd.arg(&self.key)
             .arg(&self.owner)
@@ -300,20 +220,20 @@ impl Lease {
             Some(con) => con,
             None => self.client.connection()?,
         };
-        match cmd.query::<T>(&mut con).map_err(crate::Error::from) {
+        match cmd.query::<T>(&mut con).map_err(crate::error::Error::from) {
             Ok(reply) => {
                 *slot = Some(con);
                 Ok(reply)
             }
-            Err(crate::Error::NotHeld(why)) => {
+            Err(crate::error::Error::NotHeld(why)) => {
                 *slot = Some(con);
                 self.shared.mark_lost(&LostReason::NotHeld(why.clone()));
-                Err(crate::Error::NotHeld(why))
+                Err(crate::error::Error::NotHeld(why))
             }
             Err(err) => {
                 // An error reply leaves the connection usable; anything else
                 // may not (a half-read reply), nor an old master's READONLY.
-                if matches!(&err, crate::Error::Redis(e) if e.code().is_some())
+                if matches!(&err, crate::error::Error::Redis(e) if e.code().is_some())
                     && !err.is_transient()
                 {
                     *slot = Some(con);
@@ -333,9 +253,7 @@ impl Lease {
     /// after every acknowledged beat (`hblock run` moves its watchdog's
     /// deadline with it).
     pub fn on_extended(&self, hook: impl Fn(Instant) + Send + 'static) {
-        if let Ok(mut slot) = self.shared.on_extended.lock() {
-            *slot = Some(Box::new(hook));
-        }
+        self.shared.set_on_extended(Box::new(hook));
     }
 
     /// How long a release may take: a server that hangs must not hold

@@ -15,8 +15,10 @@
 //!   on a channel, release on drop).
 //! - `heartbeat.rs`: the lease's background heartbeat (the fault policy:
 //!   reconnect with backoff until the lease may have ended).
+//! - `lease_state.rs`: what the heartbeat and the [`Lease`] handle share
+//!   (last acknowledged beat, why it was lost, the events); below both.
 //! - `backoff.rs`: retry delays, never more than half an interval.
-//! - `owner.rs`: owner ids, unique per process.
+//! - `owner.rs`: owner ids, unique per process, and how an owner is shown.
 //! - `help.rs`: the CLI's exit codes and `run --help` text.
 //! - `output.rs`: what the CLI prints (text, JSON, masked URLs).
 //! - `supervise.rs`: `hblock run`, the single-instance supervisor (its I/O).
@@ -32,6 +34,10 @@
 //!   [`log::Condition`]: a failing condition logged once when it starts and
 //!   once when it ends.
 //! - `main.rs`: the CLI.
+//!
+//! Files import each other's items by their own module (`crate::conn::Client`),
+//! never through the re-exports below, so no file depends on this one and
+//! the imports form no circle (`scripts/import_graph.py client/src`).
 //!
 //! [`Lease::fenced`] writes only while the lease is live (`HBLOCK.FENCED`);
 //! a refusal is [`Error::NotHeld`] and marks the lease lost ([`Lease::lost`]).
@@ -86,6 +92,7 @@ pub mod health;
 mod heartbeat;
 pub mod help;
 mod lease;
+mod lease_state;
 pub mod log;
 pub mod output;
 pub mod owner;

@@ -1,8 +1,9 @@
 //! What the CLI prints: lock info as text or JSON, owners, URLs for
 //! messages (password masked).
 
+use crate::commands::LockInfo;
 use crate::owner::hex;
-use crate::LockInfo;
+pub use crate::owner::owner_text;
 use serde_json::{Map, Value};
 
 /// A URL with its passwords (the user's, and a Sentinel URL's
@@ -34,18 +35,10 @@ pub fn mask_password(url: &str) -> String {
 /// The one line of an error that ends a command:
 /// `{KEY}: {MASKED_URL}: {ERROR}: {HINT}` (no hint when there is none to
 /// give). `subject` is the lock's key, or the command's name.
-pub fn error_line(subject: &str, masked_url: &str, err: &crate::Error) -> String {
+pub fn error_line(subject: &str, masked_url: &str, err: &crate::error::Error) -> String {
     match err.hint() {
         Some(hint) => format!("{subject}: {masked_url}: {err}: {hint}"),
         None => format!("{subject}: {masked_url}: {err}"),
-    }
-}
-
-/// The owner for display: the bytes as UTF-8, or 0x-prefixed hex when they are not.
-pub fn owner_text(owner: &[u8]) -> String {
-    match std::str::from_utf8(owner) {
-        Ok(s) => s.to_string(),
-        Err(_) => format!("0x{}", hex(owner)),
     }
 }
 

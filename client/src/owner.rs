@@ -49,6 +49,14 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The owner for display: the bytes as UTF-8, or 0x-prefixed hex when they are not.
+pub fn owner_text(owner: &[u8]) -> String {
+    match std::str::from_utf8(owner) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("0x{}", hex(owner)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

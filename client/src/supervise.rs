@@ -15,6 +15,7 @@
 //! 5. When CMD exits: RELEASE at once (a standby takes over) and exit with
 //!    its status. Signals: see signals.rs.
 
+use crate::conn::Client;
 use crate::health::{Checker, HealthCheck, HealthEvent, EXIT_UNHEALTHY};
 use crate::lease::{LeaseEvent, LeaseOptions, LostReason};
 use crate::log::{self, Condition};
@@ -22,7 +23,6 @@ use crate::output::error_line;
 use crate::signals::{self, Kind};
 use crate::stop_plan::{Action, StopPlan};
 use crate::watchdog::Watchdog;
-use crate::Client;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -55,7 +55,7 @@ pub struct RunOptions {
 
 enum Msg {
     Signal(i32),
-    Acquired(Box<Result<Option<crate::Lease>, crate::Error>>),
+    Acquired(Box<Result<Option<crate::lease::Lease>, crate::error::Error>>),
     ChildExited(std::io::Result<ExitStatus>),
     Lease(LeaseEvent),
     Health(HealthEvent),
@@ -189,7 +189,7 @@ impl Beats {
     /// How long until the next look is due (None: no deadline of its own).
     fn look(
         &mut self,
-        lease: &crate::Lease,
+        lease: &crate::lease::Lease,
         opts: &RunOptions,
         plan: &mut StopPlan,
         now: Instant,
@@ -249,7 +249,7 @@ fn report_held_back(
                 continue;
             }
             match client.not_granted(&key) {
-                Ok(why @ crate::NotGranted::HeldBack { .. }) => {
+                Ok(why @ crate::commands::NotGranted::HeldBack { .. }) => {
                     log::info(&format!("waiting for {key} as {owner} ({why})"));
                 }
                 Ok(_) => {}
@@ -266,7 +266,7 @@ fn wait_for_lease(
     opts: &RunOptions,
     tx: &Sender<Msg>,
     rx: &Receiver<Msg>,
-) -> Result<crate::Lease, i32> {
+) -> Result<crate::lease::Lease, i32> {
     log::info(&format!(
         "waiting for {} as {} ({})",
         opts.key,
@@ -290,11 +290,11 @@ fn wait_for_lease(
         // --verbose.
         let acquired =
             waiter.acquire_reporting(&key, owner.as_bytes(), &options, |event| match event {
-                crate::WaitEvent::Retry(err) => {
+                crate::acquire::WaitEvent::Retry(err) => {
                     requeued.store(true, Ordering::Relaxed);
                     condition.failed(err);
                 }
-                crate::WaitEvent::Queued => condition.recovered(),
+                crate::acquire::WaitEvent::Queued => condition.recovered(),
             });
         waiting.store(false, Ordering::Relaxed);
         let _ = tx.send(Msg::Acquired(Box::new(acquired)));
@@ -340,7 +340,7 @@ fn wait_for_lease(
 /// process group and the watchdog; Err: the exit code (127: could not start).
 fn start_child(
     opts: &RunOptions,
-    lease: &crate::Lease,
+    lease: &crate::lease::Lease,
     plan: &StopPlan,
     tx: &Sender<Msg>,
 ) -> Result<(u32, Arc<Watchdog>), i32> {
@@ -475,7 +475,7 @@ struct Child<'a> {
 /// Beats (in the lease's thread) while the child runs; stops it when the
 /// plan says so; releases when it exits. Returns the exit code.
 fn supervise_child(
-    lease: crate::Lease,
+    lease: crate::lease::Lease,
     opts: &RunOptions,
     mut child: Child,
     (mut plan, mut beats): (StopPlan, Beats),
@@ -545,7 +545,7 @@ fn supervise_child(
 /// The child exited: kill what it left behind, release, exit with its
 /// status (or 4 when the lease was lost, or found no longer held).
 fn finish(
-    lease: crate::Lease,
+    lease: crate::lease::Lease,
     opts: &RunOptions,
     pgid: u32,
     status: std::io::Result<ExitStatus>,

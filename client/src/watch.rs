@@ -2,9 +2,12 @@
 //! without gaps (HBLOCK.WATCH with the token last seen), reconnecting after
 //! connection errors.
 
+use crate::acquire::WaitEvent;
 use crate::backoff::Backoff;
 use crate::commands::{self, LockInfo};
-use crate::{Client, Conn, Error, WaitEvent};
+use crate::conn::Client;
+use crate::conn::Conn;
+use crate::error::Error;
 use std::time::Duration;
 
 /// Through Sentinel, how long one HBLOCK.WATCH waits before the watch asks
