@@ -19,8 +19,8 @@
 //! Whole data sets (RDB files, the AOF, a replica's full sync) are loaded
 //! as they are: they are this data set's own history.
 
-use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
+use hblock_core::lease::Lease;
 use hblock_core::limits::RESTORE_TOKEN_LIMIT;
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -139,7 +139,7 @@ pub unsafe fn unlinked(value: *const c_void) {
 /// are now) end. Runs on master and replica alike (each executes SWAPDB),
 /// from the event, before any other command; it costs the held leases of
 /// the two databases, not their keys.
-pub fn swapped(ctx: crate::ffi::Ctx, held: &[crate::queue::LockId]) {
+pub fn swapped(ctx: crate::ffi::Ctx, held: &[hblock_core::queue::LockId]) {
     let Some(ty) = lock_type() else {
         return;
     };

@@ -12,8 +12,8 @@
 
 use crate::error::Error;
 use crate::ffi;
-use crate::queue::LockId;
 use hblock_core::bind::{Bindings, Unbound};
+use hblock_core::queue::LockId;
 use redis_module::{raw, Context, ContextFlags};
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;

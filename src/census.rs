@@ -6,8 +6,8 @@
 //! walk reaches it no longer counts.
 
 use crate::ffi::{Ctx, ScanCursor};
-use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
+use hblock_core::lease::Lease;
 use std::cell::RefCell;
 
 /// RM_Scan calls (hash buckets) per timer run: about a thousand keys, a

@@ -2,8 +2,8 @@
 //! Each config's default and range live in [`CONFIGS`]; the registration
 //! table in lib.rs and the loadmodule parser both read them from there.
 
-use crate::args::parse_i64;
-use crate::lease::Terms;
+use hblock_core::args::parse_i64;
+use hblock_core::lease::Terms;
 use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -1,8 +1,8 @@
 //! Every error the module replies with, as data. Converted to a reply string
 //! at the boundary; the prefixes (`ERR`, `WRONGTYPE`, `NOTHELD`) are a contract.
 
-use crate::args::Invalid;
-use crate::lease::{CoreError, NotHeld};
+use hblock_core::args::Invalid;
+use hblock_core::lease::{CoreError, NotHeld};
 use hblock_core::proto::NOTHELD;
 use redis_module::RedisError;
 
@@ -39,7 +39,7 @@ impl Error {
             }
             Error::Invalid(Invalid::Owner) => format!(
                 "ERR owner must be 1 to {} bytes",
-                crate::owner::MAX_OWNER_LEN
+                hblock_core::owner::MAX_OWNER_LEN
             ),
             Error::WrongType => {
                 "WRONGTYPE Operation against a key holding the wrong kind of value".into()

@@ -24,7 +24,7 @@
 //! the INFO reply (plain) or `-UNBLOCKED` (ERROR).
 
 use crate::filter;
-use crate::queue::LockId;
+use hblock_core::queue::LockId;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -147,7 +147,8 @@ pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
     if !name.eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
         return;
     }
-    let Some(target) = crate::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok()) else {
+    let Some(target) = hblock_core::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok())
+    else {
         return;
     };
     if awaiting_reply(target) {

@@ -4,7 +4,7 @@
 //! - `core/` (crate `hblock-core`, no Redis dependency, so the compiler keeps
 //!   it pure): `lease` (the state machine, `now` passed in), `owner`, `queue`
 //!   (FIFO waiters), `schedule` (deadlines), `args` (parsing, errors as data).
-//!   Imported here under those names (`crate::lease`, ...).
+//!   Imported here under those names (`hblock_core::lease`, ...).
 //! - `lib.rs`: the registration table and module init; nothing else.
 //! - `error.rs`: every error reply, as data (core errors converted here).
 //! - `commands/`: one file per command (parse -> core -> commit -> reply);
@@ -51,9 +51,6 @@ mod stats;
 mod tokens;
 mod watch;
 
-// The pure core (its own crate, so it cannot import Redis), under the names
-// the rest of the module uses.
-use hblock_core::{args, lease, owner, queue, schedule};
 use record::LOCK_TYPE;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, RedisString, Status};

@@ -16,7 +16,7 @@
 //!   master's writes and checks the replica is caught up; the link up until
 //!   the promotion) lost nothing and holds nothing back.
 
-use crate::lease::Lease;
+use hblock_core::lease::Lease;
 use hblock_core::tokens::{failover_delay, Floor};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 

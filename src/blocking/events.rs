@@ -5,7 +5,7 @@
 use super::timer::REPLICA_POLL_MS;
 use super::{arm, note_pending, selected_db, with};
 use crate::commands::now_ms;
-use crate::queue::LockId;
+use hblock_core::queue::LockId;
 use redis_module::{raw, RedisString};
 use std::ffi::{c_char, c_int, c_void, CStr};
 

@@ -30,9 +30,9 @@ pub use timer::{arm, watch_lease, watch_loaded};
 pub use waiters::{block, can_block, serve, waiters, waiting_lock, Wait};
 
 use crate::handoff::Handle;
-use crate::queue::{LockId, Queues, WaiterId};
-use crate::schedule::{Schedule, WaitSlot};
 use crate::stats;
+use hblock_core::queue::{LockId, Queues, WaiterId};
+use hblock_core::schedule::{Schedule, WaitSlot};
 use redis_module::{raw, Context, RedisString};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

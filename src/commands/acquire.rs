@@ -9,13 +9,13 @@
 //! comes within the grace (binding.rs).
 
 use super::{byte_args, commit, grant_new_key, lock_at, now_ms, refuse_on_replica};
-use crate::args;
 use crate::blocking;
 use crate::command_info::{Kind, Spec, KEY, OWNER, RW_UPDATE};
 use crate::config;
 use crate::error::Error;
-use crate::lease::{Acquired, State};
 use crate::{binding, stats, tokens};
+use hblock_core::args;
+use hblock_core::lease::{Acquired, State};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         Some(grace) => {
             let terms = match lock_at(&handle)? {
                 Some(lease) => lease.terms_after_acquire(owner, requested, defaults, now),
-                None => crate::lease::Terms::resolve(requested, defaults),
+                None => hblock_core::lease::Terms::resolve(requested, defaults),
             };
             let grace = args::bind_fits(grace, terms.lease_ms() as u64).map_err(Error::from)?;
             Some((binding::caller(ctx)?, grace))
@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 struct Call<'a> {
     owner: &'a [u8],
     requested: (Option<u32>, Option<u16>),
-    defaults: crate::lease::Terms,
+    defaults: hblock_core::lease::Terms,
     now: i64,
     queue_ahead: bool,
 }

@@ -11,7 +11,7 @@ use super::{byte_args, create_lock, lock_at, signal_modified};
 use crate::blocking;
 use crate::command_info::{Kind, Spec, KEY, OWNER, TOKEN};
 use crate::error::Error;
-use crate::record::Fields;
+use hblock_core::record::Fields;
 use redis_module::{raw, Context, ContextFlags, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let fields = byte_args(fields);
     let parsed = match fields.as_slice() {
         [record] => Fields::from_compact(record),
-        _ if fields.len() == crate::record::NUMBERS.len() + 1 => Fields::from_args(&fields),
+        _ if fields.len() == hblock_core::record::NUMBERS.len() + 1 => Fields::from_args(&fields),
         _ => return Err(Error::Arity.into()),
     };
     let lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;

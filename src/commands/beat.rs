@@ -5,8 +5,8 @@
 use super::on_holder;
 use crate::command_info::{holder_spec, Spec};
 use crate::error::Error;
-use crate::lease::{Lease, NotHeld};
 use crate::stats;
+use hblock_core::lease::{Lease, NotHeld};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).

@@ -8,9 +8,9 @@
 use super::now_ms;
 use crate::command_info::{Spec, KEY, OWNER, TOKEN};
 use crate::error::Error;
-use crate::lease::{Lease, NotHeld};
 use crate::record::LOCK_TYPE;
 use crate::stats;
+use hblock_core::lease::{Lease, NotHeld};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -45,8 +45,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let [_, key, owner, token] = args.as_slice() else {
         return Err(Error::Arity.into());
     };
-    let owner = crate::args::owner(owner.as_slice()).map_err(Error::from)?;
-    let token = crate::args::token(token.as_slice()).map_err(Error::from)?;
+    let owner = hblock_core::args::owner(owner.as_slice()).map_err(Error::from)?;
+    let token = hblock_core::args::token(token.as_slice()).map_err(Error::from)?;
     holds(ctx, key, owner, token)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -309,8 +309,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;
-    let owner = crate::args::owner(owner.as_slice()).map_err(Error::from)?;
-    let token = crate::args::token(token.as_slice()).map_err(Error::from)?;
+    let owner = hblock_core::args::owner(owner.as_slice()).map_err(Error::from)?;
+    let token = hblock_core::args::token(token.as_slice()).map_err(Error::from)?;
     let name = command.as_slice();
     let (cname, deny_oom) = wrappable(ctx, name).map_err(|v| refusal(name, v))?;
     holds(ctx, key, owner, token)?;

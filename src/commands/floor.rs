@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if !from_master {
         return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
     }
-    let token = crate::args::token(arg.as_slice()).map_err(Error::from)?;
+    let token = hblock_core::args::token(arg.as_slice()).map_err(Error::from)?;
     crate::tokens::observe_token(token);
     // As APPLY: into this server's own AOF and sub-replicas' backlog.
     ctx.replicate_verbatim();

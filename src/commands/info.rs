@@ -8,8 +8,8 @@
 use super::now_ms;
 use crate::command_info::{Spec, KEY};
 use crate::error::Error;
-use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
+use hblock_core::lease::Lease;
 use hblock_core::proto::{INFO_NUMBERS, STATE_HELD_BACK as HELD_BACK};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 use std::ffi::c_char;
@@ -36,9 +36,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// The lock's holder: the token of its live lease, or 0 (free, released,
 /// expired, missing). HBLOCK.WATCH compares it with what a watcher saw.
 pub fn holder(lease: Option<&Lease>, now: i64) -> u64 {
-    lease
-        .filter(|l| l.state(now) == crate::lease::State::Held)
-        .map_or(0, |l| l.token)
+    lease.map_or(0, |l| l.holder(now))
 }
 
 /// Replies with the INFO of the lock named `key` (a blocked client's reply).
@@ -83,7 +81,7 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
     let view = lease.view(now);
     // A lock not held, after a promotion: `held-back`, ttl the delay left.
     let held_off = match view.state {
-        crate::lease::State::Held => 0,
+        hblock_core::lease::State::Held => 0,
         _ => crate::tokens::hold_left(Some(lease), now),
     };
     let (state, ttl) = if held_off > 0 {

@@ -27,10 +27,11 @@ pub const SPECS: [&crate::command_info::Spec; 9] = [
 
 use crate::config;
 use crate::error::Error;
-use crate::lease::Terms;
-use crate::lease::{Effects, Lease, Phase};
-use crate::record::{Fields, LOCK_TYPE};
+use crate::record::LOCK_TYPE;
 use crate::stats;
+use hblock_core::lease::Terms;
+use hblock_core::lease::{Effects, Lease, Phase};
+use hblock_core::record::Fields;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, ContextFlags, NotifyEvent, RedisString};
 
@@ -50,8 +51,8 @@ pub fn holder_call<'a>(
         return Err(Error::Arity);
     };
     refuse_on_replica(ctx)?;
-    let owner = crate::args::owner(owner.as_slice())?;
-    let token = crate::args::token(token.as_slice())?;
+    let owner = hblock_core::args::owner(owner.as_slice())?;
+    let token = hblock_core::args::token(token.as_slice())?;
     Ok((key, owner, token))
 }
 

@@ -6,7 +6,7 @@
 
 use super::on_holder;
 use crate::command_info::{holder_spec, Spec};
-use crate::lease::Lease;
+use hblock_core::lease::Lease;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).

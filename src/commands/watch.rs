@@ -10,9 +10,9 @@
 use super::now_ms;
 use crate::command_info::{Kind, Spec, KEY};
 use crate::error::Error;
-use crate::lease::Lease;
 use crate::record::LOCK_TYPE;
 use hblock_core::args;
+use hblock_core::lease::Lease;
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).

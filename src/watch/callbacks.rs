@@ -6,7 +6,7 @@ use crate::ffi;
 use redis_module::raw;
 use std::ffi::c_int;
 
-fn reply_info(ctx: ffi::Ctx, lock: &crate::queue::LockId) {
+fn reply_info(ctx: ffi::Ctx, lock: &hblock_core::queue::LockId) {
     crate::commands::info::reply_lock(ctx, &lock.key);
 }
 

@@ -27,7 +27,7 @@ mod deadline;
 
 use crate::ffi::{self, BlockedClient, TimerId};
 use crate::handoff::{self, Handle};
-use crate::queue::LockId;
+use hblock_core::queue::LockId;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
