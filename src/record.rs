@@ -8,36 +8,6 @@ use hblock_core::record::{Fields, PHASE};
 use redis_module::{native_types::RedisType, raw};
 use std::ffi::{c_int, c_void};
 
-/// Calls a varargs Redis API (RM_EmitAOF for the AOF rewrite) as `function(target,
-/// "HBLOCK.APPLY", format, key, <fields>)`: the one place where the format
-/// string and its arguments meet. Format: s = the key, l = long long, b =
-/// buffer and length: the key, the first number (the phase), the owner, then
-/// the other 7 numbers of [`Fields`] in [`NUMBERS`] order. A mismatch makes
-/// Redis read garbage (an AOF test replays it). Use inside `unsafe`: every
-/// argument lives for the call.
-macro_rules! call_with_apply_args {
-    ($function:expr, $target:expr, $key:expr, $fields:expr) => {{
-        let f: &hblock_core::record::Fields = &$fields;
-        let n = &f.numbers;
-        $function(
-            $target,
-            c"HBLOCK.APPLY".as_ptr(),
-            c"slblllllll".as_ptr(),
-            $key,
-            n[0],
-            f.owner.as_ptr().cast::<std::ffi::c_char>(),
-            f.owner.len(),
-            n[1],
-            n[2],
-            n[3],
-            n[4],
-            n[5],
-            n[6],
-            n[7],
-        )
-    }};
-}
-
 /// Bump when the RDB layout changes, and keep loading the old layouts.
 /// 1: the phase, the owner, then 7 unsigned numbers (9 RDB items);
 /// 2: the compact record (`Fields::compact`) as one string;
@@ -90,8 +60,8 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     };
     let record = Fields::of(lease).compact();
     let (numbers, owner) = record.parts();
-    raw::save_slice(rdb, numbers);
-    raw::save_slice(rdb, owner);
+    ffi::save_bytes(rdb, numbers);
+    ffi::save_bytes(rdb, owner);
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
@@ -99,10 +69,10 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
     // ends here with nothing built.
     let load_v1 = || -> Option<Lease> {
         let mut numbers = [0i64; 8];
-        numbers[PHASE] = raw::load_unsigned(rdb).ok()? as i64;
-        let owner = raw::load_string_buffer(rdb).ok()?;
+        numbers[PHASE] = ffi::load_unsigned(rdb)? as i64;
+        let owner = ffi::load_bytes(rdb)?;
         for n in numbers.iter_mut().skip(1) {
-            *n = raw::load_unsigned(rdb).ok()? as i64;
+            *n = ffi::load_unsigned(rdb)? as i64;
         }
         Fields {
             owner: owner.as_ref(),
@@ -111,12 +81,12 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         .to_lease()
     };
     let load_v2 = || -> Option<Lease> {
-        let record = raw::load_string_buffer(rdb).ok()?;
+        let record = ffi::load_bytes(rdb)?;
         Fields::from_compact(record.as_ref()).and_then(Fields::to_lease)
     };
     let load_v3 = || -> Option<Lease> {
-        let numbers = raw::load_string_buffer(rdb).ok()?;
-        let owner = raw::load_string_buffer(rdb).ok()?;
+        let numbers = ffi::load_bytes(rdb)?;
+        let owner = ffi::load_bytes(rdb)?;
         let fields = Fields::from_parts(numbers.as_ref())?;
         if !fields.owner.is_empty() {
             return None;
@@ -157,13 +127,8 @@ extern "C" fn aof_rewrite(
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return;
     };
-    let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else {
-        return;
-    };
-    // SAFETY: the macro passes one argument per format letter.
-    unsafe {
-        call_with_apply_args!(emit, aof, key, Fields::of(lease));
-    }
+    let f = Fields::of(lease);
+    ffi::emit_aof_apply(aof, key, f.owner, &f.numbers);
 }
 
 /// Bytes this record allocated: the record and, for a long owner, its buffer.

@@ -55,6 +55,6 @@ pub extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_re
     // Promotions (and restarts of a master from its files) seen by this data.
     crate::ffi::info_add_u64(ctx, c"epoch", crate::tokens::epoch());
     // The longest any lock may still be held back after a promotion (0: none).
-    let left = crate::tokens::longest_hold_left(crate::ffi::milliseconds());
+    let left = crate::tokens::longest_hold_left(crate::ffi::now_ms());
     crate::ffi::info_add_u64(ctx, c"failover_delay_left_ms", left.max(0) as u64);
 }

@@ -159,7 +159,7 @@ pub fn on_command(fctx: crate::ffi::FilterCtx, name: &[u8]) {
     }
     let n = count(fctx);
     let is = |word: &[u8], pos| arg(fctx, pos).eq_ignore_ascii_case(word);
-    let now = crate::ffi::milliseconds();
+    let now = crate::ffi::now_ms();
     if psync && n >= 4 && is(b"failover", n - 1) {
         VERIFIED_PSYNC_AT.store(now, Ordering::Relaxed);
     } else if !psync && n == 2 && is(b"failover", 1) {

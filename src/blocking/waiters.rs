@@ -231,13 +231,9 @@ fn reply_outcome(ctx: *mut raw::RedisModuleCtx) {
     // alive until the free callback runs after this one.
     let outcome = unsafe { ffi::blocked_client_privdata(ctx).cast::<Outcome>().as_ref() };
     match outcome {
-        Some(Outcome::Token(token)) => {
-            raw::reply_with_long_long(ctx, *token);
-        }
+        Some(Outcome::Token(token)) => ffi::reply_integer(ctx, *token),
         Some(Outcome::Error(message)) => ffi::reply_error(ctx, message),
-        Some(Outcome::Nil) | None => {
-            raw::reply_with_null(ctx);
-        }
+        Some(Outcome::Nil) | None => ffi::reply_null(ctx),
     }
 }
 
@@ -256,7 +252,7 @@ extern "C" fn on_client_unblock(
     _argc: c_int,
 ) -> c_int {
     if leave_queue(ffi::blocked_client_handle(ctx)) {
-        raw::reply_with_null(ctx);
+        ffi::reply_null(ctx);
     } else {
         // Already granted (UnblockClient was called): reply what it was given.
         reply_outcome(ctx);

@@ -12,7 +12,6 @@ use crate::record::LOCK_TYPE;
 use hblock_core::lease::Lease;
 use hblock_core::proto::{INFO_NUMBERS, STATE_HELD_BACK as HELD_BACK};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
-use std::ffi::c_char;
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
 pub const SPEC: Spec = Spec {
@@ -44,9 +43,7 @@ pub fn reply_lock(ctx: *mut raw::RedisModuleCtx, key: &[u8]) {
     let context = Context::new(ctx);
     let key = RedisString::create_from_slice(ctx, key);
     match reply_info(&context, &key) {
-        Ok(RedisValue::Null) => {
-            raw::reply_with_null(ctx);
-        }
+        Ok(RedisValue::Null) => crate::ffi::reply_null(ctx),
         Ok(_) => {}
         Err(err) => crate::ffi::reply_error(ctx, &err.to_string()),
     }
@@ -102,19 +99,17 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
         waiters as i64,
         i64::from(bound),
     ];
-    let bulk = |bytes: &[u8]| {
-        raw::reply_with_string_buffer(ctx.ctx, bytes.as_ptr().cast::<c_char>(), bytes.len())
-    };
-    raw::reply_with_map(ctx.ctx, 2 + numbers.len() as std::ffi::c_long);
+    let bulk = |bytes: &[u8]| crate::ffi::reply_bulk(ctx.ctx, bytes);
+    crate::ffi::reply_map(ctx.ctx, 2 + numbers.len());
     bulk(b"state");
     bulk(state.as_bytes());
     bulk(b"owner");
     match view.owner {
         Some(owner) => bulk(owner),
-        None => raw::reply_with_null(ctx.ctx),
+        None => crate::ffi::reply_null(ctx.ctx),
     };
     for (name, value) in INFO_NUMBERS.into_iter().zip(numbers) {
         bulk(name.as_bytes());
-        raw::reply_with_long_long(ctx.ctx, value);
+        crate::ffi::reply_integer(ctx.ctx, value);
     }
 }

@@ -38,7 +38,7 @@ use redis_module::{Context, ContextFlags, NotifyEvent, RedisString};
 /// Wall-clock milliseconds, the clock Redis itself uses for PEXPIRE. Read once
 /// per command and replicated as absolute times, never re-read on replicas.
 pub fn now_ms() -> i64 {
-    crate::ffi::milliseconds()
+    crate::ffi::now_ms()
 }
 
 /// `CMD key owner token`, as BEAT and RELEASE take it: refused on a replica,
