@@ -18,6 +18,8 @@ pub type KeyEventCallback =
     extern "C" fn(Ctx, c_int, *const c_char, *mut raw::RedisModuleString) -> c_int;
 pub type ServerEventCallback = unsafe extern "C" fn(Ctx, raw::RedisModuleEvent, u64, *mut c_void);
 pub type FilterCtx = *mut raw::RedisModuleCommandFilterCtx;
+/// The module's data type as Redis registered it (null before load).
+pub type LockType = *mut raw::RedisModuleType;
 
 /// A number from a section of INFO; None when the field is missing or not a
 /// number. (The crate's `ServerInfo::field` leaks the string it returns.)

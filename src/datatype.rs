@@ -1,9 +1,12 @@
-//! The lock's Redis data type: RDB save/load, AOF rewrite, DEBUG DIGEST, COPY and
-//! MEMORY USAGE. Also the one flat encoding of a record ([`Fields`]) shared by
-//! RDB, AOF and HBLOCK.APPLY, validated in one place.
+//! The lock's Redis data type (`hblock-lk`) and every callback Redis calls
+//! for it: RDB save/load (and the token floor's aux data, tokens.rs), AOF
+//! rewrite, DEBUG DIGEST, COPY, MEMORY USAGE, free and unlink; and the two
+//! walks over its values (SWAPDB, HBLOCK.FLOOR RESET). A record's fields and
+//! their encodings are the core's (`hblock_core::record`).
 
-use crate::ffi;
+use crate::{arrival, blocking, eviction, ffi, tokens};
 use hblock_core::lease::Lease;
+use hblock_core::queue::LockId;
 use hblock_core::record::{Fields, PHASE};
 use redis_module::{native_types::RedisType, raw};
 use std::ffi::{c_int, c_void};
@@ -17,9 +20,12 @@ use std::ffi::{c_int, c_void};
 ///    decompression at load).
 const ENCODING_VERSION: c_int = 3;
 
-/// The type name is stored in RDB files: never change it.
+/// The type's name. It is stored in RDB files: never change it. Every
+/// hblock build carries it (second_load.rs looks for it in a module file).
+pub const TYPE_NAME: &str = "hblock-lk";
+
 pub static LOCK_TYPE: RedisType = RedisType::new(
-    "hblock-lk",
+    TYPE_NAME,
     ENCODING_VERSION,
     raw::RedisModuleTypeMethods {
         // 5: aux_save2 for 7.2+/Valkey (7.0 reads the fields it knows).
@@ -30,8 +36,8 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
         mem_usage: Some(mem_usage),
         digest: Some(digest),
         free: Some(free),
-        aux_load: Some(crate::tokens::aux_load),
-        aux_save: Some(crate::tokens::aux_save),
+        aux_load: Some(tokens::aux_load),
+        aux_save: Some(tokens::aux_save),
         aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
         free_effort: None,
         unlink: None,
@@ -39,9 +45,9 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
         defrag: None,
         mem_usage2: None,
         free_effort2: None,
-        unlink2: Some(crate::blocking::on_unlink),
+        unlink2: Some(on_unlink),
         copy2: None,
-        aux_save2: Some(crate::tokens::aux_save2),
+        aux_save2: Some(tokens::aux_save2),
     },
 );
 
@@ -107,12 +113,12 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
     let at = ffi::loading_key(rdb);
     let admitted = load().and_then(|mut lease| {
         // A RESTORE payload may be refused, or load with its lease ended.
-        crate::arrival::loaded(&mut lease, at.map(|(key, _)| key)).then_some(lease)
+        arrival::loaded(&mut lease, at.map(|(key, _)| key)).then_some(lease)
     });
     admitted.map_or(std::ptr::null_mut(), |mut lease| {
-        crate::tokens::observe(&lease);
+        tokens::observe(&lease);
         if let Some((key, db)) = at {
-            crate::blocking::watch_loaded(key, db, &mut lease);
+            blocking::schedule_loaded_check(key, db, &mut lease);
         }
         Box::into_raw(Box::new(lease)).cast()
     })
@@ -162,7 +168,7 @@ extern "C" fn copy(
     match unsafe { lease_ref(value) } {
         Some(lease) => {
             let mut copy = lease.clone();
-            crate::arrival::copied(&mut copy);
+            arrival::copied(&mut copy);
             // The copy's own deadline is watched from the copy_to event.
             copy.set_scheduled_check(None);
             Box::into_raw(Box::new(copy)).cast()
@@ -178,13 +184,62 @@ extern "C" fn free(value: *mut c_void) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn apply_docs_name_the_record_fields_in_order() {
-        let names = crate::command_info::apply_arg_names();
-        let mut want: Vec<&str> = hblock_core::record::NUMBERS.to_vec();
-        want.insert(1, "owner");
-        assert_eq!(names, want);
+/// The data type's unlink callback: a lock left the keyspace (DEL, UNLINK,
+/// an overwrite by any command, expiry, eviction, the source of RENAME or
+/// MOVE). Its waiters and watchers are looked at from the timer. This is
+/// how overwrites are learnt: subscribing to the string, list, set, hash,
+/// zset and stream key events cost every write of every other key a module
+/// context (SET -P16 ran ~12% slower with hblock loaded).
+unsafe extern "C" fn on_unlink(octx: *mut raw::RedisModuleKeyOptCtx, value: *const c_void) {
+    // SAFETY: Redis passes the record that leaves its key, still alive.
+    unsafe { arrival::unlinked(value) };
+    let Some((key, db)) = ffi::key_of_opt_ctx(octx) else {
+        return;
+    };
+    eviction::on_unlink(key, db);
+    let ctx = ffi::detached_context();
+    if !ctx.is_null() {
+        blocking::note_key_for_timer(ctx, db, key, false);
     }
+}
+
+/// The registered lock type (None before init).
+pub fn raw_type() -> Option<ffi::LockType> {
+    let ty = *LOCK_TYPE.raw_type.try_borrow().ok()?;
+    (!ty.is_null()).then_some(ty)
+}
+
+/// SWAPDB: every name of both databases now shows the other's record; their
+/// held leases (`held`: the locks of both with a lease check, where they
+/// are now) end (arrival.rs). Runs on master and replica alike (each
+/// executes SWAPDB), from the event, before any other command; it costs the
+/// held leases of the two databases, not their keys.
+pub fn swapped(ctx: ffi::Ctx, held: &[LockId]) {
+    let Some(ty) = raw_type() else {
+        return;
+    };
+    for lock in held {
+        ffi::with_value_at(ctx, lock.db, &lock.key, ty, &mut |value| {
+            // SAFETY: a value of LOCK_TYPE, alive while its key is open.
+            unsafe { arrival::unlinked(value) };
+        });
+    }
+}
+
+/// The highest token of any record in any database (HBLOCK.FLOOR RESET).
+pub fn highest_token(ctx: ffi::Ctx) -> u64 {
+    let Some(ty) = raw_type() else {
+        return 0;
+    };
+    let mut highest = 0u64;
+    let mut db = 0;
+    while ffi::for_each_value(ctx, db, ty, &mut |value| {
+        // SAFETY: a value of LOCK_TYPE, owned by Redis for the scan.
+        if let Some(lease) = unsafe { value.cast::<Lease>().as_ref() } {
+            highest = highest.max(lease.token);
+        }
+    }) {
+        db += 1;
+    }
+    highest
 }
