@@ -17,7 +17,9 @@ functions). Declaring a module (`mod x;`) is not an arrow.
 
 Prints the number of files and arrows and every circle (each strongly
 connected group of files, with one shortest loop through it); exits 1 when
-there is one. --list also prints every arrow. Python 3 standard library only.
+there is one. --list also prints every arrow; --layers prints each file's
+height (0: imports no file given here; else 1 + the highest it imports),
+when there is no circle. Python 3 standard library only.
 """
 
 import os
@@ -343,7 +345,8 @@ def shortest_loop(start, edges, group):
 
 def main(argv):
     show = "--list" in argv
-    roots = [a for a in argv if a != "--list"]
+    layers = "--layers" in argv
+    roots = [a for a in argv if a not in ("--list", "--layers")]
     if not roots:
         print(__doc__.strip(), file=sys.stderr)
         return 2
@@ -378,6 +381,16 @@ def main(argv):
     for group in groups:
         print(f"circle of {len(group)} files: {' '.join(group)}")
         print(f"  e.g. {' -> '.join(shortest_loop(group[0], edges, group))}")
+    if layers and not groups:
+        height = {}
+
+        def of(v):
+            if v not in height:
+                height[v] = 1 + max((of(w) for w in edges.get(v, ())), default=-1)
+            return height[v]
+
+        for v in sorted(nodes, key=lambda v: (-of(v), v)):
+            print(f"  {of(v):2}  {v}")
     return 1 if groups else 0
 
 

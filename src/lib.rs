@@ -1,7 +1,39 @@
 //! hblock: heartbeat-lease locks inside Redis.
 //!
 //! # Layout
-//! LAYOUT_PLACEHOLDER
+//! Every import points down (docs/architecture.md draws the layers and
+//! says what each file may import; `scripts/import_graph.py`, run by
+//! `make lint`, fails on any circle). From the top:
+//!
+//! - `lib.rs`: the registration table (the one list of commands) and init.
+//! - Entry points. `commands/`: one file per command (spec, parse, call
+//!   the services and the store, reply); `common.rs` what they share.
+//!   `events/`: every other callback Redis calls: the module timer
+//!   (`timer.rs`), keyspace and server events, client disconnections, the
+//!   command filter, the `INFO hblock` section.
+//! - Services. `waiters.rs`: blocked ACQUIREs (block, serve, reply,
+//!   leave). `view.rs`: read-only views of a lock (CHECK's verdict, INFO's
+//!   reply).
+//! - `store.rs`: opens lock keys, reads and creates records, and commits a
+//!   change (write, replicate, notify, count, schedule): the only place.
+//! - `datatype.rs`: the `hblock-lk` type and its callbacks (RDB, AOF,
+//!   digest, copy, memory usage, free, unlink); `second_load.rs`.
+//! - Wait state and registries. `blocking.rs`: queues, deadline schedule,
+//!   pending keys, the armed module timer (its handler is handed down at
+//!   load). `watch.rs` (HBLOCK.WATCH's watchers), `binding.rs` (BIND),
+//!   `handoff.rs` (replies on their way), `tokens.rs` and `census.rs` (the
+//!   token floor, epochs, the failover delay), `arrival.rs` (records
+//!   arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB), `propagation.rs`
+//!   (whether anything reads what is replicated), `eviction.rs`.
+//! - The bottom. `ffi/`: every RedisModule call, each once with its SAFETY
+//!   note (`ffi::now_ms` is the clock). `config.rs`: configs by name and
+//!   loadmodule arguments. `error.rs`: error replies as data. `spec.rs`:
+//!   command metadata (COMMAND INFO/DOCS). `stats.rs`: INFO's counters.
+//! - `core/` (crate `hblock-core`, imported as `hblock_core::...`; no Redis
+//!   dependency, so the compiler keeps it pure): `lease` (the state
+//!   machine, `now` passed in), `queue`, `schedule`, `checks`, `bind`,
+//!   `record` (a record's fields and encodings), `args` (parsing, errors as
+//!   data), `owner`, `limits`, `proto`, `tokens`, `varint`.
 
 mod arrival;
 mod binding;
@@ -65,8 +97,6 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         return Status::Err;
     }
     ffi::init_detached_context(ctx.ctx);
-    // The wait state (low in the layers) arms the module timer whose handler
-    // (events/timer.rs, on top) imports it: handed down here, once.
     blocking::set_timer_handler(events::timer::on_timer);
     propagation::init(ctx);
     eviction::warn_if_locks_evictable(ctx);
@@ -75,15 +105,15 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     Status::Ok
 }
 
-/// The registration table: each command's module under `commands/`, in
-/// registration order, written once. It expands to [`SPECS`] (COMMAND
+/// The registration table: each command's module, in registration order,
+/// written once. It expands to [`SPECS`] (COMMAND
 /// INFO/DOCS, spec.rs) and to the `redis_module!` table (name, handler,
 /// flags and key positions, all read from each command's `SPEC`).
 macro_rules! hblock_module {
-    ($($command:ident),* $(,)?) => {
+    ($($($command:ident)::+),* $(,)?) => {
         /// Every command's spec, in registration order.
-        const SPECS: [&spec::Spec; [$(stringify!($command)),*].len()] =
-            [$(&commands::$command::SPEC),*];
+        const SPECS: [&spec::Spec; [$(stringify!($($command)::+)),*].len()] =
+            [$(&$($command)::+::SPEC),*];
 
         redis_module! {
             name: "hblock",
@@ -93,12 +123,12 @@ macro_rules! hblock_module {
             init: init,
             commands: [
                 $([
-                    commands::$command::SPEC.name.to_str().unwrap_or_default(),
-                    commands::$command::run,
-                    commands::$command::SPEC.flags,
-                    commands::$command::SPEC.first_key(),
-                    commands::$command::SPEC.first_key(),
-                    commands::$command::SPEC.first_key(),
+                    $($command)::+::SPEC.name.to_str().unwrap_or_default(),
+                    $($command)::+::run,
+                    $($command)::+::SPEC.flags,
+                    $($command)::+::SPEC.first_key(),
+                    $($command)::+::SPEC.first_key(),
+                    $($command)::+::SPEC.first_key(),
                     ""
                 ],)*
             ],
@@ -119,4 +149,14 @@ macro_rules! hblock_module {
     };
 }
 
-hblock_module![acquire, beat, release, info, apply, check, fenced, floor, watch];
+hblock_module![
+    commands::acquire,
+    commands::beat,
+    commands::release,
+    commands::info,
+    commands::apply,
+    commands::check,
+    commands::fenced,
+    commands::floor,
+    commands::watch,
+];

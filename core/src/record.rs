@@ -307,26 +307,26 @@ mod tests {
         let lease = sample();
         let good = Fields::of(&lease);
         let long_owner = [b'x'; MAX_OWNER_LEN + 1];
-        let with = |index: usize, value: i64| {
+        let changed = |index: usize, value: i64| {
             let mut f = good;
             f.numbers[index] = value;
             f
         };
         let bad = [
-            with(PHASE, 3),
-            with(PHASE, -1),
+            changed(PHASE, 3),
+            changed(PHASE, -1),
             Fields { owner: b"", ..good },
             Fields {
                 owner: &long_owner,
                 ..good
             },
-            with(PHASE, 0), // free but with an owner
-            with(INTERVAL, 0),
-            with(MISSES, 10_001),
-            with(TOKEN, 0),
-            with(TOKEN, -5),
-            with(BEATS, -1),
-            with(TAKEOVERS, -1),
+            changed(PHASE, 0), // free but with an owner
+            changed(INTERVAL, 0),
+            changed(MISSES, 10_001),
+            changed(TOKEN, 0),
+            changed(TOKEN, -5),
+            changed(BEATS, -1),
+            changed(TAKEOVERS, -1),
         ];
         for fields in bad {
             assert_eq!(fields.to_lease(), None, "{fields:?}");

@@ -1,6 +1,8 @@
-//! The RedisModule calls the `redis-module` crate has no safe wrapper for,
-//! each wrapped once with its SAFETY argument, so the rest of the module
-//! calls plain functions. Every function pointer is filled in by
+//! Every direct call of a `RedisModule_*` function pointer (and of the
+//! crate's thin `raw::` helpers over them) in the module is here, each
+//! wrapped once with its SAFETY argument, so the rest of the module calls
+//! plain functions; elsewhere only the crate's safe API (`Context`, keys,
+//! `RedisString`) is used. Every function pointer is filled in by
 //! `RedisModule_Init` before any of our code runs; a missing one (an older
 //! server) makes the wrapper do nothing and say so in its return value.
 //!
