@@ -37,9 +37,9 @@ pub const SPEC: Spec = Spec {
 };
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let from_master = from_master(ctx);
+    let from_master_link = from_master(ctx);
     if let [_, ends, key] = args.as_slice() {
-        if !from_master {
+        if !from_master_link {
             return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
         }
         if !ends.as_slice().eq_ignore_ascii_case(b"ends") {
@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     if arg.as_slice().eq_ignore_ascii_case(b"reset") {
-        if !from_master {
+        if !from_master_link {
             refuse_on_replica(ctx)?;
             // Redis 7.0 puts module commands in no ACL category, so
             // `-@admin` cannot take this one away: ask for CONFIG's rights.
@@ -68,7 +68,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             i64::try_from(floor).unwrap_or(i64::MAX),
         ));
     }
-    if !from_master {
+    if !from_master_link {
         return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
     }
     let token = args::token(arg.as_slice()).map_err(Error::from)?;
