@@ -72,6 +72,7 @@ type Allocator = std::alloc::System;
 const ALLOCATOR: Allocator = std::alloc::System;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    blocking::set_timer_handler(events::timer::on_timer);
     let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
     match config::parse_module_args(&args) {
         Ok(parsed) => config::apply(&parsed),
@@ -97,7 +98,6 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         return Status::Err;
     }
     ffi::init_detached_context(ctx.ctx);
-    blocking::set_timer_handler(events::timer::on_timer);
     propagation::init(ctx);
     eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.
