@@ -1,7 +1,9 @@
 //! The store: the only place that opens lock keys, reads and creates lock
 //! records, and makes a change visible (commit: write, replicate, notify,
 //! count, schedule the deadline). Commands, the timer and the waiters all
-//! come here; nothing here calls up into them.
+//! come here; nothing here calls up into them. (The data type's two walks
+//! over raw values, SWAPDB's and FLOOR RESET's, and the census read records
+//! through ffi's scans instead: they change no key.)
 
 use crate::datatype::LOCK_TYPE;
 use crate::error::Error;
