@@ -83,9 +83,13 @@ memcheck: build ## redis-server under valgrind through every path; fails on inva
 	@scripts/deps.sh valgrind
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) scripts/memcheck.sh
 
-lint: ## rustfmt and clippy (-D warnings, all targets)
+# Crates whose files must import each other without a circle (docs/architecture.md).
+IMPORT_ROOTS := src core/src
+
+lint: ## rustfmt, clippy (-D warnings, all targets), and no import circle between files (scripts/import_graph.py)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/import_graph.py $(IMPORT_ROOTS)
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -19,8 +19,7 @@
 //! Whole data sets (RDB files, the AOF, a replica's full sync) are loaded
 //! as they are: they are this data set's own history.
 
-use crate::lease::Lease;
-use crate::record::LOCK_TYPE;
+use hblock_core::lease::Lease;
 use hblock_core::limits::RESTORE_TOKEN_LIMIT;
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -120,9 +119,10 @@ pub fn copied(lease: &mut Lease) {
     lease.end_in_place();
 }
 
-/// A lock value leaves its key (the data type's unlink callback): DEL,
-/// overwrite, expiry and eviction free it next; RENAME and MOVE put the same
-/// value under the new name, where its lease must not live on.
+/// A lock value leaves its key (the data type's unlink callback, and SWAPDB
+/// for the held leases of both databases): DEL, overwrite, expiry and
+/// eviction free it next; RENAME and MOVE put the same value under the new
+/// name, where its lease must not live on.
 ///
 /// # Safety
 /// `value` is a record of this module's type that Redis still holds.
@@ -132,45 +132,4 @@ pub unsafe fn unlinked(value: *const c_void) {
     if let Some(lease) = unsafe { value.cast_mut().cast::<Lease>().as_mut() } {
         lease.end_in_place();
     }
-}
-
-/// SWAPDB: every name of both databases now shows the other's record; their
-/// held leases (`held`: the locks of both with a lease check, where they
-/// are now) end. Runs on master and replica alike (each executes SWAPDB),
-/// from the event, before any other command; it costs the held leases of
-/// the two databases, not their keys.
-pub fn swapped(ctx: crate::ffi::Ctx, held: &[crate::queue::LockId]) {
-    let Some(ty) = lock_type() else {
-        return;
-    };
-    for lock in held {
-        crate::ffi::with_value_at(ctx, lock.db, &lock.key, ty, &mut |value| {
-            // SAFETY: a value of LOCK_TYPE, alive while its key is open.
-            unsafe { unlinked(value) };
-        });
-    }
-}
-
-/// The highest token of any record in any database (HBLOCK.FLOOR RESET).
-pub fn highest_token(ctx: crate::ffi::Ctx) -> u64 {
-    let Some(ty) = lock_type() else {
-        return 0;
-    };
-    let mut highest = 0u64;
-    let mut db = 0;
-    while crate::ffi::for_each_value(ctx, db, ty, &mut |value| {
-        // SAFETY: a value of LOCK_TYPE, owned by Redis for the scan.
-        if let Some(lease) = unsafe { value.cast::<Lease>().as_ref() } {
-            highest = highest.max(lease.token);
-        }
-    }) {
-        db += 1;
-    }
-    highest
-}
-
-/// The registered lock type (None before init).
-fn lock_type() -> Option<*mut redis_module::raw::RedisModuleType> {
-    let ty = *LOCK_TYPE.raw_type.try_borrow().ok()?;
-    (!ty.is_null()).then_some(ty)
 }

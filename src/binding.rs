@@ -3,8 +3,9 @@
 //! The bookkeeping is the pure `hblock_core::bind::Bindings`; this file
 //! feeds it. A binding is created by ACQUIRE ... BIND (at once, or when a
 //! blocked waiter is granted), moved by the holder's re-acquire with BIND,
-//! and dropped when the lock's holder changes (`commit` and APPLY call
-//! `holder_changed`). Redis's client-disconnect event only notes the
+//! and dropped when the lock's holder changes (`store::commit` calls
+//! `holder_changed`; a replica, which APPLY writes to, holds no bindings).
+//! Redis's client-disconnect event (events/clients.rs) only notes the
 //! connection (writing from inside it is not safe); the module timer then
 //! releases the due leases exactly as RELEASE would and serves the next
 //! waiter. Bindings are facts of this server's connections: never
@@ -12,11 +13,10 @@
 
 use crate::error::Error;
 use crate::ffi;
-use crate::queue::LockId;
 use hblock_core::bind::{Bindings, Unbound};
-use redis_module::{raw, Context, ContextFlags};
+use hblock_core::queue::LockId;
+use redis_module::{Context, ContextFlags};
 use std::cell::{Cell, RefCell};
-use std::ffi::c_void;
 
 thread_local! {
     static BINDINGS: RefCell<Bindings> = RefCell::new(Bindings::default());
@@ -25,7 +25,7 @@ thread_local! {
     static SCRIPT_CALLER: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
-fn with<R>(f: impl FnOnce(&mut Bindings) -> R) -> Option<R> {
+fn with_bindings<R>(f: impl FnOnce(&mut Bindings) -> R) -> Option<R> {
     BINDINGS.with(|b| b.try_borrow_mut().ok().map(|mut b| f(&mut b)))
 }
 
@@ -45,19 +45,19 @@ pub fn caller(ctx: &Context) -> Result<u64, Error> {
 
 /// Binds lease `token` of `lock` to connection `client` with `grace_ms`.
 pub fn bind(lock: LockId, client: u64, token: u64, grace_ms: u64) {
-    with(|b| b.bind(lock, client, token, grace_ms));
+    with_bindings(|b| b.bind(lock, client, token, grace_ms));
 }
 
 /// The lock's holder is now `holder` (0: none).
 pub fn holder_changed(lock: &LockId, holder: u64) {
     if any() {
-        with(|b| b.holder_changed(lock, holder));
+        with_bindings(|b| b.holder_changed(lock, holder));
     }
 }
 
 /// INFO's `bound`: the live lease `token` of `lock` is bound.
 pub fn is_bound(lock: impl FnOnce() -> LockId, token: u64) -> bool {
-    any() && with(|b| b.is_bound(&lock(), token)).unwrap_or(false)
+    any() && with_bindings(|b| b.is_bound(&lock(), token)).unwrap_or(false)
 }
 
 /// When the next release of a closed connection's lease is due.
@@ -65,7 +65,7 @@ pub fn next_due() -> Option<i64> {
     if !any() {
         return None;
     }
-    with(|b| b.next_due()).flatten()
+    with_bindings(|b| b.next_due()).flatten()
 }
 
 /// The releases due by `now` (the timer carries them out on a master).
@@ -73,13 +73,13 @@ pub fn take_due(now: i64) -> Vec<Unbound> {
     if !any() {
         return Vec::new();
     }
-    with(|b| b.take_due(now)).unwrap_or_default()
+    with_bindings(|b| b.take_due(now)).unwrap_or_default()
 }
 
 /// This server is no longer a master, or has just become one: its bound
 /// leases are ordinary heartbeat leases from now on.
 pub fn clear() {
-    with(Bindings::clear);
+    with_bindings(Bindings::clear);
 }
 
 /// Commands that run a script or a transaction: the client that sends one
@@ -95,7 +95,7 @@ const SCRIPT_RUNNERS: [&[u8]; 7] = [
 ];
 
 /// The command filter's part: notes who runs the next script.
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
+pub fn on_command(fctx: ffi::FilterCtx, name: &[u8]) {
     if !SCRIPT_RUNNERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
         return;
     }
@@ -104,29 +104,8 @@ pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
     }
 }
 
-/// Subscribes to client changes. Called once from init.
-pub fn subscribe(ctx: *mut raw::RedisModuleCtx) -> bool {
-    crate::ffi::subscribe_server_event(ctx, raw::REDISMODULE_EVENT_CLIENT_CHANGE, on_client_event)
-}
-
-/// Redis's client-change event: a closed connection's leases become due
-/// after their grace; the timer releases them.
-unsafe extern "C" fn on_client_event(
-    ctx: *mut raw::RedisModuleCtx,
-    _event: raw::RedisModuleEvent,
-    subevent: u64,
-    data: *mut c_void,
-) {
-    if subevent != raw::REDISMODULE_SUBEVENT_CLIENT_CHANGE_DISCONNECTED || !any() {
-        return;
-    }
-    // SAFETY: for CLIENT_CHANGE, data is a RedisModuleClientInfo (V1, as
-    // subscribed), alive for the callback.
-    let Some(info) = (unsafe { data.cast::<raw::RedisModuleClientInfo>().as_ref() }) else {
-        return;
-    };
-    let now = crate::commands::now_ms();
-    if with(|b| b.closed(info.id, now)).unwrap_or(false) {
-        crate::blocking::arm(ctx);
-    }
+/// Connection `client` closed (Redis's client-change event): its leases
+/// become due after their grace. True when it had any (arm the timer).
+pub fn connection_closed(client: u64, now: i64) -> bool {
+    any() && with_bindings(|b| b.closed(client, now)).unwrap_or(false)
 }

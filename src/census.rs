@@ -5,9 +5,8 @@
 //! then it is the upper bound tokens.rs keeps). A record deleted before the
 //! walk reaches it no longer counts.
 
-use crate::ffi::{Ctx, ScanCursor};
-use crate::lease::Lease;
-use crate::record::LOCK_TYPE;
+use crate::ffi::{Ctx, LockType, ScanCursor};
+use hblock_core::lease::Lease;
 use std::cell::RefCell;
 
 /// RM_Scan calls (hash buckets) per timer run: about a thousand keys, a
@@ -71,12 +70,9 @@ pub fn longest() -> Option<i64> {
     CENSUS.with(|c| c.try_borrow().ok().and_then(|c| c.longest))
 }
 
-/// One slice of the walk, from the timer (it reads, never writes).
-pub fn step(ctx: Ctx) {
-    let ty = match LOCK_TYPE.raw_type.try_borrow() {
-        Ok(ty) if !ty.is_null() => *ty,
-        _ => return,
-    };
+/// One slice of the walk over the records of type `ty` (the lock type),
+/// from the timer (it reads, never writes).
+pub fn step(ctx: Ctx, ty: LockType) {
     CENSUS.with(|c| {
         let Ok(mut c) = c.try_borrow_mut() else {
             return;

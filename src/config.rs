@@ -1,13 +1,13 @@
 //! Module configs: `CONFIG GET/SET hblock.<name>` and loadmodule arguments.
-//! Each config's default and range live in [`CONFIGS`]; the registration
-//! table in lib.rs and the loadmodule parser both read them from there.
+//! Each config's name, default and range live in its [`Numeric`]; the
+//! registration table in lib.rs and the loadmodule parser read them there.
 
-use crate::args::parse_i64;
-use crate::lease::Terms;
-use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
+use hblock_core::args::parse_i64;
+use hblock_core::lease::Terms;
+use hblock_core::limits::{
+    INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
+};
 use std::sync::atomic::{AtomicI64, Ordering};
-
-pub use hblock_core::limits::{INTERVAL_DEFAULT, MISSES_DEFAULT};
 
 /// `hblock.interval`: heartbeat interval of a new lease when ACQUIRE gives none.
 pub static INTERVAL: AtomicI64 = AtomicI64::new(INTERVAL_DEFAULT);
@@ -18,7 +18,7 @@ pub static MISSES: AtomicI64 = AtomicI64::new(MISSES_DEFAULT);
 /// server's records do not show as held are not granted; -1 = the longest
 /// lease known (auto), 0 = off.
 pub static FAILOVER_DELAY: AtomicI64 = AtomicI64::new(FAILOVER_DELAY_DEFAULT);
-pub const FAILOVER_DELAY_DEFAULT: i64 = hblock_core::tokens::DELAY_AUTO;
+const FAILOVER_DELAY_DEFAULT: i64 = hblock_core::tokens::DELAY_AUTO;
 /// The longest lease there can be.
 const FAILOVER_DELAY_MAX: i64 = INTERVAL_MAX * MISSES_MAX;
 
@@ -26,34 +26,42 @@ pub fn failover_delay() -> i64 {
     FAILOVER_DELAY.load(Ordering::Relaxed)
 }
 
-/// A numeric config: its name (without the `hblock.` prefix), value and range.
+/// A numeric config: its name (without the `hblock.` prefix), value, default
+/// and range.
 pub struct Numeric {
     pub name: &'static str,
     pub value: &'static AtomicI64,
+    pub default: i64,
     pub min: i64,
     pub max: i64,
 }
 
-pub const CONFIGS: [Numeric; 3] = [
-    Numeric {
-        name: "interval",
-        value: &INTERVAL,
-        min: INTERVAL_MIN,
-        max: INTERVAL_MAX,
-    },
-    Numeric {
-        name: "misses",
-        value: &MISSES,
-        min: MISSES_MIN,
-        max: MISSES_MAX,
-    },
-    Numeric {
-        name: "failover-delay",
-        value: &FAILOVER_DELAY,
-        min: hblock_core::tokens::DELAY_AUTO,
-        max: FAILOVER_DELAY_MAX,
-    },
-];
+pub const INTERVAL_CONFIG: Numeric = Numeric {
+    name: "interval",
+    value: &INTERVAL,
+    default: INTERVAL_DEFAULT,
+    min: INTERVAL_MIN,
+    max: INTERVAL_MAX,
+};
+
+pub const MISSES_CONFIG: Numeric = Numeric {
+    name: "misses",
+    value: &MISSES,
+    default: MISSES_DEFAULT,
+    min: MISSES_MIN,
+    max: MISSES_MAX,
+};
+
+pub const FAILOVER_DELAY_CONFIG: Numeric = Numeric {
+    name: "failover-delay",
+    value: &FAILOVER_DELAY,
+    default: FAILOVER_DELAY_DEFAULT,
+    min: hblock_core::tokens::DELAY_AUTO,
+    max: FAILOVER_DELAY_MAX,
+};
+
+/// Every config, for the loadmodule parser (lib.rs names each one).
+pub const CONFIGS: [&Numeric; 3] = [&INTERVAL_CONFIG, &MISSES_CONFIG, &FAILOVER_DELAY_CONFIG];
 
 /// The terms a new lease gets by default. Redis enforces the ranges on SET;
 /// the clamp only guards the conversion.

@@ -1,8 +1,11 @@
-//! Every error the module replies with, as data. Converted to a reply string
-//! at the boundary; the prefixes (`ERR`, `WRONGTYPE`, `NOTHELD`) are a contract.
+//! The module's error replies, as data. Converted to a reply string at the
+//! boundary; the prefixes (`ERR`, `WRONGTYPE`, `NOTHELD`) are a contract.
+//! HBLOCK.FENCED's refusals and NOPERM replies, which name the wrapped
+//! command or quote the server's own text, are built in commands/fenced.rs.
 
-use crate::args::Invalid;
-use crate::lease::{CoreError, NotHeld};
+use hblock_core::args::Invalid;
+use hblock_core::lease::{CoreError, NotHeld};
+use hblock_core::owner::MAX_OWNER_LEN;
 use hblock_core::proto::NOTHELD;
 use redis_module::RedisError;
 
@@ -27,7 +30,12 @@ pub enum Error {
     BindInScript,
     /// HBLOCK.FLOOR RESET by a user who may not run CONFIG.
     OperatorOnly,
+    /// A blocked HBLOCK.WATCH whose registry entry is gone (never expected).
+    WatcherLost,
 }
+
+/// Redis's own reply when a write would go over `maxmemory`.
+const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 impl Error {
     pub fn message(self) -> String {
@@ -37,10 +45,7 @@ impl Error {
             Error::Invalid(Invalid::Range { what, min, max }) => {
                 format!("ERR {what} must be an integer from {min} to {max}")
             }
-            Error::Invalid(Invalid::Owner) => format!(
-                "ERR owner must be 1 to {} bytes",
-                crate::owner::MAX_OWNER_LEN
-            ),
+            Error::Invalid(Invalid::Owner) => format!("ERR owner must be 1 to {MAX_OWNER_LEN} bytes"),
             Error::WrongType => {
                 "WRONGTYPE Operation against a key holding the wrong kind of value".into()
             }
@@ -55,7 +60,8 @@ impl Error {
             ),
             Error::BadRecord => "ERR invalid lock record".into(),
             Error::ReadOnly => "READONLY You can't write against a read only replica.".into(),
-            Error::Oom => crate::eviction::OOM_ERROR.into(),
+            Error::Oom => OOM.into(),
+            Error::WatcherLost => "ERR watcher lost".into(),
             Error::OperatorOnly => "NOPERM HBLOCK.FLOOR RESET is an operator's command: this user may not run CONFIG".into(),
             Error::BindInScript => "ERR BIND inside a script needs Redis 7.2+ or Valkey (this server does not tell modules who runs a script); acquire with BIND outside the script".into(),
         }

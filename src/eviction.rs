@@ -10,9 +10,6 @@ use redis_module::{raw, Context, ContextFlags, RedisValue};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
-/// Redis's own reply when a write would go over `maxmemory`.
-pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
-
 /// The lock unlinked last: its name and db, while `valid`. The buffer is
 /// reused, so a lock leaving its key costs no allocation.
 #[derive(Default)]

@@ -23,8 +23,8 @@
 //! or `-UNBLOCKED` (ERROR); Valkey 8.1/9.1 answered the UNBLOCK 1 and sent
 //! the INFO reply (plain) or `-UNBLOCKED` (ERROR).
 
-use crate::filter;
-use crate::queue::LockId;
+use crate::ffi;
+use hblock_core::queue::LockId;
 use redis_module::raw;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -56,24 +56,24 @@ thread_local! {
     static HANDOFF: RefCell<Handoff> = RefCell::new(Handoff::default());
 }
 
-fn with<R>(f: impl FnOnce(&mut Handoff) -> R) -> Option<R> {
+fn with_handoff<R>(f: impl FnOnce(&mut Handoff) -> R) -> Option<R> {
     HANDOFF.with(|h| h.try_borrow_mut().ok().map(|mut h| f(&mut h)))
 }
 
 /// A client blocked in ACQUIRE (its id is read from the command's context).
 pub fn blocked(ctx: *mut raw::RedisModuleCtx, handle: Handle) {
-    let id = crate::ffi::client_id(ctx);
-    with(|h| h.client_ids.insert(handle, id));
+    let id = ffi::client_id(ctx);
+    with_handoff(|h| h.client_ids.insert(handle, id));
 }
 
 /// The waiter was granted; its reply is on its way.
 pub fn granted(handle: Handle, grant: Grant) {
-    with(|h| h.granted.insert(handle, grant));
+    with_handoff(|h| h.granted.insert(handle, grant));
 }
 
 /// The client's reply was delivered, or it left the queue: forget it.
 pub fn done(handle: Handle) {
-    with(|h| {
+    with_handoff(|h| {
         h.granted.remove(&handle);
         h.client_ids.remove(&handle);
     });
@@ -82,7 +82,7 @@ pub fn done(handle: Handle) {
 /// The client's connection closed (or Redis unblocked it) after it was
 /// granted but before its reply: the grant is to be undone.
 pub fn lost(handle: Handle) -> bool {
-    let lost = with(|h| {
+    let lost = with_handoff(|h| {
         h.client_ids.remove(&handle);
         let grant = h.granted.remove(&handle)?;
         h.undo.push(grant);
@@ -94,7 +94,7 @@ pub fn lost(handle: Handle) -> bool {
 
 /// Grants to undo, for the timer.
 pub fn take_undo() -> Vec<Grant> {
-    with(|h| std::mem::take(&mut h.undo)).unwrap_or_default()
+    with_handoff(|h| std::mem::take(&mut h.undo)).unwrap_or_default()
 }
 
 pub fn has_undo() -> bool {
@@ -103,18 +103,18 @@ pub fn has_undo() -> bool {
 
 /// A watcher was unblocked by the module; its reply is on its way.
 pub fn watcher_woken(handle: Handle, client_id: u64) {
-    with(|h| h.woken_watchers.insert(handle, client_id));
+    with_handoff(|h| h.woken_watchers.insert(handle, client_id));
 }
 
 /// The watcher was answered, or left: forget it.
 pub fn watcher_answered(handle: Handle) {
-    with(|h| h.woken_watchers.remove(&handle));
+    with_handoff(|h| h.woken_watchers.remove(&handle));
 }
 
 /// Whether `client_id` was granted (or, watching, woken) and is waiting for
 /// its reply.
 fn awaiting_reply(client_id: u64) -> bool {
-    with(|h| {
+    with_handoff(|h| {
         let granted = !h.granted.is_empty()
             && h.granted
                 .keys()
@@ -135,22 +135,23 @@ fn any_reply_pending() -> bool {
 /// watcher whose reply is pending becomes `CLIENT UNBLOCK 0 ...` (no such
 /// client: reply 0), so it gets its reply. Every other command passes
 /// untouched; the cost is one check of two (almost always) empty maps.
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
+pub fn on_command(fctx: ffi::FilterCtx, name: &[u8]) {
     if !any_reply_pending() {
         return;
     }
-    let count = filter::arg_count(fctx);
+    let count = ffi::filter_arg_count(fctx);
     if !(3..=4).contains(&count) {
         return;
     }
-    let word = |pos| filter::arg(fctx, pos);
+    let word = |pos| ffi::filter_arg(fctx, pos);
     if !name.eq_ignore_ascii_case(b"client") || !word(1).eq_ignore_ascii_case(b"unblock") {
         return;
     }
-    let Some(target) = crate::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok()) else {
+    let Some(target) = hblock_core::args::parse_i64(word(2)).and_then(|id| u64::try_from(id).ok())
+    else {
         return;
     };
     if awaiting_reply(target) {
-        filter::replace_arg(fctx, 2, b"0");
+        ffi::filter_replace_arg(fctx, 2, b"0");
     }
 }

@@ -1,60 +1,63 @@
 //! hblock: heartbeat-lease locks inside Redis.
 //!
 //! # Layout
-//! - `core/` (crate `hblock-core`, no Redis dependency, so the compiler keeps
-//!   it pure): `lease` (the state machine, `now` passed in), `owner`, `queue`
-//!   (FIFO waiters), `schedule` (deadlines), `args` (parsing, errors as data).
-//!   Imported here under those names (`crate::lease`, ...).
-//! - `lib.rs`: the registration table and module init; nothing else.
-//! - `error.rs`: every error reply, as data (core errors converted here).
-//! - `commands/`: one file per command (parse -> core -> commit -> reply);
-//!   `commit` replicates, publishes, counts and schedules the deadline.
-//! - `blocking/`: blocked clients (`waiters.rs`), the one module timer
-//!   (`timer.rs`, which writes nothing while Redis pauses writes), keyspace
-//!   and server events (`events.rs`).
-//! - `binding.rs`: BIND, leases released when their connection closes.
-//! - `handoff.rs`: a grant whose reply is on its way (CLIENT UNBLOCK, undo).
-//! - `filter.rs`: the command filter (`handoff.rs`, `second_load.rs`, ...).
-//! - `propagation.rs`: whether anything (replica, backlog, AOF, save points)
-//!   can read what hblock replicates; when nothing can, it is not built.
-//! - `ffi/`: the RedisModule calls the crate does not wrap, each once with
-//!   its SAFETY note (blocked clients, timer, clock, db, log; `call.rs`:
-//!   RM_Call and key positions for FENCED; `persist.rs`: the token floor's
-//!   aux data and `HBLOCK.FLOOR`).
-//! - `tokens.rs`: the data set's token floor (tokens never repeat), epochs
-//!   and the failover delay; `census.rs`: after an unplanned promotion, the
-//!   longest lease that can be held back, learnt a slice at a time.
-//! - `eviction.rs`: maxmemory: the policy warning, evicted locks, OOM grants.
-//! - `record.rs`: the data type (RDB, AOF, digest, copy, memory usage).
-//! - `arrival.rs`: records arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB
-//!   (no older lease comes back; forged tokens refused).
-//! - `command_info.rs`: arity, key specs and COMMAND DOCS.
-//! - `config.rs`, `stats.rs`: configs (and loadmodule arguments) and the
-//!   `INFO hblock` section.
+//! Every import points down (docs/architecture.md draws the layers and
+//! says what each file may import; `scripts/import_graph.py`, run by
+//! `make lint`, fails on any circle). From the top:
+//!
+//! - `lib.rs`: the registration table (the one list of commands) and init.
+//! - Entry points. `commands/`: one file per command (spec, parse, call
+//!   the services and the store, reply); `common.rs` what they share.
+//!   `events/`: every other callback Redis calls: the module timer
+//!   (`timer.rs`), keyspace and server events, client disconnections, the
+//!   command filter, the `INFO hblock` section.
+//! - Services. `waiters.rs`: blocked ACQUIREs (block, serve, reply,
+//!   leave). `view.rs`: read-only views of a lock (CHECK's verdict, INFO's
+//!   reply).
+//! - `store.rs`: opens lock keys, reads and creates records, and commits a
+//!   change (write, replicate, notify, count, schedule): the only place.
+//! - `datatype.rs`: the `hblock-lk` type and its callbacks (RDB, AOF,
+//!   digest, copy, memory usage, free, unlink); `second_load.rs`.
+//! - Wait state and registries. `blocking.rs`: queues, deadline schedule,
+//!   pending keys, the armed module timer (its handler is handed down at
+//!   load). `watch.rs` (HBLOCK.WATCH's watchers), `binding.rs` (BIND),
+//!   `handoff.rs` (replies on their way), `tokens.rs` and `census.rs` (the
+//!   token floor, epochs, the failover delay), `arrival.rs` (records
+//!   arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB), `propagation.rs`
+//!   (whether anything reads what is replicated), `eviction.rs`.
+//! - The bottom. `ffi/`: every RedisModule call, each once with its SAFETY
+//!   note (`ffi::now_ms` is the clock). `config.rs`: configs by name and
+//!   loadmodule arguments. `error.rs`: error replies as data. `spec.rs`:
+//!   command metadata (COMMAND INFO/DOCS). `stats.rs`: INFO's counters.
+//! - `core/` (crate `hblock-core`, imported as `hblock_core::...`; no Redis
+//!   dependency, so the compiler keeps it pure): `lease` (the state
+//!   machine, `now` passed in), `queue`, `schedule`, `checks`, `bind`,
+//!   `record` (a record's fields and encodings), `args` (parsing, errors as
+//!   data), `owner`, `limits`, `proto`, `tokens`, `varint`.
 
 mod arrival;
 mod binding;
 mod blocking;
 mod census;
-mod command_info;
 mod commands;
 mod config;
+mod datatype;
 mod error;
+mod events;
 mod eviction;
 mod ffi;
-mod filter;
 mod handoff;
 mod propagation;
-mod record;
 mod second_load;
+mod spec;
 mod stats;
+mod store;
 mod tokens;
+mod view;
+mod waiters;
 mod watch;
 
-// The pure core (its own crate, so it cannot import Redis), under the names
-// the rest of the module uses.
-use hblock_core::{args, lease, owner, queue, schedule};
-use record::LOCK_TYPE;
+use datatype::LOCK_TYPE;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, RedisString, Status};
 
@@ -69,6 +72,7 @@ type Allocator = std::alloc::System;
 const ALLOCATOR: Allocator = std::alloc::System;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    blocking::set_timer_handler(events::timer::on_timer);
     let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
     match config::parse_module_args(&args) {
         Ok(parsed) => config::apply(&parsed),
@@ -77,19 +81,19 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             return Status::Err;
         }
     }
-    if let Err(name) = command_info::register(ctx.ctx) {
+    if let Err(name) = spec::register(ctx.ctx, &SPECS) {
         ctx.log_warning(&format!("hblock: could not set command info of {name:?}"));
         return Status::Err;
     }
-    if !blocking::subscribe(ctx.ctx) {
+    if !events::keyspace::subscribe(ctx.ctx) || !events::server::subscribe(ctx.ctx) {
         ctx.log_warning("hblock: could not subscribe to keyspace and server events");
         return Status::Err;
     }
-    if !binding::subscribe(ctx.ctx) {
+    if !events::clients::subscribe(ctx.ctx) {
         ctx.log_warning("hblock: could not subscribe to client disconnections");
         return Status::Err;
     }
-    if !filter::register(ctx.ctx) {
+    if !events::filter::register(ctx.ctx) {
         ctx.log_warning("hblock: could not register its command filter");
         return Status::Err;
     }
@@ -97,39 +101,62 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     propagation::init(ctx);
     eviction::warn_if_locks_evictable(ctx);
     // Replaces the crate's default (empty) INFO section with our counters.
-    ffi::register_info(ctx.ctx, stats::info_callback);
+    ffi::register_info(ctx.ctx, events::info::info_callback);
     Status::Ok
 }
 
-redis_module! {
-    name: "hblock",
-    version: 1,
-    allocator: (Allocator, ALLOCATOR),
-    data_types: [LOCK_TYPE],
-    init: init,
-    commands: [
-        // Names and flags come from each command's SPEC (src/commands/*.rs).
-        [commands::acquire::SPEC.name.to_str().unwrap_or_default(), commands::acquire::run, commands::acquire::SPEC.flags, 1, 1, 1, ""],
-        [commands::beat::SPEC.name.to_str().unwrap_or_default(), commands::beat::run, commands::beat::SPEC.flags, 1, 1, 1, ""],
-        [commands::release::SPEC.name.to_str().unwrap_or_default(), commands::release::run, commands::release::SPEC.flags, 1, 1, 1, ""],
-        [commands::info::SPEC.name.to_str().unwrap_or_default(), commands::info::run, commands::info::SPEC.flags, 1, 1, 1, ""],
-        [commands::apply::SPEC.name.to_str().unwrap_or_default(), commands::apply::run, commands::apply::SPEC.flags, 1, 1, 1, ""],
-        [commands::check::SPEC.name.to_str().unwrap_or_default(), commands::check::run, commands::check::SPEC.flags, 1, 1, 1, ""],
-        [commands::fenced::SPEC.name.to_str().unwrap_or_default(), commands::fenced::run, commands::fenced::SPEC.flags, 1, 1, 1, ""],
-        [commands::floor::SPEC.name.to_str().unwrap_or_default(), commands::floor::run, commands::floor::SPEC.flags, 0, 0, 0, ""],
-        [commands::watch::SPEC.name.to_str().unwrap_or_default(), commands::watch::run, commands::watch::SPEC.flags, 1, 1, 1, ""],
-    ],
-    configurations: [
-        i64: [
-            ["interval", &config::INTERVAL, config::INTERVAL_DEFAULT, config::CONFIGS[0].min, config::CONFIGS[0].max, ConfigurationFlags::DEFAULT, None],
-            ["misses", &config::MISSES, config::MISSES_DEFAULT, config::CONFIGS[1].min, config::CONFIGS[1].max, ConfigurationFlags::DEFAULT, None],
-            ["failover-delay", &config::FAILOVER_DELAY, config::FAILOVER_DELAY_DEFAULT, config::CONFIGS[2].min, config::CONFIGS[2].max, ConfigurationFlags::DEFAULT, None],
-        ],
-        string: [],
-        bool: [],
-        enum: [],
-        // Checked by config::parse_module_args in init: unknown names, missing
-        // values and out-of-range numbers refuse the load.
-        module_args_as_configuration: false,
-    ]
+/// The registration table: each command's module, in registration order,
+/// written once. It expands to [`SPECS`] (COMMAND
+/// INFO/DOCS, spec.rs) and to the `redis_module!` table (name, handler,
+/// flags and key positions, all read from each command's `SPEC`).
+macro_rules! hblock_module {
+    ($($($command:ident)::+),* $(,)?) => {
+        /// Every command's spec, in registration order.
+        const SPECS: [&spec::Spec; [$(stringify!($($command)::+)),*].len()] =
+            [$(&$($command)::+::SPEC),*];
+
+        redis_module! {
+            name: "hblock",
+            version: 1,
+            allocator: (Allocator, ALLOCATOR),
+            data_types: [LOCK_TYPE],
+            init: init,
+            commands: [
+                $([
+                    $($command)::+::SPEC.name.to_str().unwrap_or_default(),
+                    $($command)::+::run,
+                    $($command)::+::SPEC.flags,
+                    $($command)::+::SPEC.first_key(),
+                    $($command)::+::SPEC.first_key(),
+                    $($command)::+::SPEC.first_key(),
+                    ""
+                ],)*
+            ],
+            configurations: [
+                i64: [
+                    [config::INTERVAL_CONFIG.name, &config::INTERVAL, config::INTERVAL_CONFIG.default, config::INTERVAL_CONFIG.min, config::INTERVAL_CONFIG.max, ConfigurationFlags::DEFAULT, None],
+                    [config::MISSES_CONFIG.name, &config::MISSES, config::MISSES_CONFIG.default, config::MISSES_CONFIG.min, config::MISSES_CONFIG.max, ConfigurationFlags::DEFAULT, None],
+                    [config::FAILOVER_DELAY_CONFIG.name, &config::FAILOVER_DELAY, config::FAILOVER_DELAY_CONFIG.default, config::FAILOVER_DELAY_CONFIG.min, config::FAILOVER_DELAY_CONFIG.max, ConfigurationFlags::DEFAULT, None],
+                ],
+                string: [],
+                bool: [],
+                enum: [],
+                // Checked by config::parse_module_args in init: unknown names, missing
+                // values and out-of-range numbers refuse the load.
+                module_args_as_configuration: false,
+            ]
+        }
+    };
 }
+
+hblock_module![
+    commands::acquire,
+    commands::beat,
+    commands::release,
+    commands::info,
+    commands::apply,
+    commands::check,
+    commands::fenced,
+    commands::floor,
+    commands::watch,
+];

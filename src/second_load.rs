@@ -3,23 +3,23 @@
 //! the new copy, and Redis logs only "initialization failed". The copy that is
 //! loaded sees the `MODULE LOAD` command go by and logs the reason first.
 
-use crate::{ffi, filter};
-use redis_module::raw;
+use crate::datatype::TYPE_NAME;
+use crate::ffi;
 
 /// Files larger than this are not read to see whether they are hblock.
 const MAX_MODULE_FILE: u64 = 256 << 20;
 
-/// The type name every hblock build carries (record.rs).
-const MARKER: &[u8] = b"hblock-lk";
+/// The type name every hblock build carries.
+const MARKER: &[u8] = TYPE_NAME.as_bytes();
 
-pub fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx, name: &[u8]) {
-    if filter::arg_count(fctx) < 3
+pub fn on_command(fctx: ffi::FilterCtx, name: &[u8]) {
+    if ffi::filter_arg_count(fctx) < 3
         || !name.eq_ignore_ascii_case(b"module")
-        || !filter::arg(fctx, 1).eq_ignore_ascii_case(b"load")
+        || !ffi::filter_arg(fctx, 1).eq_ignore_ascii_case(b"load")
     {
         return;
     }
-    let path = filter::arg(fctx, 2);
+    let path = ffi::filter_arg(fctx, 2);
     if is_hblock(path) {
         warn(&format!(
             "hblock is already loaded, so MODULE LOAD of {} fails: a module name \

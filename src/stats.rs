@@ -1,7 +1,7 @@
-//! The `INFO hblock` section: counters since the module was loaded.
+//! The counters of the `INFO hblock` section, since the module was loaded
+//! (events/info.rs writes the section).
 
-use redis_module::raw;
-use std::ffi::{c_int, CStr};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub static ACQUIRED: AtomicU64 = AtomicU64::new(0);
@@ -32,7 +32,8 @@ pub fn bump(counter: &AtomicU64) {
     );
 }
 
-const FIELDS: [(&CStr, &AtomicU64); 11] = [
+/// The counters of `INFO hblock`, in its order (events/info.rs).
+pub const FIELDS: [(&CStr, &AtomicU64); 11] = [
     (c"acquired", &ACQUIRED),
     (c"released", &RELEASED),
     (c"expired", &EXPIRED),
@@ -45,16 +46,3 @@ const FIELDS: [(&CStr, &AtomicU64); 11] = [
     (c"failover_delayed", &FAILOVER_DELAYED),
     (c"unbound", &UNBOUND),
 ];
-
-/// Redis prefixes each field with the module name: `hblock_acquired`, ...
-pub extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
-    crate::ffi::info_add_section(ctx);
-    for (name, counter) in FIELDS {
-        crate::ffi::info_add_u64(ctx, name, counter.load(Ordering::Relaxed));
-    }
-    // Promotions (and restarts of a master from its files) seen by this data.
-    crate::ffi::info_add_u64(ctx, c"epoch", crate::tokens::epoch());
-    // The longest any lock may still be held back after a promotion (0: none).
-    let left = crate::tokens::longest_hold_left(crate::ffi::milliseconds());
-    crate::ffi::info_add_u64(ctx, c"failover_delay_left_ms", left.max(0) as u64);
-}

@@ -16,7 +16,7 @@
 //!   master's writes and checks the replica is caught up; the link up until
 //!   the promotion) lost nothing and holds nothing back.
 
-use crate::lease::Lease;
+use hblock_core::lease::Lease;
 use hblock_core::tokens::{failover_delay, Floor};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -159,7 +159,7 @@ pub fn on_command(fctx: crate::ffi::FilterCtx, name: &[u8]) {
     }
     let n = count(fctx);
     let is = |word: &[u8], pos| arg(fctx, pos).eq_ignore_ascii_case(word);
-    let now = crate::ffi::milliseconds();
+    let now = crate::ffi::now_ms();
     if psync && n >= 4 && is(b"failover", n - 1) {
         VERIFIED_PSYNC_AT.store(now, Ordering::Relaxed);
     } else if !psync && n == 2 && is(b"failover", 1) {

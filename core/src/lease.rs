@@ -233,6 +233,17 @@ impl Lease {
         }
     }
 
+    /// The lock's holder at `now`: the token of its live lease, or 0 (free,
+    /// released, expired). HBLOCK.WATCH compares it with what a watcher saw;
+    /// BIND drops a binding whose lease is no longer the holder.
+    pub fn holder(&self, now: i64) -> u64 {
+        if self.state(now) == State::Held {
+            self.token
+        } else {
+            0
+        }
+    }
+
     /// Whole intervals since the last beat (0 when free). A clock that went
     /// backwards counts as no time passed.
     pub fn missed(&self, now: i64) -> u64 {

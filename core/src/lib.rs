@@ -5,6 +5,7 @@
 //! - `lease`: the lease state machine (acquire, beat, release, expiry).
 //! - `owner`: the binary-safe owner, stored inline when short.
 //! - `queue`: the FIFO wait queues, per lock.
+//! - `record`: a record's fields and their encodings (RDB, AOF, APPLY).
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
 //! - `checks`: the lease deadlines, packed per millisecond.
 //! - `bind`: leases bound to connections (BIND), due releases.
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod owner;
 pub mod proto;
 pub mod queue;
+pub mod record;
 pub mod schedule;
 pub mod tokens;
 pub mod varint;

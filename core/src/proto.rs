@@ -1,6 +1,6 @@
 //! What the module answers and the clients read, named once: INFO's field
 //! names in reply order, and the error prefix of a caller that does not hold
-//! the lease. The module (src/commands/info.rs, src/error.rs) and the client
+//! the lease. The module (src/view.rs, src/error.rs) and the client
 //! crate (client/src/commands.rs, client/src/error.rs) both use these.
 
 /// HBLOCK.INFO's integer fields, in reply order (after `state` and `owner`).

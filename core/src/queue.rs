@@ -1,5 +1,6 @@
 //! The wait queues: clients blocked in `HBLOCK.ACQUIRE ... WAIT`, per lock, in
-//! arrival order. Pure data; the Redis glue in `blocking/waiters.rs` owns the handles.
+//! arrival order. Pure data; the module's wait state (src/blocking.rs)
+//! holds them, its waiters (src/waiters.rs) own the handles.
 //!
 //! Removing a waiter from the middle (timeout, disconnect) is O(1): it leaves a
 //! tombstone in its lock's queue that `head` skips, and a per-lock live count

@@ -1,7 +1,7 @@
 //! What must happen at a given time: a lease's deadline (check it, publish its
 //! expiry, hand the lock to the next waiter) or the end of a waiter's WAIT.
 //! Pure data with the clock passed in; one module timer armed at `next_due`
-//! drives it (see `blocking/timer.rs`).
+//! drives it (src/blocking.rs arms it, src/events/timer.rs handles it).
 //!
 //! The lock record remembers when its check is scheduled (`Lease::check_at`),
 //! so no per-lock map is needed: beats move deadlines later without touching

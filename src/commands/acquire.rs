@@ -8,14 +8,14 @@
 //! connection: it is released when that connection closes and no re-bind
 //! comes within the grace (binding.rs).
 
-use super::{byte_args, commit, grant_new_key, lock_at, now_ms, refuse_on_replica};
-use crate::args;
-use crate::blocking;
-use crate::command_info::{Kind, Spec, KEY, OWNER, RW_UPDATE};
-use crate::config;
+use super::common::{byte_args, can_block, refuse_on_replica};
 use crate::error::Error;
-use crate::lease::{Acquired, State};
-use crate::{binding, stats, tokens};
+use crate::spec::{Kind, Spec, KEY, OWNER, RW_UPDATE};
+use crate::waiters::{self, Wait};
+use crate::{binding, blocking, config, ffi, stats, store, tokens};
+use hblock_core::args;
+use hblock_core::lease::{Acquired, State, Terms};
+use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -46,26 +46,18 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let opts = args::acquire_options(&byte_args(options)).map_err(Error::from)?;
     let requested = (opts.interval_ms, opts.misses);
     let defaults = config::default_terms();
-    let now = now_ms();
+    let now = ffi::now_ms();
 
-    let handle = ctx.open_key_writable(key);
-    // BIND: the connection and grace, checked before anything changes.
+    let handle = store::open(ctx, key);
     let bind = match opts.bind_ms {
         None => None,
-        Some(grace) => {
-            let terms = match lock_at(&handle)? {
-                Some(lease) => lease.terms_after_acquire(owner, requested, defaults, now),
-                None => crate::lease::Terms::resolve(requested, defaults),
-            };
-            let grace = args::bind_fits(grace, terms.lease_ms() as u64).map_err(Error::from)?;
-            Some((binding::caller(ctx)?, grace))
-        }
+        Some(grace) => Some(bind_request(ctx, &handle, (owner, requested), grace, now)?),
     };
     // Those already waiting go first: if the lock is available, the head of
     // the queue gets it now.
     let waiting = blocking::waiting_lock(ctx, key);
     if let Some(lock) = &waiting {
-        blocking::serve(ctx, key, &handle, lock, now)?;
+        waiters::serve(ctx, key, &handle, lock, now)?;
     }
     let queue_ahead = waiting.is_some() && blocking::waiting_lock(ctx, key).is_some();
 
@@ -76,8 +68,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         now,
         queue_ahead,
     };
-    let got = grant_or_renew(ctx, key, &handle, &call)?;
-    Ok(match got {
+    Ok(match grant_or_renew(ctx, key, &handle, &call)? {
         Acquired::Token(token) => {
             if let Some((client, grace)) = bind {
                 binding::bind(blocking::lock_id(ctx, key), client, token, grace);
@@ -85,19 +76,19 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             RedisValue::Integer(token as i64)
         }
         Acquired::Busy => match opts.wait_ms {
-            Some(wait_ms) if blocking::can_block(ctx) => {
+            Some(wait_ms) if can_block(ctx) => {
                 let lock = waiting.unwrap_or_else(|| blocking::lock_id(ctx, key));
                 // Whatever happened to the key before (RENAME, RESTORE), the
                 // lease this client waits for is looked at by its deadline.
-                if let Some(lease) = lock_at(&handle)? {
-                    blocking::watch_lease(ctx.ctx, || lock.clone(), lease);
+                if let Some(lease) = store::lock_at(&handle)? {
+                    blocking::schedule_lease_check(ctx.ctx, || lock.clone(), lease);
                 }
-                let wait = blocking::Wait {
+                let wait = Wait {
                     terms: requested,
                     wait_ms,
                     bind,
                 };
-                blocking::block(ctx, lock, owner, wait, now)
+                waiters::block(ctx, lock, owner, wait, now)
             }
             // Inside MULTI or Lua, WAIT is ignored: answer at once.
             _ => RedisValue::Null,
@@ -105,12 +96,30 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     })
 }
 
+/// BIND's connection and grace, checked against the terms the lease will
+/// have before anything changes.
+fn bind_request(
+    ctx: &Context,
+    handle: &RedisKeyWritable,
+    (owner, requested): (&[u8], (Option<u32>, Option<u16>)),
+    grace: Option<u64>,
+    now: i64,
+) -> Result<(u64, u64), Error> {
+    let defaults = config::default_terms();
+    let terms = match store::lock_at(handle)? {
+        Some(lease) => lease.terms_after_acquire(owner, requested, defaults, now),
+        None => Terms::resolve(requested, defaults),
+    };
+    let grace = args::bind_fits(grace, terms.lease_ms() as u64).map_err(Error::from)?;
+    Ok((binding::caller(ctx)?, grace))
+}
+
 /// One ACQUIRE once parsed: who asks, for which terms, when, and whether
 /// clients already wait for the lock.
 struct Call<'a> {
     owner: &'a [u8],
     requested: (Option<u32>, Option<u16>),
-    defaults: crate::lease::Terms,
+    defaults: Terms,
     now: i64,
     queue_ahead: bool,
 }
@@ -121,7 +130,7 @@ struct Call<'a> {
 fn grant_or_renew(
     ctx: &Context,
     key: &RedisString,
-    handle: &redis_module::key::RedisKeyWritable,
+    handle: &RedisKeyWritable,
     call: &Call,
 ) -> Result<Acquired, Error> {
     let Call {
@@ -131,7 +140,7 @@ fn grant_or_renew(
         now,
         queue_ahead,
     } = *call;
-    Ok(match lock_at(handle)? {
+    Ok(match store::lock_at(handle)? {
         Some(lease) => {
             let held = lease.state(now) == State::Held;
             let holder_renews = held && lease.owner.as_bytes() == owner;
@@ -142,7 +151,7 @@ fn grant_or_renew(
                 Acquired::Busy
             } else {
                 let (got, fx) = lease.acquire(owner, requested, defaults, now, tokens::floor())?;
-                commit(ctx, key, lease, fx);
+                store::commit(ctx, key, lease, fx, now);
                 got
             }
         }
@@ -151,6 +160,6 @@ fn grant_or_renew(
             stats::bump(&stats::FAILOVER_DELAYED);
             Acquired::Busy
         }
-        None => Acquired::Token(grant_new_key(ctx, key, handle, owner, requested, now)?.token),
+        None => Acquired::Token(store::grant_first(ctx, key, handle, owner, requested, now)?.token),
     })
 }

@@ -7,12 +7,12 @@
 //! It sets the record to exactly these values. Any other caller is refused, or
 //! any client could forge lock records (7.0 has no "internal command" flag).
 
-use super::{byte_args, create_lock, lock_at, signal_modified};
-use crate::blocking;
-use crate::command_info::{Kind, Spec, KEY, OWNER, TOKEN};
+use super::common::{byte_args, from_master};
 use crate::error::Error;
-use crate::record::Fields;
-use redis_module::{raw, Context, ContextFlags, RedisResult, RedisString, RedisValue};
+use crate::spec::{Kind, Spec, KEY, OWNER, TOKEN};
+use crate::store;
+use hblock_core::record::{Fields, NUMBERS};
+use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
 pub const SPEC: Spec = Spec {
@@ -38,10 +38,7 @@ pub const SPEC: Spec = Spec {
 };
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if !ctx
-        .get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
-    {
+    if !from_master(ctx) {
         return Err(Error::InternalOnly(c"HBLOCK.APPLY").into());
     }
     let [_, key, fields @ ..] = args.as_slice() else {
@@ -50,12 +47,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let fields = byte_args(fields);
     let parsed = match fields.as_slice() {
         [record] => Fields::from_compact(record),
-        _ if fields.len() == crate::record::NUMBERS.len() + 1 => Fields::from_args(&fields),
+        _ if fields.len() == NUMBERS.len() + 1 => Fields::from_args(&fields),
         _ => return Err(Error::Arity.into()),
     };
     let lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;
-    let handle = ctx.open_key_writable(key);
-    let record = match lock_at(&handle)? {
+    let handle = store::open(ctx, key);
+    let record = match store::lock_at(&handle)? {
         Some(current) => {
             // Keep the local bookkeeping of the record being replaced.
             let check_at = current.check_at;
@@ -63,19 +60,25 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             current.check_at = check_at;
             current
         }
-        None => create_lock(&handle, lease)?,
+        None => store::create_lock(&handle, lease)?,
     };
-    signal_modified(ctx, key);
-    // Module commands propagate themselves: on a replica this puts the record
-    // in its own AOF and counts it toward its save points (sub-replicas get
-    // the master's stream as it is). Nothing is propagated while loading.
-    ctx.replicate_verbatim();
-    // Watched here too, so a promoted replica takes over expired leases.
-    crate::tokens::observe(record);
-    if crate::watch::any() {
-        let holder = super::info::holder(Some(record), super::now_ms());
-        crate::watch::notify(&blocking::lock_id(ctx, key), holder);
-    }
-    blocking::watch_lease(ctx.ctx, || blocking::lock_id(ctx, key), record);
+    // Module commands propagate themselves: see commit_applied.
+    store::commit_applied(ctx, key, record);
     Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn apply_docs_name_the_record_fields_in_order() {
+        let names: Vec<&str> = super::SPEC
+            .args
+            .iter()
+            .skip(1)
+            .filter_map(|(name, _, _)| name.to_str().ok())
+            .collect();
+        let mut want: Vec<&str> = super::NUMBERS.to_vec();
+        want.insert(1, "owner");
+        assert_eq!(names, want);
+    }
 }

@@ -2,11 +2,11 @@
 //!
 //! The holder's heartbeat. Reply: the lease's beat count, or `NOTHELD <why>`.
 
-use super::on_holder;
-use crate::command_info::{holder_spec, Spec};
+use super::common::apply_to_lease;
 use crate::error::Error;
-use crate::lease::{Lease, NotHeld};
+use crate::spec::{holder_spec, Spec};
 use crate::stats;
+use hblock_core::lease::{Lease, NotHeld};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -16,11 +16,11 @@ pub const SPEC: Spec = holder_spec(
 );
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let call = on_holder(ctx, &args, Lease::beat)?;
+    let call = apply_to_lease(ctx, &args, Lease::beat)?;
     let result = call.outcome.unwrap_or(Err(NotHeld::NoSuchLock));
     // A lease this call found expired goes to the next waiter now.
     if result == Err(NotHeld::Expired) {
-        call.serve_waiter(ctx)?;
+        call.serve_next_waiter(ctx)?;
     }
     match result {
         Ok(beats) => {

@@ -19,11 +19,10 @@
 //! - Refused with ERR: unknown commands, blocking ones, MULTI/EXEC/WATCH and
 //!   whatever scripts may not call, and `HBLOCK.*`.
 
-use super::check::holds;
-use super::refuse_on_replica;
-use crate::command_info::{Kind, Spec, KEY, OWNER, TOKEN};
+use super::common::{owner_and_token, refuse_on_replica};
 use crate::error::Error;
-use crate::ffi;
+use crate::spec::{Kind, Spec, KEY, OWNER, TOKEN};
+use crate::{ffi, view};
 use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -309,11 +308,10 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;
-    let owner = crate::args::owner(owner.as_slice()).map_err(Error::from)?;
-    let token = crate::args::token(token.as_slice()).map_err(Error::from)?;
+    let (owner, token) = owner_and_token(owner, token)?;
     let name = command.as_slice();
     let (cname, deny_oom) = wrappable(ctx, name).map_err(|v| refusal(name, v))?;
-    holds(ctx, key, owner, token)?;
+    view::holds(ctx, key, owner, token)?;
     let denied = |text: &[u8]| acl_denial(text).map(|what| noperm(what, name));
     let flags = if deny_oom {
         CALL_FLAGS_DENY_OOM

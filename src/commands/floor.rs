@@ -17,10 +17,12 @@
 //! command (ACL `@admin @dangerous`); replicated as itself, so replicas and
 //! the AOF recompute it from the same records.
 
-use super::refuse_on_replica;
-use crate::command_info::{Kind, Spec};
+use super::common::{from_master, refuse_on_replica};
 use crate::error::Error;
-use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
+use crate::spec::{Kind, Spec};
+use crate::{arrival, datatype, ffi, tokens};
+use hblock_core::args;
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
 pub const SPEC: Spec = Spec {
@@ -35,17 +37,15 @@ pub const SPEC: Spec = Spec {
 };
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let from_master = ctx
-        .get_flags()
-        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    let from_master_link = from_master(ctx);
     if let [_, ends, key] = args.as_slice() {
-        if !from_master {
+        if !from_master_link {
             return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
         }
         if !ends.as_slice().eq_ignore_ascii_case(b"ends") {
-            return Err(Error::Invalid(hblock_core::args::Invalid::Syntax).into());
+            return Err(Error::Invalid(args::Invalid::Syntax).into());
         }
-        crate::arrival::told_ends(key.as_slice());
+        arrival::told_ends(key.as_slice());
         ctx.replicate_verbatim();
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }
@@ -53,26 +53,26 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     if arg.as_slice().eq_ignore_ascii_case(b"reset") {
-        if !from_master {
+        if !from_master_link {
             refuse_on_replica(ctx)?;
             // Redis 7.0 puts module commands in no ACL category, so
             // `-@admin` cannot take this one away: ask for CONFIG's rights.
-            if !crate::ffi::caller_may_configure(ctx.ctx, c"hblock.failover-delay") {
+            if !ffi::caller_may_configure(ctx.ctx, c"hblock.failover-delay") {
                 return Err(Error::OperatorOnly.into());
             }
         }
-        let highest = crate::arrival::highest_token(ctx.ctx);
-        let floor = crate::tokens::reset_floor(highest);
+        let highest = datatype::highest_token(ctx.ctx);
+        let floor = tokens::reset_floor(highest);
         ctx.replicate_verbatim();
         return Ok(RedisValue::Integer(
             i64::try_from(floor).unwrap_or(i64::MAX),
         ));
     }
-    if !from_master {
+    if !from_master_link {
         return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
     }
-    let token = crate::args::token(arg.as_slice()).map_err(Error::from)?;
-    crate::tokens::observe_token(token);
+    let token = args::token(arg.as_slice()).map_err(Error::from)?;
+    tokens::observe_token(token);
     // As APPLY: into this server's own AOF and sub-replicas' backlog.
     ctx.replicate_verbatim();
     Ok(RedisValue::SimpleStringStatic("OK"))

@@ -4,9 +4,9 @@
 //! stays, free, keeping its token so the next lease gets token + 1; the first
 //! client waiting in ACQUIRE gets it at once.
 
-use super::on_holder;
-use crate::command_info::{holder_spec, Spec};
-use crate::lease::Lease;
+use super::common::apply_to_lease;
+use crate::spec::{holder_spec, Spec};
+use hblock_core::lease::Lease;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -16,8 +16,8 @@ pub const SPEC: Spec = holder_spec(
 );
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let call = on_holder(ctx, &args, Lease::release)?;
-    call.serve_waiter(ctx)?;
+    let call = apply_to_lease(ctx, &args, Lease::release)?;
+    call.serve_next_waiter(ctx)?;
     Ok(RedisValue::Integer(i64::from(
         call.outcome.unwrap_or(false),
     )))

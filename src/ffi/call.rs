@@ -2,7 +2,7 @@
 //! ACL, COMMAND GETKEYS and cluster routing) and RM_Call with its reply
 //! passed through unchanged.
 
-use super::Ctx;
+use super::base::Ctx;
 use redis_module::{raw, RedisString};
 use std::ffi::{c_int, CStr};
 
@@ -134,7 +134,7 @@ pub fn call_passing_reply(
         }
         let better = error_text(reply).and_then(&rewrite);
         match better {
-            Some(text) => super::reply_error(ctx, &text),
+            Some(text) => super::reply::reply_error(ctx, &text),
             None => {
                 reply_with(ctx, reply);
             }

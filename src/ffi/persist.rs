@@ -1,7 +1,7 @@
 //! The token floor's own persistence: one unsigned number in the RDB's
 //! module aux data, and `HBLOCK.FLOOR n` in the replication stream and AOF.
 
-use super::Ctx;
+use super::base::Ctx;
 use redis_module::raw;
 use std::ffi::c_longlong;
 

@@ -346,3 +346,13 @@ fn terms_after_acquire_keep_the_holders_and_default_the_rest() {
         defaults
     );
 }
+
+#[test]
+fn the_holder_is_the_token_of_the_live_lease_else_zero() {
+    let mut lease = held_by(b"a", 100);
+    assert_eq!(lease.holder(3099), 1);
+    assert_eq!(lease.holder(3100), 0, "expired by the clock");
+    let (released, _) = lease.release(b"a", 1, 200);
+    assert!(released);
+    assert_eq!(lease.holder(200), 0, "released");
+}

@@ -1,7 +1,8 @@
 //! Command metadata for COMMAND INFO / COMMAND DOCS / COMMAND GETKEYS: arity,
 //! the key spec (key at position 1) and the arguments with a summary. The
-//! data lives in each command's `SPEC` (src/commands/*.rs); this file holds
-//! the types and turns a spec into Redis's structures.
+//! data lives in each command's `SPEC` (src/commands/*.rs), listed once in
+//! lib.rs's registration table; this file holds the types and turns a spec
+//! into Redis's structures.
 //!
 //! Set through `RedisModule_SetCommandInfo` after registration, because the
 //! crate's `#[command]` macro needs Redis 7.2. Redis copies everything it is
@@ -24,8 +25,8 @@ pub enum Kind {
 pub type Arg = (&'static CStr, Kind, Option<&'static CStr>);
 
 /// Everything Redis is told about one command. Each `src/commands/<cmd>.rs`
-/// exports its `SPEC`; registration (lib.rs) and COMMAND INFO/DOCS (here)
-/// read the same one.
+/// exports its `SPEC`; registration (lib.rs) and COMMAND INFO/DOCS
+/// ([`register`]) read the same one.
 pub struct Spec {
     pub name: &'static CStr,
     /// Command flags for RedisModule_CreateCommand.
@@ -41,6 +42,18 @@ pub struct Spec {
     /// key spec, so Redis asks the command (getkeys-api).
     pub wraps: bool,
     pub args: &'static [Arg],
+}
+
+impl Spec {
+    /// The first (and last) key's position for RedisModule_CreateCommand:
+    /// 1, or 0 for a command without a key (HBLOCK.FLOOR).
+    pub const fn first_key(&self) -> c_int {
+        if self.key_flags == 0 {
+            0
+        } else {
+            1
+        }
+    }
 }
 
 pub const KEY: Arg = (c"key", Kind::Key, None);
@@ -150,16 +163,16 @@ fn key_specs(doc: &Spec) -> Vec<raw::RedisModuleCommandKeySpec> {
     specs
 }
 
-/// Sets arity, key specs and docs of every command. Returns the name of the
-/// first command Redis refused, if any.
-pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
+/// Sets arity, key specs and docs of every command in `specs` (registered
+/// just before). Returns the name of the first command Redis refused, if any.
+pub fn register(ctx: *mut raw::RedisModuleCtx, specs: &[&Spec]) -> Result<(), &'static CStr> {
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
         sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
         sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
     };
-    for doc in crate::commands::SPECS {
+    for doc in specs {
         let mut specs = key_specs(doc);
         let mut args: Vec<raw::RedisModuleCommandArg> = doc.args.iter().map(arg_struct).collect();
         args.push(end_of_args());
@@ -179,21 +192,4 @@ pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static CStr> {
         }
     }
     Ok(())
-}
-
-/// HBLOCK.APPLY's documented argument names after the key (for the test that
-/// keeps them equal to the record's fields, `record::NUMBERS`).
-#[cfg(test)]
-pub fn apply_arg_names() -> Vec<&'static str> {
-    crate::commands::SPECS
-        .iter()
-        .find(|doc| doc.name == c"hblock.apply")
-        .map(|doc| {
-            doc.args
-                .iter()
-                .skip(1)
-                .filter_map(|(name, _, _)| name.to_str().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -1,18 +1,20 @@
-//! Blocked clients: blocking an ACQUIRE, granting the head of a queue,
-//! replying, and leaving the queue (timeout, CLIENT UNBLOCK, disconnect).
+//! Blocked ACQUIREs: blocking one, granting the head of a queue, replying,
+//! and leaving the queue (WAIT's end, CLIENT UNBLOCK, disconnect). A waiter
+//! is a client blocked with `RedisModule_BlockClient` (no Redis timeout) and
+//! queued per lock in the wait state (blocking.rs). It is granted from
+//! inside the command or timer run that frees the lock, so the record is
+//! already its own before any other client runs; the reply follows when
+//! Redis unblocks it.
 
-use super::{arm, lock_id, update_waiting_stat, with};
-use crate::commands::{commit, grant_new_key, lock_at};
-use crate::config;
+use crate::blocking::{arm, update_waiting_stat, with_wait_state};
 use crate::error::Error;
-use crate::ffi;
 use crate::handoff::{self, Grant, Handle};
-use crate::lease::{Acquired, State};
-use crate::queue::{LockId, WaiterId};
-use crate::schedule::Due;
-use crate::stats;
+use crate::{binding, config, eviction, ffi, stats, store, tokens};
+use hblock_core::lease::{Acquired, State};
+use hblock_core::queue::{LockId, WaiterId};
+use hblock_core::schedule::Due;
 use redis_module::key::RedisKeyWritable;
-use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
+use redis_module::{raw, Context, RedisString, RedisValue};
 use std::ffi::{c_int, c_void};
 
 /// What a waiter is told when it leaves the queue.
@@ -20,28 +22,6 @@ enum Outcome {
     Token(i64),
     Nil,
     Error(String),
-}
-
-/// The lock's id when clients wait on it (cheap when nobody waits anywhere).
-pub fn waiting_lock(ctx: &Context, key: &RedisString) -> Option<LockId> {
-    if with(|s| s.queues.is_empty()).unwrap_or(true) {
-        return None;
-    }
-    let lock = lock_id(ctx, key);
-    with(|s| s.queues.has_waiters(&lock))
-        .unwrap_or(false)
-        .then_some(lock)
-}
-
-/// Clients waiting on this key (HBLOCK.INFO `waiters`).
-pub fn waiters(ctx: &Context, key: &RedisString) -> usize {
-    waiting_lock(ctx, key).map_or(0, |lock| with(|s| s.queues.len(&lock)).unwrap_or(0))
-}
-
-/// Whether this call may block: not inside MULTI, Lua or another module's call.
-pub fn can_block(ctx: &Context) -> bool {
-    !ctx.get_flags()
-        .intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING)
 }
 
 /// How a blocked ACQUIRE waits: the terms it asked for, its WAIT (0: no
@@ -72,7 +52,7 @@ pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) ->
     };
     handoff::blocked(ctx.ctx, bc as Handle);
     let deadline = (wait_ms > 0).then(|| now.saturating_add(wait_ms as i64));
-    let queued = with(|s| {
+    let queued = with_wait_state(|s| {
         let id = s.queues.push(lock, owner, terms, deadline, bc as Handle);
         if let Some(deadline) = deadline {
             let slot = s.schedule.wait_end(id, deadline);
@@ -100,7 +80,7 @@ pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) ->
 
 /// Takes a waiter out of its queue and unblocks it with `outcome`.
 fn finish_waiter(id: WaiterId, outcome: Outcome) {
-    let waiter = with(|s| {
+    let waiter = with_wait_state(|s| {
         let waiter = s.queues.remove(id)?;
         if let Some(slot) = s.wait_slots.remove(&id) {
             s.schedule.cancel_wait(slot);
@@ -114,7 +94,7 @@ fn finish_waiter(id: WaiterId, outcome: Outcome) {
     let handle = waiter.handle;
     if let Outcome::Token(token) = outcome {
         if let Some((client, grace)) = bind {
-            crate::binding::bind(waiter.lock.clone(), client, token as u64, grace);
+            binding::bind(waiter.lock.clone(), client, token as u64, grace);
         }
         let grant = Grant {
             lock: waiter.lock,
@@ -140,7 +120,7 @@ pub fn serve(
     now: i64,
 ) -> Result<(), Error> {
     loop {
-        let head = with(|s| {
+        let head = with_wait_state(|s| {
             s.queues
                 .head(lock)
                 .map(|w| (w.id, w.timed_out(now), w.owner.clone(), w.terms))
@@ -155,33 +135,7 @@ pub fn serve(
             stats::bump(&stats::WAIT_TIMEOUTS);
             continue;
         }
-        let current = lock_at(handle)?;
-        let granted = match current {
-            Some(lease) if lease.state(now) == State::Held => None,
-            // After a promotion, a lock not held waits for its delay's end.
-            Some(lease) if crate::tokens::hold_left(Some(lease), now) > 0 => None,
-            None if crate::tokens::hold_left(None, now) > 0 => None,
-            // A grant that creates a key follows ACQUIRE's deny-oom.
-            None if crate::eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
-            None => {
-                let lease = grant_new_key(ctx, key, handle, &owner, terms, now)?;
-                Some(Ok(lease.token))
-            }
-            Some(lease) => match lease.acquire(
-                &owner,
-                terms,
-                config::default_terms(),
-                now,
-                crate::tokens::floor(),
-            ) {
-                Ok((Acquired::Token(token), fx)) => {
-                    commit(ctx, key, lease, fx);
-                    Some(Ok(token))
-                }
-                Ok((Acquired::Busy, _)) => None,
-                Err(err) => Some(Err(Error::from(err))),
-            },
-        };
+        let granted = grant(ctx, key, handle, (&owner, terms), now)?;
         match granted {
             None => return Ok(()),
             Some(Ok(token)) => {
@@ -195,18 +149,53 @@ pub fn serve(
     }
 }
 
+/// Grants the lock at `key` to `owner` with `terms` if it is free,
+/// released, expired or gone: the token, or the error to tell that waiter
+/// (who leaves the queue); None when the lock stays busy for now.
+fn grant(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &RedisKeyWritable,
+    (owner, terms): (&[u8], (Option<u32>, Option<u16>)),
+    now: i64,
+) -> Result<Option<Result<u64, Error>>, Error> {
+    Ok(match store::lock_at(handle)? {
+        Some(lease) if lease.state(now) == State::Held => None,
+        // After a promotion, a lock not held waits for its delay's end.
+        Some(lease) if tokens::hold_left(Some(lease), now) > 0 => None,
+        None if tokens::hold_left(None, now) > 0 => None,
+        // A grant that creates a key follows ACQUIRE's deny-oom.
+        None if eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
+        None => {
+            let lease = store::grant_first(ctx, key, handle, owner, terms, now)?;
+            Some(Ok(lease.token))
+        }
+        Some(lease) => {
+            let defaults = config::default_terms();
+            match lease.acquire(owner, terms, defaults, now, tokens::floor()) {
+                Ok((Acquired::Token(token), fx)) => {
+                    store::commit(ctx, key, lease, fx, now);
+                    Some(Ok(token))
+                }
+                Ok((Acquired::Busy, _)) => None,
+                Err(err) => Some(Err(Error::from(err))),
+            }
+        }
+    })
+}
+
 /// Tells every waiter of a lock `message` (the key now holds another type).
-pub(super) fn fail_all(lock: &LockId, message: &str) {
-    let ids = with(|s| s.queues.ids_of(lock)).unwrap_or_default();
+pub fn fail_all(lock: &LockId, message: &str) {
+    let ids = with_wait_state(|s| s.queues.ids_of(lock)).unwrap_or_default();
     for id in ids {
         finish_waiter(id, Outcome::Error(message.to_string()));
     }
 }
 
 /// A WAIT ran out: the waiter, if still waiting, is answered nil.
-pub(super) fn end_wait(due: Due) {
+pub fn end_wait(due: Due) {
     if let Due::WaitEnd(id) = due {
-        if with(|s| s.queues.get(id).is_some()).unwrap_or(false) {
+        if with_wait_state(|s| s.queues.get(id).is_some()).unwrap_or(false) {
             finish_waiter(id, Outcome::Nil);
             stats::bump(&stats::WAIT_TIMEOUTS);
         }
@@ -231,13 +220,9 @@ fn reply_outcome(ctx: *mut raw::RedisModuleCtx) {
     // alive until the free callback runs after this one.
     let outcome = unsafe { ffi::blocked_client_privdata(ctx).cast::<Outcome>().as_ref() };
     match outcome {
-        Some(Outcome::Token(token)) => {
-            raw::reply_with_long_long(ctx, *token);
-        }
+        Some(Outcome::Token(token)) => ffi::reply_integer(ctx, *token),
         Some(Outcome::Error(message)) => ffi::reply_error(ctx, message),
-        Some(Outcome::Nil) | None => {
-            raw::reply_with_null(ctx);
-        }
+        Some(Outcome::Nil) | None => ffi::reply_null(ctx),
     }
 }
 
@@ -256,7 +241,7 @@ extern "C" fn on_client_unblock(
     _argc: c_int,
 ) -> c_int {
     if leave_queue(ffi::blocked_client_handle(ctx)) {
-        raw::reply_with_null(ctx);
+        ffi::reply_null(ctx);
     } else {
         // Already granted (UnblockClient was called): reply what it was given.
         reply_outcome(ctx);
@@ -268,7 +253,7 @@ extern "C" fn on_client_unblock(
 /// queue and frees its handle. False when it had already left the queue
 /// (granted or timed out): its handle was unblocked then, never twice.
 fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
-    let found = with(|s| {
+    let found = with_wait_state(|s| {
         let id = s.queues.find(&(bc as Handle))?;
         if let Some(slot) = s.wait_slots.remove(&id) {
             s.schedule.cancel_wait(slot);

@@ -1,82 +1,13 @@
-//! The lock's Redis data type: RDB save/load, AOF rewrite, DEBUG DIGEST, COPY and
-//! MEMORY USAGE. Also the one flat encoding of a record ([`Fields`]) shared by
-//! RDB, AOF and HBLOCK.APPLY, validated in one place.
+//! The one flat encoding of a lock record ([`Fields`]), shared by the RDB
+//! file, the AOF rewrite and HBLOCK.APPLY, validated in one place
+//! ([`Fields::to_lease`]). The module's data type (src/datatype.rs) and
+//! HBLOCK.APPLY read and write records through it.
 
 use crate::args::parse_i64;
-use crate::ffi;
 use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
+use crate::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use crate::owner::{Owner, MAX_OWNER_LEN};
-use hblock_core::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
-use hblock_core::varint;
-use redis_module::{native_types::RedisType, raw};
-use std::ffi::{c_int, c_void};
-
-/// Calls a varargs Redis API (RM_EmitAOF for the AOF rewrite) as `function(target,
-/// "HBLOCK.APPLY", format, key, <fields>)`: the one place where the format
-/// string and its arguments meet. Format: s = the key, l = long long, b =
-/// buffer and length: the key, the first number (the phase), the owner, then
-/// the other 7 numbers of [`Fields`] in [`NUMBERS`] order. A mismatch makes
-/// Redis read garbage (an AOF test replays it). Use inside `unsafe`: every
-/// argument lives for the call.
-macro_rules! call_with_apply_args {
-    ($function:expr, $target:expr, $key:expr, $fields:expr) => {{
-        let f: &$crate::record::Fields = &$fields;
-        let n = &f.numbers;
-        $function(
-            $target,
-            c"HBLOCK.APPLY".as_ptr(),
-            c"slblllllll".as_ptr(),
-            $key,
-            n[0],
-            f.owner.as_ptr().cast::<std::ffi::c_char>(),
-            f.owner.len(),
-            n[1],
-            n[2],
-            n[3],
-            n[4],
-            n[5],
-            n[6],
-            n[7],
-        )
-    }};
-}
-
-/// Bump when the RDB layout changes, and keep loading the old layouts.
-/// 1: the phase, the owner, then 7 unsigned numbers (9 RDB items);
-/// 2: the compact record (`Fields::compact`) as one string;
-/// 3: its varint numbers, then the owner, as two strings. Each is usually
-///    20 bytes or less, which Redis writes as they are instead of trying LZF
-///    on them (that attempt was ~7% of SAVE, and compressed records cost a
-///    decompression at load).
-const ENCODING_VERSION: c_int = 3;
-
-/// The type name is stored in RDB files: never change it.
-pub static LOCK_TYPE: RedisType = RedisType::new(
-    "hblock-lk",
-    ENCODING_VERSION,
-    raw::RedisModuleTypeMethods {
-        // 5: aux_save2 for 7.2+/Valkey (7.0 reads the fields it knows).
-        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
-        rdb_load: Some(rdb_load),
-        rdb_save: Some(rdb_save),
-        aof_rewrite: Some(aof_rewrite),
-        mem_usage: Some(mem_usage),
-        digest: Some(digest),
-        free: Some(free),
-        aux_load: Some(crate::tokens::aux_load),
-        aux_save: Some(crate::tokens::aux_save),
-        aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
-        free_effort: None,
-        unlink: None,
-        copy: Some(copy),
-        defrag: None,
-        mem_usage2: None,
-        free_effort2: None,
-        unlink2: Some(crate::blocking::on_unlink),
-        copy2: None,
-        aux_save2: Some(crate::tokens::aux_save2),
-    },
-);
+use crate::varint;
 
 /// The record's numbers, in the order of HBLOCK.APPLY's arguments and of the
 /// RDB layout; the owner comes right after the first (the phase). This table
@@ -92,7 +23,8 @@ pub const NUMBERS: [&str; 8] = [
     "last-beat",
     "takeovers",
 ];
-const PHASE: usize = 0;
+/// The phase's place among the numbers (RDB encoding 1 reads it first).
+pub const PHASE: usize = 0;
 const TOKEN: usize = 1;
 const INTERVAL: usize = 2;
 const MISSES: usize = 3;
@@ -196,7 +128,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The arguments after the key, as HBLOCK.APPLY takes them (what the
-    /// replication and AOF format strings produce; used to test `from_args`).
+    /// AOF rewrite's format string produces; used to test `from_args`).
     #[cfg(test)]
     pub fn to_args(self) -> Vec<Vec<u8>> {
         let mut args: Vec<Vec<u8>> = self
@@ -295,144 +227,6 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// The record behind a type callback's value pointer.
-///
-/// # Safety
-/// `value` must be a pointer this module stored with `set_value::<Lease>`.
-unsafe fn lease_ref<'a>(value: *const c_void) -> Option<&'a Lease> {
-    value.cast::<Lease>().as_ref()
-}
-
-extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
-    // SAFETY: Redis passes back the value it got from set_value.
-    let Some(lease) = (unsafe { lease_ref(value) }) else {
-        return;
-    };
-    let record = Fields::of(lease).compact();
-    let (numbers, owner) = record.parts();
-    raw::save_slice(rdb, numbers);
-    raw::save_slice(rdb, owner);
-}
-
-extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    // The crate checks RedisModule_IsIOError after every load: a short read
-    // ends here with nothing built.
-    let load_v1 = || -> Option<Lease> {
-        let mut numbers = [0i64; 8];
-        numbers[PHASE] = raw::load_unsigned(rdb).ok()? as i64;
-        let owner = raw::load_string_buffer(rdb).ok()?;
-        for n in numbers.iter_mut().skip(1) {
-            *n = raw::load_unsigned(rdb).ok()? as i64;
-        }
-        Fields {
-            owner: owner.as_ref(),
-            numbers,
-        }
-        .to_lease()
-    };
-    let load_v2 = || -> Option<Lease> {
-        let record = raw::load_string_buffer(rdb).ok()?;
-        Fields::from_compact(record.as_ref()).and_then(Fields::to_lease)
-    };
-    let load_v3 = || -> Option<Lease> {
-        let numbers = raw::load_string_buffer(rdb).ok()?;
-        let owner = raw::load_string_buffer(rdb).ok()?;
-        let fields = Fields::from_parts(numbers.as_ref())?;
-        if !fields.owner.is_empty() {
-            return None;
-        }
-        Fields {
-            owner: owner.as_ref(),
-            ..fields
-        }
-        .to_lease()
-    };
-    let load = || match encver {
-        1 => load_v1(),
-        2 => load_v2(),
-        3 => load_v3(),
-        _ => None,
-    };
-    // A null pointer makes Redis report the RDB as corrupt.
-    let at = ffi::loading_key(rdb);
-    let admitted = load().and_then(|mut lease| {
-        // A RESTORE payload may be refused, or load with its lease ended.
-        crate::arrival::loaded(&mut lease, at.map(|(key, _)| key)).then_some(lease)
-    });
-    admitted.map_or(std::ptr::null_mut(), |mut lease| {
-        crate::tokens::observe(&lease);
-        if let Some((key, db)) = at {
-            crate::blocking::watch_loaded(key, db, &mut lease);
-        }
-        Box::into_raw(Box::new(lease)).cast()
-    })
-}
-
-extern "C" fn aof_rewrite(
-    aof: *mut raw::RedisModuleIO,
-    key: *mut raw::RedisModuleString,
-    value: *mut c_void,
-) {
-    // SAFETY: Redis passes back the value it got from set_value.
-    let Some(lease) = (unsafe { lease_ref(value) }) else {
-        return;
-    };
-    let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else {
-        return;
-    };
-    // SAFETY: the macro passes one argument per format letter.
-    unsafe {
-        call_with_apply_args!(emit, aof, key, Fields::of(lease));
-    }
-}
-
-/// Bytes this record allocated: the record and, for a long owner, its buffer.
-extern "C" fn mem_usage(value: *const c_void) -> usize {
-    // SAFETY: Redis passes back the value it got from set_value.
-    let Some(lease) = (unsafe { lease_ref(value) }) else {
-        return 0;
-    };
-    let mut total = ffi::malloc_size(value, std::mem::size_of::<Lease>());
-    if let Some(ptr) = lease.owner.heap_ptr() {
-        total += ffi::malloc_size(ptr.cast(), lease.owner.as_bytes().len());
-    }
-    total
-}
-
-extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
-    // SAFETY: Redis passes back the value it got from set_value.
-    let Some(lease) = (unsafe { lease_ref(value) }) else {
-        return;
-    };
-    let f = Fields::of(lease);
-    ffi::digest_add(md, f.owner, &f.numbers);
-}
-
-extern "C" fn copy(
-    _from: *mut raw::RedisModuleString,
-    _to: *mut raw::RedisModuleString,
-    value: *const c_void,
-) -> *mut c_void {
-    // SAFETY: Redis passes back the value it got from set_value.
-    match unsafe { lease_ref(value) } {
-        Some(lease) => {
-            let mut copy = lease.clone();
-            crate::arrival::copied(&mut copy);
-            // The copy's own deadline is watched from the copy_to event.
-            copy.set_scheduled_check(None);
-            Box::into_raw(Box::new(copy)).cast()
-        }
-        None => std::ptr::null_mut(),
-    }
-}
-
-extern "C" fn free(value: *mut c_void) {
-    if !value.is_null() {
-        // SAFETY: the value was made by Box::new(Lease) (set_value, rdb_load, copy).
-        drop(unsafe { Box::from_raw(value.cast::<Lease>()) });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,7 +259,7 @@ mod tests {
     fn compact_round_trip_and_refusals() {
         for owner in [&b"own\0er"[..], &[b'L'; MAX_OWNER_LEN][..]] {
             let mut lease = sample();
-            lease.owner = crate::owner::Owner::new(owner);
+            lease.owner = Owner::new(owner);
             let record = Fields::of(&lease).compact();
             assert!(
                 record.as_bytes().len() < 1 + 64 + owner.len(),
@@ -513,38 +307,30 @@ mod tests {
         let lease = sample();
         let good = Fields::of(&lease);
         let long_owner = [b'x'; MAX_OWNER_LEN + 1];
-        let with = |index: usize, value: i64| {
+        let changed = |index: usize, value: i64| {
             let mut f = good;
             f.numbers[index] = value;
             f
         };
         let bad = [
-            with(PHASE, 3),
-            with(PHASE, -1),
+            changed(PHASE, 3),
+            changed(PHASE, -1),
             Fields { owner: b"", ..good },
             Fields {
                 owner: &long_owner,
                 ..good
             },
-            with(PHASE, 0), // free but with an owner
-            with(INTERVAL, 0),
-            with(MISSES, 10_001),
-            with(TOKEN, 0),
-            with(TOKEN, -5),
-            with(BEATS, -1),
-            with(TAKEOVERS, -1),
+            changed(PHASE, 0), // free but with an owner
+            changed(INTERVAL, 0),
+            changed(MISSES, 10_001),
+            changed(TOKEN, 0),
+            changed(TOKEN, -5),
+            changed(BEATS, -1),
+            changed(TAKEOVERS, -1),
         ];
         for fields in bad {
             assert_eq!(fields.to_lease(), None, "{fields:?}");
         }
         assert!(Fields::from_args(&[b"1"]).is_none());
-    }
-
-    #[test]
-    fn apply_docs_name_the_record_fields_in_order() {
-        let names = crate::command_info::apply_arg_names();
-        let mut want: Vec<&str> = NUMBERS.to_vec();
-        want.insert(1, "owner");
-        assert_eq!(names, want);
     }
 }

@@ -9,35 +9,31 @@
 //! - `tokens`: a command ran, so a master link that went down before it did
 //!   not go down with a promotion (planned promotions, tokens.rs).
 
-use redis_module::raw;
+use crate::{arrival, binding, eviction, ffi, handoff, propagation, second_load, tokens};
 
 /// Registers the filter. Called once from init.
-pub fn register(ctx: *mut raw::RedisModuleCtx) -> bool {
-    crate::ffi::register_command_filter(ctx, on_command)
+pub fn register(ctx: ffi::Ctx) -> bool {
+    ffi::register_command_filter(ctx, on_command)
 }
 
-extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    crate::eviction::on_command();
+extern "C" fn on_command(fctx: ffi::FilterCtx) {
+    eviction::on_command();
     // The name is fetched once, and only the check its first letter can
     // concern runs (a SET pays one argument fetch and one compare).
-    let name = arg(fctx, 0);
-    crate::arrival::on_command(name);
-    crate::tokens::something_ran();
+    let name = ffi::filter_arg(fctx, 0);
+    arrival::on_command(name);
+    tokens::something_ran();
     match name.first().map(u8::to_ascii_lowercase) {
         Some(b'c') => {
-            crate::handoff::on_command(fctx, name);
-            crate::tokens::on_command(fctx, name);
+            handoff::on_command(fctx, name);
+            tokens::on_command(fctx, name);
         }
-        Some(b'e' | b'f') => crate::binding::on_command(fctx, name),
-        Some(b'm') => crate::second_load::on_command(fctx, name),
+        Some(b'e' | b'f') => binding::on_command(fctx, name),
+        Some(b'm') => second_load::on_command(fctx, name),
         Some(b'p' | b's') => {
-            crate::propagation::on_command(name);
-            crate::tokens::on_command(fctx, name);
+            propagation::on_command(name);
+            tokens::on_command(fctx, name);
         }
         _ => {}
     }
 }
-
-pub use crate::ffi::{
-    filter_arg as arg, filter_arg_count as arg_count, filter_replace_arg as replace_arg,
-};

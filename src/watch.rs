@@ -1,11 +1,14 @@
-//! HBLOCK.WATCH's blocked clients: who watches which lock, having seen which
+//! HBLOCK.WATCH's registry: who watches which lock, having seen which
 //! holder, and waking them when the holder changes or their TIMEOUT ends.
+//! Blocking a watcher, its callbacks and its TIMEOUT's timer are the
+//! command's own (commands/watch.rs).
 //!
 //! The holder of a lock is the token of its live lease, or 0 (free,
 //! released, expired, missing, another type). Every change of holder goes
-//! through `notify`: `commit` on the master (grant, release, expiry,
-//! takeover), APPLY on a replica, and the timer for keys deleted, flushed,
-//! overwritten, renamed or evicted and for deadlines a replica's clock sees.
+//! through `notify`: `store::commit` on the master (grant, release, expiry,
+//! takeover), `store::commit_applied` (APPLY on a replica), and the timer
+//! for keys deleted, flushed, overwritten, renamed or evicted and for
+//! deadlines a replica's clock sees.
 //! A woken watcher is answered the lock's INFO reply as it is when Redis
 //! sends the reply; a TIMEOUT answers it unchanged.
 //!
@@ -20,19 +23,17 @@
 //!   disconnect callback) ends it: from that callback.
 //!
 //! Blocked with no Redis timeout: Redis checks its blocked-client timeouts
-//! only every 1000/hz ms, a module timer (`deadline.rs`) is ms-precise.
-
-mod callbacks;
-mod deadline;
+//! only every 1000/hz ms, a module timer (one per watcher with a TIMEOUT)
+//! is ms-precise.
 
 use crate::ffi::{self, BlockedClient, TimerId};
 use crate::handoff::{self, Handle};
-use crate::queue::LockId;
+use hblock_core::queue::LockId;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 /// A watcher's id (also the data of its TIMEOUT's module timer).
-type WatcherId = usize;
+pub type WatcherId = usize;
 
 struct Watcher {
     lock: LockId,
@@ -64,23 +65,23 @@ thread_local! {
     static WATCHERS: RefCell<Watchers> = RefCell::new(Watchers::default());
 }
 
-fn with<R>(f: impl FnOnce(&mut Watchers) -> R) -> Option<R> {
+fn with_watchers<R>(f: impl FnOnce(&mut Watchers) -> R) -> Option<R> {
     WATCHERS.with(|w| w.try_borrow_mut().ok().map(|mut w| f(&mut w)))
 }
 
 /// Whether anyone watches any lock.
 pub fn any() -> bool {
-    with(|w| !w.by_lock.is_empty()).unwrap_or(false)
+    with_watchers(|w| !w.by_lock.is_empty()).unwrap_or(false)
 }
 
 /// Whether anyone watches this lock (cheap when nobody watches anything).
 pub fn is_watched(lock: &LockId) -> bool {
-    with(|w| !w.by_lock.is_empty() && w.by_lock.contains_key(lock)).unwrap_or(false)
+    with_watchers(|w| !w.by_lock.is_empty() && w.by_lock.contains_key(lock)).unwrap_or(false)
 }
 
 /// Watched locks of database `db` (all databases: None).
 pub fn locks_in(db: Option<i32>) -> Vec<LockId> {
-    with(|w| {
+    with_watchers(|w| {
         w.by_lock
             .keys()
             .filter(|l| db.is_none_or(|d| d == l.db))
@@ -90,29 +91,18 @@ pub fn locks_in(db: Option<i32>) -> Vec<LockId> {
     .unwrap_or_default()
 }
 
-/// Blocks the calling client until `lock`'s holder differs from `seen` or
-/// `timeout_ms` pass (0: no limit). False when Redis refused to block.
-pub fn block(ctx: ffi::Ctx, lock: LockId, seen: u64, timeout_ms: u64) -> bool {
-    // No private data: Redis would make a module context per woken client
-    // just to free it. The callbacks find the watcher by its handle. No
-    // Redis timeout: the module timer ends TIMEOUT (the timeout callback
-    // is then called for CLIENT UNBLOCK only).
-    let Some(bc) = ffi::block_client(
-        ctx,
-        callbacks::reply,
-        callbacks::on_client_unblock,
-        None,
-        callbacks::on_disconnect,
-        0,
-    ) else {
-        return false;
-    };
-    let client = ffi::client_id(ctx);
-    let now = crate::commands::now_ms();
-    // WAIT_MAX bounds the timeout: no overflow, and it fits an i64.
-    let timeout_ms = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
-    let deadline = (timeout_ms > 0).then(|| now.saturating_add(timeout_ms));
-    let id = with(|w| {
+/// Registers the blocked client `bc` (connection `client`) as watching
+/// `lock`, having seen holder `seen`, until `deadline` (None: no limit).
+/// None only if the registry was busy (never: it is not borrowed across
+/// calls into Redis).
+pub fn add(
+    lock: LockId,
+    bc: BlockedClient,
+    seen: u64,
+    client: u64,
+    deadline: Option<i64>,
+) -> Option<WatcherId> {
+    with_watchers(|w| {
         w.next_id = w.next_id.wrapping_add(1);
         let id = w.next_id;
         w.by_lock.entry(lock.clone()).or_default().insert(id);
@@ -128,21 +118,57 @@ pub fn block(ctx: ffi::Ctx, lock: LockId, seen: u64, timeout_ms: u64) -> bool {
         };
         w.by_id.insert(id, watcher);
         id
-    });
-    match (id, deadline) {
-        (Some(id), Some(_)) => deadline::arm(ctx, id, timeout_ms),
-        (Some(_), None) => {}
-        // Never happens (the state is not borrowed across calls into
-        // Redis). If it did, nothing could wake this client: answer it at
-        // once (the reply callback finds no watcher and says so).
-        (None, _) => ffi::unblock_client(bc, std::ptr::null_mut()),
+    })
+}
+
+/// Notes the module timer that ends watcher `id`'s TIMEOUT. Gives the
+/// timer back when the watcher is gone already: the caller stops it.
+pub fn set_timer(id: WatcherId, timer: Option<TimerId>) -> Option<TimerId> {
+    with_watchers(|w| match w.by_id.get_mut(&id) {
+        Some(x) => {
+            x.timer = timer;
+            None
+        }
+        None => timer,
+    })
+    .flatten()
+}
+
+/// Watcher `id`'s TIMEOUT timer fired at `now`: a waiting watcher whose
+/// deadline has passed is woken (its reply unchanged); one whose deadline
+/// is further (a long TIMEOUT, capped by the timer) gets the delay left,
+/// for the caller to arm again.
+pub fn timer_fired(id: WatcherId, now: i64) -> Option<i64> {
+    enum Next {
+        Rearm(i64),
+        Wake((BlockedClient, u64)),
     }
-    true
+    let next = with_watchers(|w| {
+        let x = w.by_id.get_mut(&id)?;
+        // This timer has fired: never stop it (its id may be reused).
+        x.timer = None;
+        let deadline = x.deadline?;
+        if x.woken {
+            None
+        } else if deadline > now {
+            Some(Next::Rearm(deadline.saturating_sub(now)))
+        } else {
+            take_for_waking(w, id).map(Next::Wake)
+        }
+    })
+    .flatten();
+    match next? {
+        Next::Rearm(delay) => Some(delay),
+        Next::Wake(woken) => {
+            unblock_woken(vec![woken]);
+            None
+        }
+    }
 }
 
 /// The holder of `lock` is now `holder`: wakes its watchers that saw another.
 pub fn notify(lock: &LockId, holder: u64) {
-    let woken = with(|w| {
+    let woken = with_watchers(|w| {
         if w.by_lock.is_empty() {
             return Vec::new();
         }
@@ -205,15 +231,15 @@ fn unblock_woken(woken: Vec<(BlockedClient, u64)>) {
 }
 
 /// A watcher that is done (replied to, CLIENT UNBLOCK, disconnected).
-struct Gone {
-    lock: LockId,
+pub struct Gone {
+    pub lock: LockId,
     /// Not unblocked by the module yet: the caller must unblock it.
-    was_waiting: bool,
+    pub was_waiting: bool,
 }
 
 /// Forgets a watcher, waiting or woken, and stops its TIMEOUT's timer.
-fn forget(ctx: ffi::Ctx, bc: BlockedClient) -> Option<Gone> {
-    let (gone, timer) = with(|w| {
+pub fn forget(ctx: ffi::Ctx, bc: BlockedClient) -> Option<Gone> {
+    let (gone, timer) = with_watchers(|w| {
         let id = w.by_client.remove(&(bc as Handle))?;
         let x = w.by_id.remove(&id)?;
         stop_waiting(w, &x.lock, id);
