@@ -84,7 +84,7 @@ memcheck: build ## redis-server under valgrind through every path; fails on inva
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) scripts/memcheck.sh
 
 # Crates whose files must import each other without a circle (docs/architecture.md).
-IMPORT_ROOTS := src core/src
+IMPORT_ROOTS := src core/src client/src
 
 lint: ## rustfmt, clippy (-D warnings, all targets), and no import circle between files (scripts/import_graph.py)
 	$(CARGO) fmt --check
