@@ -19,8 +19,22 @@ fn nothing_is_written_while_clients_are_paused() {
     let replica = Server::replica_of(&master);
     let (mut m, mut r) = (master.conn(), replica.conn());
     wait_in_sync(&mut m, &mut r);
-    acquire(&mut m, "k", "owner", &["INTERVAL", "100", "MISSES", "1"]);
-    lapsing_leases(&mut m, 50);
+    // Deadlines 200-300 ms away: they all fall inside the 800 ms pause below
+    // even when the set-up up to it is slow (a busy CI host); sooner ones
+    // could lapse between reading the counter and the pause.
+    acquire(&mut m, "k", "owner", &["INTERVAL", "300", "MISSES", "1"]);
+    let mut pipe = redis::pipe();
+    for i in 0..50 {
+        pipe.cmd("HBLOCK.ACQUIRE")
+            .arg(format!("lapse:{i}"))
+            .arg("o")
+            .arg("INTERVAL")
+            .arg(200 + i)
+            .arg("MISSES")
+            .arg(1)
+            .ignore();
+    }
+    let _: () = pipe.query(&mut m).unwrap();
     let (_, waiter) = blocked_waiter(&master, "k", "next");
     wait_for_waiters(&mut m, 1);
     let expired_before = counter(&mut m, "expired");
