@@ -290,24 +290,25 @@ fn a_replica_keeps_the_same_history() {
 fn history_off_adds_nothing_and_each_entry_costs_little() {
     let server = Server::start();
     let mut c = server.conn();
+    // Key names of one length: Valkey counts the name in MEMORY USAGE.
     let owner = "worker-1.host-abc"; // 17 bytes
     let plain = |c: &mut Connection, key: &str| {
         let token = acquire(c, key, owner, &[]).unwrap();
         release(c, key, owner, token);
     };
-    plain(&mut c, "before");
+    plain(&mut c, "lock:b");
     for _ in 0..10 {
-        plain(&mut c, "off");
+        plain(&mut c, "lock:f");
     }
-    let base = memory_usage(&mut c, "before");
-    assert_eq!(memory_usage(&mut c, "off"), base, "N = 0 adds nothing");
+    let base = memory_usage(&mut c, "lock:b");
+    assert_eq!(memory_usage(&mut c, "lock:f"), base, "N = 0 adds nothing");
 
     config_set(&mut c, "hblock.history", "10");
     for _ in 0..10 {
-        plain(&mut c, "on");
+        plain(&mut c, "lock:n");
     }
-    assert_eq!(history(&mut c, "on").len(), 10);
-    let with = memory_usage(&mut c, "on");
+    assert_eq!(history(&mut c, "lock:n").len(), 10);
+    let with = memory_usage(&mut c, "lock:n");
     let per_entry = (with - base) as f64 / 10.0;
     eprintln!("MEMORY USAGE: {base} bytes without history, {with} with 10 entries: {per_entry:.1} bytes per entry");
     assert!(with > base, "the entries are counted");
@@ -315,7 +316,7 @@ fn history_off_adds_nothing_and_each_entry_costs_little() {
 
     // Back to 0: the next end drops the history and the record is as before.
     config_set(&mut c, "hblock.history", "0");
-    plain(&mut c, "on");
-    assert_eq!(history(&mut c, "on"), []);
-    assert_eq!(memory_usage(&mut c, "on"), base);
+    plain(&mut c, "lock:n");
+    assert_eq!(history(&mut c, "lock:n"), []);
+    assert_eq!(memory_usage(&mut c, "lock:n"), base);
 }
