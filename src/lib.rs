@@ -32,8 +32,9 @@
 //! - `core/` (crate `hblock-core`, imported as `hblock_core::...`; no Redis
 //!   dependency, so the compiler keeps it pure): `lease` (the state
 //!   machine, `now` passed in), `queue`, `schedule`, `checks`, `bind`,
-//!   `record` (a record's fields and encodings), `args` (parsing, errors as
-//!   data), `owner`, `limits`, `proto`, `tokens`, `varint`.
+//!   `record` (a record's fields and encodings), `history` (the holder
+//!   history's entries), `args` (parsing, errors as data), `owner`,
+//!   `limits`, `proto`, `tokens`, `varint`.
 
 mod arrival;
 mod binding;
