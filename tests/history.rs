@@ -320,3 +320,41 @@ fn history_off_adds_nothing_and_each_entry_costs_little() {
     assert_eq!(history(&mut c, "lock:n"), []);
     assert_eq!(memory_usage(&mut c, "lock:n"), base);
 }
+
+/// A grant whose waiter was killed before it read its token is taken back:
+/// recorded as `undone`, after the release that handed the lock on.
+#[test]
+fn an_undone_grant_is_recorded_as_such() {
+    use crate::support::waiting::{blocked_waiter, wait_for_waiters};
+    let server = Server::with(with_history("10"));
+    let mut m = server.conn();
+    let token = acquire(&mut m, "k", "A", &["INTERVAL", "60000"]).unwrap();
+    let (first, _gone) = blocked_waiter(&server, "k", "W1");
+    wait_for_waiters(&mut m, 1);
+    let (_, second) = blocked_waiter(&server, "k", "W2");
+    wait_for_waiters(&mut m, 2);
+    // RELEASE grants W1; CLIENT KILL in the same pass: W1 never reads it.
+    let replies: Vec<Value> = redis::pipe()
+        .cmd("HBLOCK.RELEASE")
+        .arg(&["k", "A"])
+        .arg(token)
+        .cmd("CLIENT")
+        .arg(&["KILL", "ID"])
+        .arg(first)
+        .query(&mut m)
+        .unwrap();
+    assert_eq!(replies, [Value::Int(1), Value::Int(1)]);
+    let (reply, _) = second.join().unwrap();
+    assert_eq!(reply.unwrap(), Value::Int(token + 2));
+    let summary: Vec<(String, i64, String)> = history(&mut m, "k")
+        .into_iter()
+        .map(|(o, t, _, _, how)| (o, t, how))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("W1".to_string(), token + 1, "undone".to_string()),
+            ("A".to_string(), token, "released".to_string()),
+        ]
+    );
+}
