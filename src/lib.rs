@@ -32,8 +32,9 @@
 //! - `core/` (crate `hblock-core`, imported as `hblock_core::...`; no Redis
 //!   dependency, so the compiler keeps it pure): `lease` (the state
 //!   machine, `now` passed in), `queue`, `schedule`, `checks`, `bind`,
-//!   `record` (a record's fields and encodings), `args` (parsing, errors as
-//!   data), `owner`, `limits`, `proto`, `tokens`, `varint`.
+//!   `record` (a record's fields and encodings), `history` (the holder
+//!   history's entries), `args` (parsing, errors as data), `owner`,
+//!   `limits`, `proto`, `tokens`, `varint`.
 
 mod arrival;
 mod binding;
@@ -137,6 +138,7 @@ macro_rules! hblock_module {
                     [config::INTERVAL_CONFIG.name, &config::INTERVAL, config::INTERVAL_CONFIG.default, config::INTERVAL_CONFIG.min, config::INTERVAL_CONFIG.max, ConfigurationFlags::DEFAULT, None],
                     [config::MISSES_CONFIG.name, &config::MISSES, config::MISSES_CONFIG.default, config::MISSES_CONFIG.min, config::MISSES_CONFIG.max, ConfigurationFlags::DEFAULT, None],
                     [config::FAILOVER_DELAY_CONFIG.name, &config::FAILOVER_DELAY, config::FAILOVER_DELAY_CONFIG.default, config::FAILOVER_DELAY_CONFIG.min, config::FAILOVER_DELAY_CONFIG.max, ConfigurationFlags::DEFAULT, None],
+                    [config::HISTORY_CONFIG.name, &config::HISTORY, config::HISTORY_CONFIG.default, config::HISTORY_CONFIG.min, config::HISTORY_CONFIG.max, ConfigurationFlags::DEFAULT, None],
                 ],
                 string: [],
                 bool: [],
@@ -159,4 +161,6 @@ hblock_module![
     commands::fenced,
     commands::floor,
     commands::watch,
+    commands::waiters,
+    commands::history,
 ];

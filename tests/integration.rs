@@ -32,6 +32,8 @@ mod fenced;
 mod fuzz;
 /// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.
 mod handoff;
+/// The holder history (hblock.history) and HBLOCK.HISTORY.
+mod history;
 /// Waiters and leases when their key changes: DEL, FLUSH, RENAME, reload, role change.
 mod key_events;
 /// Module arguments, MODULE LOAD, RESTORE, diskless loading.
@@ -50,5 +52,7 @@ mod server;
 mod tokens;
 /// The operations torture test: clients under pause, failover, save, reload, restarts.
 mod torture;
+/// HBLOCK.WAITERS: who waits, in queue order.
+mod waiters;
 /// HBLOCK.WATCH: changes of holder without polling.
 mod watch;
