@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
 use hblock_client::health::HealthCheck;
-use hblock_client::output::{acquired_json, error_line, info_json, info_text, mask_password};
+use hblock_client::output::{
+    acquired_json, error_line, info_json, info_text, listed_json, listed_lines, mask_password,
+};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
@@ -141,6 +143,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List every lock (on a cluster, on every master), sorted by key
+    Ls {
+        /// Only keys matching this glob (SCAN's MATCH)
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// One JSON object per line: `key` and INFO's fields, as `info --json`
+        #[arg(long)]
+        json: bool,
+        /// The first N locks in key order; a line on stderr counts the others
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
     /// Show a lock (human-readable, or --json)
     Info {
         /// The lock's key
@@ -199,6 +213,7 @@ impl Cmd {
             | Cmd::Acquire { key, .. }
             | Cmd::Watch { key, .. }
             | Cmd::Info { key, .. } => key,
+            Cmd::Ls { .. } => "ls",
             Cmd::Beat(holder) | Cmd::Release(holder) => &holder.key,
         }
     }
@@ -384,6 +399,11 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             cx.with_connection(&client.named(b"info"), |con| info(cx, con, &key, json))
         }
         Cmd::Watch { key, json } => watch(cx, client, &key, json),
+        Cmd::Ls {
+            pattern,
+            json,
+            limit,
+        } => ls(cx, client, &pattern, json, limit),
     }
 }
 
@@ -504,6 +524,43 @@ fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
         }
         Err(err) => cx.fail(&Error::from(err)),
     }
+}
+
+/// `hblock ls`: the locks on stdout, one a line; with `--limit`, the count
+/// of those left out on stderr. Any error: exit 3 (nothing on stdout).
+fn ls(cx: &Cx, client: &Client, pattern: &str, json: bool, limit: Option<u64>) -> i32 {
+    use std::io::Write;
+    let limit = limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let listing = match hblock_client::ls::scan_locks(client, pattern, limit) {
+        Ok(listing) => listing,
+        Err(err) => return cx.fail(&err),
+    };
+    let lines = if json {
+        listing
+            .locks
+            .iter()
+            .map(|l| listed_json(&l.key, &l.info))
+            .collect()
+    } else {
+        listed_lines(listing.locks.iter().map(|l| (l.key.as_slice(), &l.info)))
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return 0; // stdout closed (a pipe's reader left)
+        }
+    }
+    if out.flush().is_err() {
+        return 0;
+    }
+    if listing.left_out > 0 {
+        eprintln!(
+            "hblock: ls: {} more locks not shown (--limit {})",
+            listing.left_out,
+            limit.unwrap_or_default()
+        );
+    }
+    0
 }
 
 /// `hblock watch`: one line per change of holder, flushed at once;

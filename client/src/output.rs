@@ -67,12 +67,68 @@ fn insert_owner(fields: &mut Map<String, Value>, owner: Option<&[u8]>) {
 /// INFO's field names, in INFO's order; integers as JSON numbers.
 pub fn info_json(info: &LockInfo) -> String {
     let mut fields = Map::new();
+    insert_info(&mut fields, info);
+    Value::Object(fields).to_string()
+}
+
+fn insert_info(fields: &mut Map<String, Value>, info: &LockInfo) {
     fields.insert("state".into(), Value::from(info.state.as_str()));
-    insert_owner(&mut fields, info.owner.as_deref());
+    insert_owner(fields, info.owner.as_deref());
     for (name, value) in info.numbers() {
         fields.insert(name.into(), Value::from(value));
     }
+}
+
+/// `hblock ls --json`: one object per lock, `key` first (null plus
+/// `key_hex` when the key is not UTF-8), then INFO's fields as
+/// [`info_json`] prints them.
+pub fn listed_json(key: &[u8], info: &LockInfo) -> String {
+    let mut fields = Map::new();
+    match std::str::from_utf8(key) {
+        Ok(text) => {
+            fields.insert("key".into(), Value::from(text));
+        }
+        Err(_) => {
+            fields.insert("key".into(), Value::Null);
+            fields.insert("key_hex".into(), Value::from(hex(key)));
+        }
+    }
+    insert_info(&mut fields, info);
     Value::Object(fields).to_string()
+}
+
+/// The widest key column `hblock ls` pads to; a longer key pushes its own
+/// line's fields right.
+const KEY_COLUMN_MAX: usize = 40;
+
+/// `hblock ls`: one line per lock, the key (0x-hex when not UTF-8) padded
+/// to the longest key (at most 40 characters), the state padded to
+/// `held-back`, then `owner= token= ttl= waiters= missed=` (owner `-` when
+/// none; ttl in ms).
+pub fn listed_lines<'a>(locks: impl IntoIterator<Item = (&'a [u8], &'a LockInfo)>) -> Vec<String> {
+    let rows: Vec<(String, &LockInfo)> = locks
+        .into_iter()
+        .map(|(key, info)| (owner_text(key), info))
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(KEY_COLUMN_MAX);
+    rows.iter()
+        .map(|(key, info)| {
+            format!(
+                "{key:<width$} {:<9} owner={} token={} ttl={} waiters={} missed={}",
+                info.state,
+                info.owner.as_deref().map_or("-".into(), owner_text),
+                info.token,
+                info.ttl,
+                info.waiters,
+                info.missed
+            )
+        })
+        .collect()
 }
 
 /// `hblock acquire --json`: key, owner and token (null when not granted).
