@@ -402,8 +402,10 @@ def check_usage(text):
         if not words:
             continue
         assert words[0] == "hblock", f"not an hblock command line: {line}"
-        sub = next((w for w in words[1:] if not w.startswith("-") and w in
-                    ("run", "acquire", "beat", "release", "info")), None)
+        # The subcommands are those `hblock --help` lists.
+        subs = re.findall(r"^  ([a-z][a-z-]*) ", helps[None].split("Commands:")[-1], re.M)
+        sub = next((w for w in words[1:] if not w.startswith("-") and w in subs
+                    and w != "help"), None)
         if sub not in helps:
             proc = subprocess.run([hblock, sub, "--help"], capture_output=True, text=True)
             assert proc.returncode == 0, f"hblock {sub} --help failed"
