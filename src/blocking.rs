@@ -16,7 +16,7 @@ use crate::ffi;
 use crate::handoff::{self, Handle};
 use crate::{binding, stats, tokens, watch};
 use hblock_core::lease::{Lease, Phase};
-use hblock_core::queue::{LockId, Queues, WaiterId};
+use hblock_core::queue::{Caller, LockId, Queues, WaiterId};
 use hblock_core::schedule::{Schedule, WaitSlot};
 use redis_module::{Context, RedisString};
 use std::cell::RefCell;
@@ -101,6 +101,33 @@ pub fn waiter_count(ctx: &Context, key: &RedisString) -> usize {
     waiting_lock(ctx, key).map_or(0, |lock| {
         with_wait_state(|s| s.queues.len(&lock)).unwrap_or(0)
     })
+}
+
+/// One waiter as HBLOCK.WAITERS shows it: owner, who and since when, and
+/// when its WAIT runs out (None: never).
+pub struct WaiterView {
+    pub owner: Box<[u8]>,
+    pub caller: Caller,
+    pub deadline_ms: Option<i64>,
+}
+
+/// The first `limit` clients waiting on this key, in queue order.
+pub fn waiter_list(ctx: &Context, key: &RedisString, limit: usize) -> Vec<WaiterView> {
+    let Some(lock) = waiting_lock(ctx, key) else {
+        return Vec::new();
+    };
+    with_wait_state(|s| {
+        s.queues
+            .waiters_of(&lock, limit)
+            .into_iter()
+            .map(|w| WaiterView {
+                owner: w.owner.clone(),
+                caller: w.caller,
+                deadline_ms: w.deadline_ms,
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Locks of database `db` (None: all) that clients wait on.

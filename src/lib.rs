@@ -159,4 +159,5 @@ hblock_module![
     commands::fenced,
     commands::floor,
     commands::watch,
+    commands::waiters,
 ];

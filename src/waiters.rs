@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::handoff::{self, Grant, Handle};
 use crate::{binding, config, eviction, ffi, stats, store, tokens};
 use hblock_core::lease::{Acquired, State};
-use hblock_core::queue::{LockId, WaiterId};
+use hblock_core::queue::{Caller, LockId, WaiterId};
 use hblock_core::schedule::Due;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, RedisString, RedisValue};
@@ -52,8 +52,14 @@ pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) ->
     };
     handoff::blocked(ctx.ctx, bc as Handle);
     let deadline = (wait_ms > 0).then(|| now.saturating_add(wait_ms as i64));
+    let caller = Caller {
+        client: ffi::client_id(ctx.ctx),
+        queued_ms: now,
+    };
     let queued = with_wait_state(|s| {
-        let id = s.queues.push(lock, owner, terms, deadline, bc as Handle);
+        let id = s
+            .queues
+            .push(lock, owner, terms, deadline, caller, bc as Handle);
         if let Some(deadline) = deadline {
             let slot = s.schedule.wait_end(id, deadline);
             s.wait_slots.insert(id, slot);

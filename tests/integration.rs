@@ -50,5 +50,7 @@ mod server;
 mod tokens;
 /// The operations torture test: clients under pause, failover, save, reload, restarts.
 mod torture;
+/// HBLOCK.WAITERS: who waits, in queue order.
+mod waiters;
 /// HBLOCK.WATCH: changes of holder without polling.
 mod watch;

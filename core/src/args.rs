@@ -136,9 +136,45 @@ pub fn watch_options(args: &[&[u8]]) -> Result<(u64, u64), Invalid> {
     Ok((seen.unwrap_or(0), timeout.unwrap_or(0)))
 }
 
+/// HBLOCK.WAITERS's default COUNT.
+pub const WAITERS_COUNT_DEFAULT: u64 = 100;
+
+/// HBLOCK.WAITERS's `[COUNT n]` (any case, at most once): how many waiters
+/// to list, a positive integer, [`WAITERS_COUNT_DEFAULT`] when not given.
+pub fn waiters_options(args: &[&[u8]]) -> Result<u64, Invalid> {
+    match args {
+        [] => Ok(WAITERS_COUNT_DEFAULT),
+        [name, value] if name.eq_ignore_ascii_case(b"COUNT") => {
+            int_in_range(value, "COUNT", 1, TOKEN_MAX).map(|n| n as u64)
+        }
+        _ => Err(Invalid::Syntax),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiters_count_positive_once() {
+        assert_eq!(waiters_options(&[]), Ok(WAITERS_COUNT_DEFAULT));
+        assert_eq!(waiters_options(&[b"count", b"3"]), Ok(3));
+        for bad in [&b"0"[..], b"-1", b"x", b"1.5", b""] {
+            assert!(
+                matches!(
+                    waiters_options(&[b"COUNT", bad]),
+                    Err(Invalid::Range { what: "COUNT", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(waiters_options(&[b"COUNT"]), Err(Invalid::Syntax));
+        assert_eq!(
+            waiters_options(&[b"COUNT", b"1", b"COUNT", b"2"]),
+            Err(Invalid::Syntax)
+        );
+        assert_eq!(waiters_options(&[b"LIMIT", b"1"]), Err(Invalid::Syntax));
+    }
 
     #[test]
     fn watch_options_any_order_each_once() {

@@ -25,3 +25,7 @@ pub const NOTHELD: &str = "NOTHELD";
 /// whose grants are held back after a promotion (the failover delay); its
 /// `ttl` is the delay left.
 pub const STATE_HELD_BACK: &str = "held-back";
+
+/// HBLOCK.WAITERS: the fields of each waiter, in reply order (`owner` a
+/// bulk string, the others integers).
+pub const WAITER_FIELDS: [&str; 4] = ["owner", "waited", "timeout", "client"];

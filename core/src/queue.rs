@@ -37,7 +37,17 @@ pub struct Waiter<H> {
     pub terms: (Option<u32>, Option<u16>),
     /// When its WAIT runs out (wall-clock ms); None waits forever.
     pub deadline_ms: Option<i64>,
+    /// Who waits and since when (HBLOCK.WAITERS).
+    pub caller: Caller,
     pub handle: H,
+}
+
+/// The waiting connection's id (`CLIENT LIST`'s `id`) and when it was
+/// queued (wall-clock ms): what HBLOCK.WAITERS shows besides the owner.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Caller {
+    pub client: u64,
+    pub queued_ms: i64,
 }
 
 impl<H> Waiter<H> {
@@ -78,6 +88,7 @@ impl<H: Copy + Eq + Hash> Queues<H> {
         owner: &[u8],
         terms: (Option<u32>, Option<u16>),
         deadline_ms: Option<i64>,
+        caller: Caller,
         handle: H,
     ) -> WaiterId {
         let id = self.next_id;
@@ -97,6 +108,7 @@ impl<H: Copy + Eq + Hash> Queues<H> {
                 owner: owner.into(),
                 terms,
                 deadline_ms,
+                caller,
                 handle,
             },
         );
@@ -182,6 +194,17 @@ impl<H: Copy + Eq + Hash> Queues<H> {
         })
     }
 
+    /// The first `limit` waiters of one lock, in queue order.
+    pub fn waiters_of(&self, lock: &LockId, limit: usize) -> Vec<&Waiter<H>> {
+        self.locks.get(lock).map_or_else(Vec::new, |q| {
+            q.order
+                .iter()
+                .filter_map(|id| self.waiters.get(id))
+                .take(limit)
+                .collect()
+        })
+    }
+
     /// Finds a waiter by its handle (disconnect and unblock callbacks).
     pub fn find(&self, handle: &H) -> Option<WaiterId> {
         self.by_handle.get(handle).copied()
@@ -197,7 +220,14 @@ mod tests {
     }
 
     fn push(q: &mut Queues<u32>, name: &str, owner: &str, handle: u32) -> WaiterId {
-        q.push(lock(name), owner.as_bytes(), (None, None), None, handle)
+        q.push(
+            lock(name),
+            owner.as_bytes(),
+            (None, None),
+            None,
+            Caller::default(),
+            handle,
+        )
     }
 
     #[test]
@@ -224,6 +254,10 @@ mod tests {
         let _b = push(&mut q, "y", "b", 2);
         let c = push(&mut q, "x", "c", 3);
         assert_eq!(q.ids_of(&lock("x")), [a, c]);
+        let listed: Vec<WaiterId> = q.waiters_of(&lock("x"), 10).iter().map(|w| w.id).collect();
+        assert_eq!(listed, [a, c]);
+        assert_eq!(q.waiters_of(&lock("x"), 1).len(), 1);
+        assert!(q.waiters_of(&lock("z"), 10).is_empty());
         assert_eq!(q.head(&lock("x")).map(|w| w.id), Some(a));
         assert_eq!(q.remove(a).map(|w| w.handle), Some(1));
         assert_eq!(q.head(&lock("x")).map(|w| &*w.owner), Some(&b"c"[..]));
@@ -251,19 +285,40 @@ mod tests {
     #[test]
     fn deadlines_are_inclusive() {
         let mut q = Queues::default();
-        let id = q.push(lock("x"), b"o", (None, None), Some(1000), 7u32);
+        let id = q.push(
+            lock("x"),
+            b"o",
+            (None, None),
+            Some(1000),
+            Caller::default(),
+            7u32,
+        );
         let w = q.get(id).unwrap();
         assert!(!w.timed_out(999));
         assert!(w.timed_out(1000));
-        let forever = q.push(lock("x"), b"o", (None, None), None, 8u32);
+        let forever = q.push(lock("x"), b"o", (None, None), None, Caller::default(), 8u32);
         assert!(!q.get(forever).unwrap().timed_out(i64::MAX));
     }
 
     #[test]
     fn lookups_by_db_and_handle() {
         let mut q = Queues::default();
-        q.push(LockId::new(0, b"k"), b"o", (None, None), None, 10u32);
-        let other = q.push(LockId::new(3, b"k"), b"o", (None, None), None, 11u32);
+        q.push(
+            LockId::new(0, b"k"),
+            b"o",
+            (None, None),
+            None,
+            Caller::default(),
+            10u32,
+        );
+        let other = q.push(
+            LockId::new(3, b"k"),
+            b"o",
+            (None, None),
+            None,
+            Caller::default(),
+            11u32,
+        );
         assert_eq!(q.locks_in(Some(3)), [LockId::new(3, b"k")]);
         assert_eq!(q.locks_in(None).len(), 2);
         assert_eq!(q.find(&11), Some(other));

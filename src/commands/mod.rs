@@ -11,4 +11,5 @@ pub mod fenced;
 pub mod floor;
 pub mod info;
 pub mod release;
+pub mod waiters;
 pub mod watch;

@@ -36,3 +36,8 @@ pub fn reply_bulk(ctx: Ctx, bytes: &[u8]) {
 pub fn reply_map(ctx: Ctx, pairs: usize) {
     raw::reply_with_map(ctx, c_long::try_from(pairs).unwrap_or(c_long::MAX));
 }
+
+/// Starts an array of `len` elements; each follows as its own reply.
+pub fn reply_array(ctx: Ctx, len: usize) {
+    raw::reply_with_array(ctx, c_long::try_from(len).unwrap_or(c_long::MAX));
+}
