@@ -4,7 +4,8 @@ use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
 use hblock_client::health::HealthCheck;
 use hblock_client::output::{
-    acquired_json, error_line, info_json, info_text, listed_json, listed_lines, mask_password,
+    acquired_json, error_line, info_json, info_json_with_waiters, info_text_with_waiters,
+    listed_json, listed_lines, mask_password,
 };
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
@@ -514,10 +515,19 @@ fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
             1
         }
         Ok(Some(info)) => {
+            // The waiters in queue order; when they cannot be read (a
+            // module without HBLOCK.WAITERS, an ACL), INFO alone.
+            let waiters = match commands::waiters(con, key, None) {
+                Ok(list) => Some(list.unwrap_or_default()),
+                Err(err) => {
+                    eprintln!("hblock: {key}: waiters not shown: {}", Error::from(err));
+                    None
+                }
+            };
             let text = if json {
-                info_json(&info)
+                info_json_with_waiters(&info, waiters.as_deref())
             } else {
-                info_text(&info)
+                info_text_with_waiters(&info, waiters.as_deref())
             };
             println!("{text}");
             0

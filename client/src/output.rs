@@ -1,7 +1,7 @@
 //! What the CLI prints: lock info as text or JSON, owners, URLs for
 //! messages (password masked).
 
-use crate::commands::LockInfo;
+use crate::commands::{LockInfo, Waiter};
 use crate::owner::hex;
 pub use crate::owner::owner_text;
 use serde_json::{Map, Value};
@@ -52,6 +52,55 @@ pub fn info_text(info: &LockInfo) -> String {
         out.push_str(&format!("{name:<10} {value}\n"));
     }
     out.trim_end().to_string()
+}
+
+/// `hblock info`: INFO's lines, then one line per waiter in queue order
+/// (`waiter     owner=... waited=MS timeout=MS|-1 client=ID`), and
+/// `waiter     ... N more` when INFO counts more than were listed.
+pub fn info_text_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> String {
+    let mut out = info_text(info);
+    let Some(waiters) = waiters else {
+        return out;
+    };
+    for w in waiters {
+        out.push_str(&format!(
+            "\nwaiter     owner={} waited={} timeout={} client={}",
+            owner_text(&w.owner),
+            w.waited,
+            w.timeout,
+            w.client
+        ));
+    }
+    let more = usize::try_from(info.waiters)
+        .unwrap_or(0)
+        .saturating_sub(waiters.len());
+    if more > 0 && !waiters.is_empty() {
+        out.push_str(&format!("\nwaiter     ... {more} more"));
+    }
+    out
+}
+
+/// `hblock info --json`: [`info_json`]'s fields, then `waiters_list`, an
+/// array of `{owner, waited, timeout, client}` in queue order (left out
+/// when the waiters could not be read).
+pub fn info_json_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> String {
+    let mut fields = Map::new();
+    insert_info(&mut fields, info);
+    if let Some(waiters) = waiters {
+        let list = waiters
+            .iter()
+            .map(|w| {
+                let mut entry = Map::new();
+                insert_owner(&mut entry, Some(&w.owner));
+                entry.insert("waited".into(), Value::from(w.waited));
+                entry.insert("timeout".into(), Value::from(w.timeout));
+                entry.insert("client".into(), Value::from(w.client));
+                Value::Object(entry)
+            })
+            .collect();
+        fields.insert("waiters_list".into(), Value::Array(list));
+    }
+    Value::Object(fields).to_string()
 }
 
 /// The owner as a JSON string when it is UTF-8, else `null` plus
@@ -155,6 +204,42 @@ mod tests {
             mask_password("redis+sentinel://u:pw@h:1,h:2/m?sentinel_password=s&x=1"),
             "redis+sentinel://u:***@h:1,h:2/m?sentinel_password=***&x=1"
         );
+    }
+
+    #[test]
+    fn waiters_follow_info_and_a_cut_list_says_how_many_more() {
+        let info = LockInfo {
+            state: "held".into(),
+            owner: Some(b"h".to_vec()),
+            token: 1,
+            interval: 1000,
+            misses: 3,
+            missed: 0,
+            ttl: 2000,
+            beats: 0,
+            age: 5,
+            takeovers: 0,
+            waiters: 3,
+            bound: 0,
+        };
+        let first = Waiter {
+            owner: vec![0xff],
+            waited: 7,
+            timeout: -1,
+            client: 4,
+        };
+        let text = info_text_with_waiters(&info, Some(std::slice::from_ref(&first)));
+        assert!(
+            text.ends_with("bound      0\nwaiter     owner=0xff waited=7 timeout=-1 client=4\nwaiter     ... 2 more"),
+            "{text}"
+        );
+        assert_eq!(info_text_with_waiters(&info, None), info_text(&info));
+        let json = info_json_with_waiters(&info, Some(&[first]));
+        assert!(
+            json.ends_with(r#""bound":0,"waiters_list":[{"owner":null,"owner_hex":"ff","waited":7,"timeout":-1,"client":4}]}"#),
+            "{json}"
+        );
+        assert_eq!(info_json_with_waiters(&info, None), info_json(&info));
     }
 
     #[test]
