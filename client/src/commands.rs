@@ -2,6 +2,9 @@
 
 use crate::error::Error;
 use hblock_core::proto::{INFO_NUMBERS, WAITER_FIELDS};
+
+/// HBLOCK.HISTORY's fields, in reply order.
+const HISTORY_FIELDS: [&str; 5] = ["owner", "token", "granted", "ended", "how"];
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// ACQUIRE's options: INTERVAL, MISSES, WAIT and BIND (None: not sent).
@@ -239,6 +242,74 @@ fn parse_waiter(entry: Value) -> RedisResult<Waiter> {
     Ok(waiter)
 }
 
+/// One lease end an `HBLOCK.HISTORY` entry records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub owner: Vec<u8>,
+    pub token: i64,
+    /// When the lease was granted, Unix ms (the server's clock).
+    pub granted: i64,
+    /// When it ended, Unix ms.
+    pub ended: i64,
+    /// How: `released`, `expired`, `unbound`, `undone`.
+    pub how: String,
+}
+
+/// `HBLOCK.HISTORY key`: the lock's last lease ends, newest first (empty
+/// when the server keeps none, `hblock.history 0`); None when the key does
+/// not exist.
+pub fn history(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<Vec<Ended>>> {
+    parse_history(redis::cmd("HBLOCK.HISTORY").arg(key).query(con)?)
+}
+
+fn parse_history(reply: Value) -> RedisResult<Option<Vec<Ended>>> {
+    let entries = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(entries) | Value::Set(entries) => entries,
+        other => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
+    };
+    entries
+        .into_iter()
+        .map(parse_ended)
+        .collect::<RedisResult<Vec<_>>>()
+        .map(Some)
+}
+
+fn parse_ended(entry: Value) -> RedisResult<Ended> {
+    let items = match entry {
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
+    };
+    let mut ended = Ended {
+        owner: Vec::new(),
+        token: 0,
+        granted: 0,
+        ended: 0,
+        how: String::new(),
+    };
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        let Value::BulkString(name) = name else {
+            return Err(unexpected_of("HBLOCK.HISTORY", &name));
+        };
+        let at = HISTORY_FIELDS.iter().position(|f| f.as_bytes() == name);
+        match (at, value) {
+            (Some(0), Value::BulkString(owner)) => ended.owner = owner,
+            (Some(1), Value::Int(n)) => ended.token = n,
+            (Some(2), Value::Int(n)) => ended.granted = n,
+            (Some(3), Value::Int(n)) => ended.ended = n,
+            (Some(4), Value::BulkString(how)) => {
+                ended.how = String::from_utf8_lossy(&how).into_owned()
+            }
+            // A field added by a newer module is skipped.
+            (None, _) => {}
+            (Some(_), other) => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
+        }
+    }
+    Ok(ended)
+}
+
 /// INFO's `state` while grants of a lock are held back after a promotion
 /// (the failover delay, `hblock.failover-delay`); `ttl` is then the ms left.
 pub const HELD_BACK: &str = "held-back";
@@ -443,6 +514,40 @@ mod tests {
         assert!(parse_waiters(Value::Int(1)).is_err());
         assert!(parse_waiters(Value::Array(vec![Value::Array(vec![
             bulk("waited"),
+            bulk("x")
+        ])]))
+        .is_err());
+    }
+
+    #[test]
+    fn history_entries_are_parsed() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry = Value::Array(vec![
+            bulk("owner"),
+            bulk("a"),
+            bulk("token"),
+            Value::Int(7),
+            bulk("granted"),
+            Value::Int(1000),
+            bulk("ended"),
+            Value::Int(2500),
+            bulk("how"),
+            bulk("expired"),
+        ]);
+        let parsed = parse_history(Value::Array(vec![entry])).unwrap().unwrap();
+        assert_eq!(
+            parsed,
+            [Ended {
+                owner: b"a".to_vec(),
+                token: 7,
+                granted: 1000,
+                ended: 2500,
+                how: "expired".into()
+            }]
+        );
+        assert_eq!(parse_history(Value::Nil).unwrap(), None);
+        assert!(parse_history(Value::Array(vec![Value::Array(vec![
+            bulk("token"),
             bulk("x")
         ])]))
         .is_err());

@@ -4,8 +4,8 @@ use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
 use hblock_client::health::HealthCheck;
 use hblock_client::output::{
-    acquired_json, error_line, info_json, info_json_with_waiters, info_text_with_waiters,
-    listed_json, listed_lines, mask_password,
+    acquired_json, ended_json, ended_text, error_line, info_json, info_json_with_waiters,
+    info_text_with_waiters, listed_json, listed_lines, mask_password,
 };
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
@@ -143,6 +143,9 @@ enum Cmd {
         /// One JSON object per change, as `info --json` prints it (null: no such lock)
         #[arg(long)]
         json: bool,
+        /// First print the lock's past leases (HBLOCK.HISTORY, kept when the server's hblock.history is above 0), oldest first
+        #[arg(long)]
+        history: bool,
     },
     /// List every lock (on a cluster, on every master), sorted by key
     Ls {
@@ -399,7 +402,12 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
         Cmd::Info { key, json } => {
             cx.with_connection(&client.named(b"info"), |con| info(cx, con, &key, json))
         }
-        Cmd::Watch { key, json } => watch(cx, client, &key, json),
+        Cmd::Watch { key, json, history } => {
+            if history {
+                print_history(client, &key, json);
+            }
+            watch(cx, client, &key, json)
+        }
         Cmd::Ls {
             pattern,
             json,
@@ -571,6 +579,37 @@ fn ls(cx: &Cx, client: &Client, pattern: &str, json: bool, limit: Option<u64>) -
         );
     }
     0
+}
+
+/// `watch --history`: the lock's past leases, oldest first (the server
+/// answers newest first), so the lines before the current holder read as a
+/// timeline. When the history cannot be read (a module without
+/// HBLOCK.HISTORY, an ACL, the server down: the watch retries that), one
+/// line on stderr and the watch goes on.
+fn print_history(client: &Client, key: &str, json: bool) {
+    use std::io::Write;
+    let history = client
+        .named(b"watch")
+        .connection()
+        .map_err(Error::from)
+        .and_then(|mut con| commands::history(&mut con, key).map_err(Error::from));
+    match history {
+        Ok(entries) => {
+            let mut out = std::io::stdout().lock();
+            for ended in entries.unwrap_or_default().iter().rev() {
+                let line = if json {
+                    ended_json(ended)
+                } else {
+                    ended_text(ended)
+                };
+                if writeln!(out, "{line}").is_err() {
+                    return;
+                }
+            }
+            let _ = out.flush();
+        }
+        Err(err) => eprintln!("hblock: {key}: history not shown: {err}"),
+    }
 }
 
 /// `hblock watch`: one line per change of holder, flushed at once;

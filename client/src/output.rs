@@ -1,7 +1,7 @@
 //! What the CLI prints: lock info as text or JSON, owners, URLs for
 //! messages (password masked).
 
-use crate::commands::{LockInfo, Waiter};
+use crate::commands::{Ended, LockInfo, Waiter};
 use crate::owner::hex;
 pub use crate::owner::owner_text;
 use serde_json::{Map, Value};
@@ -100,6 +100,39 @@ pub fn info_json_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> St
             .collect();
         fields.insert("waiters_list".into(), Value::Array(list));
     }
+    Value::Object(fields).to_string()
+}
+
+/// Unix ms as RFC 3339 UTC with ms (`2026-12-05T01:02:03.456Z`).
+fn unix_ms_text(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// `hblock watch --history`: one past lease,
+/// `ended owner=... token=N granted=TIME ended=TIME how=HOW` (times RFC 3339, UTC).
+pub fn ended_text(ended: &Ended) -> String {
+    format!(
+        "ended owner={} token={} granted={} ended={} how={}",
+        owner_text(&ended.owner),
+        ended.token,
+        unix_ms_text(ended.granted),
+        unix_ms_text(ended.ended),
+        ended.how
+    )
+}
+
+/// `hblock watch --history --json`: one past lease as HBLOCK.HISTORY's
+/// fields, `{"owner", "token", "granted", "ended", "how"}` (times in Unix
+/// ms; an owner that is not UTF-8 as `null` plus `owner_hex`).
+pub fn ended_json(ended: &Ended) -> String {
+    let mut fields = Map::new();
+    insert_owner(&mut fields, Some(&ended.owner));
+    fields.insert("token".into(), Value::from(ended.token));
+    fields.insert("granted".into(), Value::from(ended.granted));
+    fields.insert("ended".into(), Value::from(ended.ended));
+    fields.insert("how".into(), Value::from(ended.how.as_str()));
     Value::Object(fields).to_string()
 }
 
@@ -240,6 +273,25 @@ mod tests {
             "{json}"
         );
         assert_eq!(info_json_with_waiters(&info, None), info_json(&info));
+    }
+
+    #[test]
+    fn a_past_lease_is_one_line() {
+        let ended = Ended {
+            owner: b"web-1".to_vec(),
+            token: 6,
+            granted: 1_764_900_000_000,
+            ended: 1_764_900_003_500,
+            how: "expired".into(),
+        };
+        assert_eq!(
+            ended_text(&ended),
+            "ended owner=web-1 token=6 granted=2025-12-05T02:00:00.000Z ended=2025-12-05T02:00:03.500Z how=expired"
+        );
+        assert_eq!(
+            ended_json(&ended),
+            r#"{"owner":"web-1","token":6,"granted":1764900000000,"ended":1764900003500,"how":"expired"}"#
+        );
     }
 
     #[test]
