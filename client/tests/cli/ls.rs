@@ -328,3 +328,26 @@ fn ls_lists_100000_locks() {
         "hblock: ls: 99990 more locks not shown (--limit 10)"
     );
 }
+
+#[test]
+fn ls_through_sentinel_lists_the_masters_locks() {
+    let set = support::sentinel::SentinelSet::start(support::Options::default());
+    let mut master = set.nodes[0].conn();
+    for key in ["s:b", "s:a", "s:c"] {
+        acquire_raw(&mut master, key.as_bytes(), b"o");
+    }
+    // The replica holds copies: listed once, from the master.
+    support::wait_in_sync(&mut master, &mut set.nodes[1].conn());
+    let out = hblock_on(&[set.url()], &["ls", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let keys: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|o| o["key"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(keys, ["s:a", "s:b", "s:c"]);
+    let client = hblock_client::Client::open(&set.url()).unwrap();
+    let listing = scan_locks(&client, "*", None).unwrap();
+    let nodes: Vec<&str> = listing.locks.iter().map(|l| l.node.as_str()).collect();
+    let addr = format!("127.0.0.1:{}", set.nodes[0].port);
+    assert_eq!(nodes, [addr.as_str(); 3]);
+}
