@@ -26,6 +26,17 @@ pub fn failover_delay() -> i64 {
     FAILOVER_DELAY.load(Ordering::Relaxed)
 }
 
+/// `hblock.history`: lease ends each lock keeps in its record (0: none,
+/// the default; lowering it trims each lock at its next lease end).
+pub static HISTORY: AtomicI64 = AtomicI64::new(0);
+
+/// The holder history's length now, 0..=100.
+pub fn history() -> u8 {
+    HISTORY
+        .load(Ordering::Relaxed)
+        .clamp(0, hblock_core::history::HISTORY_MAX as i64) as u8
+}
+
 /// A numeric config: its name (without the `hblock.` prefix), value, default
 /// and range.
 pub struct Numeric {
@@ -60,8 +71,21 @@ pub const FAILOVER_DELAY_CONFIG: Numeric = Numeric {
     max: FAILOVER_DELAY_MAX,
 };
 
+pub const HISTORY_CONFIG: Numeric = Numeric {
+    name: "history",
+    value: &HISTORY,
+    default: 0,
+    min: 0,
+    max: hblock_core::history::HISTORY_MAX as i64,
+};
+
 /// Every config, for the loadmodule parser (lib.rs names each one).
-pub const CONFIGS: [&Numeric; 3] = [&INTERVAL_CONFIG, &MISSES_CONFIG, &FAILOVER_DELAY_CONFIG];
+pub const CONFIGS: [&Numeric; 4] = [
+    &INTERVAL_CONFIG,
+    &MISSES_CONFIG,
+    &FAILOVER_DELAY_CONFIG,
+    &HISTORY_CONFIG,
+];
 
 /// The terms a new lease gets by default. Redis enforces the ranges on SET;
 /// the clamp only guards the conversion.
@@ -151,6 +175,8 @@ mod tests {
             parse(&["INTERVAL", "500", "misses", "10000", "Failover-Delay", "-1"]),
             Ok(vec![(0, 500), (1, 10_000), (2, -1)])
         );
+        assert_eq!(parse(&["history", "100"]), Ok(vec![(3, 100)]));
+        assert!(parse(&["history", "101"]).is_err());
     }
 
     #[test]
@@ -169,7 +195,7 @@ mod tests {
             (&["misses", "abc"], "'misses' is 'abc'"),
             (
                 &["bogus", "1"],
-                "unknown module argument 'bogus' (known: interval, misses, failover-delay)",
+                "unknown module argument 'bogus' (known: interval, misses, failover-delay, history)",
             ),
             (&["interval"], "'interval' needs a value"),
             (

@@ -5,6 +5,7 @@
 //! their encodings are the core's (`hblock_core::record`).
 
 use crate::{arrival, blocking, eviction, ffi, tokens};
+use hblock_core::history;
 use hblock_core::lease::Lease;
 use hblock_core::queue::LockId;
 use hblock_core::record::{Fields, PHASE};
@@ -17,8 +18,11 @@ use std::ffi::{c_int, c_void};
 /// 3: its varint numbers, then the owner, as two strings. Each is usually
 ///    20 bytes or less, which Redis writes as they are instead of trying LZF
 ///    on them (that attempt was ~7% of SAVE, and compressed records cost a
-///    decompression at load).
-const ENCODING_VERSION: c_int = 3;
+///    decompression at load);
+/// 4: as 3, the holder history (`hblock_core::history`) appended to the
+///    numbers' string: nothing when a lock keeps none, so a file without
+///    histories is byte for byte what encoding 3 wrote.
+const ENCODING_VERSION: c_int = 4;
 
 /// The type's name. It is stored in RDB files: never change it. Every
 /// hblock build carries it (second_load.rs looks for it in a module file).
@@ -66,7 +70,12 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     };
     let record = Fields::of(lease).compact();
     let (numbers, owner) = record.parts();
-    ffi::save_bytes(rdb, numbers);
+    let history = lease.owner.history();
+    if history.is_empty() {
+        ffi::save_bytes(rdb, numbers);
+    } else {
+        ffi::save_bytes(rdb, &[numbers, history].concat());
+    }
     ffi::save_bytes(rdb, owner);
 }
 
@@ -90,23 +99,28 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         let record = ffi::load_bytes(rdb)?;
         Fields::from_compact(record.as_ref()).and_then(Fields::to_lease)
     };
-    let load_v3 = || -> Option<Lease> {
+    // 3 and 4: the bytes after the numbers are the history (none in 3).
+    let load_v3 = |with_history: bool| -> Option<Lease> {
         let numbers = ffi::load_bytes(rdb)?;
         let owner = ffi::load_bytes(rdb)?;
         let fields = Fields::from_parts(numbers.as_ref())?;
-        if !fields.owner.is_empty() {
+        let history = fields.owner;
+        if !history.is_empty() && (!with_history || history::entries(history).is_none()) {
             return None;
         }
-        Fields {
+        let mut lease = Fields {
             owner: owner.as_ref(),
             ..fields
         }
-        .to_lease()
+        .to_lease()?;
+        lease.owner.set_history(history.into());
+        Some(lease)
     };
     let load = || match encver {
         1 => load_v1(),
         2 => load_v2(),
-        3 => load_v3(),
+        3 => load_v3(false),
+        4 => load_v3(true),
         _ => None,
     };
     // A null pointer makes Redis report the RDB as corrupt.
@@ -134,10 +148,11 @@ extern "C" fn aof_rewrite(
         return;
     };
     let f = Fields::of(lease);
-    ffi::emit_aof_apply(aof, key, f.owner, &f.numbers);
+    ffi::emit_aof_apply(aof, key, (f.owner, lease.owner.history()), &f.numbers);
 }
 
-/// Bytes this record allocated: the record and, for a long owner, its buffer.
+/// Bytes this record allocated: the record, for a long owner its buffer,
+/// and a holder history's allocations.
 extern "C" fn mem_usage(value: *const c_void) -> usize {
     // SAFETY: Redis passes back the value it got from set_value.
     let Some(lease) = (unsafe { lease_ref(value) }) else {
@@ -146,6 +161,9 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
     let mut total = ffi::malloc_size(value, std::mem::size_of::<Lease>());
     if let Some(ptr) = lease.owner.heap_ptr() {
         total += ffi::malloc_size(ptr.cast(), lease.owner.as_bytes().len());
+    }
+    for (ptr, len) in lease.owner.history_allocations().into_iter().flatten() {
+        total += ffi::malloc_size(ptr.cast(), len);
     }
     total
 }
@@ -157,6 +175,10 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     };
     let f = Fields::of(lease);
     ffi::digest_add(md, f.owner, &f.numbers);
+    let history = lease.owner.history();
+    if !history.is_empty() {
+        ffi::digest_add(md, history, &[]);
+    }
 }
 
 extern "C" fn copy(

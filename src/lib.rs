@@ -137,6 +137,7 @@ macro_rules! hblock_module {
                     [config::INTERVAL_CONFIG.name, &config::INTERVAL, config::INTERVAL_CONFIG.default, config::INTERVAL_CONFIG.min, config::INTERVAL_CONFIG.max, ConfigurationFlags::DEFAULT, None],
                     [config::MISSES_CONFIG.name, &config::MISSES, config::MISSES_CONFIG.default, config::MISSES_CONFIG.min, config::MISSES_CONFIG.max, ConfigurationFlags::DEFAULT, None],
                     [config::FAILOVER_DELAY_CONFIG.name, &config::FAILOVER_DELAY, config::FAILOVER_DELAY_CONFIG.default, config::FAILOVER_DELAY_CONFIG.min, config::FAILOVER_DELAY_CONFIG.max, ConfigurationFlags::DEFAULT, None],
+                    [config::HISTORY_CONFIG.name, &config::HISTORY, config::HISTORY_CONFIG.default, config::HISTORY_CONFIG.min, config::HISTORY_CONFIG.max, ConfigurationFlags::DEFAULT, None],
                 ],
                 string: [],
                 bool: [],
@@ -160,4 +161,5 @@ hblock_module![
     commands::floor,
     commands::watch,
     commands::waiters,
+    commands::history,
 ];

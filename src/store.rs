@@ -33,10 +33,17 @@ pub fn open_untouched(ctx: &Context, lock: &LockId) -> Option<(RedisString, Redi
 }
 
 /// The lock stored at an open key: None when the key does not exist,
-/// WRONGTYPE when it holds another type.
+/// WRONGTYPE when it holds another type. Its holder history is set to keep
+/// `hblock.history` entries at its next lease end (a record gets room for a
+/// history only while the config is above 0).
 pub fn lock_at(key: &RedisKeyWritable) -> Result<Option<&mut Lease>, Error> {
-    key.get_value::<Lease>(&LOCK_TYPE)
-        .map_err(|_| Error::WrongType)
+    let mut lease = key
+        .get_value::<Lease>(&LOCK_TYPE)
+        .map_err(|_| Error::WrongType)?;
+    if let Some(lease) = lease.as_deref_mut() {
+        lease.owner.set_history_cap(config::history());
+    }
+    Ok(lease)
 }
 
 /// The lock at a key open for reading, as [`lock_at`].
@@ -111,7 +118,7 @@ pub fn grant_first<'k>(
 pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects, now: i64) {
     if fx.changed {
         signal_modified(ctx, key);
-        replicate_record(ctx, key, lease);
+        replicate_record(ctx, key, lease, fx.history);
         tokens::observe(lease);
     }
     let events = [
@@ -171,10 +178,15 @@ fn signal_modified(ctx: &Context, key: &RedisString) {
 /// on every BEAT's path, and Redis builds one object per argument it
 /// propagates (the ten-field form cost ~55% of a BEAT). The AOF rewrite
 /// keeps the readable ten-field form; APPLY takes both.
-fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease) {
+///
+/// When the holder history changed (`history`), it follows as a second
+/// argument, `HBLOCK.APPLY key <record> <history>`; other changes (every
+/// beat) leave the replica's history as it is.
+fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease, history: bool) {
     if !propagation::needed() {
         return; // nothing can read it (propagation.rs)
     }
     let record = Fields::of(lease).compact();
-    ffi::replicate_apply(ctx.ctx, key.inner, record.as_bytes());
+    let history = history.then(|| lease.owner.history());
+    ffi::replicate_apply(ctx.ctx, key.inner, record.as_bytes(), history);
 }

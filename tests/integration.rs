@@ -32,6 +32,8 @@ mod fenced;
 mod fuzz;
 /// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.
 mod handoff;
+/// The holder history (hblock.history) and HBLOCK.HISTORY.
+mod history;
 /// Waiters and leases when their key changes: DEL, FLUSH, RENAME, reload, role change.
 mod key_events;
 /// Module arguments, MODULE LOAD, RESTORE, diskless loading.

@@ -6,6 +6,7 @@
 //! command layer loads a [`Lease`], calls one of these methods and then writes,
 //! replicates and notifies according to the returned [`Effects`].
 
+use crate::history::How;
 use crate::owner::Owner;
 
 /// Largest value any counter or token reaches: Redis integers are signed 64-bit.
@@ -115,6 +116,9 @@ pub struct Effects {
     pub takeover: bool,
     /// The holder released its lease (`hblock.released`).
     pub released: bool,
+    /// The holder history changed (a lease end was recorded, or a lowered
+    /// `hblock.history` trimmed it): replicate it with the record.
+    pub history: bool,
 }
 
 /// Reply of an ACQUIRE.
@@ -277,15 +281,29 @@ impl Lease {
         }
     }
 
-    /// Marks a held lease whose deadline has passed as expired. Returns true
+    /// Marks a held lease whose deadline has passed as expired (its end,
+    /// at the deadline, goes into the history). `expired` (and `changed`)
     /// when this call is the one that saw it (publish `hblock.expired` once).
-    pub fn observe_expiry(&mut self, now: i64) -> bool {
+    pub fn observe_expiry(&mut self, now: i64) -> Effects {
         if self.phase == Phase::Held && now >= self.deadline_ms() {
             self.phase = Phase::Expired;
-            true
+            let history = self.record_end(self.deadline_ms(), How::Expired);
+            Effects {
+                changed: true,
+                expired: true,
+                history,
+                ..Effects::default()
+            }
         } else {
-            false
+            Effects::default()
         }
+    }
+
+    /// Records the end of the current lease in the holder history, if the
+    /// record keeps one. True when the history changed.
+    fn record_end(&mut self, ended_ms: i64, how: How) -> bool {
+        let (token, granted_ms) = (self.token, self.granted_ms);
+        self.owner.push_end(token, granted_ms, ended_ms, how)
     }
 
     /// ACQUIRE by `owner`. `requested` holds the INTERVAL/MISSES given in the
@@ -300,11 +318,7 @@ impl Lease {
         now: i64,
         floor: u64,
     ) -> Result<(Acquired, Effects), CoreError> {
-        let mut effects = Effects {
-            expired: self.observe_expiry(now),
-            ..Effects::default()
-        };
-        effects.changed = effects.expired;
+        let mut effects = self.observe_expiry(now);
         // The same terms BIND is checked against before this call.
         let terms = self.terms_after_acquire(owner, requested, defaults, now);
         match self.phase {
@@ -334,7 +348,7 @@ impl Lease {
                 self.interval_ms = terms.interval_ms;
                 self.misses = terms.misses;
                 self.phase = Phase::Held;
-                self.owner = Owner::new(owner);
+                self.owner.set(owner);
                 effects.changed = true;
                 effects.acquired = true;
                 effects.takeover = takeover;
@@ -345,12 +359,7 @@ impl Lease {
 
     /// BEAT by (owner, token). On success returns the lease's beat count.
     pub fn beat(&mut self, owner: &[u8], token: u64, now: i64) -> (Result<u64, NotHeld>, Effects) {
-        let expired = self.observe_expiry(now);
-        let effects = Effects {
-            changed: expired,
-            expired,
-            ..Effects::default()
-        };
+        let effects = self.observe_expiry(now);
         if let Err(why) = self.check_holder(owner, token) {
             return (Err(why), effects);
         }
@@ -397,22 +406,24 @@ impl Lease {
             return false;
         }
         self.phase = Phase::Free;
-        self.owner = Owner::none();
+        self.owner.set(b"");
         true
     }
 
     pub fn release(&mut self, owner: &[u8], token: u64, now: i64) -> (bool, Effects) {
-        let expired = self.observe_expiry(now);
-        let mut effects = Effects {
-            changed: expired,
-            expired,
-            ..Effects::default()
-        };
+        self.release_as(owner, token, now, How::Released)
+    }
+
+    /// RELEASE by (owner, token), recorded in the history as `how` (the
+    /// timer releases unbound leases and undone grants).
+    pub fn release_as(&mut self, owner: &[u8], token: u64, now: i64, how: How) -> (bool, Effects) {
+        let mut effects = self.observe_expiry(now);
         if self.check_holder(owner, token).is_err() {
             return (false, effects);
         }
+        effects.history |= self.record_end(now, how);
         self.phase = Phase::Free;
-        self.owner = Owner::none();
+        self.owner.set(b"");
         effects.changed = true;
         effects.released = true;
         (true, effects)

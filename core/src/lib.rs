@@ -17,6 +17,7 @@
 pub mod args;
 pub mod bind;
 pub mod checks;
+pub mod history;
 pub mod lease;
 pub mod limits;
 pub mod owner;

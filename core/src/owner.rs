@@ -3,6 +3,13 @@
 //! Short owners (the common case) are stored inline in the lock record, so a held
 //! lock costs one allocation; longer ones move to the heap. This is what keeps
 //! `MEMORY USAGE` of a lock close to that of a plain `SET key owner PX` key.
+//!
+//! The owner's slot also carries the lock's holder history when
+//! `hblock.history` is on ([`Owner::Spilled`]): one allocation holding the
+//! owner, the history and its cap. A record without history stays 80 bytes,
+//! exactly as before the history existed.
+
+use crate::history::{self, Entry};
 
 /// The longest owner accepted, in bytes.
 pub const MAX_OWNER_LEN: usize = crate::limits::OWNER_MAX_LEN;
@@ -10,11 +17,36 @@ pub const MAX_OWNER_LEN: usize = crate::limits::OWNER_MAX_LEN;
 /// Owners up to this many bytes are stored inside the record itself.
 const INLINE_CAP: usize = 22;
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Owner {
-    Inline { len: u8, bytes: [u8; INLINE_CAP] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_CAP],
+    },
     Heap(Box<[u8]>),
+    /// The owner (never `Spilled` itself) with the lock's holder history.
+    Spilled(Box<Spill>),
 }
+
+/// The owner and the holder history of a lock that keeps one.
+#[derive(Clone)]
+pub struct Spill {
+    owner: Owner,
+    /// Encoded entries, newest first (`hblock_core::history`).
+    history: Box<[u8]>,
+    /// Entries to keep at the next lease end (`hblock.history` when the
+    /// record was last opened for writing).
+    cap: u8,
+}
+
+/// Owners are equal when their bytes and their histories are.
+impl PartialEq for Owner {
+    fn eq(&self, other: &Owner) -> bool {
+        self.as_bytes() == other.as_bytes() && self.history() == other.history()
+    }
+}
+
+impl Eq for Owner {}
 
 impl Owner {
     /// The empty owner of a free lock.
@@ -44,6 +76,91 @@ impl Owner {
         match self {
             Owner::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(&[]),
             Owner::Heap(bytes) => bytes,
+            Owner::Spilled(spill) => spill.owner.as_bytes(),
+        }
+    }
+
+    /// Sets the owner's bytes, keeping the history.
+    pub fn set(&mut self, owner: &[u8]) {
+        match self {
+            Owner::Spilled(spill) => spill.owner = Owner::new(owner),
+            _ => *self = Owner::new(owner),
+        }
+    }
+
+    /// The encoded holder history (empty when none).
+    pub fn history(&self) -> &[u8] {
+        match self {
+            Owner::Spilled(spill) => &spill.history,
+            _ => &[],
+        }
+    }
+
+    /// Sets the entries to keep at the next lease end: a cap above 0 makes
+    /// room for a history; 0 drops an empty one (a non-empty one goes at the
+    /// next lease end, as a lowered cap trims).
+    pub fn set_history_cap(&mut self, cap: u8) {
+        match self {
+            Owner::Spilled(spill) => {
+                spill.cap = cap;
+                if cap == 0 && spill.history.is_empty() {
+                    self.unspill();
+                }
+            }
+            _ if cap > 0 => self.spill(Box::default(), cap),
+            _ => {}
+        }
+    }
+
+    /// Replaces the history (validated by the caller), keeping the cap.
+    pub fn set_history(&mut self, entries: Box<[u8]>) {
+        match self {
+            Owner::Spilled(spill) if entries.is_empty() && spill.cap == 0 => self.unspill(),
+            Owner::Spilled(spill) => spill.history = entries,
+            _ if entries.is_empty() => {}
+            _ => self.spill(entries, 0),
+        }
+    }
+
+    /// Puts the lease that just ended (these bytes its owner) at the front
+    /// of the history, trimmed to the cap. True when the history changed.
+    pub fn push_end(
+        &mut self,
+        token: u64,
+        granted_ms: i64,
+        ended_ms: i64,
+        how: history::How,
+    ) -> bool {
+        let Owner::Spilled(spill) = self else {
+            return false;
+        };
+        if spill.cap == 0 && spill.history.is_empty() {
+            return false;
+        }
+        let entry = Entry {
+            owner: spill.owner.as_bytes(),
+            token,
+            granted_ms,
+            ended_ms,
+            how,
+        };
+        let entries = history::pushed(&spill.history, &entry, usize::from(spill.cap));
+        self.set_history(entries.into_boxed_slice());
+        true
+    }
+
+    fn spill(&mut self, history: Box<[u8]>, cap: u8) {
+        let owner = std::mem::replace(self, Owner::none());
+        *self = Owner::Spilled(Box::new(Spill {
+            owner,
+            history,
+            cap,
+        }));
+    }
+
+    fn unspill(&mut self) {
+        if let Owner::Spilled(spill) = std::mem::replace(self, Owner::none()) {
+            *self = spill.owner;
         }
     }
 
@@ -57,6 +174,21 @@ impl Owner {
         match self {
             Owner::Inline { .. } => None,
             Owner::Heap(bytes) => Some(bytes.as_ptr()),
+            Owner::Spilled(spill) => spill.owner.heap_ptr(),
+        }
+    }
+
+    /// The allocations of a history, if any: the spill (its address and
+    /// size) and the entries' buffer (for MEMORY USAGE).
+    pub fn history_allocations(&self) -> [Option<(*const u8, usize)>; 2] {
+        match self {
+            Owner::Spilled(spill) => {
+                let whole = (&**spill as *const Spill).cast::<u8>();
+                let entries = (!spill.history.is_empty())
+                    .then_some((spill.history.as_ptr(), spill.history.len()));
+                [Some((whole, std::mem::size_of::<Spill>())), entries]
+            }
+            _ => [None, None],
         }
     }
 }

@@ -29,3 +29,7 @@ pub const STATE_HELD_BACK: &str = "held-back";
 /// HBLOCK.WAITERS: the fields of each waiter, in reply order (`owner` a
 /// bulk string, the others integers).
 pub const WAITER_FIELDS: [&str; 4] = ["owner", "waited", "timeout", "client"];
+
+/// HBLOCK.HISTORY: the fields of each lease end, in reply order (`owner`
+/// and `how` bulk strings, the others integers).
+pub const HISTORY_FIELDS: [&str; 5] = ["owner", "token", "granted", "ended", "how"];

@@ -1,16 +1,21 @@
-//! `HBLOCK.APPLY key phase owner token interval misses beats granted last_beat takeovers`
-//! `HBLOCK.APPLY key <record>`
+//! `HBLOCK.APPLY key phase owner token interval misses beats granted last_beat takeovers [history]`
+//! `HBLOCK.APPLY key <record> [history]`
 //!
 //! Internal: how the master replicates a lock (the compact binary form, one
 //! argument) and how an AOF rewrite stores one (the ten fields; older AOF
 //! files hold only this form).
-//! It sets the record to exactly these values. Any other caller is refused, or
+//! It sets the record to exactly these values. The holder history
+//! (`hblock_core::history`) follows when it changed (or, in an AOF rewrite,
+//! when there is one); without it the record keeps the history it has.
+//! Any other caller is refused, or
 //! any client could forge lock records (7.0 has no "internal command" flag).
 
 use super::common::{byte_args, from_master};
 use crate::error::Error;
 use crate::spec::{Kind, Spec, KEY, OWNER, TOKEN};
 use crate::store;
+use hblock_core::history;
+use hblock_core::owner::Owner;
 use hblock_core::record::{Fields, NUMBERS};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
@@ -45,23 +50,38 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     let fields = byte_args(fields);
-    let parsed = match fields.as_slice() {
-        [record] => Fields::from_compact(record),
-        _ if fields.len() == NUMBERS.len() + 1 => Fields::from_args(&fields),
+    let ten = NUMBERS.len() + 1;
+    let (parsed, history) = match fields.as_slice() {
+        [record] => (Fields::from_compact(record), None),
+        [record, history] => (Fields::from_compact(record), Some(*history)),
+        _ if fields.len() == ten => (Fields::from_args(&fields), None),
+        [numbers @ .., history] if numbers.len() == ten => {
+            (Fields::from_args(numbers), Some(*history))
+        }
         _ => return Err(Error::Arity.into()),
     };
-    let lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;
+    let mut lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;
+    if history.is_some_and(|h| history::entries(h).is_none()) {
+        return Err(Error::BadRecord.into());
+    }
     let handle = store::open(ctx, key);
     let record = match store::lock_at(&handle)? {
         Some(current) => {
-            // Keep the local bookkeeping of the record being replaced.
+            // Keep the local bookkeeping of the record being replaced, and
+            // its history unless this one carries one.
             let check_at = current.check_at;
+            let mut owner = std::mem::replace(&mut current.owner, Owner::none());
+            owner.set(lease.owner.as_bytes());
+            lease.owner = owner;
             *current = lease;
             current.check_at = check_at;
             current
         }
         None => store::create_lock(&handle, lease)?,
     };
+    if let Some(history) = history {
+        record.owner.set_history(history.into());
+    }
     // Module commands propagate themselves: see commit_applied.
     store::commit_applied(ctx, key, record);
     Ok(RedisValue::SimpleStringStatic("OK"))

@@ -9,6 +9,7 @@ pub mod check;
 mod common;
 pub mod fenced;
 pub mod floor;
+pub mod history;
 pub mod info;
 pub mod release;
 pub mod waiters;

@@ -8,7 +8,8 @@ use crate::blocking::{self, with_wait_state, REPLICA_POLL_MS};
 use crate::handoff::{self, Grant};
 use crate::{binding, census, datatype, ffi, stats, store, tokens, waiters, watch};
 use hblock_core::bind::Unbound;
-use hblock_core::lease::{Effects, Lease, Phase};
+use hblock_core::history::How;
+use hblock_core::lease::{Lease, Phase};
 use hblock_core::queue::LockId;
 use hblock_core::schedule::Due;
 use redis_module::{Context, ContextFlags};
@@ -102,12 +103,8 @@ fn expire_and_serve(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
             }
             return;
         }
-        if lease.observe_expiry(now) {
-            let fx = Effects {
-                changed: true,
-                expired: true,
-                ..Effects::default()
-            };
+        let fx = lease.observe_expiry(now);
+        if fx.expired {
             store::commit(ctx, &key, lease, fx, now);
         } else {
             blocking::schedule_lease_check(std::ptr::null_mut(), || lock.clone(), lease);
@@ -138,9 +135,8 @@ fn tell_watchers(ctx: &Context, lock: &LockId, now: i64) {
 /// released.
 fn release_if(
     ctx: &Context,
-    lock: &LockId,
-    token: u64,
-    now: i64,
+    (lock, token): (&LockId, u64),
+    (now, how): (i64, How),
     meant: impl FnOnce(&Lease) -> bool,
 ) -> bool {
     let mut released = false;
@@ -148,7 +144,7 @@ fn release_if(
         if let Ok(Some(lease)) = store::lock_at(&handle) {
             if lease.phase == Phase::Held && lease.token == token && meant(lease) {
                 let owner = lease.owner.as_bytes().to_vec();
-                let (_, fx) = lease.release(&owner, token, now);
+                let (_, fx) = lease.release_as(&owner, token, now, how);
                 released = fx.released;
                 store::commit(ctx, &key, lease, fx, now);
             }
@@ -164,7 +160,12 @@ fn release_if(
 fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
     if is_master {
         let untouched = |l: &Lease| l.beats == 0 && l.owner.as_bytes() == &grant.owner[..];
-        release_if(ctx, &grant.lock, grant.token, now, untouched);
+        release_if(
+            ctx,
+            (&grant.lock, grant.token),
+            (now, How::Undone),
+            untouched,
+        );
     } else {
         expire_and_serve(ctx, &grant.lock, now, false);
     }
@@ -174,7 +175,12 @@ fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
 /// within its grace (the same lease: token unchanged), exactly as RELEASE
 /// would, then serves the next waiter.
 fn release_unbound(ctx: &Context, unbound: &Unbound, now: i64) {
-    if release_if(ctx, &unbound.lock, unbound.token, now, |_| true) {
+    if release_if(
+        ctx,
+        (&unbound.lock, unbound.token),
+        (now, How::Unbound),
+        |_| true,
+    ) {
         stats::bump(&stats::UNBOUND);
     }
 }

@@ -59,19 +59,23 @@ pub fn load_unsigned(rdb: *mut raw::RedisModuleIO) -> Option<u64> {
 }
 
 /// Emits `HBLOCK.APPLY key phase owner token interval misses beats granted
-/// last-beat takeovers` into an AOF rewrite: `numbers` in the record's
-/// order (`hblock_core::record::NUMBERS`), the owner after the first.
+/// last-beat takeovers [history]` into an AOF rewrite: `numbers` in the
+/// record's order (`hblock_core::record::NUMBERS`), the owner after the
+/// first, the holder history last when there is one.
 pub fn emit_aof_apply(
     aof: *mut raw::RedisModuleIO,
     key: *mut raw::RedisModuleString,
-    owner: &[u8],
+    (owner, history): (&[u8], &[u8]),
     numbers: &[i64; 8],
 ) {
     let [phase, token, interval, misses, beats, granted, last_beat, takeovers] = *numbers;
     // SAFETY: the format takes s = the key, l = a long long, b = a buffer and
     // its length: one argument per letter, each alive for the call.
     unsafe {
-        if let Some(emit) = raw::RedisModule_EmitAOF {
+        let Some(emit) = raw::RedisModule_EmitAOF else {
+            return;
+        };
+        if history.is_empty() {
             emit(
                 aof,
                 c"HBLOCK.APPLY".as_ptr(),
@@ -87,6 +91,25 @@ pub fn emit_aof_apply(
                 granted,
                 last_beat,
                 takeovers,
+            );
+        } else {
+            emit(
+                aof,
+                c"HBLOCK.APPLY".as_ptr(),
+                c"slblllllllb".as_ptr(),
+                key,
+                phase,
+                owner.as_ptr().cast::<c_char>(),
+                owner.len(),
+                token,
+                interval,
+                misses,
+                beats,
+                granted,
+                last_beat,
+                takeovers,
+                history.as_ptr().cast::<c_char>(),
+                history.len(),
             );
         }
     }

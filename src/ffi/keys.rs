@@ -30,21 +30,40 @@ pub fn key_of_opt_ctx(octx: *mut raw::RedisModuleKeyOptCtx) -> Option<(&'static 
     }
 }
 
-/// Propagates `HBLOCK.APPLY key <record>` (the compact record) to replicas
-/// and the AOF, after the command running now.
-pub fn replicate_apply(ctx: Ctx, key: *mut raw::RedisModuleString, record: &[u8]) {
+/// Propagates `HBLOCK.APPLY key <record> [<history>]` (the compact record,
+/// and the holder history when it changed) to replicas and the AOF, after
+/// the command running now.
+pub fn replicate_apply(
+    ctx: Ctx,
+    key: *mut raw::RedisModuleString,
+    record: &[u8],
+    history: Option<&[u8]>,
+) {
     // SAFETY: s = the key, b = buffer and length; all live for the call.
     unsafe {
-        if let Some(replicate) = raw::RedisModule_Replicate {
-            replicate(
+        let Some(replicate) = raw::RedisModule_Replicate else {
+            return;
+        };
+        match history {
+            None => replicate(
                 ctx,
                 c"HBLOCK.APPLY".as_ptr(),
                 c"sb".as_ptr(),
                 key,
                 record.as_ptr().cast::<c_char>(),
                 record.len(),
-            );
-        }
+            ),
+            Some(history) => replicate(
+                ctx,
+                c"HBLOCK.APPLY".as_ptr(),
+                c"sbb".as_ptr(),
+                key,
+                record.as_ptr().cast::<c_char>(),
+                record.len(),
+                history.as_ptr().cast::<c_char>(),
+                history.len(),
+            ),
+        };
     }
 }
 

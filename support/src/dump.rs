@@ -1,7 +1,8 @@
 //! DUMP payloads of lock records, forged: any field at any value, for the
 //! tests of what RESTORE accepts. The layout is Redis's (RDB_TYPE_MODULE_2,
 //! the module id, opcode-tagged strings, EOF, the RDB version, CRC64) around
-//! hblock's record encoding 3 (varint numbers, then the owner).
+//! hblock's record encoding 4 (varint numbers, then the owner; no holder
+//! history, so the layout encoding 3 had).
 
 /// A record's fields, in the order of HBLOCK.APPLY's arguments.
 #[derive(Clone, Debug)]

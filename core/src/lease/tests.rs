@@ -356,3 +356,82 @@ fn the_holder_is_the_token_of_the_live_lease_else_zero() {
     assert!(released);
     assert_eq!(lease.holder(200), 0, "released");
 }
+
+fn history_of(lease: &Lease) -> Vec<(Vec<u8>, u64, i64, i64, &'static str)> {
+    crate::history::entries(lease.owner.history())
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.owner.to_vec(),
+                e.token,
+                e.granted_ms,
+                e.ended_ms,
+                e.how.name(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn lease_ends_go_into_the_history_when_it_is_on() {
+    let mut lease = held_by(b"a", 0);
+    // Off (the default): nothing is recorded, the record has no history.
+    let (_, fx) = lease.release(b"a", 1, 10);
+    assert!(!fx.history);
+    assert!(lease.owner.history().is_empty());
+
+    lease.owner.set_history_cap(3);
+    lease.acquire(b"b", NONE, T, 20, 0).unwrap();
+    let (_, fx) = lease.release(b"b", 2, 50);
+    assert!(fx.history && fx.released);
+    // Expired: recorded at its deadline, by whichever call sees it.
+    lease.acquire(b"c", NONE, T, 100, 0).unwrap();
+    let (got, fx) = lease.acquire(b"d", NONE, T, 5000, 0).unwrap();
+    assert_eq!(got, Acquired::Token(4));
+    assert!(fx.history && fx.expired && fx.takeover);
+    let (_, fx) = lease.release_as(b"d", 4, 5100, How::Unbound);
+    assert!(fx.history);
+    assert_eq!(
+        history_of(&lease),
+        [
+            (b"d".to_vec(), 4, 5000, 5100, "unbound"),
+            (b"c".to_vec(), 3, 100, 3100, "expired"),
+            (b"b".to_vec(), 2, 20, 50, "released"),
+        ]
+    );
+    // A beat, a refused release and a renewal record nothing.
+    lease.acquire(b"e", NONE, T, 6000, 0).unwrap();
+    let (_, fx) = lease.beat(b"e", 5, 6100);
+    assert!(!fx.history);
+    let (_, fx) = lease.release(b"x", 5, 6200);
+    assert!(!fx.history);
+    // The cap keeps the newest; the owner's bytes are unchanged by it.
+    let (_, fx) = lease.release_as(b"e", 5, 6300, How::Undone);
+    assert!(fx.history);
+    let listed = history_of(&lease);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0], (b"e".to_vec(), 5, 6000, 6300, "undone"));
+    assert_eq!(listed[2].1, 3, "the oldest went");
+    // Lowered to 0: the next end empties it and the record has none again.
+    lease.owner.set_history_cap(0);
+    lease.acquire(b"f", NONE, T, 7000, 0).unwrap();
+    assert_eq!(history_of(&lease).len(), 3, "trimmed lazily");
+    let (_, fx) = lease.release(b"f", 6, 7100);
+    assert!(fx.history);
+    assert!(lease.owner.history().is_empty());
+    assert!(matches!(lease.owner, Owner::Inline { .. }));
+}
+
+#[test]
+fn a_long_owner_keeps_its_bytes_with_a_history() {
+    let long = [b'L'; 300];
+    let mut lease = held_by(&long, 0);
+    lease.owner.set_history_cap(2);
+    assert_eq!(lease.owner.as_bytes(), &long[..]);
+    assert!(lease.owner.heap_ptr().is_some());
+    lease.release(&long, 1, 5);
+    assert_eq!(history_of(&lease)[0].0, long.to_vec());
+    let copy = lease.clone();
+    assert_eq!(copy, lease, "a copy carries the history");
+}
