@@ -1,10 +1,7 @@
 //! One function per HBLOCK command, with typed replies.
 
 use crate::error::Error;
-use hblock_core::proto::{INFO_NUMBERS, WAITER_FIELDS};
-
-/// HBLOCK.HISTORY's fields, in reply order.
-const HISTORY_FIELDS: [&str; 5] = ["owner", "token", "granted", "ended", "how"];
+use hblock_core::proto::{HISTORY_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// ACQUIRE's options: INTERVAL, MISSES, WAIT and BIND (None: not sent).

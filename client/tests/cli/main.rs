@@ -35,6 +35,8 @@ mod run;
 mod sentinel;
 /// The thin commands: replies and exit codes.
 mod thin;
+/// `hblock watch --history`: past leases oldest first, then the changes.
+mod watch_history;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
