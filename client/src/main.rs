@@ -140,7 +140,7 @@ enum Cmd {
     Watch {
         /// The lock's key
         key: String,
-        /// One JSON object per change, as `info --json` prints it (null: no such lock)
+        /// One JSON object per change: INFO's fields as `info --json` prints them, without waiters_list (null: no such lock)
         #[arg(long)]
         json: bool,
         /// First print the lock's past leases (HBLOCK.HISTORY, kept when the server's hblock.history is above 0), oldest first
@@ -163,7 +163,7 @@ enum Cmd {
     Info {
         /// The lock's key
         key: String,
-        /// Print INFO's fields as one JSON object
+        /// Print INFO's fields and the waiters (waiters_list) as one JSON object
         #[arg(long)]
         json: bool,
     },
