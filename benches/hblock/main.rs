@@ -9,6 +9,7 @@ use hblock_test_support as support;
 
 mod bind;
 mod failover;
+mod ls;
 mod memory;
 mod report;
 mod stats;
@@ -58,6 +59,9 @@ fn main() {
     }
     if wanted("watch") {
         rows.extend(watch::run(&server, quick));
+    }
+    if wanted("ls") {
+        rows.extend(ls::run(quick));
     }
     if wanted("replica") {
         rows.extend(throughput::with_replica(&server, quick));

@@ -1,7 +1,7 @@
 //! One function per HBLOCK command, with typed replies.
 
 use crate::error::Error;
-use hblock_core::proto::INFO_NUMBERS;
+use hblock_core::proto::{HISTORY_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// ACQUIRE's options: INTERVAL, MISSES, WAIT and BIND (None: not sent).
@@ -166,6 +166,147 @@ pub fn watch(
     parse_info(reply)
 }
 
+/// One client blocked in `HBLOCK.ACQUIRE ... WAIT` (an `HBLOCK.WAITERS`
+/// entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiter {
+    pub owner: Vec<u8>,
+    /// Ms since it was queued.
+    pub waited: i64,
+    /// Ms left of its WAIT; -1 for no limit.
+    pub timeout: i64,
+    /// Its connection id (`CLIENT LIST`, `CLIENT KILL ID`).
+    pub client: i64,
+}
+
+/// `HBLOCK.WAITERS key [COUNT n]`: the waiters in queue order (at most
+/// `count`, the server's default 100 when None); None when the key does
+/// not exist.
+pub fn waiters(
+    con: &mut impl ConnectionLike,
+    key: &str,
+    count: Option<u64>,
+) -> RedisResult<Option<Vec<Waiter>>> {
+    let mut cmd = redis::cmd("HBLOCK.WAITERS");
+    cmd.arg(key);
+    if let Some(n) = count {
+        cmd.arg("COUNT").arg(n);
+    }
+    parse_waiters(cmd.query(con)?)
+}
+
+fn parse_waiters(reply: Value) -> RedisResult<Option<Vec<Waiter>>> {
+    let entries = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(entries) | Value::Set(entries) => entries,
+        other => return Err(unexpected_of("HBLOCK.WAITERS", &other)),
+    };
+    entries
+        .into_iter()
+        .map(parse_waiter)
+        .collect::<RedisResult<Vec<_>>>()
+        .map(Some)
+}
+
+fn parse_waiter(entry: Value) -> RedisResult<Waiter> {
+    let items = match entry {
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => return Err(unexpected_of("HBLOCK.WAITERS", &other)),
+    };
+    let mut waiter = Waiter {
+        owner: Vec::new(),
+        waited: 0,
+        timeout: 0,
+        client: 0,
+    };
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        let Value::BulkString(name) = name else {
+            return Err(unexpected_of("HBLOCK.WAITERS", &name));
+        };
+        let at = WAITER_FIELDS.iter().position(|f| f.as_bytes() == name);
+        match (at, value) {
+            (Some(0), Value::BulkString(owner)) => waiter.owner = owner,
+            (Some(1), Value::Int(n)) => waiter.waited = n,
+            (Some(2), Value::Int(n)) => waiter.timeout = n,
+            (Some(3), Value::Int(n)) => waiter.client = n,
+            // A field added by a newer module is skipped.
+            (None, _) => {}
+            (Some(_), other) => return Err(unexpected_of("HBLOCK.WAITERS", &other)),
+        }
+    }
+    Ok(waiter)
+}
+
+/// One lease end an `HBLOCK.HISTORY` entry records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub owner: Vec<u8>,
+    pub token: i64,
+    /// When the lease was granted, Unix ms (the server's clock).
+    pub granted: i64,
+    /// When it ended, Unix ms.
+    pub ended: i64,
+    /// How: `released`, `expired`, `unbound`, `undone`.
+    pub how: String,
+}
+
+/// `HBLOCK.HISTORY key`: the lock's last lease ends, newest first (empty
+/// when the server keeps none, `hblock.history 0`); None when the key does
+/// not exist.
+pub fn history(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<Vec<Ended>>> {
+    parse_history(redis::cmd("HBLOCK.HISTORY").arg(key).query(con)?)
+}
+
+fn parse_history(reply: Value) -> RedisResult<Option<Vec<Ended>>> {
+    let entries = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(entries) | Value::Set(entries) => entries,
+        other => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
+    };
+    entries
+        .into_iter()
+        .map(parse_ended)
+        .collect::<RedisResult<Vec<_>>>()
+        .map(Some)
+}
+
+fn parse_ended(entry: Value) -> RedisResult<Ended> {
+    let items = match entry {
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
+    };
+    let mut ended = Ended {
+        owner: Vec::new(),
+        token: 0,
+        granted: 0,
+        ended: 0,
+        how: String::new(),
+    };
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        let Value::BulkString(name) = name else {
+            return Err(unexpected_of("HBLOCK.HISTORY", &name));
+        };
+        let at = HISTORY_FIELDS.iter().position(|f| f.as_bytes() == name);
+        match (at, value) {
+            (Some(0), Value::BulkString(owner)) => ended.owner = owner,
+            (Some(1), Value::Int(n)) => ended.token = n,
+            (Some(2), Value::Int(n)) => ended.granted = n,
+            (Some(3), Value::Int(n)) => ended.ended = n,
+            (Some(4), Value::BulkString(how)) => {
+                ended.how = String::from_utf8_lossy(&how).into_owned()
+            }
+            // A field added by a newer module is skipped.
+            (None, _) => {}
+            (Some(_), other) => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
+        }
+    }
+    Ok(ended)
+}
+
 /// INFO's `state` while grants of a lock are held back after a promotion
 /// (the failover delay, `hblock.failover-delay`); `ttl` is then the ms left.
 pub const HELD_BACK: &str = "held-back";
@@ -249,7 +390,7 @@ impl std::fmt::Display for NotGranted {
     }
 }
 
-fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
+pub(crate) fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
     let items = match reply {
         Value::Nil => return Ok(None),
         Value::Array(items) => items,
@@ -292,10 +433,14 @@ fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
 }
 
 fn unexpected(value: &Value) -> RedisError {
+    unexpected_of("HBLOCK.INFO", value)
+}
+
+fn unexpected_of(command: &str, value: &Value) -> RedisError {
     RedisError::from((
         redis::ErrorKind::UnexpectedReturnType,
-        "unexpected HBLOCK.INFO reply",
-        format!("{value:?}"),
+        "unexpected reply",
+        format!("{command}: {value:?}"),
     ))
 }
 
@@ -318,6 +463,91 @@ mod tests {
             items.push(Value::Int(value));
         }
         Value::Array(items)
+    }
+
+    #[test]
+    fn waiters_are_parsed_from_resp2_and_resp3() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let flat = Value::Array(vec![
+            bulk("owner"),
+            bulk("w1"),
+            bulk("waited"),
+            Value::Int(80),
+            bulk("timeout"),
+            Value::Int(-1),
+            bulk("client"),
+            Value::Int(12),
+            bulk("later"),
+            Value::Int(1),
+        ]);
+        let map = Value::Map(vec![
+            (bulk("owner"), Value::BulkString(vec![0xff])),
+            (bulk("waited"), Value::Int(5)),
+            (bulk("timeout"), Value::Int(900)),
+            (bulk("client"), Value::Int(13)),
+        ]);
+        let parsed = parse_waiters(Value::Array(vec![flat, map]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parsed,
+            [
+                Waiter {
+                    owner: b"w1".to_vec(),
+                    waited: 80,
+                    timeout: -1,
+                    client: 12
+                },
+                Waiter {
+                    owner: vec![0xff],
+                    waited: 5,
+                    timeout: 900,
+                    client: 13
+                }
+            ]
+        );
+        assert_eq!(parse_waiters(Value::Nil).unwrap(), None);
+        assert_eq!(parse_waiters(Value::Array(vec![])).unwrap(), Some(vec![]));
+        assert!(parse_waiters(Value::Int(1)).is_err());
+        assert!(parse_waiters(Value::Array(vec![Value::Array(vec![
+            bulk("waited"),
+            bulk("x")
+        ])]))
+        .is_err());
+    }
+
+    #[test]
+    fn history_entries_are_parsed() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry = Value::Array(vec![
+            bulk("owner"),
+            bulk("a"),
+            bulk("token"),
+            Value::Int(7),
+            bulk("granted"),
+            Value::Int(1000),
+            bulk("ended"),
+            Value::Int(2500),
+            bulk("how"),
+            bulk("expired"),
+        ]);
+        let parsed = parse_history(Value::Array(vec![entry])).unwrap().unwrap();
+        assert_eq!(
+            parsed,
+            [Ended {
+                owner: b"a".to_vec(),
+                token: 7,
+                granted: 1000,
+                ended: 2500,
+                how: "expired".into()
+            }]
+        );
+        assert_eq!(parse_history(Value::Nil).unwrap(), None);
+        assert!(parse_history(Value::Array(vec![Value::Array(vec![
+            bulk("token"),
+            bulk("x")
+        ])]))
+        .is_err());
     }
 
     #[test]

@@ -5,7 +5,10 @@ use crate::error::on_data_node;
 use crate::sentinel::{addr_text, is_sentinel_url, SentinelTarget};
 use crate::socket::Socket;
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Cmd, Connection, ConnectionLike, RedisError, RedisResult, Value};
+use redis::{
+    Cmd, Connection, ConnectionAddr, ConnectionInfo, ConnectionLike, IntoConnectionInfo,
+    RedisError, RedisResult, Value,
+};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -457,9 +460,158 @@ impl Client {
     }
 }
 
+/// One master a listing reads: its `host:port` and a connection whose
+/// replies come within a limit.
+pub struct Node {
+    pub addr: String,
+    pub con: Conn,
+}
+
+impl Client {
+    /// A connection to every master that holds keys, for reading all of
+    /// them (`hblock ls`, the exporter): the one server; the master
+    /// Sentinel names; on a cluster every master that serves slots
+    /// (`CLUSTER NODES`, asked of the given nodes in turn), each reached
+    /// directly with the first URL's user, password and TLS settings.
+    /// Connecting and every reply within `limit`.
+    pub fn master_connections(&self, limit: Duration) -> RedisResult<Vec<Node>> {
+        match &self.target {
+            Target::Single(client) => {
+                let addr = addr_text(client.get_connection_info().addr());
+                let con = self.named_or("ls").connection_within(limit)?;
+                Ok(vec![Node { addr, con }])
+            }
+            Target::Sentinel(_) => match self.named_or("ls").connection_within(limit)? {
+                Conn::Sentinel(con, addr) => Ok(vec![Node {
+                    addr: addr.clone(),
+                    con: Conn::Sentinel(con, addr),
+                }]),
+                con => Ok(vec![Node {
+                    addr: self.url.clone(),
+                    con,
+                }]),
+            },
+            Target::Cluster(urls) => {
+                let (base, masters) = cluster_masters(urls, limit)?;
+                masters
+                    .into_iter()
+                    .map(|(host, port)| {
+                        let addr = match base.addr() {
+                            ConnectionAddr::TcpTls {
+                                insecure,
+                                tls_params,
+                                ..
+                            } => ConnectionAddr::TcpTls {
+                                host: host.clone(),
+                                port,
+                                insecure: *insecure,
+                                tls_params: tls_params.clone(),
+                            },
+                            _ => ConnectionAddr::Tcp(host.clone(), port),
+                        };
+                        let text = addr_text(&addr);
+                        let con = direct_connection(base.clone().set_addr(addr), limit)
+                            .map_err(|err| on_data_node(&text, err))?;
+                        Ok(Node {
+                            addr: text,
+                            con: Conn::Single(con),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// A plain connection to one node, connecting and every reply within `limit`.
+fn direct_connection(info: ConnectionInfo, limit: Duration) -> RedisResult<Connection> {
+    let con = redis::Client::open(info)?.get_connection_with_timeout(limit)?;
+    con.set_read_timeout(Some(limit))?;
+    con.set_write_timeout(Some(limit))?;
+    Ok(con)
+}
+
+/// The first URL's connection settings and the masters that serve slots,
+/// from `CLUSTER NODES` of the first given node that answers (the last
+/// error when none does).
+fn cluster_masters(
+    urls: &[String],
+    limit: Duration,
+) -> RedisResult<(ConnectionInfo, Vec<(String, u16)>)> {
+    let mut infos = urls.iter().map(|u| u.as_str().into_connection_info());
+    let base = match infos.next() {
+        Some(info) => info?,
+        None => {
+            return Err(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no cluster node given",
+            )))
+        }
+    };
+    let mut last = None;
+    for info in std::iter::once(Ok(base.clone())).chain(infos) {
+        let info = info?;
+        let asked = addr_text(info.addr());
+        let nodes = direct_connection(info, limit)
+            .and_then(|mut con| redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut con));
+        match nodes {
+            Ok(text) => {
+                let host = asked.rsplit_once(':').map_or("", |(h, _)| h);
+                return Ok((base, masters_with_slots(&text, host)));
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no cluster node answered"))))
+}
+
+/// `(host, port)` of every master in a `CLUSTER NODES` reply that serves
+/// slots (a master without slots holds no keys; after a failover the old
+/// master has none). A node that does not know its own IP yet (empty
+/// host) is `asked_host`, the node that answered.
+fn masters_with_slots(nodes: &str, asked_host: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (address, flags) = (fields.get(1)?, fields.get(2)?);
+            let master = flags.split(',').any(|f| f == "master");
+            if !master || fields.len() <= 8 {
+                return None;
+            }
+            // ip:port@cport[,hostname]
+            let ip_port = address.split(['@', ',']).next()?;
+            let (host, port) = ip_port.rsplit_once(':')?;
+            let host = if host.is_empty() { asked_host } else { host };
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_give_the_masters_with_slots() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,host-b master - 0 1 2 connected 5461-10922 [10923->-c3]
+c3 :7003@17003 master - 0 1 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave a1 0 1 1 connected
+e5 127.0.0.1:7005@17005 master,fail - 0 1 0 disconnected
+";
+        assert_eq!(
+            masters_with_slots(nodes, "10.0.0.9"),
+            vec![
+                ("127.0.0.1".to_string(), 7001),
+                ("127.0.0.1".to_string(), 7002),
+                ("10.0.0.9".to_string(), 7003),
+            ]
+        );
+        assert!(masters_with_slots("garbage\n\n", "h").is_empty());
+    }
 
     #[test]
     fn connection_names_are_what_redis_accepts() {

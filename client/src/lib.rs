@@ -29,6 +29,8 @@
 //! - `watchdog.rs`: the process that kills the child at the lease's
 //!   deadline when the supervisor is stopped.
 //! - `watch.rs`: [`Client::watch`], every change of a lock's holder.
+//! - `ls.rs`: [`ls::scan_locks`], every lock on a server or on every master
+//!   of a cluster (SCAN `TYPE hblock-lk`, pipelined INFO): `hblock ls`.
 //! - `signals.rs`: which signals `hblock run` catches and what it does.
 //! - `log.rs`: timestamped log lines, `--quiet`, `--verbose`, and
 //!   [`log::Condition`]: a failing condition logged once when it starts and
@@ -94,6 +96,7 @@ pub mod help;
 mod lease;
 mod lease_state;
 pub mod log;
+pub mod ls;
 pub mod output;
 pub mod owner;
 pub mod sentinel;

@@ -3,7 +3,10 @@
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
 use hblock_client::health::HealthCheck;
-use hblock_client::output::{acquired_json, error_line, info_json, info_text, mask_password};
+use hblock_client::output::{
+    acquired_json, ended_json, ended_text, error_line, info_json, info_json_with_waiters,
+    info_text_with_waiters, listed_json, listed_lines, mask_password,
+};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
@@ -137,15 +140,30 @@ enum Cmd {
     Watch {
         /// The lock's key
         key: String,
-        /// One JSON object per change, as `info --json` prints it (null: no such lock)
+        /// One JSON object per change: INFO's fields as `info --json` prints them, without waiters_list (null: no such lock)
         #[arg(long)]
         json: bool,
+        /// First print the lock's past leases (HBLOCK.HISTORY, kept when the server's hblock.history is above 0), oldest first
+        #[arg(long)]
+        history: bool,
+    },
+    /// List every lock (on a cluster, on every master), sorted by key
+    Ls {
+        /// Only keys matching this glob (SCAN's MATCH)
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// One JSON object per line: `key` and INFO's fields, as `info --json`
+        #[arg(long)]
+        json: bool,
+        /// The first N locks in key order; a line on stderr counts the others
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
     },
     /// Show a lock (human-readable, or --json)
     Info {
         /// The lock's key
         key: String,
-        /// Print INFO's fields as one JSON object
+        /// Print INFO's fields and the waiters (waiters_list) as one JSON object
         #[arg(long)]
         json: bool,
     },
@@ -199,6 +217,7 @@ impl Cmd {
             | Cmd::Acquire { key, .. }
             | Cmd::Watch { key, .. }
             | Cmd::Info { key, .. } => key,
+            Cmd::Ls { .. } => "ls",
             Cmd::Beat(holder) | Cmd::Release(holder) => &holder.key,
         }
     }
@@ -383,7 +402,17 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
         Cmd::Info { key, json } => {
             cx.with_connection(&client.named(b"info"), |con| info(cx, con, &key, json))
         }
-        Cmd::Watch { key, json } => watch(cx, client, &key, json),
+        Cmd::Watch { key, json, history } => {
+            if history {
+                print_history(client, &key, json);
+            }
+            watch(cx, client, &key, json)
+        }
+        Cmd::Ls {
+            pattern,
+            json,
+            limit,
+        } => ls(cx, client, &pattern, json, limit),
     }
 }
 
@@ -494,15 +523,92 @@ fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
             1
         }
         Ok(Some(info)) => {
+            // The waiters in queue order; when they cannot be read (a
+            // module without HBLOCK.WAITERS, an ACL), INFO alone.
+            let waiters = match commands::waiters(con, key, None) {
+                Ok(list) => Some(list.unwrap_or_default()),
+                Err(err) => {
+                    eprintln!("hblock: {key}: waiters not shown: {}", Error::from(err));
+                    None
+                }
+            };
             let text = if json {
-                info_json(&info)
+                info_json_with_waiters(&info, waiters.as_deref())
             } else {
-                info_text(&info)
+                info_text_with_waiters(&info, waiters.as_deref())
             };
             println!("{text}");
             0
         }
         Err(err) => cx.fail(&Error::from(err)),
+    }
+}
+
+/// `hblock ls`: the locks on stdout, one a line; with `--limit`, the count
+/// of those left out on stderr. Any error: exit 3 (nothing on stdout).
+fn ls(cx: &Cx, client: &Client, pattern: &str, json: bool, limit: Option<u64>) -> i32 {
+    use std::io::Write;
+    let limit = limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let listing = match hblock_client::ls::scan_locks(client, pattern, limit) {
+        Ok(listing) => listing,
+        Err(err) => return cx.fail(&err),
+    };
+    let lines = if json {
+        listing
+            .locks
+            .iter()
+            .map(|l| listed_json(&l.key, &l.info))
+            .collect()
+    } else {
+        listed_lines(listing.locks.iter().map(|l| (l.key.as_slice(), &l.info)))
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return 0; // stdout closed (a pipe's reader left)
+        }
+    }
+    if out.flush().is_err() {
+        return 0;
+    }
+    if listing.left_out > 0 {
+        eprintln!(
+            "hblock: ls: {} more locks not shown (--limit {})",
+            listing.left_out,
+            limit.unwrap_or_default()
+        );
+    }
+    0
+}
+
+/// `watch --history`: the lock's past leases, oldest first (the server
+/// answers newest first), so the lines before the current holder read as a
+/// timeline. When the history cannot be read (a module without
+/// HBLOCK.HISTORY, an ACL, the server down: the watch retries that), one
+/// line on stderr and the watch goes on.
+fn print_history(client: &Client, key: &str, json: bool) {
+    use std::io::Write;
+    let history = client
+        .named(b"watch")
+        .connection()
+        .map_err(Error::from)
+        .and_then(|mut con| commands::history(&mut con, key).map_err(Error::from));
+    match history {
+        Ok(entries) => {
+            let mut out = std::io::stdout().lock();
+            for ended in entries.unwrap_or_default().iter().rev() {
+                let line = if json {
+                    ended_json(ended)
+                } else {
+                    ended_text(ended)
+                };
+                if writeln!(out, "{line}").is_err() {
+                    return;
+                }
+            }
+            let _ = out.flush();
+        }
+        Err(err) => eprintln!("hblock: {key}: history not shown: {err}"),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the CLI prints: lock info as text or JSON, owners, URLs for
 //! messages (password masked).
 
-use crate::commands::LockInfo;
+use crate::commands::{Ended, LockInfo, Waiter};
 use crate::owner::hex;
 pub use crate::owner::owner_text;
 use serde_json::{Map, Value};
@@ -54,6 +54,88 @@ pub fn info_text(info: &LockInfo) -> String {
     out.trim_end().to_string()
 }
 
+/// `hblock info`: INFO's lines, then one line per waiter in queue order
+/// (`waiter     owner=... waited=MS timeout=MS|-1 client=ID`), and
+/// `waiter     ... N more` when INFO counts more than were listed.
+pub fn info_text_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> String {
+    let mut out = info_text(info);
+    let Some(waiters) = waiters else {
+        return out;
+    };
+    for w in waiters {
+        out.push_str(&format!(
+            "\nwaiter     owner={} waited={} timeout={} client={}",
+            owner_text(&w.owner),
+            w.waited,
+            w.timeout,
+            w.client
+        ));
+    }
+    let more = usize::try_from(info.waiters)
+        .unwrap_or(0)
+        .saturating_sub(waiters.len());
+    if more > 0 && !waiters.is_empty() {
+        out.push_str(&format!("\nwaiter     ... {more} more"));
+    }
+    out
+}
+
+/// `hblock info --json`: [`info_json`]'s fields, then `waiters_list`, an
+/// array of `{owner, waited, timeout, client}` in queue order (left out
+/// when the waiters could not be read).
+pub fn info_json_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> String {
+    let mut fields = Map::new();
+    insert_info(&mut fields, info);
+    if let Some(waiters) = waiters {
+        let list = waiters
+            .iter()
+            .map(|w| {
+                let mut entry = Map::new();
+                insert_owner(&mut entry, Some(&w.owner));
+                entry.insert("waited".into(), Value::from(w.waited));
+                entry.insert("timeout".into(), Value::from(w.timeout));
+                entry.insert("client".into(), Value::from(w.client));
+                Value::Object(entry)
+            })
+            .collect();
+        fields.insert("waiters_list".into(), Value::Array(list));
+    }
+    Value::Object(fields).to_string()
+}
+
+/// Unix ms as RFC 3339 UTC with ms (`2026-12-05T01:02:03.456Z`).
+fn unix_ms_text(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// `hblock watch --history`: one past lease,
+/// `ended owner=... token=N granted=TIME ended=TIME how=HOW` (times RFC 3339, UTC).
+pub fn ended_text(ended: &Ended) -> String {
+    format!(
+        "ended owner={} token={} granted={} ended={} how={}",
+        owner_text(&ended.owner),
+        ended.token,
+        unix_ms_text(ended.granted),
+        unix_ms_text(ended.ended),
+        ended.how
+    )
+}
+
+/// `hblock watch --history --json`: one past lease as HBLOCK.HISTORY's
+/// fields, `{"owner", "token", "granted", "ended", "how"}` (times in Unix
+/// ms; an owner that is not UTF-8 as `null` plus `owner_hex`).
+pub fn ended_json(ended: &Ended) -> String {
+    let mut fields = Map::new();
+    insert_owner(&mut fields, Some(&ended.owner));
+    fields.insert("token".into(), Value::from(ended.token));
+    fields.insert("granted".into(), Value::from(ended.granted));
+    fields.insert("ended".into(), Value::from(ended.ended));
+    fields.insert("how".into(), Value::from(ended.how.as_str()));
+    Value::Object(fields).to_string()
+}
+
 /// The owner as a JSON string when it is UTF-8, else `null` plus
 /// `"owner_hex"`.
 fn insert_owner(fields: &mut Map<String, Value>, owner: Option<&[u8]>) {
@@ -67,12 +149,68 @@ fn insert_owner(fields: &mut Map<String, Value>, owner: Option<&[u8]>) {
 /// INFO's field names, in INFO's order; integers as JSON numbers.
 pub fn info_json(info: &LockInfo) -> String {
     let mut fields = Map::new();
+    insert_info(&mut fields, info);
+    Value::Object(fields).to_string()
+}
+
+fn insert_info(fields: &mut Map<String, Value>, info: &LockInfo) {
     fields.insert("state".into(), Value::from(info.state.as_str()));
-    insert_owner(&mut fields, info.owner.as_deref());
+    insert_owner(fields, info.owner.as_deref());
     for (name, value) in info.numbers() {
         fields.insert(name.into(), Value::from(value));
     }
+}
+
+/// `hblock ls --json`: one object per lock, `key` first (null plus
+/// `key_hex` when the key is not UTF-8), then INFO's fields as
+/// [`info_json`] prints them.
+pub fn listed_json(key: &[u8], info: &LockInfo) -> String {
+    let mut fields = Map::new();
+    match std::str::from_utf8(key) {
+        Ok(text) => {
+            fields.insert("key".into(), Value::from(text));
+        }
+        Err(_) => {
+            fields.insert("key".into(), Value::Null);
+            fields.insert("key_hex".into(), Value::from(hex(key)));
+        }
+    }
+    insert_info(&mut fields, info);
     Value::Object(fields).to_string()
+}
+
+/// The widest key column `hblock ls` pads to; a longer key pushes its own
+/// line's fields right.
+const KEY_COLUMN_MAX: usize = 40;
+
+/// `hblock ls`: one line per lock, the key (0x-hex when not UTF-8) padded
+/// to the longest key (at most 40 characters), the state padded to
+/// `held-back`, then `owner= token= ttl= waiters= missed=` (owner `-` when
+/// none; ttl in ms).
+pub fn listed_lines<'a>(locks: impl IntoIterator<Item = (&'a [u8], &'a LockInfo)>) -> Vec<String> {
+    let rows: Vec<(String, &LockInfo)> = locks
+        .into_iter()
+        .map(|(key, info)| (owner_text(key), info))
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(KEY_COLUMN_MAX);
+    rows.iter()
+        .map(|(key, info)| {
+            format!(
+                "{key:<width$} {:<9} owner={} token={} ttl={} waiters={} missed={}",
+                info.state,
+                info.owner.as_deref().map_or("-".into(), owner_text),
+                info.token,
+                info.ttl,
+                info.waiters,
+                info.missed
+            )
+        })
+        .collect()
 }
 
 /// `hblock acquire --json`: key, owner and token (null when not granted).
@@ -98,6 +236,61 @@ mod tests {
         assert_eq!(
             mask_password("redis+sentinel://u:pw@h:1,h:2/m?sentinel_password=s&x=1"),
             "redis+sentinel://u:***@h:1,h:2/m?sentinel_password=***&x=1"
+        );
+    }
+
+    #[test]
+    fn waiters_follow_info_and_a_cut_list_says_how_many_more() {
+        let info = LockInfo {
+            state: "held".into(),
+            owner: Some(b"h".to_vec()),
+            token: 1,
+            interval: 1000,
+            misses: 3,
+            missed: 0,
+            ttl: 2000,
+            beats: 0,
+            age: 5,
+            takeovers: 0,
+            waiters: 3,
+            bound: 0,
+        };
+        let first = Waiter {
+            owner: vec![0xff],
+            waited: 7,
+            timeout: -1,
+            client: 4,
+        };
+        let text = info_text_with_waiters(&info, Some(std::slice::from_ref(&first)));
+        assert!(
+            text.ends_with("bound      0\nwaiter     owner=0xff waited=7 timeout=-1 client=4\nwaiter     ... 2 more"),
+            "{text}"
+        );
+        assert_eq!(info_text_with_waiters(&info, None), info_text(&info));
+        let json = info_json_with_waiters(&info, Some(&[first]));
+        assert!(
+            json.ends_with(r#""bound":0,"waiters_list":[{"owner":null,"owner_hex":"ff","waited":7,"timeout":-1,"client":4}]}"#),
+            "{json}"
+        );
+        assert_eq!(info_json_with_waiters(&info, None), info_json(&info));
+    }
+
+    #[test]
+    fn a_past_lease_is_one_line() {
+        let ended = Ended {
+            owner: b"web-1".to_vec(),
+            token: 6,
+            granted: 1_764_900_000_000,
+            ended: 1_764_900_003_500,
+            how: "expired".into(),
+        };
+        assert_eq!(
+            ended_text(&ended),
+            "ended owner=web-1 token=6 granted=2025-12-05T02:00:00.000Z ended=2025-12-05T02:00:03.500Z how=expired"
+        );
+        assert_eq!(
+            ended_json(&ended),
+            r#"{"owner":"web-1","token":6,"granted":1764900000000,"ended":1764900003500,"how":"expired"}"#
         );
     }
 

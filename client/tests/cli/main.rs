@@ -19,6 +19,10 @@ mod health;
 mod held_back;
 /// run --on-hup: pass (the child dies of SIGHUP unless it handles it) and ignore.
 mod hup;
+/// `hblock info` shows the waiters (HBLOCK.WAITERS); INFO alone when they cannot be read.
+mod info_waiters;
+/// `hblock ls`: every lock, sorted; other types skipped; --json, --limit; a cluster; 100,000 locks.
+mod ls;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
 /// The Python example and redis-py on a cluster.
@@ -31,6 +35,8 @@ mod run;
 mod sentinel;
 /// The thin commands: replies and exit codes.
 mod thin;
+/// `hblock watch --history`: past leases oldest first, then the changes.
+mod watch_history;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
