@@ -249,7 +249,7 @@ impl std::fmt::Display for NotGranted {
     }
 }
 
-fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
+pub(crate) fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
     let items = match reply {
         Value::Nil => return Ok(None),
         Value::Array(items) => items,
