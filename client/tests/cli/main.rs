@@ -8,6 +8,8 @@ mod bind;
 /// Errors classified once: fatal ones exit 3 with a hint, transient ones
 /// are retried and logged once; the Rust `Client`'s classes; connection names.
 mod errors;
+/// hblock exporter: /metrics over HTTP, up 0, --match, --max-locks, a cluster's node label.
+mod exporter;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
