@@ -23,6 +23,8 @@ mod held_back;
 mod hup;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
+/// A real Prometheus scraping hblock exporter; promtool on the alert rules.
+mod prometheus;
 /// The Python example and redis-py on a cluster.
 mod python;
 /// --min-replicas and `hblock run` through a cluster failover.
