@@ -69,6 +69,7 @@ test-python: build venv ## The Python package (python/) with pytest against real
 	cd python && HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CURDIR)/$(VENV)/bin/python -m pytest -q tests
 
 test-docs: build venv ## Run every snippet of README.md and docs/ against real servers (HBLOCK_DOC_PAUSE=5)
+	@scripts/deps.sh prometheus
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(VENV)/bin/python scripts/doc_snippets.py
 
 test-redis-suite: build ## Redis 7.0's own test suite with the module loaded (Debian's source package)

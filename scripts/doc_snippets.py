@@ -397,13 +397,15 @@ def check_syntax(text):
 def check_usage(text):
     hblock = os.path.join(ROOT, "target/release/hblock")
     helps = {None: subprocess.run([hblock, "--help"], capture_output=True, text=True).stdout}
+    # The subcommands `hblock --help` lists (its "Commands:" lines).
+    listed = helps[None].split("Commands:")[-1].split("Options:")[0]
+    subcommands = set(re.findall(r"^  ([a-z][a-z-]*) ", listed, re.M)) - {"help"}
     for line in text.splitlines():
         words = shlex.split(strip_comment(line))
         if not words:
             continue
         assert words[0] == "hblock", f"not an hblock command line: {line}"
-        sub = next((w for w in words[1:] if not w.startswith("-") and w in
-                    ("run", "acquire", "beat", "release", "info")), None)
+        sub = next((w for w in words[1:] if not w.startswith("-") and w in subcommands), None)
         if sub not in helps:
             proc = subprocess.run([hblock, sub, "--help"], capture_output=True, text=True)
             assert proc.returncode == 0, f"hblock {sub} --help failed"
