@@ -302,8 +302,9 @@ fn scan(con: &mut Conn, patterns: &[String]) -> RedisResult<BTreeSet<Vec<u8>>> {
     Ok(keys)
 }
 
-/// `HBLOCK.INFO` of each key, pipelined in batches; keys gone (nil) or
-/// replaced by another type since the SCAN are left out.
+/// `HBLOCK.INFO` of each key, pipelined in batches; keys gone (nil),
+/// replaced by another type or moved since the SCAN are left out; any other
+/// error reply fails the node's scrape (up 0), not just its lock.
 fn lock_infos(con: &mut Conn, keys: &[Vec<u8>]) -> RedisResult<Vec<LockSample>> {
     let mut out = Vec::with_capacity(keys.len());
     for batch in keys.chunks(BATCH) {
@@ -314,7 +315,17 @@ fn lock_infos(con: &mut Conn, keys: &[Vec<u8>]) -> RedisResult<Vec<LockSample>> 
         }
         let replies: Vec<Value> = pipe.query(con)?;
         for (key, reply) in batch.iter().zip(replies) {
-            if let Ok(Some(info)) = parse_info(reply) {
+            let info = match reply {
+                // Changed since the SCAN: replaced by another type, or
+                // moved to another cluster node.
+                Value::ServerError(err) if matches!(err.code(), "WRONGTYPE" | "MOVED" | "ASK") => {
+                    None
+                }
+                // Any other error (an ACL's NOPERM, say) is the node's.
+                Value::ServerError(err) => return Err(redis::RedisError::from(err)),
+                reply => parse_info(reply)?,
+            };
+            if let Some(info) = info {
                 out.push(LockSample {
                     key: key.clone(),
                     info,

@@ -265,6 +265,35 @@ fn exporter_says_down_and_keeps_serving() {
     assert!(exporter.alive(), "a Redis error never ends the exporter");
     server.relaunch();
     exporter.until("up again", |m| value(m, "hblock_up") == Some(1.0));
+    drop(exporter);
+
+    // A user whose ACL refuses HBLOCK.INFO: the node's scrape failed (up 0),
+    // not "no locks".
+    let mut c = server.conn();
+    let _: i64 = redis::cmd("HBLOCK.ACQUIRE")
+        .arg("k2")
+        .arg("o")
+        .query(&mut c)
+        .expect("acquire");
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "noinfo",
+                "on",
+                ">pw",
+                "~*",
+                "+@all",
+                "-hblock.info",
+            ][..],
+        )
+        .query(&mut c)
+        .expect("acl setuser");
+    let url = format!("redis://noinfo:pw@127.0.0.1:{}/", server.port);
+    let refused = Exporter::start(&[url], &[]);
+    let m = refused.metrics();
+    assert_eq!(value(&m, "hblock_up"), Some(0.0), "{m:#?}");
+    assert!(!m.keys().any(|k| k.starts_with("hblock_lock_")), "{m:#?}");
 }
 
 #[test]
