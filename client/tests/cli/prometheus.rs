@@ -181,6 +181,20 @@ fn prometheus_scrapes_the_exporter() {
     let prometheus = Prometheus::start(&bin, &exporter.addr);
     prometheus.until("up{job=\"hblock\"}", 1.0);
     prometheus.until("hblock_up", 1.0);
+    // The alert rules loaded into this Prometheus, every one healthy.
+    let (status, body) = http_get(&prometheus.addr, "/api/v1/rules");
+    assert_eq!(status, 200, "{body}");
+    let rules: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let loaded: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["health"] != "err")
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(loaded.len(), 7, "{body}");
+    assert!(loaded.contains(&"HblockLockWithoutHolder"), "{body}");
 
     // Taken: held, with its token.
     let mut c = server.conn();
