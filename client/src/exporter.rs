@@ -8,7 +8,7 @@
 //! lock series are left out of that scrape.
 
 use crate::commands::parse_info;
-use crate::conn::{Client, Conn};
+use crate::conn::{connection_name, Client, Conn};
 use crate::metrics::{render, LockSample, NodeSample, Scrape, CONTENT_TYPE};
 use redis::{ConnectionAddr, RedisResult, Value};
 use std::collections::BTreeSet;
@@ -220,9 +220,15 @@ fn node_connection(seed: &str, host: &str, port: u16) -> RedisResult<Conn> {
         },
         _ => ConnectionAddr::Tcp(host.to_string(), port),
     };
-    let con = redis::Client::open(info.set_addr(addr))?.get_connection_with_timeout(REPLY_LIMIT)?;
+    let mut con =
+        redis::Client::open(info.set_addr(addr))?.get_connection_with_timeout(REPLY_LIMIT)?;
     con.set_read_timeout(Some(REPLY_LIMIT))?;
     con.set_write_timeout(Some(REPLY_LIMIT))?;
+    // Named as on a single server; a refused SETNAME (an ACL) is ignored.
+    let _ = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(connection_name(b"exporter"))
+        .query::<Value>(&mut con);
     Ok(Conn::Single(con))
 }
 
