@@ -49,6 +49,16 @@ fn scrape(addr: &str) -> String {
     reply
 }
 
+/// The exporter process, killed on drop (also when the bench panics).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn run(quick: bool) -> Vec<Row> {
     let locks: usize = if quick { 2_000 } else { 10_000 };
     let scrapes = if quick { 3 } else { 10 };
@@ -65,21 +75,23 @@ pub fn run(quick: bool) -> Vec<Row> {
     }
     let _: () = pipe.query(&mut c).expect("ACQUIRE");
     let cli = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/hblock");
-    let mut exporter = Command::new(cli)
-        .args([
-            "--redis",
-            &server.url(),
-            "exporter",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("target/release/hblock (make build)");
+    let mut exporter = Running(
+        Command::new(cli)
+            .args([
+                "--redis",
+                &server.url(),
+                "exporter",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("target/release/hblock (make build)"),
+    );
     let mut line = String::new();
-    if let Some(stderr) = exporter.stderr.take() {
+    if let Some(stderr) = exporter.0.stderr.take() {
         let _ = BufReader::new(stderr).read_line(&mut line);
     }
     let addr = line
@@ -104,8 +116,7 @@ pub fn run(quick: bool) -> Vec<Row> {
             redis_side.push(own);
         }
     });
-    let _ = exporter.kill();
-    let _ = exporter.wait();
+    drop(exporter);
     let idle = ping_p99_while(&server, || std::thread::sleep(Duration::from_secs(1)));
     let median = |v: Vec<f64>| summary(v).0;
     let n = if quick { "2,000" } else { "10,000" };
