@@ -55,7 +55,8 @@ test-servers: build venv ## The integration tests on Redis 7.0, Valkey 8.1 and V
 test-valkey: build venv ## The integration tests on Valkey 8.1 and 9.1 only
 	@$(MAKE) --no-print-directory test-servers SERVERS="valkey8 valkey9"
 
-test-client: build venv ## The client library, the hblock CLI and the Python example (the Sentinel test on all three servers)
+test-client: build venv ## The client library, the hblock CLI (its exporter against a real Prometheus) and the Python example (the Sentinel test on all three servers)
+	@scripts/deps.sh prometheus
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) HBLOCK_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test -p hblock-client
 	@for server in $(filter-out redis,$(SERVERS)); do \
 	  bin=$$(scripts/server-bin.sh $$server) || exit 1; \
@@ -68,6 +69,7 @@ test-python: build venv ## The Python package (python/) with pytest against real
 	cd python && HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CURDIR)/$(VENV)/bin/python -m pytest -q tests
 
 test-docs: build venv ## Run every snippet of README.md and docs/ against real servers (HBLOCK_DOC_PAUSE=5)
+	@scripts/deps.sh prometheus
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(VENV)/bin/python scripts/doc_snippets.py
 
 test-redis-suite: build ## Redis 7.0's own test suite with the module loaded (Debian's source package)

@@ -4,7 +4,10 @@
 #
 #   scripts/deps.sh [--check] [--root DIR] [NAME ...]
 #
-# NAME: cargo cc libclang redis-server python3-venv valgrind tclsh (default: all).
+# NAME: cargo cc libclang redis-server python3-venv valgrind tclsh prometheus
+# (default: all). prometheus brings promtool too; it is installed without its
+# recommends and without starting its service (the tests start their own on
+# a free loopback port; nothing is left listening on :9090).
 # --check   only report: print "missing: ..." and exit 1 when something is missing.
 # --root    look below DIR instead of / for libraries (used by the tests).
 #
@@ -18,13 +21,13 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --check) check_only=1 ;;
     --root) root=${2:?--root needs a directory}; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "deps.sh: unknown option $1" >&2; exit 2 ;;
     *) wanted+=("$1") ;;
   esac
   shift
 done
-[ ${#wanted[@]} -gt 0 ] || wanted=(cargo cc libclang redis-server python3-venv valgrind tclsh)
+[ ${#wanted[@]} -gt 0 ] || wanted=(cargo cc libclang redis-server python3-venv valgrind tclsh prometheus)
 
 # bindgen (through clang-sys) loads libclang.so or libclang-<N>.so*; the
 # libclang-cpp library some images ship is a different library and does not do.
@@ -54,6 +57,7 @@ present() {
     python3-venv) python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
     valgrind) command -v valgrind >/dev/null 2>&1 ;;
     tclsh) command -v tclsh >/dev/null 2>&1 ;;
+    prometheus) command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ;;
     *) echo "deps.sh: unknown dependency $1" >&2; exit 2 ;;
   esac
 }
@@ -93,8 +97,30 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing: ${packages[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null || {
-  echo "apt-get install ${packages[*]} failed"; exit 1; }
+# prometheus alone: without its recommends (node-exporter, another daemon)
+# and with service starts denied while it installs (policy-rc.d, honoured by
+# invoke-rc.d and deb-systemd-invoke), unless the system has a policy already.
+others=()
+with_prometheus=0
+for p in "${packages[@]}"; do
+  if [ "$p" = prometheus ]; then with_prometheus=1; else others+=("$p"); fi
+done
+apt-get update -qq || { echo "apt-get update failed"; exit 1; }
+if [ ${#others[@]} -gt 0 ]; then
+  apt-get install -y -qq "${others[@]}" >/dev/null || {
+    echo "apt-get install ${others[*]} failed"; exit 1; }
+fi
+if [ "$with_prometheus" = 1 ]; then
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  installed=$?
+  [ "$own_policy" = 1 ] && rm -f "$policy"
+  [ "$installed" = 0 ] || { echo "apt-get install prometheus failed"; exit 1; }
+fi
 for name in "${missing[@]}"; do
   present "$name" || { echo "still missing after install: $name"; exit 1; }
 done

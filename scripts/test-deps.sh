@@ -37,5 +37,9 @@ expect "static archives only" 1 usr/lib/llvm-14/lib/libclangBasic.a
 "$here/deps.sh" --check nosuchthing >/dev/null 2>&1
 [ $? = 2 ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: unknown name"; }
 
+# prometheus (and its promtool) is a known name: present or missing, never a usage error.
+"$here/deps.sh" --check prometheus >/dev/null 2>&1
+case $? in 0|1) passed=$((passed + 1)) ;; *) failed=$((failed + 1)); echo "FAIL: prometheus unknown" ;; esac
+
 echo "deps: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -8,6 +8,7 @@
 use hblock_test_support as support;
 
 mod bind;
+mod exporter;
 mod failover;
 mod ls;
 mod memory;
@@ -67,6 +68,9 @@ fn main() {
         rows.extend(throughput::with_replica(&server, quick));
     }
     drop(server);
+    if wanted("exporter") {
+        rows.extend(exporter::run(quick));
+    }
     if wanted("memory") {
         rows.extend(memory::run(quick, full));
     }

@@ -35,6 +35,9 @@
 //! - `log.rs`: timestamped log lines, `--quiet`, `--verbose`, and
 //!   [`log::Condition`]: a failing condition logged once when it starts and
 //!   once when it ends.
+//! - `exporter.rs`: `hblock exporter`, the Prometheus endpoint (SCAN,
+//!   pipelined INFO, one scrape per request); `metrics.rs`: what it
+//!   writes, in the text exposition format (pure, unit-tested).
 //! - `main.rs`: the CLI.
 //!
 //! Files import each other's items by their own module (`crate::conn::Client`),
@@ -90,6 +93,7 @@ mod backoff;
 pub mod commands;
 mod conn;
 mod error;
+pub mod exporter;
 pub mod health;
 mod heartbeat;
 pub mod help;
@@ -97,6 +101,7 @@ mod lease;
 mod lease_state;
 pub mod log;
 pub mod ls;
+pub mod metrics;
 pub mod output;
 pub mod owner;
 pub mod sentinel;

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use hblock_client::commands;
+use hblock_client::exporter::{self, ExporterOptions};
 use hblock_client::health::HealthCheck;
 use hblock_client::output::{
     acquired_json, ended_json, ended_text, error_line, info_json, info_json_with_waiters,
@@ -167,6 +168,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Serve Prometheus metrics of every lock (GET /metrics), forever; Redis errors show as hblock_up 0
+    Exporter {
+        /// Listen on ADDR (host:port; port 0: a free port, printed on stderr)
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// Export only locks whose key matches PATTERN (SCAN MATCH glob); repeat for several (default: every lock)
+        #[arg(long = "match", value_name = "PATTERN")]
+        patterns: Vec<String>,
+        /// Export at most N locks (the first in key order); hblock_locks_left_out counts the rest
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        max_locks: usize,
+    },
 }
 
 /// `run --on-hup`.
@@ -218,6 +231,7 @@ impl Cmd {
             | Cmd::Watch { key, .. }
             | Cmd::Info { key, .. } => key,
             Cmd::Ls { .. } => "ls",
+            Cmd::Exporter { .. } => "exporter",
             Cmd::Beat(holder) | Cmd::Release(holder) => &holder.key,
         }
     }
@@ -255,6 +269,8 @@ impl Holder {
 struct Cx {
     subject: String,
     urls: String,
+    /// The URLs when they name a cluster's nodes (the exporter scrapes its masters).
+    cluster: Option<Vec<String>>,
 }
 
 impl Cx {
@@ -283,11 +299,12 @@ fn main() {
     log::set_verbose(cli.verbose);
     let urls = split_urls(&cli.urls);
     let masked: Vec<String> = urls.iter().map(|u| mask_password(u)).collect();
+    let sentinel = urls.iter().any(|u| sentinel::is_sentinel_url(u));
     let cx = Cx {
         subject: cli.command.key().to_string(),
         urls: masked.join(","),
+        cluster: (!sentinel && (cli.cluster || urls.len() > 1)).then(|| urls.clone()),
     };
-    let sentinel = urls.iter().any(|u| sentinel::is_sentinel_url(u));
     let client = if sentinel && (cli.cluster || urls.len() > 1) {
         eprintln!(
             "hblock: a redis+sentinel:// URL names every Sentinel itself (host:port,host:port); give it alone, without --cluster"
@@ -413,6 +430,19 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             json,
             limit,
         } => ls(cx, client, &pattern, json, limit),
+        Cmd::Exporter {
+            listen,
+            patterns,
+            max_locks,
+        } => {
+            let options = ExporterOptions {
+                listen,
+                patterns,
+                max_locks,
+                cluster: cx.cluster.clone(),
+            };
+            exporter::serve(client, &options)
+        }
     }
 }
 

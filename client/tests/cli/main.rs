@@ -8,6 +8,8 @@ mod bind;
 /// Errors classified once: fatal ones exit 3 with a hint, transient ones
 /// are retried and logged once; the Rust `Client`'s classes; connection names.
 mod errors;
+/// hblock exporter: /metrics over HTTP, up 0, --match, --max-locks, a cluster's node label.
+mod exporter;
 /// The fault policy: dropped connections, restarts, shared owners, signals,
 /// a stopped supervisor, --no-wait/--timeout, help and error texts.
 mod faults;
@@ -25,6 +27,8 @@ mod info_waiters;
 mod ls;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
+/// A real Prometheus scraping hblock exporter; promtool on the alert rules.
+mod prometheus;
 /// The Python example and redis-py on a cluster.
 mod python;
 /// --min-replicas and `hblock run` through a cluster failover.

@@ -1,0 +1,368 @@
+//! `hblock exporter`: a Prometheus endpoint (`GET /metrics`, served by the
+//! `tiny_http` crate, one request at a time). Each scrape costs every
+//! server (every master of a cluster) one `INFO hblock`, one SCAN pass per
+//! pattern (`TYPE hblock-lk`, `MATCH pattern`, never KEYS) and one pipelined
+//! `HBLOCK.INFO` per exported lock, in batches. What it writes: metrics.rs.
+//!
+//! Redis errors never end the exporter: the node's `hblock_up` is 0 and its
+//! lock series are left out of that scrape.
+
+use crate::commands::parse_info;
+use crate::conn::{connection_name, Client, Conn};
+use crate::metrics::{render, LockSample, NodeSample, Scrape, CONTENT_TYPE};
+use redis::{ConnectionAddr, RedisResult, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Connecting and each reply: a hung server costs a scrape this, not forever.
+const REPLY_LIMIT: Duration = Duration::from_secs(5);
+/// Keys per SCAN call (its COUNT).
+const SCAN_COUNT: usize = 1000;
+/// HBLOCK.INFOs per pipeline: 1000 kept other clients waiting up to 6 ms
+/// (`hblock ls`'s measurement), 200 keeps each round trip short.
+const INFO_BATCH: usize = 200;
+
+/// `hblock exporter`'s options.
+#[derive(Clone, Debug)]
+pub struct ExporterOptions {
+    /// `host:port` to listen on (port 0: any free port, printed on stderr).
+    pub listen: String,
+    /// SCAN MATCH patterns; empty: every lock.
+    pub patterns: Vec<String>,
+    /// At most this many locks (the first in key order), the rest counted
+    /// in `hblock_locks_left_out`.
+    pub max_locks: usize,
+    /// The seed URLs when the target is a Redis Cluster.
+    pub cluster: Option<Vec<String>>,
+}
+
+/// Serves until the process is stopped; returns 2 when ADDR cannot be
+/// listened on.
+pub fn serve(client: &Client, options: &ExporterOptions) -> i32 {
+    let server = match tiny_http::Server::http(options.listen.as_str()) {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!(
+                "hblock: exporter: cannot listen on {}: {err}",
+                options.listen
+            );
+            return 2;
+        }
+    };
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| options.listen.clone(), |a| a.to_string());
+    eprintln!("hblock exporter: listening on http://{addr}/metrics");
+    let client = client.named(b"exporter");
+    for request in server.incoming_requests() {
+        let path = request.url().split('?').next().unwrap_or_default();
+        let response = match path {
+            "/metrics" => {
+                let body = render(&scrape(&client, options));
+                with_type(tiny_http::Response::from_string(body), CONTENT_TYPE)
+            }
+            "/" => with_type(
+                tiny_http::Response::from_string(
+                    "hblock exporter: the metrics are at /metrics\n".to_string(),
+                ),
+                "text/plain; charset=utf-8",
+            ),
+            _ => tiny_http::Response::from_string("not found\n".to_string()).with_status_code(404),
+        };
+        // A scraper that went away: nothing to do.
+        let _ = request.respond(response);
+    }
+    0
+}
+
+fn with_type(
+    response: tiny_http::Response<std::io::Cursor<Vec<u8>>>,
+    content_type: &str,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    match tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
+        Ok(header) => response.with_header(header),
+        Err(()) => response,
+    }
+}
+
+/// One scrape of every node.
+pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
+    let started = Instant::now();
+    let mut nodes: Vec<(NodeSample, Option<Conn>, BTreeSet<Vec<u8>>)> = Vec::new();
+    for (node, con) in connections(client, options) {
+        let mut sample = NodeSample {
+            node,
+            ..NodeSample::default()
+        };
+        let Ok(mut con) = con else {
+            nodes.push((sample, None, BTreeSet::new()));
+            continue;
+        };
+        match server_info(&mut con).and_then(|info| {
+            let keys = match info {
+                Some(_) => scan(&mut con, &options.patterns)?,
+                None => BTreeSet::new(),
+            };
+            Ok((info, keys))
+        }) {
+            Ok((Some(info), keys)) => {
+                sample.up = true;
+                sample.info = info;
+                nodes.push((sample, Some(con), keys));
+            }
+            _ => nodes.push((sample, None, BTreeSet::new())),
+        }
+    }
+    // The first --max-locks keys in key order over all nodes are exported.
+    let mut all: Vec<(&[u8], usize)> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, _, keys))| keys.iter().map(move |k| (k.as_slice(), i)))
+        .collect();
+    all.sort_unstable();
+    let mut kept: Vec<Vec<Vec<u8>>> = vec![Vec::new(); nodes.len()];
+    let mut left_out: Vec<u64> = vec![0; nodes.len()];
+    for (n, (key, i)) in all.into_iter().enumerate() {
+        if n < options.max_locks {
+            if let Some(list) = kept.get_mut(i) {
+                list.push(key.to_vec());
+            }
+        } else if let Some(count) = left_out.get_mut(i) {
+            *count = count.saturating_add(1);
+        }
+    }
+    let mut out = Vec::with_capacity(nodes.len());
+    for (((mut sample, con, _), keys), left_out) in nodes.into_iter().zip(kept).zip(left_out) {
+        sample.left_out = left_out;
+        if let Some(mut con) = con {
+            match lock_infos(&mut con, &keys) {
+                Ok(locks) => sample.locks = locks,
+                Err(_) => {
+                    sample = NodeSample {
+                        node: sample.node,
+                        ..NodeSample::default()
+                    }
+                }
+            }
+        }
+        out.push(sample);
+    }
+    Scrape {
+        nodes: out,
+        duration_seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The nodes to scrape and a connection to each: the server (no node
+/// label), or every master of the cluster (`host:port`); when no seed node
+/// answers, the seeds themselves, down.
+fn connections(
+    client: &Client,
+    options: &ExporterOptions,
+) -> Vec<(Option<String>, RedisResult<Conn>)> {
+    let Some(seeds) = &options.cluster else {
+        return vec![(None, client.connection_within(REPLY_LIMIT))];
+    };
+    let mut found = None;
+    for seed in seeds {
+        if let Ok(masters) = cluster_masters(seed) {
+            found = Some((seed, masters));
+            break;
+        }
+    }
+    let Some((seed, masters)) = found else {
+        return seeds
+            .iter()
+            .map(|seed| {
+                let node = redis::Client::open(seed.as_str())
+                    .map(|c| addr_label(c.get_connection_info().addr()))
+                    .unwrap_or_else(|_| seed.clone());
+                let err = redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no seed node answered CLUSTER NODES",
+                ));
+                (Some(node), Err(err))
+            })
+            .collect();
+    };
+    masters
+        .into_iter()
+        .map(|(host, port)| {
+            let con = node_connection(seed, &host, port);
+            (Some(format!("{host}:{port}")), con)
+        })
+        .collect()
+}
+
+fn addr_label(addr: &ConnectionAddr) -> String {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{host}:{port}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A connection to `host:port` with the seed URL's credentials and TLS.
+fn node_connection(seed: &str, host: &str, port: u16) -> RedisResult<Conn> {
+    let info = redis::Client::open(seed)?.get_connection_info().clone();
+    let addr = match info.addr().clone() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure,
+            tls_params,
+        },
+        _ => ConnectionAddr::Tcp(host.to_string(), port),
+    };
+    let mut con =
+        redis::Client::open(info.set_addr(addr))?.get_connection_with_timeout(REPLY_LIMIT)?;
+    con.set_read_timeout(Some(REPLY_LIMIT))?;
+    con.set_write_timeout(Some(REPLY_LIMIT))?;
+    // Named as on a single server; a refused SETNAME (an ACL) is ignored.
+    let _ = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(connection_name(b"exporter"))
+        .query::<Value>(&mut con);
+    Ok(Conn::Single(con))
+}
+
+/// The masters `CLUSTER NODES` lists on `seed` (not failed, with an address).
+fn cluster_masters(seed: &str) -> RedisResult<Vec<(String, u16)>> {
+    let mut con = redis::Client::open(seed)?.get_connection_with_timeout(REPLY_LIMIT)?;
+    con.set_read_timeout(Some(REPLY_LIMIT))?;
+    let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con)?;
+    Ok(parse_cluster_nodes(&text))
+}
+
+/// `CLUSTER NODES` lines: `id ip:port@cport[,hostname] flags ...`.
+fn parse_cluster_nodes(text: &str) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            let flags: Vec<&str> = flags.split(',').collect();
+            let master = flags.contains(&"master")
+                && !flags
+                    .iter()
+                    .any(|f| matches!(*f, "fail" | "noaddr" | "handshake"));
+            if !master {
+                return None;
+            }
+            let addr = addr.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+            Some((host.to_string(), port))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `INFO hblock`'s numeric fields (prefix removed), or None when the
+/// section is empty: the module is not loaded.
+fn server_info(con: &mut Conn) -> RedisResult<Option<Vec<(String, u64)>>> {
+    let text: String = redis::cmd("INFO").arg("hblock").query(con)?;
+    let fields: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once(':')?;
+            let name = name.strip_prefix("hblock_")?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect();
+    Ok((!fields.is_empty()).then_some(fields))
+}
+
+/// Every lock key matching one of `patterns` (all when empty): one SCAN
+/// pass per pattern with `TYPE hblock-lk`.
+fn scan(con: &mut Conn, patterns: &[String]) -> RedisResult<BTreeSet<Vec<u8>>> {
+    let all = [String::new()];
+    let patterns = if patterns.is_empty() {
+        &all[..]
+    } else {
+        patterns
+    };
+    let mut keys = BTreeSet::new();
+    for pattern in patterns {
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor);
+            if !pattern.is_empty() {
+                cmd.arg("MATCH").arg(pattern);
+            }
+            cmd.arg("COUNT")
+                .arg(SCAN_COUNT)
+                .arg("TYPE")
+                .arg("hblock-lk");
+            let (next, batch): (u64, Vec<Vec<u8>>) = cmd.query(con)?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// `HBLOCK.INFO` of each key, pipelined in batches; keys gone (nil),
+/// replaced by another type or moved since the SCAN are left out; any other
+/// error reply fails the node's scrape (up 0), not just its lock.
+fn lock_infos(con: &mut Conn, keys: &[Vec<u8>]) -> RedisResult<Vec<LockSample>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for batch in keys.chunks(INFO_BATCH) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for key in batch {
+            pipe.cmd("HBLOCK.INFO").arg(key.as_slice());
+        }
+        let replies: Vec<Value> = pipe.query(con)?;
+        for (key, reply) in batch.iter().zip(replies) {
+            let info = match reply {
+                // Changed since the SCAN: replaced by another type, or
+                // moved to another cluster node.
+                Value::ServerError(err) if matches!(err.code(), "WRONGTYPE" | "MOVED" | "ASK") => {
+                    None
+                }
+                // Any other error (an ACL's NOPERM, say) is the node's.
+                Value::ServerError(err) => return Err(redis::RedisError::from(err)),
+                reply => parse_info(reply)?,
+            };
+            if let Some(info) = info {
+                out.push(LockSample {
+                    key: key.clone(),
+                    info,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_nodes_masters_only() {
+        let text = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001,host-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected
+d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+e5 :0@0 master,noaddr - 0 0 4 connected
+bad line
+";
+        assert_eq!(
+            super::parse_cluster_nodes(text),
+            vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7001)]
+        );
+    }
+}
