@@ -34,11 +34,15 @@ so the docs cannot drift from the code. Each block's language says how:
   usage      `hblock ...` command lines: every subcommand and --flag they use
              must be in the CLI's --help.
   files      a layout: the path (or glob) starting each unindented line exists.
+  layers     the module's layer diagram (docs/architecture.md): every file it
+             names exists in src/, and every file of src/ is named (a
+             `dir/*.rs`, `dir/<cmd>.rs` or `dir/` covers a directory).
   info       the INFO hblock fields: exactly the server's fields.
 
 Any other block fails the run. Usage: python scripts/doc_snippets.py [FILE...]
 """
 
+import fnmatch
 import glob
 import os
 import re
@@ -423,6 +427,20 @@ def check_files(text):
             assert glob.glob(os.path.join(ROOT, path)), f"{path} does not exist"
 
 
+def check_layers(text):
+    src = os.path.join(ROOT, "src")
+    named = []
+    for token in re.findall(r"[A-Za-z_<>*][A-Za-z0-9_<>*/]*(?:\.rs|/)(?=\s|$)", text):
+        pattern = token.replace("<cmd>", "*")
+        if pattern.endswith("/"):
+            pattern += "*"
+        assert glob.glob(os.path.join(src, pattern)), f"src/{token} does not exist"
+        named.append(pattern)
+    for path in glob.glob(os.path.join(src, "**", "*.rs"), recursive=True):
+        rel = os.path.relpath(path, src)
+        assert any(fnmatch.fnmatch(rel, p) for p in named), f"src/{rel} is not in the diagram"
+
+
 def check_info(text):
     documented = set(re.findall(r"^(hblock_\w+):", text, re.M))
     with Server() as server:
@@ -446,6 +464,7 @@ CHECKERS = {
     "info": check_info,
     "usage": check_usage,
     "files": check_files,
+    "layers": check_layers,
 }
 
 
