@@ -406,10 +406,21 @@ fn a_user_without_hblock_watch_does_not_make_run_reconnect_in_a_loop() {
     let server = Server::start();
     let mut c = server.conn();
     let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "nowatch", "on", ">pw", "~*", "+@all", "-hblock.watch"])
+        .arg(&[
+            "SETUSER",
+            "nowatch",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-hblock.watch",
+        ])
         .query(&mut c)
         .unwrap();
-    let _: () = redis::cmd("CONFIG").arg(&["RESETSTAT"]).query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["RESETSTAT"])
+        .query(&mut c)
+        .unwrap();
     let url = url_as(&server, "nowatch", "pw");
     let (code, stderr, _, _) = bounded(
         &url,
