@@ -19,12 +19,14 @@ class Outage:
         self.key = key
         self.url = url
         self.since: Optional[float] = None
+        self.last: Optional[str] = None  # the last error's text while failing
 
     @property
     def failing(self) -> bool:
         return self.since is not None
 
     def failed(self, err: BaseException) -> None:
+        self.last = error_text(err)
         if self.since is None:
             self.since = time.monotonic()
             log.warning("%s: %s failing: %s; retrying", self.key, self.url, error_text(err))

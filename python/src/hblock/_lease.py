@@ -24,7 +24,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import redis
 
 from ._connect import (connection_name, dedicated, default_owner, fatal, instance_owner, is_sentinel, masked_url,
-                       moved, shut)
+                       moved, read_timeout, setup_timeout, shut)
 from ._errors import FatalError, LeaseLost, NotAcquired, NotHeld, error_text, is_not_held, is_transient
 from ._faults import Outage
 from ._fenced import FencedPipeline
@@ -90,6 +90,9 @@ class Lease:
         self.bind_ms = None if bind_ms is None else min(bind_ms, interval_ms * misses)
         self.token: Optional[int] = None
         self._client = client
+        # Every step before the blocking ACQUIRE (connect, handshake, PING,
+        # INFO) waits this long at most: a hung server is a transient error.
+        self._setup = setup_timeout(client, interval_ms / 1000)
         self.url = masked_url(client)
         self._name = connection_name(self.owner)
         self._outage = Outage(key, self.url)
@@ -120,7 +123,7 @@ class Lease:
         Raises ``NotAcquired`` when the lock is not granted."""
         if self.token is not None:
             raise RuntimeError("this Lease was already acquired; make a new one")
-        waiter = self._connection(None)
+        waiter = self._connection(self._setup)
         end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
         try:
             while True:
@@ -214,6 +217,9 @@ class Lease:
             try:
                 wait_ms = self._wait_ms(end)
             except NotAcquired as err:
+                if self._outage.failing:
+                    # The last try failed (down, hung): INFO would too.
+                    raise NotAcquired(f"{err} ({self.url} failing: {self._outage.last})") from None
                 raise self._not_acquired(waiter, str(err)) from None
             if self._outage.failing and not held_back_logged and wait_ms is not None:
                 # Waiting again after an outage (a failover): say once if the
@@ -249,18 +255,30 @@ class Lease:
             args += ["WAIT", wait_ms]
         if self.bind_ms is not None:
             args += ["BIND", self.bind_ms]
-        if wait_ms is not None:
-            # Connect (and name the connection) first: a connection that
-            # works ends an outage before a wait of unknown length.
-            try:
-                waiter.execute_command("PING")
-            except redis.ResponseError:
-                pass  # an ACL without PING: the connection works
-            self._outage.ok()
+        # Through Sentinel, follow the master from the start: a master that
+        # hangs during the handshake is left as soon as Sentinel names another.
         follow = self._follow_master(waiter) if wait_ms is not None else None
-        sent = time.monotonic()
         try:
-            token = waiter.execute_command(*args)
+            if wait_ms is not None:
+                # Connect (and name the connection) first, within the setup
+                # timeout: a connection that works ends an outage before a
+                # wait of unknown length.
+                try:
+                    waiter.execute_command("PING")
+                except redis.ResponseError:
+                    pass  # an ACL without PING: the connection works
+                self._outage.ok()
+            sent = time.monotonic()
+            if wait_ms:
+                # WAIT ms, then slack for the reply; WAIT 0 (no limit) waits
+                # on: it keeps its place in the queue.
+                with read_timeout(waiter, wait_ms / 1000 + self._setup):
+                    token = waiter.execute_command(*args)
+            elif wait_ms == 0:
+                with read_timeout(waiter, None):
+                    token = waiter.execute_command(*args)
+            else:
+                token = waiter.execute_command(*args)
         finally:
             if follow is not None:
                 follow()
