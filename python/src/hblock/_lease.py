@@ -106,6 +106,7 @@ class Lease:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._no_watch = False  # HBLOCK.WATCH was refused: sleep between beats
 
     @property
     def _interval(self) -> float:
@@ -352,7 +353,7 @@ class Lease:
                     return
                 wait = min(next_beat, deadline) - time.monotonic()
                 if wait > 0:
-                    if self.bind_ms is None or fresh or failing is not None:
+                    if self.bind_ms is None or fresh or failing is not None or self._no_watch:
                         if self._stop.wait(wait):
                             return
                         if time.monotonic() < next_beat:
@@ -413,6 +414,16 @@ class Lease:
             reply = beater.execute_command(
                 "HBLOCK.WATCH", self.key, "SEEN", self.token, "TIMEOUT", max(1, math.ceil(wait * 1000))
             )
+        except redis.ResponseError as err:
+            if is_transient(err):  # LOADING, BUSY, ...: as a failed connection
+                return None
+            # Refused (NOPERM: an ACL without HBLOCK.WATCH; an older
+            # module): the connection works. Sleep between beats for the
+            # rest of the lease; a dropped connection is then noticed at
+            # the next beat.
+            self._no_watch = True
+            log.debug("%s: HBLOCK.WATCH refused (%s); sleeping between beats instead", self.key, error_text(err))
+            return False
         except redis.RedisError:
             return None
         return holder(as_dict(reply)) != self.token
