@@ -107,6 +107,7 @@ class Lease:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._no_watch = False  # HBLOCK.WATCH was refused: sleep between beats
+        self._failing: Optional[str] = None  # the beats' last error while they fail
 
     @property
     def _interval(self) -> float:
@@ -347,7 +348,7 @@ class Lease:
             while True:
                 deadline = self._deadline or 0.0
                 if time.monotonic() >= deadline:
-                    self._mark_lost(f"no beat acknowledged for {self._lease:g} s ({failing or 'no reply'})")
+                    self._mark_lost(self._late_reason())
                     return
                 if self._stop.is_set():
                     return
@@ -391,7 +392,7 @@ class Lease:
                         self._mark_lost(f"{found.error}: {found.hint}")
                         return
                     self._outage.failed(err)  # logged once per outage
-                    failing = str(err)
+                    failing = self._failing = str(err)
                     fresh = True
                     beater.connection_pool.disconnect()
                     next_beat = time.monotonic() + backoff.next_delay()
@@ -400,7 +401,7 @@ class Lease:
                 self._deadline = sent + self._lease
                 next_beat = sent + self._interval
                 backoff.reset()
-                failing = None
+                failing = self._failing = None
                 self._outage.ok()
         finally:
             self._outage.end()
@@ -439,6 +440,16 @@ class Lease:
             conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
         raise redis.ResponseError("NOTHELD the lease ended while re-binding")
 
+    def _late_reason(self) -> str:
+        return f"no beat acknowledged for {self._lease:g} s ({self._failing or 'no reply'})"
+
+    def _notice_lost(self) -> None:
+        """Marks (and logs) a lease whose deadline passed before the beat
+        thread said so: the ``lost`` line comes once, from whoever notices
+        first (the beat thread, ``check()``, ``release()``, ``run``)."""
+        if self._reason is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            self._mark_lost(self._late_reason())
+
     def _mark_lost(self, reason: str, kind: type = LeaseLost) -> None:
         with self._guard:
             if self._reason is not None:
@@ -474,7 +485,7 @@ class Lease:
         if self._reason is not None:
             return self._reason
         if self.lost:
-            return f"no beat acknowledged for {self._lease:g} s"
+            return self._late_reason()
         return None
 
     def check(self) -> None:
@@ -483,6 +494,7 @@ class Lease:
         check failed)."""
         if self.token is None:
             raise LeaseLost(f"{self.key}: not acquired")
+        self._notice_lost()
         if self.lost:
             kind = self._lost_as if self._reason not in (None, "released") else LeaseLost
             raise kind(f"{self.key}: {self.lost_reason}")
@@ -531,6 +543,7 @@ class Lease:
         # Stop first, release next (a beat thread waiting in WATCH wakes at
         # once), then wait for the thread.
         self._stop.set()
+        self._notice_lost()
         with self._guard:
             was_lost = self._reason is not None or self.lost
             if self._reason is None:
@@ -539,7 +552,7 @@ class Lease:
         try:
             released = conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, self.token) == 1
         except redis.RedisError as err:
-            log.warning("release of %s failed: %s", self.key, error_text(err))
+            log.warning("%s: %s: release failed: %s", self.key, self.url, error_text(err))
             return False
         finally:
             conn.connection_pool.disconnect()
