@@ -290,3 +290,51 @@ def test_a_refused_hblock_watch_falls_back_to_sleeping_between_beats(server, cap
     assert len(refused) <= 2, [r.getMessage() for r in refused]  # once per beat connection at most
     assert all(r.levelno == logging.DEBUG for r in refused)
     assert "NOPERM" in refused[0].getMessage()
+
+
+def test_long_owners(server):
+    """The module takes owners up to 1024 bytes, the /xxxxxxxx suffix
+    included: a longer one is a ValueError when the Lease is made, not a raw
+    ResponseError later. A connection name cut to 128 bytes keeps the
+    owner's unique suffix (the middle is cut)."""
+    client = server.client()
+    with pytest.raises(ValueError, match="owner must be at most 1015 bytes"):
+        hblock.Lease(client, "k", owner="é" * 508)  # 1016 bytes
+    with pytest.raises(ValueError):
+        hblock.run(client, "k", lambda lease: None, owner="x" * 1016)
+    with hblock.Lease(client, "k", owner="o" * 1015) as lease:
+        assert len(lease.owner.encode()) == 1024
+        assert field(client, "k", "owner") == lease.owner.encode()
+        names = [c["name"] for c in client.client_list() if c["name"].startswith("hblock:")]
+        suffix = lease.owner[-9:]
+        assert names and all(len(n) == len("hblock:") + 128 for n in names), names
+        assert all(n.endswith("..." + "o" * 23 + suffix) for n in names), names
+
+
+def test_the_acl_docs_python_md_names_is_enough(server, caplog):
+    """docs/python.md's ACL example: a holder, a standby told why it was not
+    granted, and watch work with it, without a refusal logged."""
+    import logging
+    caplog.set_level(logging.DEBUG, logger="hblock")
+    admin = server.client()
+    admin.execute_command("ACL", "SETUSER", "worker", "on", ">pw", "~jobs:*", "+hblock.acquire", "+hblock.beat",
+                          "+hblock.release", "+hblock.info", "+hblock.watch", "+ping", "+client|setname")
+    client = redis.Redis.from_url(server.url.replace("redis://", "redis://worker:pw@"))
+    changes = hblock.watch(client, "jobs:leader")
+    try:
+        assert next(changes) is None
+        with hblock.Lease(client, "jobs:leader", owner="w", interval_ms=100) as lease:
+            assert next(changes)["token"] == lease.token
+            with pytest.raises(hblock.NotAcquired) as caught:
+                hblock.Lease(client, "jobs:leader", blocking_timeout=0.3).acquire()
+            assert caught.value.reason == "held"
+            first = lease.valid_until
+            assert eventually(lambda: lease.valid_until > first + 0.3, within=5)
+            assert not lease.lost
+            names = [c["name"] for c in admin.client_list()]
+            assert any(n.startswith("hblock:watch:") for n in names), names
+            assert any(n.startswith("hblock:w/") for n in names), names
+        assert next(changes)["state"] == "free"
+    finally:
+        changes.close()
+    assert not [r.getMessage() for r in caplog.records if "refused" in r.getMessage() or "NOPERM" in r.getMessage()]

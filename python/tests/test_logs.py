@@ -161,3 +161,18 @@ def test_run_logs_a_loss_fn_noticed_first(server, caplog):
     assert lost[0] < lines.index("waiting for pyk again"), lines
     failed = [m for m in lines if "release failed" in m]
     assert len(failed) == 1 and re.match(r"pyk: redis://127\.0\.0\.1:\d+/0: release failed: Timeout", failed[0]), lines
+
+
+def test_log_lines_escape_control_characters(server, caplog):
+    """Review finding: an owner (or key) with a newline split a log line; an
+    escape sequence reached the terminal. They are escaped as repr does."""
+    caplog.set_level(logging.DEBUG, logger="hblock")
+    client = server.client()
+    with hblock.Lease(client, "k\r\n", owner="evil\nowner=x\x1b[31m\u2028") as lease:
+        token = lease.token
+    lines = messages(caplog, logging.DEBUG)
+    suffix = lease.owner[-9:]
+    assert lines == [f"acquired k\\r\\n token={token} as evil\\nowner=x\\x1b[31m\\u2028{suffix}",
+                     f"released k\\r\\n token={token}"], lines
+    for m in lines:
+        assert "\n" not in m and "\r" not in m and "\x1b" not in m and "\u2028" not in m

@@ -24,15 +24,23 @@ from redis.sentinel import MasterNotFoundError
 
 from ._errors import FatalError, HINT_URL, error_text, fatal_hint
 
-# The longest owner part of a connection name (bytes).
+# The longest owner part of a connection name (bytes), and how much of its
+# end a longer one keeps (the unique ``/xxxxxxxx`` suffix, the random part
+# of a default owner).
 NAME_MAX = 128
+NAME_TAIL = 32
+# The longest owner the module accepts (bytes), the suffix included.
+OWNER_MAX = 1024
 
 
 def connection_name(owner: str) -> str:
     """``hblock:<owner>`` with every byte Redis refuses in a name (outside
-    '!'..'~': spaces, newlines, non-ASCII) replaced by ``_``; the owner part
-    cut to NAME_MAX bytes."""
-    raw = owner.encode("utf-8", errors="replace")[:NAME_MAX]
+    '!'..'~': spaces, newlines, non-ASCII) replaced by ``_``; an owner part
+    over NAME_MAX bytes is cut in the middle (``head...tail``), keeping its
+    last NAME_TAIL bytes, so the unique suffix stays."""
+    raw = owner.encode("utf-8", errors="replace")
+    if len(raw) > NAME_MAX:
+        raw = raw[:NAME_MAX - NAME_TAIL - 3] + b"..." + raw[-NAME_TAIL:]
     return "hblock:" + "".join(chr(b) if 0x21 <= b <= 0x7E else "_" for b in raw)
 
 
@@ -250,5 +258,10 @@ def default_owner() -> str:
 
 
 def instance_owner(given: str) -> str:
-    """A given owner made unique to this lease: ``web-1`` -> ``web-1/4f3a9c0d``."""
-    return f"{given}/{secrets.token_hex(4)}"
+    """A given owner made unique to this lease: ``web-1`` -> ``web-1/4f3a9c0d``.
+    ValueError when that is longer than the module accepts (OWNER_MAX bytes)."""
+    owner = f"{given}/{secrets.token_hex(4)}"
+    if len(owner.encode("utf-8", errors="surrogatepass")) > OWNER_MAX:
+        raise ValueError(f"owner must be at most {OWNER_MAX - 9} bytes "
+                         f"({OWNER_MAX} with the /xxxxxxxx suffix the lease adds)")
+    return owner
