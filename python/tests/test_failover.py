@@ -225,6 +225,46 @@ def test_a_standby_leaves_a_hung_master_after_a_promotion(sentinel_set):
     holder.release()
 
 
+def test_a_run_holder_on_a_hung_master_acquires_on_the_new_master(sentinel_set):
+    """Review finding (repro 1): ``hblock.run`` holds the lock when its
+    master hangs (SIGSTOP). It loses the lease, waits again (while Sentinel
+    still names the hung master: its handshake gets no answer) and must get
+    the lock on the promoted replica, not only after the old master runs
+    again."""
+    master, replica, sentinel = sentinel_set
+    client = Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=1.0,
+                      sentinel_kwargs={"socket_timeout": 0.5}).master_for("hbm", socket_timeout=2.0)
+    r = replica.client()
+    rounds = []
+    hung = threading.Event()
+
+    def work(lease):
+        rounds.append((lease.token, time.monotonic(), field(r, "k", "owner")))
+        if len(rounds) == 1:
+            assert eventually(lambda: field(r, "k", "token") == lease.token, within=5), "replicated"
+            hung.set()
+            while not lease.lost:
+                time.sleep(0.01)
+            lease.check()  # raises: run waits again
+        return "done"
+
+    out = {}
+    t = threading.Thread(target=lambda: out.update(result=hblock.run(client, "k", work, owner="solo",
+                                                                     interval_ms=300)),
+                         name="solo", daemon=True)
+    t.start()
+    assert hung.wait(10), "the first round got the lock"
+    os.kill(master.proc.pid, signal.SIGSTOP)
+    assert eventually(lambda: sentinel.master_port() == replica.port, within=20), sentinel.log()
+    promoted = time.monotonic()
+    t.join(15)
+    assert out.get("result") == "done", f"run still waits (the old master is still stopped)\n{sentinel.log()}"
+    token, at, on = rounds[1]
+    print(f"run holder: granted on the new master {at - promoted:.1f} s after the promotion")
+    assert token > rounds[0][0] and on is not None and on.startswith(b"solo/")
+    assert at - promoted < 10
+
+
 def test_an_unknown_sentinel_master_name_is_fatal(sentinel_set):
     """A Sentinel answers but monitors no master of that name: a typo in the
     configuration, not an outage (no Sentinel answering would be retried)."""
