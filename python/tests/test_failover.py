@@ -165,7 +165,9 @@ def test_a_standby_leaves_a_hung_master_after_a_promotion(sentinel_set):
     """Issue #24: the master hangs (SIGSTOP) while a standby waits in
     ``ACQUIRE ... WAIT 0`` on it. Sentinel promotes the replica; the standby's
     wait on the hung master ends (its socket is shut down: the master cannot
-    answer a CLIENT KILL) and it gets the lock on the new master."""
+    answer a CLIENT KILL) and it gets the lock on the new master. A second
+    standby (``hblock.run``) started after the hang, before the promotion,
+    gets it there too."""
     master, replica, sentinel = sentinel_set
     client = Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=1.0,
                       sentinel_kwargs={"socket_timeout": 0.5}).master_for("hbm", socket_timeout=2.0)
@@ -186,6 +188,19 @@ def test_a_standby_leaves_a_hung_master_after_a_promotion(sentinel_set):
     assert eventually(lambda: field(r, "k", "token") == holder.token), "the replica has the lock"
     os.kill(master.proc.pid, signal.SIGSTOP)
     hung = time.monotonic()
+    late = {}
+
+    def late_standby(lease):
+        late["token"] = lease.token
+        late["at"] = time.monotonic()
+        late["on"] = field(r, "k", "owner")
+
+    # Review finding: one that starts waiting while the master hangs and
+    # Sentinel still names it (its connect works, the handshake gets no
+    # answer) must not wait as long as the hang lasts.
+    t2 = threading.Thread(target=hblock.run, args=(client, "k", late_standby),
+                          kwargs={"owner": "late", "interval_ms": 200, "misses": 3}, name="late", daemon=True)
+    t2.start()
     assert eventually(lambda: sentinel.master_port() == replica.port, within=20), sentinel.log()
     promoted = time.monotonic()
     t.join(15)
@@ -198,7 +213,56 @@ def test_a_standby_leaves_a_hung_master_after_a_promotion(sentinel_set):
     # Bound: Sentinel's follow-up (every 0.2 s), the old lease (0.6 s) and
     # its failover delay (0.6 s), with slack for a busy machine.
     assert got["at"] - promoted < 10
+    # The late one queued on the new master too (before or after the
+    # standby, which released at once).
+    t2.join(15)
+    assert "token" in late, f"the standby started during the hang still waits\n{sentinel.log()}"
+    print(f"late standby (started {promoted - hung:.1f} s before the promotion) granted "
+          f"{late['at'] - promoted:.1f} s after it")
+    assert late["token"] > holder.token and late["token"] != got["token"]
+    assert late["on"] is not None and late["on"].startswith(b"late/"), "granted on the new master"
+    assert late["at"] - promoted < 10
     holder.release()
+
+
+def test_a_run_holder_on_a_hung_master_acquires_on_the_new_master(sentinel_set):
+    """Review finding (repro 1): ``hblock.run`` holds the lock when its
+    master hangs (SIGSTOP). It loses the lease, waits again (while Sentinel
+    still names the hung master: its handshake gets no answer) and must get
+    the lock on the promoted replica, not only after the old master runs
+    again."""
+    master, replica, sentinel = sentinel_set
+    client = Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=1.0,
+                      sentinel_kwargs={"socket_timeout": 0.5}).master_for("hbm", socket_timeout=2.0)
+    r = replica.client()
+    rounds = []
+    hung = threading.Event()
+
+    def work(lease):
+        rounds.append((lease.token, time.monotonic(), field(r, "k", "owner")))
+        if len(rounds) == 1:
+            assert eventually(lambda: field(r, "k", "token") == lease.token, within=5), "replicated"
+            hung.set()
+            while not lease.lost:
+                time.sleep(0.01)
+            lease.check()  # raises: run waits again
+        return "done"
+
+    out = {}
+    t = threading.Thread(target=lambda: out.update(result=hblock.run(client, "k", work, owner="solo",
+                                                                     interval_ms=300)),
+                         name="solo", daemon=True)
+    t.start()
+    assert hung.wait(10), "the first round got the lock"
+    os.kill(master.proc.pid, signal.SIGSTOP)
+    assert eventually(lambda: sentinel.master_port() == replica.port, within=20), sentinel.log()
+    promoted = time.monotonic()
+    t.join(15)
+    assert out.get("result") == "done", f"run still waits (the old master is still stopped)\n{sentinel.log()}"
+    token, at, on = rounds[1]
+    print(f"run holder: granted on the new master {at - promoted:.1f} s after the promotion")
+    assert token > rounds[0][0] and on is not None and on.startswith(b"solo/")
+    assert at - promoted < 10
 
 
 def test_an_unknown_sentinel_master_name_is_fatal(sentinel_set):

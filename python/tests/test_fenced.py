@@ -50,8 +50,11 @@ def test_fenced_pipeline(server, transaction):
         assert pipe.execute() == [True, 2, b"first"]
         pipe = lease.pipeline(transaction=transaction)
         pipe.set("{app}:n", "x").incr("{app}:n")
-        with pytest.raises(redis.ResponseError, match="not an integer"):
+        with pytest.raises(redis.ResponseError, match="not an integer") as caught:
             pipe.execute()
+        # redis-py's annotation is kept (the command as sent: wrapped).
+        assert str(caught.value).startswith("Command # 2 (HBLOCK.FENCED {app}:lock "), str(caught.value)
+        assert " INCRBY {app}:n 1) of pipeline caused error: " in str(caught.value), str(caught.value)
         assert not lease.lost
         other = taken_over(client, lease)
         pipe = lease.pipeline(transaction=transaction)

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 import hblock
 from conftest import eventually, field
@@ -118,3 +119,60 @@ def test_nothing_listening_logs_once(entry, caplog):
     retries = [r for r in caplog.records if "still failing" in r.getMessage()]
     assert len(warnings) == 1 and " failing: " in warnings[0], warnings
     assert len(retries) >= 3, "retried meanwhile"
+
+
+def test_run_logs_a_loss_fn_noticed_first(server, caplog):
+    """Review finding: ``fn`` sees ``lease.lost`` (the deadline passed while
+    the beat thread still waits on a hung server) and raises LeaseLost before
+    the beat thread logs the loss: ``lost KEY: ...`` must still come, once,
+    before ``waiting for KEY again``; the failed release has the documented
+    ``KEY: MASKED_URL: release failed: ERROR`` form."""
+    import re
+    import signal
+    caplog.set_level(logging.INFO, logger="hblock")
+    client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=0.5)
+    calls = []
+
+    def work(lease):
+        calls.append(lease.token)
+        if len(calls) == 1:
+            server.proc.send_signal(signal.SIGSTOP)
+            # The beat thread sits on the hung connection (1 s timeout)
+            # past the deadline (1 s lease): this thread notices first.
+            assert eventually(lambda: lease.lost, within=5)
+            raise hblock.LeaseLost("seen by fn")
+        return "done"
+
+    def resume():
+        eventually(lambda: any("release failed" in m for m in messages(caplog, logging.WARNING)), within=10)
+        server.proc.send_signal(signal.SIGCONT)
+
+    waker = threading.Thread(target=resume, daemon=True)
+    waker.start()
+    try:
+        assert hblock.run(client, "pyk", work, interval_ms=500, misses=2) == "done"
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    waker.join(10)
+    lines = messages(caplog)
+    lost = [i for i, m in enumerate(lines) if m.startswith("lost pyk: ")]
+    assert len(lost) == 1, lines
+    assert lines[lost[0]].startswith("lost pyk: no beat acknowledged for 1 s"), lines
+    assert lost[0] < lines.index("waiting for pyk again"), lines
+    failed = [m for m in lines if "release failed" in m]
+    assert len(failed) == 1 and re.match(r"pyk: redis://127\.0\.0\.1:\d+/0: release failed: Timeout", failed[0]), lines
+
+
+def test_log_lines_escape_control_characters(server, caplog):
+    """Review finding: an owner (or key) with a newline split a log line; an
+    escape sequence reached the terminal. They are escaped as repr does."""
+    caplog.set_level(logging.DEBUG, logger="hblock")
+    client = server.client()
+    with hblock.Lease(client, "k\r\n", owner="evil\nowner=x\x1b[31m\u2028") as lease:
+        token = lease.token
+    lines = messages(caplog, logging.DEBUG)
+    suffix = lease.owner[-9:]
+    assert lines == [f"acquired k\\r\\n token={token} as evil\\nowner=x\\x1b[31m\\u2028{suffix}",
+                     f"released k\\r\\n token={token}"], lines
+    for m in lines:
+        assert "\n" not in m and "\r" not in m and "\x1b" not in m and "\u2028" not in m

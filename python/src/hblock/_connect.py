@@ -11,10 +11,11 @@ connection goes to a node Sentinel no longer names as the master (after a
 planned failover the old master stays up, answering, for a while).
 """
 
+import contextlib
 import secrets
 import socket
 import os
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -23,15 +24,23 @@ from redis.sentinel import MasterNotFoundError
 
 from ._errors import FatalError, HINT_URL, error_text, fatal_hint
 
-# The longest owner part of a connection name (bytes).
+# The longest owner part of a connection name (bytes), and how much of its
+# end a longer one keeps (the unique ``/xxxxxxxx`` suffix, the random part
+# of a default owner).
 NAME_MAX = 128
+NAME_TAIL = 32
+# The longest owner the module accepts (bytes), the suffix included.
+OWNER_MAX = 1024
 
 
 def connection_name(owner: str) -> str:
     """``hblock:<owner>`` with every byte Redis refuses in a name (outside
-    '!'..'~': spaces, newlines, non-ASCII) replaced by ``_``; the owner part
-    cut to NAME_MAX bytes."""
-    raw = owner.encode("utf-8", errors="replace")[:NAME_MAX]
+    '!'..'~': spaces, newlines, non-ASCII) replaced by ``_``; an owner part
+    over NAME_MAX bytes is cut in the middle (``head...tail``), keeping its
+    last NAME_TAIL bytes, so the unique suffix stays."""
+    raw = owner.encode("utf-8", errors="replace")
+    if len(raw) > NAME_MAX:
+        raw = raw[:NAME_MAX - NAME_TAIL - 3] + b"..." + raw[-NAME_TAIL:]
     return "hblock:" + "".join(chr(b) if 0x21 <= b <= 0x7E else "_" for b in raw)
 
 
@@ -74,6 +83,56 @@ def dedicated(client: "redis.Redis[Any]", timeout: Optional[float],
         kwargs["redis_connect_func"] = _named(name, kwargs.get("redis_connect_func"))
     own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
     return redis.Redis(connection_pool=own)
+
+
+def setup_timeout(client: "redis.Redis[Any]", interval: float) -> float:
+    """The limit of every step before a blocking wait (connect, handshake,
+    PING, INFO): the caller's ``socket_timeout`` when it set one, else the
+    interval within 0.5 to 5 s. A hung server (SIGSTOP, a stuck host: TCP
+    connects, nothing answers) then fails like any transient error."""
+    given = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if given:
+        return float(given)
+    return min(max(interval, 0.5), 5.0)
+
+
+def _connections(client: "redis.Redis[Any]") -> list:
+    pool = client.connection_pool
+    return list(getattr(pool, "_in_use_connections", ())) + list(getattr(pool, "_available_connections", ()))
+
+
+def _set_socket_timeout(conn: Any, timeout: Optional[float]) -> None:
+    """The read timeout of ``conn``'s socket, and the value redis-py's
+    parsers restore after a probe of their own (``can_read``)."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return
+    sock.settimeout(timeout)
+    parser = getattr(conn, "_parser", None)
+    buffer = getattr(parser, "_buffer", None)
+    if buffer is not None and hasattr(buffer, "socket_timeout"):
+        buffer.socket_timeout = timeout
+    if hasattr(parser, "_socket_timeout"):
+        parser._socket_timeout = timeout
+
+
+def is_connected(client: "redis.Redis[Any]") -> bool:
+    """Whether a ``dedicated`` client's connection is open."""
+    return any(getattr(conn, "_sock", None) is not None for conn in _connections(client))
+
+
+@contextlib.contextmanager
+def read_timeout(client: "redis.Redis[Any]", timeout: Optional[float]) -> Iterator[None]:
+    """Within the block, reads on a ``dedicated`` client's (connected)
+    connection wait up to ``timeout`` s (None: no limit) instead of its
+    socket_timeout; a connection made within it keeps its socket_timeout."""
+    for conn in _connections(client):
+        _set_socket_timeout(conn, timeout)
+    try:
+        yield
+    finally:
+        for conn in _connections(client):
+            _set_socket_timeout(conn, conn.socket_timeout)
 
 
 def masked_url(client: "redis.Redis[Any]") -> str:
@@ -199,5 +258,10 @@ def default_owner() -> str:
 
 
 def instance_owner(given: str) -> str:
-    """A given owner made unique to this lease: ``web-1`` -> ``web-1/4f3a9c0d``."""
-    return f"{given}/{secrets.token_hex(4)}"
+    """A given owner made unique to this lease: ``web-1`` -> ``web-1/4f3a9c0d``.
+    ValueError when that is longer than the module accepts (OWNER_MAX bytes)."""
+    owner = f"{given}/{secrets.token_hex(4)}"
+    if len(owner.encode("utf-8", errors="surrogatepass")) > OWNER_MAX:
+        raise ValueError(f"owner must be at most {OWNER_MAX - 9} bytes "
+                         f"({OWNER_MAX} with the /xxxxxxxx suffix the lease adds)")
+    return owner

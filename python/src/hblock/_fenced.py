@@ -36,6 +36,7 @@ class FencedPipeline(Pipeline):  # type: ignore[misc,type-arg]
         return self
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
+        stack = list(self.command_stack)  # execute() empties it
         try:
             replies = super().execute(raise_on_error=False)
         except redis.ResponseError as err:
@@ -46,8 +47,12 @@ class FencedPipeline(Pipeline):  # type: ignore[misc,type-arg]
             if isinstance(reply, redis.ResponseError) and is_not_held(reply):
                 raise self._lease.refused(str(reply)) from reply
         if raise_on_error:
-            for reply in replies:
+            for number, reply in enumerate(replies, 1):
                 if isinstance(reply, redis.ResponseError):
+                    # As redis-py raises it: "Command # N (...) of pipeline
+                    # caused error: ..." (the FENCED-wrapped command).
+                    if number <= len(stack) and not str(reply).startswith("Command # "):
+                        self.annotate_exception(reply, number, stack[number - 1][0])
                     raise reply
         return list(replies)
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import redis
 
 from ._connect import (connection_name, dedicated, default_owner, fatal, instance_owner, is_sentinel, masked_url,
-                       moved, shut)
+                       moved, read_timeout, setup_timeout, shut)
 from ._errors import FatalError, LeaseLost, NotAcquired, NotHeld, error_text, is_not_held, is_transient
 from ._faults import Outage
 from ._fenced import FencedPipeline
@@ -90,6 +90,9 @@ class Lease:
         self.bind_ms = None if bind_ms is None else min(bind_ms, interval_ms * misses)
         self.token: Optional[int] = None
         self._client = client
+        # Every step before the blocking ACQUIRE (connect, handshake, PING,
+        # INFO) waits this long at most: a hung server is a transient error.
+        self._setup = setup_timeout(client, interval_ms / 1000)
         self.url = masked_url(client)
         self._name = connection_name(self.owner)
         self._outage = Outage(key, self.url)
@@ -103,6 +106,8 @@ class Lease:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._no_watch = False  # HBLOCK.WATCH was refused: sleep between beats
+        self._failing: Optional[str] = None  # the beats' last error while they fail
 
     @property
     def _interval(self) -> float:
@@ -120,7 +125,7 @@ class Lease:
         Raises ``NotAcquired`` when the lock is not granted."""
         if self.token is not None:
             raise RuntimeError("this Lease was already acquired; make a new one")
-        waiter = self._connection(None)
+        waiter = self._connection(self._setup)
         end = None if self._blocking_timeout is None else time.monotonic() + self._blocking_timeout
         try:
             while True:
@@ -214,6 +219,9 @@ class Lease:
             try:
                 wait_ms = self._wait_ms(end)
             except NotAcquired as err:
+                if self._outage.failing:
+                    # The last try failed (down, hung): INFO would too.
+                    raise NotAcquired(f"{err} ({self.url} failing: {self._outage.last})") from None
                 raise self._not_acquired(waiter, str(err)) from None
             if self._outage.failing and not held_back_logged and wait_ms is not None:
                 # Waiting again after an outage (a failover): say once if the
@@ -249,18 +257,30 @@ class Lease:
             args += ["WAIT", wait_ms]
         if self.bind_ms is not None:
             args += ["BIND", self.bind_ms]
-        if wait_ms is not None:
-            # Connect (and name the connection) first: a connection that
-            # works ends an outage before a wait of unknown length.
-            try:
-                waiter.execute_command("PING")
-            except redis.ResponseError:
-                pass  # an ACL without PING: the connection works
-            self._outage.ok()
+        # Through Sentinel, follow the master from the start: a master that
+        # hangs during the handshake is left as soon as Sentinel names another.
         follow = self._follow_master(waiter) if wait_ms is not None else None
-        sent = time.monotonic()
         try:
-            token = waiter.execute_command(*args)
+            if wait_ms is not None:
+                # Connect (and name the connection) first, within the setup
+                # timeout: a connection that works ends an outage before a
+                # wait of unknown length.
+                try:
+                    waiter.execute_command("PING")
+                except redis.ResponseError:
+                    pass  # an ACL without PING: the connection works
+                self._outage.ok()
+            sent = time.monotonic()
+            if wait_ms:
+                # WAIT ms, then slack for the reply; WAIT 0 (no limit) waits
+                # on: it keeps its place in the queue.
+                with read_timeout(waiter, wait_ms / 1000 + self._setup):
+                    token = waiter.execute_command(*args)
+            elif wait_ms == 0:
+                with read_timeout(waiter, None):
+                    token = waiter.execute_command(*args)
+            else:
+                token = waiter.execute_command(*args)
         finally:
             if follow is not None:
                 follow()
@@ -328,13 +348,13 @@ class Lease:
             while True:
                 deadline = self._deadline or 0.0
                 if time.monotonic() >= deadline:
-                    self._mark_lost(f"no beat acknowledged for {self._lease:g} s ({failing or 'no reply'})")
+                    self._mark_lost(self._late_reason())
                     return
                 if self._stop.is_set():
                     return
                 wait = min(next_beat, deadline) - time.monotonic()
                 if wait > 0:
-                    if self.bind_ms is None or fresh or failing is not None:
+                    if self.bind_ms is None or fresh or failing is not None or self._no_watch:
                         if self._stop.wait(wait):
                             return
                         if time.monotonic() < next_beat:
@@ -372,7 +392,7 @@ class Lease:
                         self._mark_lost(f"{found.error}: {found.hint}")
                         return
                     self._outage.failed(err)  # logged once per outage
-                    failing = str(err)
+                    failing = self._failing = str(err)
                     fresh = True
                     beater.connection_pool.disconnect()
                     next_beat = time.monotonic() + backoff.next_delay()
@@ -381,7 +401,7 @@ class Lease:
                 self._deadline = sent + self._lease
                 next_beat = sent + self._interval
                 backoff.reset()
-                failing = None
+                failing = self._failing = None
                 self._outage.ok()
         finally:
             self._outage.end()
@@ -395,6 +415,16 @@ class Lease:
             reply = beater.execute_command(
                 "HBLOCK.WATCH", self.key, "SEEN", self.token, "TIMEOUT", max(1, math.ceil(wait * 1000))
             )
+        except redis.ResponseError as err:
+            if is_transient(err):  # LOADING, BUSY, ...: as a failed connection
+                return None
+            # Refused (NOPERM: an ACL without HBLOCK.WATCH; an older
+            # module): the connection works. Sleep between beats for the
+            # rest of the lease; a dropped connection is then noticed at
+            # the next beat.
+            self._no_watch = True
+            log.debug("%s: HBLOCK.WATCH refused (%s); sleeping between beats instead", self.key, error_text(err))
+            return False
         except redis.RedisError:
             return None
         return holder(as_dict(reply)) != self.token
@@ -409,6 +439,16 @@ class Lease:
         if token is not None:  # a new lease of ours: the old one had just ended
             conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, token)
         raise redis.ResponseError("NOTHELD the lease ended while re-binding")
+
+    def _late_reason(self) -> str:
+        return f"no beat acknowledged for {self._lease:g} s ({self._failing or 'no reply'})"
+
+    def _notice_lost(self) -> None:
+        """Marks (and logs) a lease whose deadline passed before the beat
+        thread said so: the ``lost`` line comes once, from whoever notices
+        first (the beat thread, ``check()``, ``release()``, ``run``)."""
+        if self._reason is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            self._mark_lost(self._late_reason())
 
     def _mark_lost(self, reason: str, kind: type = LeaseLost) -> None:
         with self._guard:
@@ -445,7 +485,7 @@ class Lease:
         if self._reason is not None:
             return self._reason
         if self.lost:
-            return f"no beat acknowledged for {self._lease:g} s"
+            return self._late_reason()
         return None
 
     def check(self) -> None:
@@ -454,6 +494,7 @@ class Lease:
         check failed)."""
         if self.token is None:
             raise LeaseLost(f"{self.key}: not acquired")
+        self._notice_lost()
         if self.lost:
             kind = self._lost_as if self._reason not in (None, "released") else LeaseLost
             raise kind(f"{self.key}: {self.lost_reason}")
@@ -502,6 +543,7 @@ class Lease:
         # Stop first, release next (a beat thread waiting in WATCH wakes at
         # once), then wait for the thread.
         self._stop.set()
+        self._notice_lost()
         with self._guard:
             was_lost = self._reason is not None or self.lost
             if self._reason is None:
@@ -510,7 +552,7 @@ class Lease:
         try:
             released = conn.execute_command("HBLOCK.RELEASE", self.key, self.owner, self.token) == 1
         except redis.RedisError as err:
-            log.warning("release of %s failed: %s", self.key, error_text(err))
+            log.warning("%s: %s: release failed: %s", self.key, self.url, error_text(err))
             return False
         finally:
             conn.connection_pool.disconnect()

@@ -44,6 +44,7 @@ def run(client: "redis.Redis[Any]", key: str, fn: Callable[[Lease], T], *,
             except LeaseLost:
                 if checker is not None and checker.failed is not None:
                     raise checker.failed from None
+                lease._notice_lost()  # fn saw it first: the lost line before this one
                 log.warning("waiting for %s again", key)
                 continue
             finally:

@@ -5,7 +5,8 @@ from typing import Any, Dict, Iterator, Optional
 
 import redis
 
-from ._connect import connection_name, dedicated, default_owner, fatal, is_sentinel, masked_url, moved
+from ._connect import (connection_name, dedicated, default_owner, fatal, is_connected, is_sentinel, masked_url, moved,
+                       read_timeout, setup_timeout)
 from ._errors import is_transient
 from ._faults import Outage
 from ._info import as_dict as _as_dict, holder as _holder
@@ -19,7 +20,10 @@ def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, A
     so no change of holder is missed. Transient errors (connection, LOADING,
     READONLY, ...) are retried with backoff, logged once when they start and
     once when they end; a fatal one raises ``FatalError``."""
-    conn = dedicated(client, None, connection_name(f"watch:{default_owner()}"))
+    # Connecting, INFO and PING wait the caller's socket_timeout (else 5 s)
+    # at most: a hung server is retried like any transient error.
+    setup = setup_timeout(client, 5.0)
+    conn = dedicated(client, setup, connection_name(f"watch:{default_owner()}"))
     seen: Optional[int] = None
     backoff = Backoff(2.0)
     outage = Outage(key, masked_url(client))
@@ -30,20 +34,24 @@ def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, A
     try:
         while True:
             try:
-                if outage.failing:
-                    try:  # a connection that works ends the outage, before a long WATCH
+                if sentinel and moved(client, conn) is not None:
+                    conn.connection_pool.disconnect()
+                if outage.failing or not is_connected(conn):
+                    # Connect within the setup timeout before a long WATCH
+                    # (a connection that works ends an outage).
+                    try:
                         conn.execute_command("PING")
                     except redis.ResponseError:
                         pass
                     outage.ok()
-                if sentinel and moved(client, conn) is not None:
-                    conn.connection_pool.disconnect()
                 if seen is None:
                     reply = conn.execute_command("HBLOCK.INFO", key)
                 elif sentinel:
-                    reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen, "TIMEOUT", 1000)
+                    with read_timeout(conn, 1.0 + setup):
+                        reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen, "TIMEOUT", 1000)
                 else:
-                    reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen)
+                    with read_timeout(conn, None):
+                        reply = conn.execute_command("HBLOCK.WATCH", key, "SEEN", seen)
             except redis.RedisError as err:
                 found = fatal(client, key, err)
                 if found is not None:
