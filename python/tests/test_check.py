@@ -39,8 +39,10 @@ def test_a_failing_check_stops_the_work_and_releases(server, failure):
         healthy.clear()
         assert eventually(lambda: lease.lost, within=5)
         seen["lost"] = time.monotonic()
-        # Released while this work still runs: a standby gets the lock now.
-        other = hblock.Lease(client, "k", blocking=False)
+        # Released while this work still runs: a standby gets the lock now
+        # (the lease is marked lost first, so that the work stops before
+        # anyone else can hold the lock; the release follows at once).
+        other = hblock.Lease(client, "k", blocking_timeout=2.0)
         seen["other"] = other.acquire()
         other.release()
         with pytest.raises(hblock.CheckFailed):
