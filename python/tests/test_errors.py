@@ -176,3 +176,48 @@ def test_a_refused_setname_is_ignored(server):
         assert not lease.lost
     names = [c["name"] for c in server.client().client_list()]
     assert not any(re.match(r"hblock:", n) for n in names)
+
+
+def test_a_user_without_hblock_watch_does_not_reconnect_in_a_loop(server):
+    """Review finding: an ACL user granted the lease commands but not
+    HBLOCK.WATCH. The bound lease's beat thread waits in HBLOCK.WATCH between
+    beats; a NOPERM there must not become a reconnect-and-beat loop (seen:
+    ~1,000 new connections a second, no log line)."""
+    admin = server.client()
+    admin.execute_command("ACL", "SETUSER", "nowatch", "on", ">pw", "~*", "+@all", "-hblock.watch")
+    admin.config_resetstat()
+    url = server.url.replace("redis://", "redis://nowatch:pw@")
+    try:
+        with hblock.Lease(redis.Redis.from_url(url), "nw", interval_ms=1000):
+            time.sleep(2)
+    except hblock.FatalError:
+        pass  # refusing at once is fine too
+    connections = admin.info("stats")["total_connections_received"]
+    assert connections < 50, connections
+
+
+def test_blocking_timeout_holds_on_a_hung_server(server):
+    """Review finding: the waiting connection is made with no socket timeout,
+    so on a hung server (SIGSTOP: TCP connects, nothing answers) neither
+    ``blocking_timeout`` nor ``blocking=False`` ever returns; the caller's own
+    ``socket_timeout`` is dropped too."""
+    import signal
+    client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=2)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        out = {}
+
+        def go():
+            started = time.monotonic()
+            try:
+                hblock.Lease(client, "hung", blocking_timeout=1.0).acquire()
+            except BaseException as err:  # what the test looks at
+                out["error"] = err
+            out["took"] = time.monotonic() - started
+
+        t = threading.Thread(target=go, daemon=True)
+        t.start()
+        t.join(8)
+        assert not t.is_alive(), "blocking_timeout=1.0 still waiting after 8 s on a hung server"
+    finally:
+        server.proc.send_signal(signal.SIGCONT)

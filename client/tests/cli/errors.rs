@@ -394,3 +394,46 @@ fn a_fatal_error_while_holding_stops_the_child_and_exits_3() {
         "{event:?}"
     );
 }
+
+/// Review finding: an ACL user granted the lease commands but not
+/// HBLOCK.WATCH (on Redis 7.0 module commands are granted by name). The
+/// bound heartbeat waits in HBLOCK.WATCH between beats; a NOPERM there
+/// must not turn into a reconnect-and-beat loop (seen: ~4,000 new
+/// connections a second, each with BEAT + ACQUIRE BIND + CLIENT SETNAME,
+/// and not one log line).
+#[test]
+fn a_user_without_hblock_watch_does_not_make_run_reconnect_in_a_loop() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "nowatch",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-hblock.watch",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["RESETSTAT"])
+        .query(&mut c)
+        .unwrap();
+    let url = url_as(&server, "nowatch", "pw");
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "nw", "--interval", "1000", "--", "sleep", "2"],
+        Duration::from_secs(10),
+    );
+    let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    let connections: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    eprintln!("connections in 2 s without HBLOCK.WATCH: {connections}");
+    assert!(connections < 50, "{connections} connections\n{stderr}");
+    assert!(code == 0 || code == 3, "{code}\n{stderr}");
+}
