@@ -277,9 +277,10 @@ impl Client {
     }
 
     /// Sends `cmd` (a blocking ACQUIRE) on `con` and waits for its one
-    /// reply, without limit. On a socket this crate holds it waits in
-    /// slices: after the first, `on_queued` is called (the command is
-    /// queued on the server: no error came back); through Sentinel, between
+    /// reply, without limit. On a socket this crate holds it sends a PING
+    /// first: once PONG is back, `on_queued` is called (the command is
+    /// queued on the server; a loading server answers LOADING to both, an
+    /// error); it waits in slices, and through Sentinel, between
     /// slices (every `every`) it asks whether the master moved, and if so
     /// closes the connection and fails with a transient error, so the
     /// caller queues again on the new master, also when the old one hangs
@@ -301,18 +302,22 @@ impl Client {
             drop(following);
             return reply;
         };
+        // A PING ahead of it: its PONG says the server runs commands (a
+        // server still loading answers LOADING to both), so the command is
+        // queued; no reply in a while says nothing.
+        socket.send(&redis::cmd("PING"))?;
         socket.send(cmd)?;
-        let mut slice = every.min(Duration::from_millis(100));
         let mut queued = false;
         loop {
-            if socket.readable_within(slice)? {
-                return socket.recv();
-            }
-            if !queued {
+            if socket.readable_within(every)? {
+                if queued {
+                    return socket.recv();
+                }
+                socket.recv()?.extract_error()?;
                 queued = true;
                 on_queued();
+                continue;
             }
-            slice = every;
             if let Some(addr) = addr.as_deref() {
                 if self.moved_from(addr, every) {
                     return Err(RedisError::from(std::io::Error::new(

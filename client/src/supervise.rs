@@ -413,6 +413,10 @@ fn on_lease_event(
         LeaseEvent::BeatFailed { error, lease_ends } => {
             let left = lease_ends.saturating_duration_since(now).as_millis();
             beats.condition.failed(&error);
+            // Only a beat acknowledged after this failure is a recovery: one
+            // acknowledged before it but not yet looked at is not.
+            beats.acked = beats.acked.max(lease_ends);
+            beats.overdue = true;
             log::debug(&format!(
                 "{}: the lease ends in {left} ms at the latest",
                 opts.key
