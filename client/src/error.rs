@@ -196,6 +196,16 @@ impl Error {
         matches!(self, Error::NotHeld(_))
     }
 
+    /// A timeout (a hung server) as `timed out after N ms` (`limit`)
+    /// rather than the socket's `Resource temporarily unavailable`; None
+    /// for any other error.
+    pub fn timed_out(&self, limit: std::time::Duration) -> Option<Error> {
+        match self {
+            Error::Redis(err) if err.is_timeout() => Some(timeout_error(limit)),
+            _ => None,
+        }
+    }
+
     /// What to do about a fatal error, when there is a known answer.
     pub fn hint(&self) -> Option<String> {
         let hint = self.class().hint()?;
@@ -210,6 +220,14 @@ impl Error {
             _ => hint.to_string(),
         })
     }
+}
+
+/// A transient timeout error that reads `timed out after N ms`.
+pub(crate) fn timeout_error(limit: std::time::Duration) -> Error {
+    Error::Redis(RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("timed out after {} ms", limit.as_millis()),
+    )))
 }
 
 /// A Redis reply `NOTHELD ...` becomes [`Error::NotHeld`]; everything else

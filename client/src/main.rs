@@ -6,6 +6,7 @@ use hblock_client::health::HealthCheck;
 use hblock_client::output::{acquired_json, error_line, info_json, info_text, mask_password};
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
+use hblock_client::REPLY_LIMIT;
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
@@ -236,19 +237,35 @@ impl Holder {
 struct Cx {
     subject: String,
     urls: String,
+    /// The reply limit of the thin command's connection (None: no limit).
+    limit: std::cell::Cell<Option<Duration>>,
 }
 
 impl Cx {
     /// Redis unreachable or an error reply (including too few replicas):
     /// one line `hblock: KEY: URL: ERROR[: HINT]`, exit 3.
     fn fail(&self, err: &Error) -> i32 {
+        let timed_out = self.limit.get().and_then(|limit| err.timed_out(limit));
+        let err = timed_out.as_ref().unwrap_or(err);
         eprintln!("hblock: {}", error_line(&self.subject, &self.urls, err));
         EXIT_REDIS
     }
 
-    /// A thin command on a new connection; exit 3 when there is none.
-    fn with_connection(&self, client: &Client, command: impl FnOnce(&mut Conn) -> i32) -> i32 {
-        match client.connection() {
+    /// A thin command on a new connection whose replies come within
+    /// `limit` (None: no limit, a blocking ACQUIRE without one); exit 3
+    /// when there is none.
+    fn with_connection(
+        &self,
+        client: &Client,
+        limit: Option<Duration>,
+        command: impl FnOnce(&mut Conn) -> i32,
+    ) -> i32 {
+        self.limit.set(limit);
+        let con = match limit {
+            Some(limit) => client.connection_within(limit),
+            None => client.connection(),
+        };
+        match con {
             Ok(mut con) => command(&mut con),
             Err(err) => self.fail(&Error::from(err)),
         }
@@ -267,6 +284,7 @@ fn main() {
     let cx = Cx {
         subject: cli.command.key().to_string(),
         urls: masked.join(","),
+        limit: std::cell::Cell::new(None),
     };
     let sentinel = urls.iter().any(|u| sentinel::is_sentinel_url(u));
     let client = if sentinel && (cli.cluster || urls.len() > 1) {
@@ -366,7 +384,19 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             let generated = owner.is_none();
             let owner = owner.unwrap_or_else(default_owner);
             let client = client.named(owner.as_bytes());
-            cx.with_connection(&client, |con| {
+            // A hung server fails it after REPLY_LIMIT beyond the wait and
+            // the replicas' WAIT; `--wait 0` (no limit) waits as long.
+            let replicas = match terms.min_replicas {
+                0 => 0,
+                _ => terms.replica_timeout,
+            };
+            let limit = match wait {
+                Some(0) => None,
+                ms => Some(
+                    REPLY_LIMIT + Duration::from_millis(ms.unwrap_or(0).saturating_add(replicas)),
+                ),
+            };
+            cx.with_connection(&client, limit, |con| {
                 acquire(
                     cx,
                     &client,
@@ -381,7 +411,9 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
         Cmd::Beat(holder) => holder_command(cx, client, &holder, beat),
         Cmd::Release(holder) => holder_command(cx, client, &holder, release),
         Cmd::Info { key, json } => {
-            cx.with_connection(&client.named(b"info"), |con| info(cx, con, &key, json))
+            cx.with_connection(&client.named(b"info"), Some(REPLY_LIMIT), |con| {
+                info(cx, con, &key, json)
+            })
         }
         Cmd::Watch { key, json } => watch(cx, client, &key, json),
     }
@@ -391,9 +423,11 @@ type HolderFn = fn(&Cx, &mut Conn, &str, &str, i64) -> i32;
 
 fn holder_command(cx: &Cx, client: &Client, holder: &Holder, command: HolderFn) -> i32 {
     match holder.owner_and_token() {
-        Ok((owner, token)) => cx.with_connection(&client.named(owner.as_bytes()), |con| {
-            command(cx, con, &holder.key, &owner, token)
-        }),
+        Ok((owner, token)) => {
+            cx.with_connection(&client.named(owner.as_bytes()), Some(REPLY_LIMIT), |con| {
+                command(cx, con, &holder.key, &owner, token)
+            })
+        }
         Err(usage) => {
             eprintln!("hblock: {usage}");
             2
