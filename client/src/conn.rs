@@ -326,11 +326,11 @@ impl Client {
             drop(following);
             return reply;
         };
-        // A PING ahead of it: its PONG says the server runs commands (a
-        // server still loading answers LOADING to both), so the command is
-        // queued; no reply in a while says nothing.
+        // A PING first (one reply at a time: the parser may read ahead):
+        // its PONG says the server runs commands (a server still loading
+        // answers LOADING), so the command sent next is queued; no reply in
+        // a while says nothing.
         socket.send(&redis::cmd("PING"))?;
-        socket.send(cmd)?;
         let mut queued = false;
         let started = std::time::Instant::now();
         loop {
@@ -353,6 +353,7 @@ impl Client {
                     return socket.recv();
                 }
                 socket.recv()?.extract_error()?;
+                socket.send(cmd)?;
                 queued = true;
                 on_queued();
                 continue;
