@@ -293,7 +293,8 @@ fn wait_for_lease(
             _ => LOOKUP_LIMIT,
         };
         match waiter.not_granted_within(&key, limit) {
-            Err(err) if err.is_fatal() => {
+            // An ACL without HBLOCK.INFO still lets the ACQUIRE decide.
+            Err(err) if err.is_fatal() && err.class() != crate::error::Class::NoPermission => {
                 let _ = tx.send(Msg::Acquired(Box::new(Err(err))));
                 return;
             }

@@ -533,3 +533,38 @@ fn a_hung_server_bounds_the_thin_commands_and_the_steps_of_run() {
         }
     }
 }
+
+/// Review finding M6: a database the server does not have and a
+/// redis+sentinel:// URL naming a data node are fatal with a hint about the
+/// URL; a fatal error found by the holder lookup (no password, WRONGTYPE)
+/// is the one line `run` logs, with no `waiting for ... (holder unknown:
+/// ...)` line before it.
+#[test]
+fn url_mistakes_get_a_hint_and_a_fatal_lookup_logs_one_line() {
+    let server = Server::start();
+    let db = format!("{}99", server.url());
+    exits_3_with(&db, &db, "k", "check the URL", None);
+    let addr = server
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_string();
+    let sentinel = format!("redis+sentinel://{addr}/mymaster");
+    for args in [&["run", "k", "--", "true"][..], &["info", "k"]] {
+        let (code, stderr, _, _) = bounded(&sentinel, args, Duration::from_secs(15));
+        assert_eq!(code, 3, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("check the URL: {addr} is not a Sentinel")),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (server, mut c) = with_password("s3cret");
+    let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut c).unwrap();
+    for (url, key) in [(server.url(), "k"), (url_as(&server, "", "s3cret"), "str")] {
+        let (code, stderr, _, _) =
+            bounded(&url, &["run", key, "--", "true"], Duration::from_secs(10));
+        assert_eq!(code, 3, "{key}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{key}: one line\n{stderr}");
+        assert!(!stderr.contains("waiting for"), "{key}: {stderr}");
+    }
+}
