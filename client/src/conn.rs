@@ -44,11 +44,26 @@ pub struct Client {
 }
 
 /// `hblock:<owner>` as Redis accepts it for `CLIENT SETNAME`: bytes outside
-/// `!`..`~` (spaces, newlines, non-ASCII) become `_`, and the owner is cut
-/// at 128 bytes.
+/// `!`..`~` (spaces, newlines, non-ASCII) become `_`, and an owner longer
+/// than 128 bytes is cut in the middle (`..`), so its end (a run's unique
+/// `/xxxxxxxx`) stays.
 pub fn connection_name(owner: &[u8]) -> String {
+    const TAIL: usize = 9;
+    let kept: Vec<u8> = if owner.len() > NAME_MAX {
+        let head = NAME_MAX - TAIL - 2;
+        let tail = owner.iter().skip(owner.len() - TAIL);
+        owner
+            .iter()
+            .take(head)
+            .chain(b"..")
+            .chain(tail)
+            .copied()
+            .collect()
+    } else {
+        owner.to_vec()
+    };
     let mut name = String::from("hblock:");
-    name.extend(owner.iter().take(NAME_MAX).map(|&b| {
+    name.extend(kept.iter().map(|&b| {
         if (b'!'..=b'~').contains(&b) {
             char::from(b)
         } else {
@@ -527,5 +542,10 @@ mod tests {
         let long = connection_name(&[b'x'; 300]);
         assert_eq!(long.len(), "hblock:".len() + NAME_MAX);
         assert!(long.bytes().all(|b| (b'!'..=b'~').contains(&b)));
+        let mut owner = vec![b'y'; 200];
+        owner.extend_from_slice(b"/4f3a9c01");
+        let name = connection_name(&owner);
+        assert_eq!(name.len(), "hblock:".len() + NAME_MAX);
+        assert!(name.ends_with("y../4f3a9c01"), "{name}");
     }
 }

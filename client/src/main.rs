@@ -10,6 +10,7 @@ use hblock_client::REPLY_LIMIT;
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
+    OWNER_MAX_LEN, WAIT_MAX,
 };
 use std::time::Duration;
 
@@ -85,8 +86,8 @@ enum Cmd {
     Run {
         /// The lock's key
         key: String,
-        /// Owner name; a unique part is appended (NAME/<random>) so two runs never share a lease (default: host:pid:random)
-        #[arg(long)]
+        /// Owner name, at most 1015 bytes; a unique part is appended (NAME/<random>) so two runs never share a lease (default: host:pid:random)
+        #[arg(long, value_parser = run_owner)]
         owner: Option<String>,
         #[command(flatten)]
         terms: Terms,
@@ -102,8 +103,8 @@ enum Cmd {
         /// Try once; exit 1 at once when the lock is held
         #[arg(long, conflicts_with = "timeout")]
         no_wait: bool,
-        /// Give up waiting for the lock after MS ms (exit 1)
-        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+        /// Give up waiting for the lock after MS ms (exit 1); at most 31536000000 (365 days)
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=WAIT_MAX as u64))]
         timeout: Option<u64>,
         /// SIGHUP to hblock: `pass` sends it to the command (which dies of it unless it handles it); `ignore` keeps it from the command (the command also starts with SIGHUP ignored, so a hangup sent to its process group does not end it unless it installs a handler)
         #[arg(long, value_name = "pass|ignore", value_enum, default_value_t = OnHup::Pass)]
@@ -123,8 +124,8 @@ enum Cmd {
         owner: Option<String>,
         #[command(flatten)]
         terms: Terms,
-        /// Block up to MS for the lock (0: no limit)
-        #[arg(long, value_name = "MS")]
+        /// Block up to MS for the lock (0: no limit; at most 31536000000, 365 days)
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=WAIT_MAX as u64))]
         wait: Option<u64>,
         /// Print {"key", "owner", "token"} as JSON (token null when not acquired)
         #[arg(long)]
@@ -270,6 +271,22 @@ impl Cx {
             Err(err) => self.fail(&Error::from(err)),
         }
     }
+}
+
+/// The bytes the unique part of a run's owner takes (`/` and 8 hex digits).
+const OWNER_SUFFIX_LEN: usize = 9;
+
+/// `run --owner`: 1 byte up to what leaves room for the unique part within
+/// the module's owner limit (a usage error, exit 2, otherwise).
+fn run_owner(given: &str) -> Result<String, String> {
+    let max = OWNER_MAX_LEN - OWNER_SUFFIX_LEN;
+    if given.is_empty() || given.len() > max {
+        return Err(format!(
+            "must be 1 to {max} bytes (a unique /xxxxxxxx is appended, and an owner is at most {OWNER_MAX_LEN} bytes); got {}",
+            given.len()
+        ));
+    }
+    Ok(given.to_string())
 }
 
 fn main() {

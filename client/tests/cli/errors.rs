@@ -568,3 +568,56 @@ fn url_mistakes_get_a_hint_and_a_fatal_lookup_logs_one_line() {
         assert!(!stderr.contains("waiting for"), "{key}: {stderr}");
     }
 }
+
+/// Review findings (low): log lines escape control characters (an owner
+/// with a newline stays on one line); an owner that leaves no room for the
+/// unique `/xxxxxxxx` and a `--timeout` above the module's WAIT limit are
+/// usage errors (exit 2), not a server error (exit 3); a unix socket URL's
+/// `pass=` is masked.
+#[test]
+fn owners_timeouts_and_unix_passwords_are_checked_and_kept_safe() {
+    let server = Server::start();
+    let url = server.url();
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--owner", "line\nbreak", "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("as line\\nbreak/"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("20") && l.contains(" hblock: ")),
+        "one log line each\n{stderr}"
+    );
+    let longest = "o".repeat(1015);
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--owner", &longest, "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "1015 bytes fit\n{stderr}");
+    let too_long = "o".repeat(1016);
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--owner", &too_long, "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("must be 1 to 1015 bytes"), "{stderr}");
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--timeout", "31536000001", "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let (code, stderr, _, _) = bounded(
+        "unix:///nonexistent/hblock.sock?pass=Zzz9secret",
+        &["info", "k"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!stderr.contains("Zzz9secret"), "{stderr}");
+    assert!(stderr.contains("pass=***"), "{stderr}");
+}
