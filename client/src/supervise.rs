@@ -516,7 +516,12 @@ fn supervise_child(
     let mut unhealthy = false;
     loop {
         let now = Instant::now();
-        let look = beats.look(&lease, opts, &mut plan, now);
+        // Once the lease is lost (or given up for a failed check) no beat
+        // is due: nothing to look at, no "no beat answered" line.
+        let look = match plan.lost() {
+            None => beats.look(&lease, opts, &mut plan, now),
+            Some(_) => None,
+        };
         let wake = [plan.next_wake(now), look].into_iter().flatten().min();
         let msg = match wake {
             Some(wait) => rx.recv_timeout(wait),
@@ -556,7 +561,9 @@ fn supervise_child(
             Err(RecvTimeoutError::Disconnected) => return EXIT_LOST,
         };
         let now = Instant::now();
-        beats.look(&lease, opts, &mut plan, now);
+        if plan.lost().is_none() {
+            beats.look(&lease, opts, &mut plan, now);
+        }
         for action in actions.into_iter().chain(plan.due(now)) {
             let (sig, what) = match action {
                 Action::Term => (libc::SIGTERM, "stopping"),
