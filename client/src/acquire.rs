@@ -8,6 +8,8 @@
 use crate::backoff::Backoff;
 use crate::commands;
 use crate::conn::Client;
+use crate::conn::Conn;
+use crate::conn::REPLY_LIMIT;
 use crate::error::Error;
 use crate::lease::{Lease, LeaseOptions};
 use crate::owner::instance_owner;
@@ -107,10 +109,40 @@ impl Client {
         wait: Option<Duration>,
         on_event: &mut dyn FnMut(WaitEvent<'_>),
     ) -> Result<Option<Lease>, Error> {
-        let mut con = match wait {
-            Some(_) => self.waiting_connection()?,
-            None => self.connection()?,
+        // A timed wait ends within WAIT_SLACK of its time even on a hung
+        // server; a plain ACQUIRE gets REPLY_LIMIT (plus the replicas'
+        // WAIT) to answer. Both are transient timeouts (retried by a wait).
+        let replicas = match options.min_replicas {
+            0 => Duration::ZERO,
+            _ => options.replica_timeout,
         };
+        let deadline = wait
+            .filter(|w| !w.is_zero())
+            .map(|w| Instant::now() + w + WAIT_SLACK);
+        let limit = REPLY_LIMIT + replicas;
+        let con = match wait {
+            Some(w) if !w.is_zero() => self.waiting_connection(w + WAIT_SLACK),
+            Some(_) => self.waiting_connection(limit),
+            None => self.connection_within(limit),
+        };
+        con.map_err(Error::from)
+            .and_then(|con| self.acquire_on(con, key, owner, options, (wait, deadline), on_event))
+            .map_err(|err| match wait {
+                Some(w) if !w.is_zero() => err.timed_out(w + WAIT_SLACK).unwrap_or(err),
+                _ => err.timed_out(limit).unwrap_or(err),
+            })
+    }
+
+    /// The rest of [`Client::acquire_once`], on its connection.
+    fn acquire_on(
+        &self,
+        mut con: Conn,
+        key: &str,
+        owner: &[u8],
+        options: &LeaseOptions,
+        (wait, deadline): (Option<Duration>, Option<Instant>),
+        on_event: &mut dyn FnMut(WaitEvent<'_>),
+    ) -> Result<Option<Lease>, Error> {
         let sent = Instant::now();
         let args = commands::AcquireArgs {
             interval_ms: Some(options.interval.as_millis() as u64),
@@ -125,7 +157,7 @@ impl Client {
                 let cmd = commands::acquire_cmd(key, owner, args);
                 let every = follow_every(options.interval);
                 let mut queued = || on_event(WaitEvent::Queued);
-                let reply = self.wait_reply(&mut con, &cmd, every, &mut queued)?;
+                let reply = self.wait_reply(&mut con, &cmd, every, deadline, &mut queued)?;
                 redis::from_redis_value(reply.extract_error()?).map_err(RedisError::from)?
             }
             None => commands::acquire(&mut con, key, owner, args)?,
@@ -189,6 +221,10 @@ impl Client {
         Ok(Some(Lease::start(self.clone(), grant, options)))
     }
 }
+
+/// How late a timed wait (`WAIT ms`) may end on a server that answers
+/// nothing: its connection gives up this long after the wait's end.
+const WAIT_SLACK: Duration = Duration::from_millis(500);
 
 /// How often a waiter asks Sentinel whether the master moved.
 fn follow_every(interval: Duration) -> Duration {

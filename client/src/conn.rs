@@ -26,6 +26,13 @@ enum Target {
 /// master through Sentinel, connect and say hello.
 const SENTINEL_LOOKUP_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long a short exchange (the thin commands, `run --no-wait`'s
+/// ACQUIRE) may wait for a reply: a hung server fails it after this.
+pub const REPLY_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the holder lookup of a waiting or not-granted line may take.
+pub const LOOKUP_LIMIT: Duration = Duration::from_secs(2);
+
 /// The longest owner part of a connection name, in bytes.
 const NAME_MAX: usize = 128;
 
@@ -40,11 +47,26 @@ pub struct Client {
 }
 
 /// `hblock:<owner>` as Redis accepts it for `CLIENT SETNAME`: bytes outside
-/// `!`..`~` (spaces, newlines, non-ASCII) become `_`, and the owner is cut
-/// at 128 bytes.
+/// `!`..`~` (spaces, newlines, non-ASCII) become `_`, and an owner longer
+/// than 128 bytes is cut in the middle (`..`), so its end (a run's unique
+/// `/xxxxxxxx`) stays.
 pub fn connection_name(owner: &[u8]) -> String {
+    const TAIL: usize = 9;
+    let kept: Vec<u8> = if owner.len() > NAME_MAX {
+        let head = NAME_MAX - TAIL - 2;
+        let tail = owner.iter().skip(owner.len() - TAIL);
+        owner
+            .iter()
+            .take(head)
+            .chain(b"..")
+            .chain(tail)
+            .copied()
+            .collect()
+    } else {
+        owner.to_vec()
+    };
     let mut name = String::from("hblock:");
-    name.extend(owner.iter().take(NAME_MAX).map(|&b| {
+    name.extend(kept.iter().map(|&b| {
         if (b'!'..=b'~').contains(&b) {
             char::from(b)
         } else {
@@ -152,6 +174,16 @@ impl Conn {
     }
 }
 
+/// The URL's connection settings without the crate's CLIENT SETINFO
+/// handshake: on a hung server each of its replies would wait the whole
+/// reply limit before the first command does.
+fn without_lib_name(url: &str) -> RedisResult<redis::ConnectionInfo> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    Ok(info.set_redis_settings(settings))
+}
+
 impl Client {
     /// `redis://[user:password@]host:port/[db]`, or `rediss://` for TLS; or
     /// `redis+sentinel://[user:password@]host:port[,host:port...]/mastername[/db]`
@@ -160,7 +192,7 @@ impl Client {
         let target = if is_sentinel_url(url) {
             Target::Sentinel(Box::new(SentinelTarget::parse(url)?))
         } else {
-            Target::Single(Box::new(redis::Client::open(url)?))
+            Target::Single(Box::new(redis::Client::open(without_lib_name(url)?)?))
         };
         Ok(Client {
             target,
@@ -208,14 +240,20 @@ impl Client {
     }
 
     /// `CLIENT SETNAME` on a new connection; a refusal (an ACL without
-    /// CLIENT, say) is ignored.
-    fn name_connection(&self, con: &mut Connection) {
+    /// CLIENT, say) is ignored; no reply at all (a hung server) fails the
+    /// connection, so it costs one reply limit, not two.
+    fn name_connection(&self, con: &mut Connection) -> RedisResult<()> {
         if let Some(name) = &self.name {
-            let _ = redis::cmd("CLIENT")
+            match redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(name)
-                .query::<Value>(con);
+                .query::<Value>(con)
+            {
+                Err(err) if err.code().is_none() => return Err(err),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// A connection without a response timeout (blocking ACQUIRE may wait long).
@@ -223,7 +261,7 @@ impl Client {
         match &self.target {
             Target::Single(client) => {
                 let mut con = client.get_connection()?;
-                self.name_connection(&mut con);
+                self.name_connection(&mut con)?;
                 Ok(Conn::Single(con))
             }
             Target::Cluster(urls) => {
@@ -239,7 +277,7 @@ impl Client {
                     .map_err(|err| on_data_node(&addr, err))?;
                 con.set_read_timeout(None)?;
                 con.set_write_timeout(None)?;
-                self.name_connection(&mut con);
+                self.name_connection(&mut con)?;
                 Ok(Conn::Sentinel(con, addr))
             }
         }
@@ -248,28 +286,28 @@ impl Client {
     /// A connection for one short exchange (INFO, RELEASE): connecting and
     /// every reply within `limit`, so a hung server costs `limit`, not
     /// forever.
-    pub(crate) fn connection_within(&self, limit: Duration) -> RedisResult<Conn> {
+    pub fn connection_within(&self, limit: Duration) -> RedisResult<Conn> {
         self.connection_for_beats(limit, false)
     }
 
     /// The connection a blocking ACQUIRE waits on: a socket this crate
     /// holds when it can (plain TCP, RESP2), so the wait can be watched and
     /// ended (see [`Client::wait_reply`]); a crate connection otherwise.
-    pub(crate) fn waiting_connection(&self) -> RedisResult<Conn> {
+    pub(crate) fn waiting_connection(&self, limit: Duration) -> RedisResult<Conn> {
+        let limit = limit.min(limit);
         let name = self.name.as_deref();
         match &self.target {
             Target::Single(client) => {
-                match Socket::connect(client.get_connection_info(), name, SENTINEL_LOOKUP_LIMIT)? {
+                match Socket::connect(client.get_connection_info(), name, limit)? {
                     Some(socket) => Ok(Conn::Socket(Box::new(socket), None)),
                     None => self.connection(),
                 }
             }
             Target::Sentinel(sentinel) => {
-                let master = sentinel.master(SENTINEL_LOOKUP_LIMIT)?;
+                let master = sentinel.master(limit)?;
                 let addr = addr_text(master.get_connection_info().addr());
-                let socket =
-                    Socket::connect(master.get_connection_info(), name, SENTINEL_LOOKUP_LIMIT)
-                        .map_err(|err| on_data_node(&addr, err))?;
+                let socket = Socket::connect(master.get_connection_info(), name, limit)
+                    .map_err(|err| on_data_node(&addr, err))?;
                 match socket {
                     Some(socket) => Ok(Conn::Socket(Box::new(socket), Some(addr))),
                     None => self.connection(),
@@ -280,9 +318,10 @@ impl Client {
     }
 
     /// Sends `cmd` (a blocking ACQUIRE) on `con` and waits for its one
-    /// reply, without limit. On a socket this crate holds it waits in
-    /// slices: after the first, `on_queued` is called (the command is
-    /// queued on the server: no error came back); through Sentinel, between
+    /// reply, without limit. On a socket this crate holds it sends a PING
+    /// first: once PONG is back, `on_queued` is called (the command is
+    /// queued on the server; a loading server answers LOADING to both, an
+    /// error); it waits in slices, and through Sentinel, between
     /// slices (every `every`) it asks whether the master moved, and if so
     /// closes the connection and fails with a transient error, so the
     /// caller queues again on the new master, also when the old one hangs
@@ -295,6 +334,7 @@ impl Client {
         con: &mut Conn,
         cmd: &Cmd,
         every: Duration,
+        deadline: Option<std::time::Instant>,
         on_queued: &mut dyn FnMut(),
     ) -> RedisResult<Value> {
         let Conn::Socket(socket, addr) = con else {
@@ -304,18 +344,38 @@ impl Client {
             drop(following);
             return reply;
         };
-        socket.send(cmd)?;
-        let mut slice = every.min(Duration::from_millis(100));
+        // A PING first (one reply at a time: the parser may read ahead):
+        // its PONG says the server runs commands (a server still loading
+        // answers LOADING), so the command sent next is queued; no reply in
+        // a while says nothing.
+        socket.send(&redis::cmd("PING"))?;
         let mut queued = false;
+        let started = std::time::Instant::now();
         loop {
+            let slice = match deadline {
+                Some(end) => {
+                    let left = end.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        // A hung server: transient, like any timeout.
+                        return Err(RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("timed out after {} ms", started.elapsed().as_millis()),
+                        )));
+                    }
+                    every.min(left)
+                }
+                None => every,
+            };
             if socket.readable_within(slice)? {
-                return socket.recv();
-            }
-            if !queued {
+                if queued {
+                    return socket.recv();
+                }
+                socket.recv()?.extract_error()?;
+                socket.send(cmd)?;
                 queued = true;
                 on_queued();
+                continue;
             }
-            slice = every;
             if let Some(addr) = addr.as_deref() {
                 if self.moved_from(addr, every) {
                     return Err(RedisError::from(std::io::Error::new(
@@ -341,7 +401,7 @@ impl Client {
                 let mut con = client.get_connection_with_timeout(limit)?;
                 con.set_read_timeout(Some(limit))?;
                 con.set_write_timeout(Some(limit))?;
-                self.name_connection(&mut con);
+                self.name_connection(&mut con)?;
                 let con = Conn::Single(con);
                 con.set_beat_timeouts(interval, watching)?;
                 Ok(con)
@@ -370,7 +430,7 @@ impl Client {
                     .map_err(|err| on_data_node(&addr, err))?;
                 con.set_read_timeout(Some(limit))?;
                 con.set_write_timeout(Some(limit))?;
-                self.name_connection(&mut con);
+                self.name_connection(&mut con)?;
                 let con = Conn::Sentinel(con, addr);
                 con.set_beat_timeouts(interval, watching)?;
                 Ok(con)
@@ -452,11 +512,25 @@ impl Client {
         &self,
         key: &str,
     ) -> Result<crate::commands::NotGranted, crate::error::Error> {
-        let mut con = self
+        self.not_granted_within(key, LOOKUP_LIMIT)
+    }
+
+    /// As [`Client::not_granted`], within `limit` (a timeout reads `timed
+    /// out after N ms`).
+    pub fn not_granted_within(
+        &self,
+        key: &str,
+        limit: Duration,
+    ) -> Result<crate::commands::NotGranted, crate::error::Error> {
+        let found = self
             .named_or("info")
-            .connection_within(SENTINEL_LOOKUP_LIMIT)?;
-        let info = crate::commands::info(&mut con, key)?;
-        Ok(crate::commands::NotGranted::from_info(info.as_ref()))
+            .connection_within(limit)
+            .and_then(|mut con| crate::commands::info(&mut con, key))
+            .map_err(crate::error::Error::from);
+        match found {
+            Ok(info) => Ok(crate::commands::NotGranted::from_info(info.as_ref())),
+            Err(err) => Err(err.timed_out(limit).unwrap_or(err)),
+        }
     }
 }
 
@@ -620,5 +694,10 @@ e5 127.0.0.1:7005@17005 master,fail - 0 1 0 disconnected
         let long = connection_name(&[b'x'; 300]);
         assert_eq!(long.len(), "hblock:".len() + NAME_MAX);
         assert!(long.bytes().all(|b| (b'!'..=b'~').contains(&b)));
+        let mut owner = vec![b'y'; 200];
+        owner.extend_from_slice(b"/4f3a9c01");
+        let name = connection_name(&owner);
+        assert_eq!(name.len(), "hblock:".len() + NAME_MAX);
+        assert!(name.ends_with("y../4f3a9c01"), "{name}");
     }
 }

@@ -130,7 +130,12 @@ fn classify(err: &RedisError) -> Class {
     if matches!(
         err.kind(),
         ErrorKind::InvalidClientConfig | ErrorKind::EmptySentinelList
-    ) {
+    )
+        // The URL's /db is more than the server's `databases`.
+        || text.contains("db index is out of range")
+        // A redis+sentinel:// URL naming a data node, not a Sentinel.
+        || (text.contains("unknown command") && text.contains("'sentinel'"))
+    {
         return Class::Configuration;
     }
     let transient = err.is_io_error()
@@ -196,6 +201,16 @@ impl Error {
         matches!(self, Error::NotHeld(_))
     }
 
+    /// A timeout (a hung server) as `timed out after N ms` (`limit`)
+    /// rather than the socket's `Resource temporarily unavailable`; None
+    /// for any other error.
+    pub fn timed_out(&self, limit: std::time::Duration) -> Option<Error> {
+        match self {
+            Error::Redis(err) if err.is_timeout() => Some(timeout_error(limit)),
+            _ => None,
+        }
+    }
+
     /// What to do about a fatal error, when there is a known answer.
     pub fn hint(&self) -> Option<String> {
         let hint = self.class().hint()?;
@@ -203,13 +218,40 @@ impl Error {
             Error::Redis(err) => err.to_string().starts_with(SENTINEL_SIDE),
             _ => false,
         };
+        let not_a_sentinel = match self {
+            Error::Redis(err) if sentinel_side => {
+                let detail = err.detail().unwrap_or_default();
+                detail
+                    .to_ascii_lowercase()
+                    .contains("unknown command")
+                    .then(|| {
+                        detail
+                            .split_once(": ")
+                            .map_or("", |(addr, _)| addr)
+                            .to_string()
+                    })
+            }
+            _ => None,
+        };
         Some(match self.class() {
+            Class::Configuration if not_a_sentinel.is_some() => format!(
+                "check the URL: {} is not a Sentinel (redis+sentinel:// names the Sentinels, host:port[,host:port...])",
+                not_a_sentinel.unwrap_or_default()
+            ),
             Class::NeedsPassword | Class::WrongPassword if sentinel_side => format!(
                 "{hint} (the Sentinels' own password goes in ?sentinel_password=..., the user in &sentinel_username=...)"
             ),
             _ => hint.to_string(),
         })
     }
+}
+
+/// A transient timeout error that reads `timed out after N ms`.
+pub(crate) fn timeout_error(limit: std::time::Duration) -> Error {
+    Error::Redis(RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("timed out after {} ms", limit.as_millis()),
+    )))
 }
 
 /// A Redis reply `NOTHELD ...` becomes [`Error::NotHeld`]; everything else
@@ -280,6 +322,7 @@ mod tests {
             ("READONLY", "You can't write", Class::Transient),
             ("BUSY", "Redis is busy running a script", Class::Transient),
             ("MASTERDOWN", "Link with MASTER is down", Class::Transient),
+            ("ERR", "DB index is out of range", Class::Configuration),
             ("ERR", "syntax error", Class::Other),
         ] {
             let err = server(code, detail);

@@ -62,8 +62,12 @@ impl Heartbeat {
         let mut failing = false;
         let mut backoff = Backoff::new(self.interval);
         let mut next = Instant::now() + self.interval;
+        // False once WATCH answered an error reply (an ACL without
+        // HBLOCK.WATCH, say): from then on, for the rest of this lease,
+        // plain sleeping between beats on the same connection.
+        let mut watching = true;
         loop {
-            if !self.wait_until(next, &mut con) {
+            if !self.wait_until(next, &mut con, &mut watching) {
                 return; // released or dropped
             }
             let sent = Instant::now();
@@ -109,11 +113,13 @@ impl Heartbeat {
     /// Waits until `next`: false when stopped first. A bound lease waits in
     /// WATCH on its connection and returns early when the connection fails
     /// (then dropped, so the beat reconnects and re-binds) or the holder
-    /// changes (the beat then finds out why).
-    fn wait_until(&self, next: Instant, con: &mut Option<Conn>) -> bool {
+    /// changes (the beat then finds out why). An error *reply* to WATCH
+    /// (NOPERM, unknown command) turns `watching` off: the connection is
+    /// kept and the wait becomes a plain sleep, for the rest of the lease.
+    fn wait_until(&self, next: Instant, con: &mut Option<Conn>, watching: &mut bool) -> bool {
         loop {
             let left = next.saturating_duration_since(Instant::now());
-            let Some(c) = con.as_mut().filter(|_| self.bind_ms.is_some()) else {
+            let Some(c) = con.as_mut().filter(|_| self.bind_ms.is_some() && *watching) else {
                 return matches!(self.stop.recv_timeout(left), Err(RecvTimeoutError::Timeout));
             };
             if self.stopped() {
@@ -123,9 +129,17 @@ impl Heartbeat {
                 return true;
             }
             let timeout_ms = (left.as_millis() as u64).max(1);
-            match commands::watch(c, &self.key, self.token, timeout_ms) {
+            match commands::watch(c, &self.key, self.token, timeout_ms).map_err(Error::from) {
                 Ok(info) if info.as_ref().is_some_and(|i| i.holder() == self.token) => {}
                 Ok(_) => return !self.stopped(),
+                Err(err) if err.is_fatal() => {
+                    *watching = false;
+                    crate::log::debug(&format!(
+                        "{}: {} HBLOCK.WATCH refused: {err}; sleeping between beats instead",
+                        self.key,
+                        self.client.url()
+                    ));
+                }
                 Err(_) => {
                     *con = None;
                     return !self.stopped();

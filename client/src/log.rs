@@ -84,7 +84,24 @@ impl Condition {
 
 fn line(message: &str) -> String {
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-    format!("{now} hblock: {message}")
+    format!("{now} hblock: {}", escape(message))
+}
+
+/// A log line stays one line of text: `\n`, `\r`, `\t` and the other
+/// control characters (NUL, ESC, ...) as `\u{..}`, whatever an owner or a
+/// check's output holds.
+fn escape(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What the supervisor does: waiting, acquired, started, exited, released.
@@ -101,6 +118,13 @@ pub fn error(message: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        let l = super::line("owner a\nb\r\t\u{1b}[31m\u{0}é");
+        assert!(l.ends_with("owner a\\nb\\r\\t\\u{1b}[31m\\u{0}é"), "{l}");
+        assert!(!l.chars().any(char::is_control), "{l}");
+    }
+
     #[test]
     fn lines_start_with_an_rfc3339_utc_timestamp() {
         let l = super::line("x");

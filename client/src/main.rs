@@ -10,9 +10,11 @@ use hblock_client::output::{
 };
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
+use hblock_client::REPLY_LIMIT;
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
     INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
+    OWNER_MAX_LEN, WAIT_MAX,
 };
 use std::time::Duration;
 
@@ -88,8 +90,8 @@ enum Cmd {
     Run {
         /// The lock's key
         key: String,
-        /// Owner name; a unique part is appended (NAME/<random>) so two runs never share a lease (default: host:pid:random)
-        #[arg(long)]
+        /// Owner name, at most 1015 bytes; a unique part is appended (NAME/<random>) so two runs never share a lease (default: host:pid:random)
+        #[arg(long, value_parser = run_owner)]
         owner: Option<String>,
         #[command(flatten)]
         terms: Terms,
@@ -105,8 +107,8 @@ enum Cmd {
         /// Try once; exit 1 at once when the lock is held
         #[arg(long, conflicts_with = "timeout")]
         no_wait: bool,
-        /// Give up waiting for the lock after MS ms (exit 1)
-        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+        /// Give up waiting for the lock after MS ms (exit 1); at most 31536000000 (365 days)
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=WAIT_MAX as u64))]
         timeout: Option<u64>,
         /// SIGHUP to hblock: `pass` sends it to the command (which dies of it unless it handles it); `ignore` keeps it from the command (the command also starts with SIGHUP ignored, so a hangup sent to its process group does not end it unless it installs a handler)
         #[arg(long, value_name = "pass|ignore", value_enum, default_value_t = OnHup::Pass)]
@@ -126,8 +128,8 @@ enum Cmd {
         owner: Option<String>,
         #[command(flatten)]
         terms: Terms,
-        /// Block up to MS for the lock (0: no limit)
-        #[arg(long, value_name = "MS")]
+        /// Block up to MS for the lock (0: no limit; at most 31536000000, 365 days)
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=WAIT_MAX as u64))]
         wait: Option<u64>,
         /// Print {"key", "owner", "token"} as JSON (token null when not acquired)
         #[arg(long)]
@@ -271,23 +273,55 @@ struct Cx {
     urls: String,
     /// The URLs when they name a cluster's nodes (the exporter scrapes its masters).
     cluster: Option<Vec<String>>,
+    /// The reply limit of the thin command's connection (None: no limit).
+    limit: std::cell::Cell<Option<Duration>>,
 }
 
 impl Cx {
     /// Redis unreachable or an error reply (including too few replicas):
     /// one line `hblock: KEY: URL: ERROR[: HINT]`, exit 3.
     fn fail(&self, err: &Error) -> i32 {
+        let timed_out = self.limit.get().and_then(|limit| err.timed_out(limit));
+        let err = timed_out.as_ref().unwrap_or(err);
         eprintln!("hblock: {}", error_line(&self.subject, &self.urls, err));
         EXIT_REDIS
     }
 
-    /// A thin command on a new connection; exit 3 when there is none.
-    fn with_connection(&self, client: &Client, command: impl FnOnce(&mut Conn) -> i32) -> i32 {
-        match client.connection() {
+    /// A thin command on a new connection whose replies come within
+    /// `limit` (None: no limit, a blocking ACQUIRE without one); exit 3
+    /// when there is none.
+    fn with_connection(
+        &self,
+        client: &Client,
+        limit: Option<Duration>,
+        command: impl FnOnce(&mut Conn) -> i32,
+    ) -> i32 {
+        self.limit.set(limit);
+        let con = match limit {
+            Some(limit) => client.connection_within(limit),
+            None => client.connection(),
+        };
+        match con {
             Ok(mut con) => command(&mut con),
             Err(err) => self.fail(&Error::from(err)),
         }
     }
+}
+
+/// The bytes the unique part of a run's owner takes (`/` and 8 hex digits).
+const OWNER_SUFFIX_LEN: usize = 9;
+
+/// `run --owner`: 1 byte up to what leaves room for the unique part within
+/// the module's owner limit (a usage error, exit 2, otherwise).
+fn run_owner(given: &str) -> Result<String, String> {
+    let max = OWNER_MAX_LEN - OWNER_SUFFIX_LEN;
+    if given.is_empty() || given.len() > max {
+        return Err(format!(
+            "must be 1 to {max} bytes (a unique /xxxxxxxx is appended, and an owner is at most {OWNER_MAX_LEN} bytes); got {}",
+            given.len()
+        ));
+    }
+    Ok(given.to_string())
 }
 
 fn main() {
@@ -304,6 +338,7 @@ fn main() {
         subject: cli.command.key().to_string(),
         urls: masked.join(","),
         cluster: (!sentinel && (cli.cluster || urls.len() > 1)).then(|| urls.clone()),
+        limit: std::cell::Cell::new(None),
     };
     let client = if sentinel && (cli.cluster || urls.len() > 1) {
         eprintln!(
@@ -402,7 +437,19 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
             let generated = owner.is_none();
             let owner = owner.unwrap_or_else(default_owner);
             let client = client.named(owner.as_bytes());
-            cx.with_connection(&client, |con| {
+            // A hung server fails it after REPLY_LIMIT beyond the wait and
+            // the replicas' WAIT; `--wait 0` (no limit) waits as long.
+            let replicas = match terms.min_replicas {
+                0 => 0,
+                _ => terms.replica_timeout,
+            };
+            let limit = match wait {
+                Some(0) => None,
+                ms => Some(
+                    REPLY_LIMIT + Duration::from_millis(ms.unwrap_or(0).saturating_add(replicas)),
+                ),
+            };
+            cx.with_connection(&client, limit, |con| {
                 acquire(
                     cx,
                     &client,
@@ -417,7 +464,9 @@ fn dispatch(cx: &Cx, client: &Client, command: Cmd) -> i32 {
         Cmd::Beat(holder) => holder_command(cx, client, &holder, beat),
         Cmd::Release(holder) => holder_command(cx, client, &holder, release),
         Cmd::Info { key, json } => {
-            cx.with_connection(&client.named(b"info"), |con| info(cx, con, &key, json))
+            cx.with_connection(&client.named(b"info"), Some(REPLY_LIMIT), |con| {
+                info(cx, con, &key, json)
+            })
         }
         Cmd::Watch { key, json, history } => {
             if history {
@@ -450,9 +499,11 @@ type HolderFn = fn(&Cx, &mut Conn, &str, &str, i64) -> i32;
 
 fn holder_command(cx: &Cx, client: &Client, holder: &Holder, command: HolderFn) -> i32 {
     match holder.owner_and_token() {
-        Ok((owner, token)) => cx.with_connection(&client.named(owner.as_bytes()), |con| {
-            command(cx, con, &holder.key, &owner, token)
-        }),
+        Ok((owner, token)) => {
+            cx.with_connection(&client.named(owner.as_bytes()), Some(REPLY_LIMIT), |con| {
+                command(cx, con, &holder.key, &owner, token)
+            })
+        }
         Err(usage) => {
             eprintln!("hblock: {usage}");
             2

@@ -6,8 +6,9 @@ use crate::owner::hex;
 pub use crate::owner::owner_text;
 use serde_json::{Map, Value};
 
-/// A URL with its passwords (the user's, and a Sentinel URL's
-/// `sentinel_password=`) replaced by `***`, for messages.
+/// A URL with its passwords (the user's, a Sentinel URL's
+/// `sentinel_password=`, a unix socket URL's `pass=`/`password=`)
+/// replaced by `***`, for messages.
 pub fn mask_password(url: &str) -> String {
     let masked = match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
@@ -25,7 +26,7 @@ pub fn mask_password(url: &str) -> String {
     let query: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some(("sentinel_password", _)) => "sentinel_password=***".to_string(),
+            Some((name @ ("sentinel_password" | "password" | "pass"), _)) => format!("{name}=***"),
             _ => pair.to_string(),
         })
         .collect();
@@ -236,6 +237,14 @@ mod tests {
         assert_eq!(
             mask_password("redis+sentinel://u:pw@h:1,h:2/m?sentinel_password=s&x=1"),
             "redis+sentinel://u:***@h:1,h:2/m?sentinel_password=***&x=1"
+        );
+        assert_eq!(
+            mask_password("unix:///run/redis.sock?db=1&pass=zzz"),
+            "unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(
+            mask_password("redis+unix:///s.sock?user=u&password=zzz"),
+            "redis+unix:///s.sock?user=u&password=***"
         );
     }
 

@@ -16,6 +16,7 @@
 //!    its status. Signals: see signals.rs.
 
 use crate::conn::Client;
+use crate::conn::LOOKUP_LIMIT;
 use crate::health::{Checker, HealthCheck, HealthEvent, EXIT_UNHEALTHY};
 use crate::lease::{LeaseEvent, LeaseOptions, LostReason};
 use crate::log::{self, Condition};
@@ -27,7 +28,11 @@ use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long the holder lookup of the `not acquired` line may take (a
+/// timed wait on a hung server ends soon after its time).
+const FINAL_LOOKUP_LIMIT: Duration = Duration::from_millis(500);
 
 /// `run` exit code when the lease was lost and the child stopped for it.
 pub const EXIT_LOST: i32 = 4;
@@ -224,7 +229,7 @@ impl Beats {
 /// Why the lock is not ours now, for the waiting log line: its holder,
 /// grants held back after a failover, or no such lock yet.
 fn holder(client: &Client, key: &str) -> String {
-    match client.not_granted(key) {
+    match client.not_granted_within(key, FINAL_LOOKUP_LIMIT) {
         Ok(why) => why.to_string(),
         Err(err) => format!("holder unknown: {err}"),
     }
@@ -267,13 +272,7 @@ fn wait_for_lease(
     tx: &Sender<Msg>,
     rx: &Receiver<Msg>,
 ) -> Result<crate::lease::Lease, i32> {
-    log::info(&format!(
-        "waiting for {} as {} ({})",
-        opts.key,
-        opts.owner,
-        holder(client, &opts.key)
-    ));
-    let (waiter, key, owner, tx, options) = (
+    let (waiter, key, owner, tx, mut options) = (
         client.clone(),
         opts.key.clone(),
         opts.owner.clone(),
@@ -285,6 +284,34 @@ fn wait_for_lease(
     report_held_back(client, opts, &requeued, &waiting);
     let mut condition = log::Condition::new(&opts.key, client.url());
     std::thread::spawn(move || {
+        // The holder lookup happens here, so signals still end the wait on
+        // a hung server; its time comes out of --timeout. A fatal error
+        // (a missing password, WRONGTYPE) is the one line the exit logs.
+        let started = Instant::now();
+        let limit = match options.wait {
+            Some(w) if !w.is_zero() => (w / 4).clamp(Duration::from_millis(50), LOOKUP_LIMIT),
+            _ => LOOKUP_LIMIT,
+        };
+        match waiter.not_granted_within(&key, limit) {
+            // An ACL without HBLOCK.INFO still lets the ACQUIRE decide.
+            Err(err) if err.is_fatal() && err.class() != crate::error::Class::NoPermission => {
+                let _ = tx.send(Msg::Acquired(Box::new(Err(err))));
+                return;
+            }
+            found => {
+                let why = match found {
+                    Ok(why) => why.to_string(),
+                    Err(err) => format!("holder unknown: {err}"),
+                };
+                log::info(&format!("waiting for {key} as {owner} ({why})"));
+            }
+        }
+        options.wait = options.wait.map(|w| match w.is_zero() {
+            true => w, // no limit
+            false => w
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1)),
+        });
         // Failing is logged once when it starts and once when it ends (a
         // failover retries every few ms for seconds), each retry only with
         // --verbose.
@@ -413,6 +440,10 @@ fn on_lease_event(
         LeaseEvent::BeatFailed { error, lease_ends } => {
             let left = lease_ends.saturating_duration_since(now).as_millis();
             beats.condition.failed(&error);
+            // Only a beat acknowledged after this failure is a recovery: one
+            // acknowledged before it but not yet looked at is not.
+            beats.acked = beats.acked.max(lease_ends);
+            beats.overdue = true;
             log::debug(&format!(
                 "{}: the lease ends in {left} ms at the latest",
                 opts.key
@@ -485,7 +516,12 @@ fn supervise_child(
     let mut unhealthy = false;
     loop {
         let now = Instant::now();
-        let look = beats.look(&lease, opts, &mut plan, now);
+        // Once the lease is lost (or given up for a failed check) no beat
+        // is due: nothing to look at, no "no beat answered" line.
+        let look = match plan.lost() {
+            None => beats.look(&lease, opts, &mut plan, now),
+            Some(_) => None,
+        };
         let wake = [plan.next_wake(now), look].into_iter().flatten().min();
         let msg = match wake {
             Some(wait) => rx.recv_timeout(wait),
@@ -525,7 +561,9 @@ fn supervise_child(
             Err(RecvTimeoutError::Disconnected) => return EXIT_LOST,
         };
         let now = Instant::now();
-        beats.look(&lease, opts, &mut plan, now);
+        if plan.lost().is_none() {
+            beats.look(&lease, opts, &mut plan, now);
+        }
         for action in actions.into_iter().chain(plan.due(now)) {
             let (sig, what) = match action {
                 Action::Term => (libc::SIGTERM, "stopping"),

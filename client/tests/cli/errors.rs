@@ -437,3 +437,187 @@ fn a_user_without_hblock_watch_does_not_make_run_reconnect_in_a_loop() {
     assert!(connections < 50, "{connections} connections\n{stderr}");
     assert!(code == 0 || code == 3, "{code}\n{stderr}");
 }
+
+/// SIGCONT to a stopped server when the test ends, however it ends.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a server this test started and stopped.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// Review finding M2: a hung server (SIGSTOP: connections are accepted by
+/// the kernel, no reply ever comes) bounds every step that does not wait
+/// for the lease: `info`, `acquire` and `run --no-wait` fail after the
+/// reply limit (5 s) with exit 3 and "timed out after 5000 ms";
+/// `run --timeout 1000` gives up soon after its second (exit 1); SIGTERM
+/// ends a waiting `run` at once, its holder lookup notwithstanding.
+#[test]
+fn a_hung_server_bounds_the_thin_commands_and_the_steps_of_run() {
+    let server = Server::start();
+    let url = server.url();
+    let pid = server.pid().expect("the server runs") as i32;
+    // SAFETY: kill(2) on the server this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let _resume = Resume(pid);
+    let dir = tempfile::tempdir().unwrap();
+    let waiting_log = dir.path().join("waiting.stderr");
+    let mut waiting = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", &url, "run", "hz", "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&waiting_log).unwrap())
+        .spawn()
+        .expect("hblock run");
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("info", vec!["info", "hz"]),
+        ("acquire", vec!["acquire", "hz"]),
+        (
+            "run --no-wait",
+            vec!["run", "--no-wait", "hz", "--", "true"],
+        ),
+        (
+            "run --timeout 1000",
+            vec!["run", "--timeout", "1000", "hz", "--", "true"],
+        ),
+    ];
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|(name, args)| {
+            let url = url.clone();
+            std::thread::spawn(move || (name, bounded(&url, &args, Duration::from_secs(15))))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on the hblock this test started.
+    unsafe {
+        libc::kill(waiting.id() as i32, libc::SIGTERM);
+    }
+    let status = eventually(Duration::from_secs(10), || {
+        waiting.try_wait().ok().flatten()
+    });
+    let after_term = signalled.elapsed();
+    if status.is_none() {
+        let _ = waiting.kill();
+        let _ = waiting.wait();
+    }
+    let log = std::fs::read_to_string(&waiting_log).unwrap_or_default();
+    eprintln!("hung server: run exited {after_term:?} after SIGTERM while waiting");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(128 + libc::SIGTERM),
+        "{log}"
+    );
+    assert!(after_term < Duration::from_secs(3), "{after_term:?}\n{log}");
+    for handle in handles {
+        let (name, (code, stderr, _, took)) = handle.join().expect("a run");
+        eprintln!("hung server: {name} exited {code} after {took:?}");
+        assert!(took < Duration::from_secs(10), "{name}: {took:?}\n{stderr}");
+        assert!(!stderr.contains("os error 11"), "{name}: {stderr}");
+        if name == "run --timeout 1000" {
+            assert_eq!(code, 1, "{name}: not acquired\n{stderr}");
+            assert!(took < Duration::from_secs(5), "{name}: {took:?}\n{stderr}");
+        } else {
+            assert_eq!(code, 3, "{name}\n{stderr}");
+            assert!(
+                stderr.contains("timed out after 5000 ms"),
+                "{name}: {stderr}"
+            );
+        }
+    }
+}
+
+/// Review finding M6: a database the server does not have and a
+/// redis+sentinel:// URL naming a data node are fatal with a hint about the
+/// URL; a fatal error found by the holder lookup (no password, WRONGTYPE)
+/// is the one line `run` logs, with no `waiting for ... (holder unknown:
+/// ...)` line before it.
+#[test]
+fn url_mistakes_get_a_hint_and_a_fatal_lookup_logs_one_line() {
+    let server = Server::start();
+    let db = format!("{}99", server.url());
+    exits_3_with(&db, &db, "k", "check the URL", None);
+    let addr = server
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_string();
+    let sentinel = format!("redis+sentinel://{addr}/mymaster");
+    for args in [&["run", "k", "--", "true"][..], &["info", "k"]] {
+        let (code, stderr, _, _) = bounded(&sentinel, args, Duration::from_secs(15));
+        assert_eq!(code, 3, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("check the URL: {addr} is not a Sentinel")),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (server, mut c) = with_password("s3cret");
+    let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut c).unwrap();
+    for (url, key) in [(server.url(), "k"), (url_as(&server, "", "s3cret"), "str")] {
+        let (code, stderr, _, _) =
+            bounded(&url, &["run", key, "--", "true"], Duration::from_secs(10));
+        assert_eq!(code, 3, "{key}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{key}: one line\n{stderr}");
+        assert!(!stderr.contains("waiting for"), "{key}: {stderr}");
+    }
+}
+
+/// Review findings (low): log lines escape control characters (an owner
+/// with a newline stays on one line); an owner that leaves no room for the
+/// unique `/xxxxxxxx` and a `--timeout` above the module's WAIT limit are
+/// usage errors (exit 2), not a server error (exit 3); a unix socket URL's
+/// `pass=` is masked.
+#[test]
+fn owners_timeouts_and_unix_passwords_are_checked_and_kept_safe() {
+    let server = Server::start();
+    let url = server.url();
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--owner", "line\nbreak", "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("as line\\nbreak/"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("20") && l.contains(" hblock: ")),
+        "one log line each\n{stderr}"
+    );
+    let longest = "o".repeat(1015);
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--owner", &longest, "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "1015 bytes fit\n{stderr}");
+    let too_long = "o".repeat(1016);
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--owner", &too_long, "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("must be 1 to 1015 bytes"), "{stderr}");
+    let (code, stderr, _, _) = bounded(
+        &url,
+        &["run", "k", "--timeout", "31536000001", "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let (code, stderr, _, _) = bounded(
+        "unix:///nonexistent/hblock.sock?pass=Zzz9secret",
+        &["info", "k"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!stderr.contains("Zzz9secret"), "{stderr}");
+    assert!(stderr.contains("pass=***"), "{stderr}");
+}

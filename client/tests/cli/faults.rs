@@ -409,3 +409,72 @@ fn redis_down_for_10_s_is_logged_twice_per_process() {
         assert!(!log.contains("waiting again"), "{name}: {log}");
     }
 }
+
+/// Review finding M1: an AOF server stopped with SIGTERM (SHUTDOWN: it
+/// closes the connections cleanly) and started again 5 s later. A beat
+/// acknowledged just before the failure, looked at only after it, read as a
+/// recovery (`recovered after 0.0 s`), then the overdue beat failed again:
+/// four lines. A holder and a standby each log exactly one failing and one
+/// recovered line.
+#[test]
+fn a_sigterm_restart_of_an_aof_server_is_logged_twice_per_process() {
+    let mut server = Server::with(
+        support::Options::default()
+            .config("appendonly", "yes")
+            .config("appendfsync", "always"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let long = ["--interval", "1000", "--misses", "30"];
+    let holder = Supervisor::start(&server, dir.path(), "h", &long, SLEEPER);
+    let child = pid_of(dir.path(), "h");
+    let standby = Supervisor::start(&server, dir.path(), "s", &long, SLEEPER);
+    let mut c = server.conn();
+    let queued = eventually(Duration::from_secs(5), || {
+        (support::info_int(&mut c, default_key(), "waiters") == 1).then_some(())
+    });
+    assert!(queued.is_some(), "s waits\n{}", standby.log());
+    let beats = support::info_int(&mut c, default_key(), "beats");
+    drop(c);
+    let pid = server.pid().expect("running") as i32;
+    // SAFETY: a signal to the test's own redis-server.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let down = eventually(Duration::from_secs(10), || (!server.alive()).then_some(()));
+    assert!(down.is_some(), "redis-server ended on SIGTERM");
+    std::thread::sleep(Duration::from_secs(5));
+    server.relaunch();
+    let mut c = server.conn();
+    let back = eventually(Duration::from_secs(10), || {
+        (holder.log().contains(" recovered after ")
+            && standby.log().contains(" recovered after ")
+            && support::info_int(&mut c, default_key(), "waiters") == 1
+            && support::info_int(&mut c, default_key(), "beats") > beats)
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "both recovered\n{}\n{}",
+        holder.log(),
+        standby.log()
+    );
+    // A beat or retry more, to catch a line logged after the recovery.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        alive(child),
+        "the holder's child kept running\n{}",
+        holder.log()
+    );
+    for (name, log) in [("h", holder.log()), ("s", standby.log())] {
+        let (failing, recovered) = condition_lines(&log);
+        eprintln!("SIGTERM restart: {name} logged {failing:?} {recovered:?}");
+        assert_eq!((failing.len(), recovered.len()), (1, 1), "{name}:\n{log}");
+        let seconds: f64 = recovered[0]
+            .rsplit_once(" recovered after ")
+            .and_then(|(_, rest)| rest.strip_suffix(" s"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {log}"));
+        assert!(
+            seconds >= 4.0,
+            "{name}: the outage lasted 5 s: {seconds}\n{log}"
+        );
+    }
+}

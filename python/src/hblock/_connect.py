@@ -28,7 +28,7 @@ from ._errors import FatalError, HINT_URL, error_text, fatal_hint
 # end a longer one keeps (the unique ``/xxxxxxxx`` suffix, the random part
 # of a default owner).
 NAME_MAX = 128
-NAME_TAIL = 32
+NAME_TAIL = 9  # the owner's unique `/xxxxxxxx` suffix, as the CLI keeps it
 # The longest owner the module accepts (bytes), the suffix included.
 OWNER_MAX = 1024
 
@@ -36,11 +36,11 @@ OWNER_MAX = 1024
 def connection_name(owner: str) -> str:
     """``hblock:<owner>`` with every byte Redis refuses in a name (outside
     '!'..'~': spaces, newlines, non-ASCII) replaced by ``_``; an owner part
-    over NAME_MAX bytes is cut in the middle (``head...tail``), keeping its
+    over NAME_MAX bytes is cut in the middle (``head..tail``), keeping its
     last NAME_TAIL bytes, so the unique suffix stays."""
     raw = owner.encode("utf-8", errors="replace")
     if len(raw) > NAME_MAX:
-        raw = raw[:NAME_MAX - NAME_TAIL - 3] + b"..." + raw[-NAME_TAIL:]
+        raw = raw[:NAME_MAX - NAME_TAIL - 2] + b".." + raw[-NAME_TAIL:]
     return "hblock:" + "".join(chr(b) if 0x21 <= b <= 0x7E else "_" for b in raw)
 
 
