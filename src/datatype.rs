@@ -113,6 +113,9 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             ..fields
         }
         .to_lease()?;
+        if !history.is_empty() && !history::fits(history, lease.token) {
+            return None;
+        }
         lease.owner.set_history(history.into());
         Some(lease)
     };

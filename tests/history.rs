@@ -358,3 +358,125 @@ fn an_undone_grant_is_recorded_as_such() {
         ]
     );
 }
+
+/// RESTORE (a DUMP payload anyone with `+restore` may forge) brings a
+/// history checked for its range too, not only its format: an entry whose
+/// token is above the record's own, or whose time is before 1970 or past
+/// year 9999, is refused as a bad payload, nothing changes and the server
+/// stays up; a forged history that could be real loads as written.
+#[test]
+fn a_forged_history_out_of_range_is_refused() {
+    use crate::support::dump::{forge_with_history, Record};
+    use hblock_core::history::{pushed, Entry as End, How, TIME_MAX_MS};
+    let server = Server::with(with_history("5"));
+    let mut c = server.conn();
+    acquire(&mut c, "template", "alice", &["INTERVAL", "600000"]).unwrap();
+    let template: Vec<u8> = redis::cmd("DUMP").arg("template").query(&mut c).unwrap();
+    churn(&mut c, "victim", 2);
+    let before = history(&mut c, "victim");
+    assert_eq!(before.len(), 2);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let record = Record::held(b"mallory", 1000, now);
+    let fine = End {
+        owner: b"earlier",
+        token: 999,
+        granted_ms: now - 5000,
+        ended_ms: now - 4000,
+        how: How::Released,
+    };
+    let restore = |c: &mut Connection, key: &str, history: &[u8]| -> redis::RedisResult<()> {
+        redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(forge_with_history(&template, &record, history))
+            .arg("REPLACE")
+            .query(c)
+    };
+    let forged = [
+        End {
+            token: (1 << 63) - 1,
+            granted_ms: i64::MIN,
+            ended_ms: i64::MAX,
+            ..fine
+        },
+        End {
+            token: 1001,
+            ..fine
+        },
+        End {
+            token: 1 << 53,
+            ..fine
+        },
+        End {
+            granted_ms: -1,
+            ..fine
+        },
+        End {
+            ended_ms: -1,
+            ..fine
+        },
+        End {
+            ended_ms: TIME_MAX_MS + 1,
+            ..fine
+        },
+        End {
+            granted_ms: TIME_MAX_MS + 1,
+            ..fine
+        },
+    ];
+    for (i, entry) in forged.iter().enumerate() {
+        // Behind a good entry too: every entry is checked.
+        for bytes in [
+            pushed(&[], entry, 5),
+            pushed(&pushed(&[], entry, 5), &fine, 5),
+        ] {
+            let err = restore(&mut c, "victim", &bytes).unwrap_err();
+            assert!(
+                format!("{err:?}").contains("Bad data format"),
+                "{i} {entry:?}: {err:?}"
+            );
+        }
+        let err = restore(&mut c, "new", &pushed(&[], entry, 5)).unwrap_err();
+        assert!(
+            format!("{err:?}").contains("Bad data format"),
+            "{i}: {err:?}"
+        );
+    }
+    assert_eq!(history(&mut c, "victim"), before, "nothing changed");
+    let exists: i64 = redis::cmd("EXISTS").arg("new").query(&mut c).unwrap();
+    assert_eq!(exists, 0);
+    // The same record with an entry that could be real loads as written
+    // (a clock that stepped back may end an entry before its grant).
+    let back = End {
+        granted_ms: now - 4000,
+        ended_ms: now - 5000,
+        ..fine
+    };
+    let bytes = pushed(&pushed(&[], &fine, 5), &back, 5);
+    restore(&mut c, "victim", &bytes).unwrap();
+    let got = history(&mut c, "victim");
+    assert_eq!(
+        got,
+        [
+            (
+                "earlier".into(),
+                999,
+                now - 4000,
+                now - 5000,
+                "released".into()
+            ),
+            (
+                "earlier".into(),
+                999,
+                now - 5000,
+                now - 4000,
+                "released".into()
+            ),
+        ]
+    );
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}

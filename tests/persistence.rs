@@ -295,11 +295,26 @@ fn an_rdb_from_an_earlier_build_loads_unchanged() {
 }
 
 /// Encoding version 2 (the record as one string, numbers as fixed 8-byte
-/// integers) loads too; this build writes version 3 (varints, owner apart).
+/// integers) loads too; this build writes version 4 (version 3 plus the history).
 #[test]
 fn an_rdb_of_encoding_2_loads_unchanged() {
     fixture_loads_unchanged(
         "locks-encver2.rdb",
+        [
+            ("held", Some(b"alice"), [1, 86_400_000, 7, 1, 0]),
+            ("free", None, [2, 1000, 3, 0, 0]),
+            ("bin", Some(b"new"), [4, 86_400_000, 3, 0, 1]),
+        ],
+    );
+}
+
+/// Encoding version 3 (varints, the owner apart; the last before the
+/// holder history was kept in the record) loads too, written by the build
+/// of commit b556843 (a waiter that timed out on `held` left nothing).
+#[test]
+fn an_rdb_of_encoding_3_loads_unchanged() {
+    fixture_loads_unchanged(
+        "locks-encver3.rdb",
         [
             ("held", Some(b"alice"), [1, 86_400_000, 7, 1, 0]),
             ("free", None, [2, 1000, 3, 0, 0]),

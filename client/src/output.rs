@@ -3,8 +3,31 @@
 
 use crate::commands::{Ended, LockInfo, Waiter};
 use crate::owner::hex;
-pub use crate::owner::owner_text;
 use serde_json::{Map, Value};
+
+/// A key or an owner for a text line: UTF-8 as it is with its control
+/// characters escaped (`\n`, `\r`, `\t`, others as `\u{1b}`), so a key
+/// or an owner can neither forge lines nor send terminal escapes; bytes
+/// that are not UTF-8 as `0x`-prefixed hex. Every text line of `ls`,
+/// `info` and `watch` prints keys and owners through it (JSON output has
+/// its own escaping).
+pub fn owner_text(bytes: &[u8]) -> String {
+    let text = crate::owner::owner_text(bytes);
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// A URL with its passwords (the user's, a Sentinel URL's
 /// `sentinel_password=`, a unix socket URL's `pass=`/`password=`)
@@ -104,10 +127,17 @@ pub fn info_json_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> St
     Value::Object(fields).to_string()
 }
 
-/// Unix ms as RFC 3339 UTC with ms (`2026-12-05T01:02:03.456Z`).
+/// The last Unix ms RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const RFC3339_MAX_MS: i64 = 253_402_300_799_999;
+
+/// Unix ms as RFC 3339 UTC with ms (`2026-12-05T01:02:03.456Z`); a time
+/// before 1970 or past year 9999 (only a forged history has one) as its
+/// raw Unix ms, `MSms` (never a panic).
 fn unix_ms_text(ms: i64) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    if !(0..=RFC3339_MAX_MS).contains(&ms) {
+        return format!("{ms}ms");
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
     humantime::format_rfc3339_millis(at).to_string()
 }
 
@@ -226,6 +256,73 @@ pub fn acquired_json(key: &str, owner: &[u8], token: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review of issue 27): a history entry restored from a
+    /// DUMP payload may carry any i64 time; `watch --history` panicked
+    /// ("a Display implementation returned an error") on years past 9999.
+    #[test]
+    fn ended_text_survives_any_time() {
+        for ms in [
+            i64::MIN,
+            -1,
+            0,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            i64::MAX,
+        ] {
+            let ended = crate::commands::Ended {
+                owner: b"x".to_vec(),
+                token: 1,
+                granted: ms,
+                ended: ms,
+                how: "released".into(),
+            };
+            let line = ended_text(&ended);
+            assert!(line.starts_with("ended owner=x token=1 granted="), "{line}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_keys_and_owners_are_escaped() {
+        assert_eq!(
+            owner_text("a\nb\r\t\u{1b}[2J\u{0}é".as_bytes()),
+            "a\\nb\\r\\t\\u{1b}[2J\\u{0}é"
+        );
+        assert_eq!(owner_text(b"web-1"), "web-1");
+        assert_eq!(owner_text(b"\xff\n"), "0xff0a");
+        let info = LockInfo {
+            state: "held".into(),
+            owner: Some(b"evil\nfake".to_vec()),
+            token: 1,
+            interval: 1000,
+            misses: 3,
+            missed: 0,
+            ttl: 2000,
+            beats: 0,
+            age: 5,
+            takeovers: 0,
+            waiters: 0,
+            bound: 0,
+        };
+        assert_eq!(
+            info_text(&info)
+                .lines()
+                .filter(|l| l.starts_with("owner"))
+                .count(),
+            1
+        );
+        let lines = listed_lines([(&b"k\nforged"[..], &info)]);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].lines().count(), 1, "{}", lines[0]);
+        let ended = crate::commands::Ended {
+            owner: b"o\x1b[2J".to_vec(),
+            token: 1,
+            granted: 0,
+            ended: 0,
+            how: "released".into(),
+        };
+        assert!(!ended_text(&ended).contains('\x1b'));
+    }
 
     #[test]
     fn passwords_are_masked() {

@@ -115,6 +115,25 @@ pub fn entries(bytes: &[u8]) -> Option<Vec<Entry<'_>>> {
     Some(out)
 }
 
+/// The latest time an entry may carry, Unix ms: 9999-12-31T23:59:59.999Z.
+pub const TIME_MAX_MS: i64 = 253_402_300_799_999;
+
+/// Whether `bytes` is a history that a record whose token is `token`
+/// could hold: well-formed ([`entries`]), each entry's token at most the
+/// record's (a record's token never goes down, and its history holds its
+/// own past leases), and its times within 0..=[`TIME_MAX_MS`] (the
+/// server's clock; `expired` ends at the deadline, which has passed). An
+/// end before its grant is kept: the clock may have stepped back.
+pub fn fits(bytes: &[u8], token: u64) -> bool {
+    entries(bytes).is_some_and(|list| {
+        list.iter().all(|e| {
+            e.token <= token
+                && (0..=TIME_MAX_MS).contains(&e.granted_ms)
+                && (0..=TIME_MAX_MS).contains(&e.ended_ms)
+        })
+    })
+}
+
 /// `history` with `entry` in front, keeping at most `cap` entries in all
 /// (0: empty). `history` is trusted (it was validated when it arrived).
 pub fn pushed(history: &[u8], entry: &Entry, cap: usize) -> Vec<u8> {
@@ -211,5 +230,44 @@ mod tests {
         }
         assert!(entries(&too_many).is_none());
         assert_eq!(entries(&[]).map(|e| e.len()), Some(0));
+    }
+
+    #[test]
+    fn a_history_fits_its_record_token_and_the_clock() {
+        let good = pushed(&[], &entry(b"own", 7, How::Expired), 5);
+        assert!(fits(&good, 7) && fits(&good, 8) && fits(&[], 1));
+        assert!(!fits(&good, 6), "a token above the record's");
+        let forged = Entry {
+            owner: b"x",
+            token: TOKEN_MAX as u64,
+            granted_ms: i64::MIN,
+            ended_ms: i64::MAX,
+            how: How::Released,
+        };
+        assert!(!fits(&pushed(&[], &forged, 5), TOKEN_MAX as u64));
+        let stepped_back = Entry {
+            owner: b"x",
+            token: 1,
+            granted_ms: 1_700_000_000_000,
+            ended_ms: 1_699_999_999_000,
+            how: How::Released,
+        };
+        assert!(
+            fits(&pushed(&[], &stepped_back, 5), 1),
+            "a clock step back is kept"
+        );
+        for bad in [-1, TIME_MAX_MS + 1] {
+            let e = Entry {
+                granted_ms: bad,
+                ..stepped_back
+            };
+            assert!(!fits(&pushed(&[], &e, 5), 1));
+            let e = Entry {
+                ended_ms: bad,
+                ..stepped_back
+            };
+            assert!(!fits(&pushed(&[], &e, 5), 1));
+        }
+        assert!(!fits(&good[..good.len() - 1], 7));
     }
 }

@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         _ => return Err(Error::Arity.into()),
     };
     let mut lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;
-    if history.is_some_and(|h| history::entries(h).is_none()) {
+    if history.is_some_and(|h| !history::fits(h, lease.token)) {
         return Err(Error::BadRecord.into());
     }
     let handle = store::open(ctx, key);

@@ -85,6 +85,13 @@ pub fn crc64(data: &[u8]) -> u64 {
 /// A payload for RESTORE holding `record`, with the module id and RDB
 /// version of `template` (a real DUMP of a lock from the same server).
 pub fn forge(template: &[u8], record: &Record) -> Vec<u8> {
+    forge_with_history(template, record, &[])
+}
+
+/// [`forge`] with `history` (hblock's encoded holder history) after the
+/// numbers, as encoding 4 keeps it (`template` must be a DUMP of this
+/// build, encoding 4).
+pub fn forge_with_history(template: &[u8], record: &Record, history: &[u8]) -> Vec<u8> {
     assert!(template.len() > 20 && template[0] == 7, "a DUMP of a lock");
     let mut numbers = Vec::new();
     for n in [
@@ -102,6 +109,7 @@ pub fn forge(template: &[u8], record: &Record) -> Vec<u8> {
         &mut numbers,
     );
     varint(record.takeovers, &mut numbers);
+    numbers.extend_from_slice(history);
     let mut out = template[..10].to_vec(); // type byte, module id (64-bit length)
     rdb_string(&numbers, &mut out);
     rdb_string(&record.owner, &mut out);
