@@ -227,6 +227,24 @@ pub fn acquired_json(key: &str, owner: &[u8], token: Option<i64>) -> String {
 mod tests {
     use super::*;
 
+    /// Regression (review of issue 27): a history entry restored from a
+    /// DUMP payload may carry any i64 time; `watch --history` panicked
+    /// ("a Display implementation returned an error") on years past 9999.
+    #[test]
+    fn ended_text_survives_any_time() {
+        for ms in [i64::MIN, -1, 0, 253_402_300_799_999, 253_402_300_800_000, i64::MAX] {
+            let ended = crate::commands::Ended {
+                owner: b"x".to_vec(),
+                token: 1,
+                granted: ms,
+                ended: ms,
+                how: "released".into(),
+            };
+            let line = ended_text(&ended);
+            assert!(line.starts_with("ended owner=x token=1 granted="), "{line}");
+        }
+    }
+
     #[test]
     fn passwords_are_masked() {
         assert_eq!(

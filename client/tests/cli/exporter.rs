@@ -389,3 +389,42 @@ fn exporter_on_a_cluster_labels_each_node() {
         );
     }
 }
+
+/// Regression (review of issue 27): one TCP client that pipelines requests
+/// and never reads the replies must not stop the exporter from answering
+/// Prometheus (it served one request at a time and blocked writing to that
+/// client, with no write timeout: every other scrape hung until the client
+/// went away). Each of its requests also cost Redis a full scrape.
+#[test]
+fn a_client_that_never_reads_does_not_stall_other_scrapes() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let _: i64 = redis::cmd("HBLOCK.ACQUIRE")
+        .arg("k")
+        .arg("o")
+        .query(&mut c)
+        .expect("acquire");
+    let exporter = Exporter::start(&[server.url()], &[]);
+    let mut stalled = TcpStream::connect(&exporter.addr).expect("connect");
+    stalled
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", exporter.addr);
+    // As much as the socket takes in 5 s; the exporter answers some of them
+    // into buffers nobody reads.
+    for _ in 0..2000 {
+        if stalled.write_all(request.as_bytes()).is_err() {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (tx, rx) = mpsc::channel();
+    let addr = exporter.addr.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(http_get(&addr, "/metrics"));
+    });
+    let answered = rx.recv_timeout(Duration::from_secs(10));
+    drop(stalled);
+    let (status, body) = answered.expect("a scrape answered within 10 s beside a stalled client");
+    assert_eq!(status, 200, "{body}");
+}

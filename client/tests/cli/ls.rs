@@ -351,3 +351,21 @@ fn ls_through_sentinel_lists_the_masters_locks() {
     let addr = format!("127.0.0.1:{}", set.nodes[0].port);
     assert_eq!(nodes, [addr.as_str(); 3]);
 }
+
+/// Regression (review of issue 27): `ls` prints one line per lock, but a
+/// key or an owner with a newline (valid UTF-8, so not hex) was printed
+/// raw: any user who may create a lock could add forged lines to an
+/// operator's listing (and terminal escapes went through as they are).
+#[test]
+fn ls_keeps_one_line_per_lock_whatever_the_key_and_owner() {
+    let server = Server::start();
+    let mut c = server.conn();
+    acquire_raw(&mut c, b"a\nforged held      owner=admin token=1", b"o");
+    acquire_raw(&mut c, b"b", b"evil\nfake      held      owner=root");
+    acquire_raw(&mut c, b"c", b"esc\x1b[2J");
+    let out = hblock_on(&[server.url()], &["ls"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.lines().count(), 3, "{text:?}");
+    assert!(!text.contains('\x1b'), "{text:?}");
+}
