@@ -169,7 +169,7 @@ fn exporter_shows_locks_waiters_and_counters() {
     );
     assert_eq!(value(&m, "hblock_acquired_total"), Some(2.0));
     assert_eq!(value(&m, "hblock_waiting"), Some(0.0));
-    assert_eq!(value(&m, "hblock_failover_delay_left_ms"), Some(0.0));
+    assert_eq!(value(&m, "hblock_failover_delay_left_seconds"), Some(0.0));
     assert_eq!(value(&m, "hblock_locks_left_out"), Some(0.0));
     assert!(value(&m, "hblock_scrape_duration_seconds").is_some());
     assert!(!m.keys().any(|k| k.contains("plain")), "{m:#?}");
