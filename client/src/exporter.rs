@@ -6,10 +6,13 @@
 //! `HBLOCK.INFO` per exported lock, in batches. What it writes: metrics.rs.
 //!
 //! Redis errors never end the exporter: the node's `hblock_up` is 0 and its
-//! lock series are left out of that scrape.
+//! lock series are left out of that scrape; stderr says why once when a
+//! node's scrapes start failing and once when they recover.
 
 use crate::commands::parse_info;
 use crate::conn::{connection_name, Client, Conn};
+use crate::error::Error;
+use crate::log::Condition;
 use crate::metrics::{render, LockSample, NodeSample, Scrape, CONTENT_TYPE};
 use redis::{ConnectionAddr, RedisResult, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -84,6 +87,7 @@ pub fn serve(client: &Client, options: &ExporterOptions) -> i32 {
         client: client.named(b"exporter"),
         options: options.clone(),
         last: Mutex::new(None),
+        conditions: Mutex::default(),
     });
     let workers: Workers = Arc::default();
     // Answers 503 to requests beyond MAX_CONNECTIONS, off the accepting
@@ -133,6 +137,9 @@ struct Shared {
     /// The last scrape's text and when it started; its lock serializes
     /// scrapes.
     last: Mutex<Option<(Instant, String)>>,
+    /// Per node (its label, or the URL): logged once when its scrapes start
+    /// failing and once when they recover. Behind `last`'s lock.
+    conditions: Mutex<HashMap<String, Condition>>,
 }
 
 /// Answers one connection's queued requests in order, then ends (the
@@ -185,7 +192,26 @@ fn metrics_text(shared: &Shared) -> String {
         }
     }
     let at = Instant::now();
-    let text = render(&scrape(&shared.client, &shared.options));
+    let (scrape, whys) = scrape_why(&shared.client, &shared.options);
+    let mut conditions = shared
+        .conditions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for (node, reason) in scrape.nodes.iter().zip(whys) {
+        let name = node
+            .node
+            .clone()
+            .unwrap_or_else(|| shared.client.url().to_string());
+        let condition = conditions
+            .entry(name.clone())
+            .or_insert_with(|| Condition::new("exporter", &name));
+        match reason {
+            Some(reason) => condition.failed(&reason),
+            None => condition.recovered(),
+        }
+    }
+    drop(conditions);
+    let text = render(&scrape);
     *last = Some((at, text.clone()));
     text
 }
@@ -220,16 +246,37 @@ fn with_type(
 
 /// One scrape of every node.
 pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
+    scrape_why(client, options).0
+}
+
+/// Why a node's scrape failed: the error and the client's hint.
+fn why(err: redis::RedisError) -> String {
+    let err = Error::Redis(err);
+    let err = err.timed_out(REPLY_LIMIT).unwrap_or(err);
+    match err.hint() {
+        Some(hint) => format!("{err} ({hint})"),
+        None => err.to_string(),
+    }
+}
+
+/// One scrape of every node, and for each node (same order) why its
+/// scrape failed (None: up).
+fn scrape_why(client: &Client, options: &ExporterOptions) -> (Scrape, Vec<Option<String>>) {
     let started = Instant::now();
     let mut nodes: Vec<(NodeSample, Option<Conn>, BTreeSet<Vec<u8>>)> = Vec::new();
+    let mut whys: Vec<Option<String>> = Vec::new();
     for (node, con) in connections(client, options) {
         let mut sample = NodeSample {
             node,
             ..NodeSample::default()
         };
-        let Ok(mut con) = con else {
-            nodes.push((sample, None, BTreeSet::new()));
-            continue;
+        let mut con = match con {
+            Ok(con) => con,
+            Err(err) => {
+                nodes.push((sample, None, BTreeSet::new()));
+                whys.push(Some(why(err)));
+                continue;
+            }
         };
         match server_info(&mut con).and_then(|info| {
             let keys = match info {
@@ -242,8 +289,18 @@ pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
                 sample.up = true;
                 sample.info = info;
                 nodes.push((sample, Some(con), keys));
+                whys.push(None);
             }
-            _ => nodes.push((sample, None, BTreeSet::new())),
+            Ok((None, _)) => {
+                nodes.push((sample, None, BTreeSet::new()));
+                whys.push(Some(
+                    "INFO hblock is empty: the hblock module is not loaded".to_string(),
+                ));
+            }
+            Err(err) => {
+                nodes.push((sample, None, BTreeSet::new()));
+                whys.push(Some(why(err)));
+            }
         }
     }
     // The first --max-locks keys in key order over all nodes are exported.
@@ -265,12 +322,18 @@ pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
         }
     }
     let mut out = Vec::with_capacity(nodes.len());
-    for (((mut sample, con, _), keys), left_out) in nodes.into_iter().zip(kept).zip(left_out) {
+    for ((((mut sample, con, _), keys), left_out), reason) in nodes
+        .into_iter()
+        .zip(kept)
+        .zip(left_out)
+        .zip(whys.iter_mut())
+    {
         sample.left_out = left_out;
         if let Some(mut con) = con {
             match lock_infos(&mut con, &keys) {
                 Ok(locks) => sample.locks = locks,
-                Err(_) => {
+                Err(err) => {
+                    *reason = Some(why(err));
                     sample = NodeSample {
                         node: sample.node,
                         ..NodeSample::default()
@@ -280,10 +343,11 @@ pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
         }
         out.push(sample);
     }
-    Scrape {
+    let scrape = Scrape {
         nodes: out,
         duration_seconds: started.elapsed().as_secs_f64(),
-    }
+    };
+    (scrape, whys)
 }
 
 /// The nodes to scrape and a connection to each: the server (no node
