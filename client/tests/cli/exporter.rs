@@ -485,3 +485,41 @@ fn exporter_says_once_why_a_node_is_down_and_when_it_recovers() {
     assert_eq!(recovered.len(), 1, "{recovered:#?}");
     assert_eq!(exporter.lines_with("failing").len(), 1);
 }
+
+/// SIGCONT to a stopped server when the test ends, however it ends.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a server this test started and stopped.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// A hung server (SIGSTOP: the kernel accepts connections, no reply comes):
+/// the scrape answers `hblock_up 0` within Prometheus's default
+/// `scrape_timeout` (10 s), it took ~10 s with 5 s per reply.
+#[test]
+fn a_hung_server_is_down_within_the_scrape_timeout() {
+    let server = Server::start();
+    let exporter = Exporter::start(&[server.url()], &[]);
+    assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(1.0));
+    let pid = i32::try_from(server.pid().expect("the server runs")).expect("a pid");
+    // SAFETY: kill(2) on the server this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let _resume = Resume(pid);
+    let asked = Instant::now();
+    let m = exporter.metrics();
+    let took = asked.elapsed();
+    assert_eq!(value(&m, "hblock_up"), Some(0.0), "{m:#?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let failing = exporter.lines_with("failing");
+    assert!(
+        failing.iter().any(|l| l.contains("timed out")),
+        "{failing:#?}"
+    );
+}
