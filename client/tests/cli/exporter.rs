@@ -516,6 +516,7 @@ fn a_hung_server_is_down_within_the_scrape_timeout() {
     let m = exporter.metrics();
     let took = asked.elapsed();
     assert_eq!(value(&m, "hblock_up"), Some(0.0), "{m:#?}");
+    eprintln!("hung scrape took {took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     let failing = exporter.lines_with("failing");
     assert!(
