@@ -1,21 +1,29 @@
 //! `hblock exporter`: a Prometheus endpoint (`GET /metrics`, served by the
-//! `tiny_http` crate, one request at a time). Each scrape costs every
+//! `tiny_http` crate, each connection by its own thread, at most
+//! `MAX_CONNECTIONS`). Each scrape costs every
 //! server (every master of a cluster) one `INFO hblock`, one SCAN pass per
 //! pattern (`TYPE hblock-lk`, `MATCH pattern`, never KEYS) and one pipelined
 //! `HBLOCK.INFO` per exported lock, in batches. What it writes: metrics.rs.
 //!
 //! Redis errors never end the exporter: the node's `hblock_up` is 0 and its
-//! lock series are left out of that scrape.
+//! lock series are left out of that scrape; stderr says why once when a
+//! node's scrapes start failing and once when they recover.
 
 use crate::commands::parse_info;
 use crate::conn::{connection_name, Client, Conn};
+use crate::error::Error;
+use crate::log::Condition;
 use crate::metrics::{render, LockSample, NodeSample, Scrape, CONTENT_TYPE};
 use redis::{ConnectionAddr, RedisResult, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Connecting and each reply: a hung server costs a scrape this, not forever.
-const REPLY_LIMIT: Duration = Duration::from_secs(5);
+/// Connecting and each reply: a hung server costs a scrape about twice this
+/// (naming the connection, then `INFO hblock`), well within Prometheus's
+/// default `scrape_timeout` of 10 s.
+const REPLY_LIMIT: Duration = Duration::from_secs(2);
 /// Keys per SCAN call (its COUNT).
 const SCAN_COUNT: usize = 1000;
 /// HBLOCK.INFOs per pipeline: 1000 kept other clients waiting up to 6 ms
@@ -36,10 +44,33 @@ pub struct ExporterOptions {
     pub cluster: Option<Vec<String>>,
 }
 
+/// Connections with requests in progress at once, each served by its own
+/// thread (its requests in order); a request on any further connection
+/// gets a 503 at once.
+const MAX_CONNECTIONS: usize = 8;
+/// Each write of a reply to a scraper: one that does not read its replies
+/// holds only its own connection's thread, this long per reply.
+const WRITE_LIMIT: Duration = Duration::from_secs(2);
+
+type Workers = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<tiny_http::Request>>>>;
+
 /// Serves until the process is stopped; returns 2 when ADDR cannot be
 /// listened on.
 pub fn serve(client: &Client, options: &ExporterOptions) -> i32 {
-    let server = match tiny_http::Server::http(options.listen.as_str()) {
+    let listener = match std::net::TcpListener::bind(options.listen.as_str()) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "hblock: exporter: cannot listen on {}: {err}",
+                options.listen
+            );
+            return 2;
+        }
+    };
+    // Accepted connections inherit the listening socket's send timeout
+    // (Linux): tiny_http gives no other way to set it.
+    set_send_timeout(&listener, WRITE_LIMIT);
+    let server = match tiny_http::Server::from_listener(listener, None) {
         Ok(server) => server,
         Err(err) => {
             eprintln!(
@@ -54,26 +85,155 @@ pub fn serve(client: &Client, options: &ExporterOptions) -> i32 {
         .to_ip()
         .map_or_else(|| options.listen.clone(), |a| a.to_string());
     eprintln!("hblock exporter: listening on http://{addr}/metrics");
-    let client = client.named(b"exporter");
+    let shared = Arc::new(Shared {
+        client: client.named(b"exporter"),
+        options: options.clone(),
+        last: Mutex::new(None),
+        conditions: Mutex::default(),
+    });
+    let workers: Workers = Arc::default();
+    // Answers 503 to requests beyond MAX_CONNECTIONS, off the accepting
+    // thread.
+    let (busy_tx, busy_rx) = mpsc::channel::<tiny_http::Request>();
+    std::thread::spawn(move || {
+        for request in busy_rx {
+            let _ = request.respond(
+                tiny_http::Response::from_string("busy: too many connections\n".to_string())
+                    .with_status_code(503),
+            );
+        }
+    });
     for request in server.incoming_requests() {
-        let path = request.url().split('?').next().unwrap_or_default();
-        let response = match path {
-            "/metrics" => {
-                let body = render(&scrape(&client, options));
-                with_type(tiny_http::Response::from_string(body), CONTENT_TYPE)
-            }
-            "/" => with_type(
-                tiny_http::Response::from_string(
-                    "hblock exporter: the metrics are at /metrics\n".to_string(),
-                ),
-                "text/plain; charset=utf-8",
-            ),
-            _ => tiny_http::Response::from_string("not found\n".to_string()).with_status_code(404),
+        let Some(peer) = request.remote_addr().copied() else {
+            let _ = busy_tx.send(request);
+            continue;
         };
-        // A scraper that went away: nothing to do.
-        let _ = request.respond(response);
+        let mut map = workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let request = match map.get(&peer) {
+            Some(tx) => match tx.send(request) {
+                Ok(()) => continue,
+                Err(mpsc::SendError(request)) => request,
+            },
+            None => request,
+        };
+        if map.len() >= MAX_CONNECTIONS {
+            drop(map);
+            let _ = busy_tx.send(request);
+            continue;
+        }
+        let (tx, rx) = mpsc::channel();
+        let _ = tx.send(request);
+        map.insert(peer, tx);
+        drop(map);
+        let shared = Arc::clone(&shared);
+        let workers = Arc::clone(&workers);
+        std::thread::spawn(move || connection_worker(&shared, &workers, peer, &rx));
     }
     0
+}
+
+/// What every connection's thread shares.
+struct Shared {
+    client: Client,
+    options: ExporterOptions,
+    /// The last scrape's text and when it started; its lock serializes
+    /// scrapes.
+    last: Mutex<Option<(Instant, String)>>,
+    /// Per node (its label, or the URL): logged once when its scrapes start
+    /// failing and once when they recover. Behind `last`'s lock.
+    conditions: Mutex<HashMap<String, Condition>>,
+}
+
+/// Answers one connection's queued requests in order, then ends (the
+/// connection's next request starts another thread).
+fn connection_worker(
+    shared: &Shared,
+    workers: &Workers,
+    peer: SocketAddr,
+    rx: &mpsc::Receiver<tiny_http::Request>,
+) {
+    loop {
+        let map = workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let Ok(request) = rx.try_recv() else {
+            let mut map = map;
+            map.remove(&peer);
+            return;
+        };
+        drop(map);
+        respond(shared, request);
+    }
+}
+
+fn respond(shared: &Shared, request: tiny_http::Request) {
+    let path = request.url().split('?').next().unwrap_or_default();
+    let response = match path {
+        "/metrics" => with_type(
+            tiny_http::Response::from_string(metrics_text(shared)),
+            CONTENT_TYPE,
+        ),
+        "/" => with_type(
+            tiny_http::Response::from_string(
+                "hblock exporter: the metrics are at /metrics\n".to_string(),
+            ),
+            "text/plain; charset=utf-8",
+        ),
+        _ => tiny_http::Response::from_string("not found\n".to_string()).with_status_code(404),
+    };
+    // A scraper that went away: nothing to do.
+    let _ = request.respond(response);
+}
+
+/// A fresh scrape: scrapes run one at a time, and a request that waited
+/// for another's scrape started after it arrived gets that scrape's text.
+fn metrics_text(shared: &Shared) -> String {
+    let arrived = Instant::now();
+    let mut last = shared.last.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((at, text)) = last.as_ref() {
+        if *at >= arrived {
+            return text.clone();
+        }
+    }
+    let at = Instant::now();
+    let (scrape, whys) = scrape_why(&shared.client, &shared.options);
+    let mut conditions = shared
+        .conditions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for (node, reason) in scrape.nodes.iter().zip(whys) {
+        let name = node
+            .node
+            .clone()
+            .unwrap_or_else(|| shared.client.url().to_string());
+        let condition = conditions
+            .entry(name.clone())
+            .or_insert_with(|| Condition::new("exporter", &name));
+        match reason {
+            Some(reason) => condition.failed(&reason),
+            None => condition.recovered(),
+        }
+    }
+    drop(conditions);
+    let text = render(&scrape);
+    *last = Some((at, text.clone()));
+    text
+}
+
+fn set_send_timeout(listener: &std::net::TcpListener, limit: Duration) {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(limit.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: 0,
+    };
+    // SAFETY: a valid socket descriptor and a timeval of the right size.
+    let _ = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            std::ptr::addr_of!(tv).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(0),
+        )
+    };
 }
 
 fn with_type(
@@ -88,16 +248,37 @@ fn with_type(
 
 /// One scrape of every node.
 pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
+    scrape_why(client, options).0
+}
+
+/// Why a node's scrape failed: the error and the client's hint.
+fn why(err: redis::RedisError) -> String {
+    let err = Error::Redis(err);
+    let err = err.timed_out(REPLY_LIMIT).unwrap_or(err);
+    match err.hint() {
+        Some(hint) => format!("{err} ({hint})"),
+        None => err.to_string(),
+    }
+}
+
+/// One scrape of every node, and for each node (same order) why its
+/// scrape failed (None: up).
+fn scrape_why(client: &Client, options: &ExporterOptions) -> (Scrape, Vec<Option<String>>) {
     let started = Instant::now();
     let mut nodes: Vec<(NodeSample, Option<Conn>, BTreeSet<Vec<u8>>)> = Vec::new();
+    let mut whys: Vec<Option<String>> = Vec::new();
     for (node, con) in connections(client, options) {
         let mut sample = NodeSample {
             node,
             ..NodeSample::default()
         };
-        let Ok(mut con) = con else {
-            nodes.push((sample, None, BTreeSet::new()));
-            continue;
+        let mut con = match con {
+            Ok(con) => con,
+            Err(err) => {
+                nodes.push((sample, None, BTreeSet::new()));
+                whys.push(Some(why(err)));
+                continue;
+            }
         };
         match server_info(&mut con).and_then(|info| {
             let keys = match info {
@@ -110,8 +291,18 @@ pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
                 sample.up = true;
                 sample.info = info;
                 nodes.push((sample, Some(con), keys));
+                whys.push(None);
             }
-            _ => nodes.push((sample, None, BTreeSet::new())),
+            Ok((None, _)) => {
+                nodes.push((sample, None, BTreeSet::new()));
+                whys.push(Some(
+                    "INFO hblock is empty: the hblock module is not loaded".to_string(),
+                ));
+            }
+            Err(err) => {
+                nodes.push((sample, None, BTreeSet::new()));
+                whys.push(Some(why(err)));
+            }
         }
     }
     // The first --max-locks keys in key order over all nodes are exported.
@@ -133,12 +324,18 @@ pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
         }
     }
     let mut out = Vec::with_capacity(nodes.len());
-    for (((mut sample, con, _), keys), left_out) in nodes.into_iter().zip(kept).zip(left_out) {
+    for ((((mut sample, con, _), keys), left_out), reason) in nodes
+        .into_iter()
+        .zip(kept)
+        .zip(left_out)
+        .zip(whys.iter_mut())
+    {
         sample.left_out = left_out;
         if let Some(mut con) = con {
             match lock_infos(&mut con, &keys) {
                 Ok(locks) => sample.locks = locks,
-                Err(_) => {
+                Err(err) => {
+                    *reason = Some(why(err));
                     sample = NodeSample {
                         node: sample.node,
                         ..NodeSample::default()
@@ -148,10 +345,11 @@ pub fn scrape(client: &Client, options: &ExporterOptions) -> Scrape {
         }
         out.push(sample);
     }
-    Scrape {
+    let scrape = Scrape {
         nodes: out,
         duration_seconds: started.elapsed().as_secs_f64(),
-    }
+    };
+    (scrape, whys)
 }
 
 /// The nodes to scrape and a connection to each: the server (no node

@@ -19,7 +19,9 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// `INFO hblock` fields that are counters (exported as `hblock_<field>_total`);
 /// every other numeric field is a gauge (`hblock_<field>`): `waiting`,
-/// `epoch`, `failover_delay_left_ms`, and fields of later module versions.
+/// `epoch`, and fields of later module versions; a gauge field in
+/// milliseconds (`failover_delay_left_ms`) is exported in seconds
+/// (`hblock_failover_delay_left_seconds`), as Prometheus names units.
 pub const INFO_COUNTERS: [&str; 10] = [
     "acquired",
     "released",
@@ -203,6 +205,7 @@ pub fn render(scrape: &Scrape) -> String {
     // INFO hblock: one family per field, counters and gauges.
     let mut counters: Vec<(String, Family<Labels, Counter>)> = Vec::new();
     let mut gauges: Vec<(String, Family<Labels, Gauge>)> = Vec::new();
+    let mut seconds: Vec<(String, Family<Labels, FloatGauge>)> = Vec::new();
     for node in &scrape.nodes {
         let l = labels(node.node.as_deref(), &[]);
         up.get_or_create(&l).set(i64::from(node.up));
@@ -224,6 +227,18 @@ pub fn render(scrape: &Scrape) -> String {
                     }
                 };
                 family.get_or_create(&l).inc_by(*value);
+            } else if let Some(stem) = name.strip_suffix("_ms") {
+                let name = format!("{stem}_seconds");
+                let family = match seconds.iter().find(|(n, _)| *n == name) {
+                    Some((_, f)) => f.clone(),
+                    None => {
+                        let f = Family::default();
+                        seconds.push((name, f.clone()));
+                        f
+                    }
+                };
+                #[allow(clippy::cast_precision_loss)]
+                family.get_or_create(&l).set(*value as f64 / 1000.0);
             } else {
                 let family = match gauges.iter().find(|(n, _)| *n == name) {
                     Some((_, f)) => f.clone(),
@@ -248,6 +263,10 @@ pub fn render(scrape: &Scrape) -> String {
     }
     for (name, family) in gauges {
         let help = format!("INFO hblock's hblock_{name}");
+        registry.register(format!("hblock_{name}"), help, family);
+    }
+    for (name, family) in seconds {
+        let help = format!("INFO hblock's hblock_{name} (its _ms field / 1000)");
         registry.register(format!("hblock_{name}"), help, family);
     }
     let mut out = String::new();

@@ -14,6 +14,8 @@ use support::raw::Raw;
 pub struct Exporter {
     child: Child,
     pub addr: String,
+    /// Its stderr lines so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Exporter {
@@ -32,9 +34,14 @@ impl Exporter {
             .expect("start hblock exporter");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("exporter: {line}");
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line.clone());
+                }
                 if let Some(rest) = line.split("http://").nth(1) {
                     let _ = tx.send(rest.trim_end_matches("/metrics").to_string());
                 }
@@ -43,11 +50,20 @@ impl Exporter {
         let mut exporter = Exporter {
             child,
             addr: String::new(),
+            log,
         };
         exporter.addr = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the exporter printed where it listens");
         exporter
+    }
+
+    /// Its stderr lines containing `text`.
+    pub fn lines_with(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .map(|l| l.iter().filter(|l| l.contains(text)).cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn alive(&mut self) -> bool {
@@ -169,7 +185,7 @@ fn exporter_shows_locks_waiters_and_counters() {
     );
     assert_eq!(value(&m, "hblock_acquired_total"), Some(2.0));
     assert_eq!(value(&m, "hblock_waiting"), Some(0.0));
-    assert_eq!(value(&m, "hblock_failover_delay_left_ms"), Some(0.0));
+    assert_eq!(value(&m, "hblock_failover_delay_left_seconds"), Some(0.0));
     assert_eq!(value(&m, "hblock_locks_left_out"), Some(0.0));
     assert!(value(&m, "hblock_scrape_duration_seconds").is_some());
     assert!(!m.keys().any(|k| k.contains("plain")), "{m:#?}");
@@ -427,4 +443,84 @@ fn a_client_that_never_reads_does_not_stall_other_scrapes() {
     drop(stalled);
     let (status, body) = answered.expect("a scrape answered within 10 s beside a stalled client");
     assert_eq!(status, 200, "{body}");
+}
+
+/// Why `hblock_up` is 0: one stderr line when a node's scrapes start failing
+/// (its URL, the error and the hint), one when they recover, not one per
+/// scrape.
+#[test]
+fn exporter_says_once_why_a_node_is_down_and_when_it_recovers() {
+    let bare = Server::with(support::Options::default().without_module());
+    let exporter = Exporter::start(&[bare.url()], &[]);
+    for _ in 0..3 {
+        assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(0.0));
+    }
+    let failing = exporter.lines_with("failing");
+    assert_eq!(failing.len(), 1, "{failing:#?}");
+    assert!(failing[0].contains("module is not loaded"), "{failing:#?}");
+    drop(exporter);
+
+    let mut server = Server::start();
+    let exporter = Exporter::start(&[server.url()], &[]);
+    assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(1.0));
+    assert!(exporter.lines_with("failing").is_empty());
+    server.stop();
+    for _ in 0..3 {
+        assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(0.0));
+    }
+    let failing = exporter.lines_with("failing");
+    assert_eq!(failing.len(), 1, "{failing:#?}");
+    let port = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(failing[0].contains(&format!(":{port}")), "{failing:#?}");
+    assert!(failing[0].contains("exporter: "), "{failing:#?}");
+    server.relaunch();
+    exporter.until("up again", |m| value(m, "hblock_up") == Some(1.0));
+    let _ = exporter.metrics();
+    let recovered = exporter.lines_with("recovered");
+    assert_eq!(recovered.len(), 1, "{recovered:#?}");
+    assert_eq!(exporter.lines_with("failing").len(), 1);
+}
+
+/// SIGCONT to a stopped server when the test ends, however it ends.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a server this test started and stopped.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// A hung server (SIGSTOP: the kernel accepts connections, no reply comes):
+/// the scrape answers `hblock_up 0` within Prometheus's default
+/// `scrape_timeout` (10 s), it took ~10 s with 5 s per reply.
+#[test]
+fn a_hung_server_is_down_within_the_scrape_timeout() {
+    let server = Server::start();
+    let exporter = Exporter::start(&[server.url()], &[]);
+    assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(1.0));
+    let pid = i32::try_from(server.pid().expect("the server runs")).expect("a pid");
+    // SAFETY: kill(2) on the server this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let _resume = Resume(pid);
+    let asked = Instant::now();
+    let m = exporter.metrics();
+    let took = asked.elapsed();
+    assert_eq!(value(&m, "hblock_up"), Some(0.0), "{m:#?}");
+    eprintln!("hung scrape took {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let failing = exporter.lines_with("failing");
+    assert!(
+        failing.iter().any(|l| l.contains("timed out")),
+        "{failing:#?}"
+    );
 }

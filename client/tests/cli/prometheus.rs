@@ -261,3 +261,44 @@ fn prometheus_scrapes_the_exporter() {
     prometheus.until("hblock_released_total", 3.0);
     eprintln!("prometheus test: {:?}", started.elapsed());
 }
+
+/// What a scrape serves passes `promtool check metrics` (its lint of names,
+/// units and types): `hblock_failover_delay_left_ms` did not (an
+/// abbreviated unit), it is `hblock_failover_delay_left_seconds`.
+#[test]
+fn scraped_text_passes_promtool_check_metrics() {
+    let Some(promtool) = program("promtool") else {
+        return;
+    };
+    let server = Server::start();
+    let mut c = server.conn();
+    let _: i64 = redis::cmd("HBLOCK.ACQUIRE")
+        .arg("job")
+        .arg("a")
+        .query(&mut c)
+        .expect("acquire");
+    let exporter = Exporter::start(&[server.url()], &[]);
+    let (status, body) = http_get(&exporter.addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("hblock_failover_delay_left_seconds"),
+        "{body}"
+    );
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, body.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
