@@ -66,6 +66,19 @@ impl Exporter {
             .unwrap_or_default()
     }
 
+    /// The stderr lines containing `text` once there is one (its reader
+    /// thread may lag the scrape that caused it), within 5 s.
+    pub fn wait_lines_with(&self, text: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.lines_with(text);
+            if !lines.is_empty() || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -455,7 +468,7 @@ fn exporter_says_once_why_a_node_is_down_and_when_it_recovers() {
     for _ in 0..3 {
         assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(0.0));
     }
-    let failing = exporter.lines_with("failing");
+    let failing = exporter.wait_lines_with("failing");
     assert_eq!(failing.len(), 1, "{failing:#?}");
     assert!(failing[0].contains("module is not loaded"), "{failing:#?}");
     drop(exporter);
@@ -468,7 +481,7 @@ fn exporter_says_once_why_a_node_is_down_and_when_it_recovers() {
     for _ in 0..3 {
         assert_eq!(value(&exporter.metrics(), "hblock_up"), Some(0.0));
     }
-    let failing = exporter.lines_with("failing");
+    let failing = exporter.wait_lines_with("failing");
     assert_eq!(failing.len(), 1, "{failing:#?}");
     let port = server
         .url()
@@ -481,7 +494,7 @@ fn exporter_says_once_why_a_node_is_down_and_when_it_recovers() {
     server.relaunch();
     exporter.until("up again", |m| value(m, "hblock_up") == Some(1.0));
     let _ = exporter.metrics();
-    let recovered = exporter.lines_with("recovered");
+    let recovered = exporter.wait_lines_with("recovered");
     assert_eq!(recovered.len(), 1, "{recovered:#?}");
     assert_eq!(exporter.lines_with("failing").len(), 1);
 }
@@ -518,7 +531,7 @@ fn a_hung_server_is_down_within_the_scrape_timeout() {
     assert_eq!(value(&m, "hblock_up"), Some(0.0), "{m:#?}");
     eprintln!("hung scrape took {took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
-    let failing = exporter.lines_with("failing");
+    let failing = exporter.wait_lines_with("failing");
     assert!(
         failing.iter().any(|l| l.contains("timed out")),
         "{failing:#?}"
