@@ -84,14 +84,18 @@ impl Condition {
 
 fn line(message: &str) -> String {
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-    format!("{now} hblock: {}", escape(message))
+    format!("{now} hblock: {}", escape_controls(message))
 }
 
 /// A log line stays one line of text: `\n`, `\r`, `\t` and the other
 /// control characters (NUL, ESC, ...) as `\u{..}`, whatever an owner or a
-/// check's output holds.
-fn escape(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
+/// check's output holds. The CLI's text output escapes keys and owners the
+/// same way (output.rs).
+pub fn escape_controls(message: &str) -> String {
+    if !message.chars().any(char::is_control) {
+        return message.to_string();
+    }
+    let mut out = String::with_capacity(message.len() + 8);
     for c in message.chars() {
         match c {
             '\n' => out.push_str("\\n"),

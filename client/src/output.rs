@@ -12,21 +12,7 @@ use serde_json::{Map, Value};
 /// `info` and `watch` prints keys and owners through it (JSON output has
 /// its own escaping).
 pub fn owner_text(bytes: &[u8]) -> String {
-    let text = crate::owner::owner_text(bytes);
-    if !text.chars().any(char::is_control) {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::log::escape_controls(&crate::owner::owner_text(bytes))
 }
 
 /// A URL with its passwords (the user's, a Sentinel URL's
