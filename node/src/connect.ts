@@ -113,6 +113,7 @@ function own(name: string | null, connectMs: number): RedisOptions {
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
     sentinelRetryStrategy: () => null,
+    failoverDetector: false,
     reconnectOnError: () => false,
     autoResendUnfulfilledCommands: false,
     autoResubscribe: false,
