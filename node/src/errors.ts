@@ -120,5 +120,6 @@ export function isTransient(err: unknown, cluster = false): boolean {
   }
   // Everything else ioredis throws is about the connection: refused, reset,
   // closed, "Connection is closed.", "All sentinels are unreachable", our timeouts.
-  return err instanceof Error;
+  // A TypeError or RangeError is a bug or a bad argument, not an outage.
+  return err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError);
 }

@@ -255,7 +255,11 @@ export class Lease implements AsyncDisposable {
       waiter.conn?.disconnect();
     }
     log.info(`acquired ${this.key} token=${this.token} as ${this.owner}`);
-    this.loop = this.beatLoop();
+    // Never an unhandled rejection: whatever escapes the loop ends the lease.
+    this.loop = this.beatLoop().catch((err: unknown) => {
+      log.error(`${this.key}: the beat loop failed: ${errorText(err)}`);
+      this.markLost(`the beat loop failed: ${errorText(err)}`);
+    });
     return this;
   }
 
