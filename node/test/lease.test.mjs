@@ -196,6 +196,33 @@ describe("lease", () => {
 });
 
 describe("the server stopped", () => {
+  test("a short hang: failing and recovered logged once each, the lease kept", async () => {
+    const lines = [];
+    const keep = (level) => (line) => lines.push(`${level} ${line}`);
+    hblock.setLogger({ debug() {}, info: keep("info"), warn: keep("warn"), error: keep("error") });
+    const server = await Server.start();
+    const redis = server.client();
+    try {
+      const lease = await hblock.acquire(redis, "t:hang", { owner: "h", intervalMs: 300, misses: 10 });
+      server.signal("SIGSTOP");
+      assert.ok(await eventually(() => lines.some((l) => l.includes(" failing: ")), 5000), lines.join("\n"));
+      server.signal("SIGCONT");
+      assert.ok(await eventually(() => lines.some((l) => l.includes(" recovered after ")), 5000), lines.join("\n"));
+      assert.equal(lease.lost, false);
+      await lease.release();
+      const url = `redis://127.0.0.1:${server.port}/0`;
+      assert.match(lines[0], new RegExp(`^info acquired t:hang token=\\d+ as h/[0-9a-f]{8}$`));
+      assert.equal(lines.filter((l) => l.startsWith(`warn t:hang: ${url} failing: `) && l.endsWith("; retrying")).length, 1, lines.join("\n"));
+      assert.equal(lines.filter((l) => new RegExp(`^warn t:hang: ${url} recovered after \\d+\\.\\d s$`).test(l)).length, 1, lines.join("\n"));
+      assert.match(lines.at(-1), /^info released t:hang token=\d+$/);
+    } finally {
+      server.signal("SIGCONT");
+      redis.disconnect();
+      await server.close();
+      hblock.setLogger(null);
+    }
+  });
+
   test("SIGSTOP: signal aborted by validUntil, with a LeaseLost", async () => {
     hblock.setLogger(quiet);
     const server = await Server.start();
