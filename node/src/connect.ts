@@ -103,8 +103,10 @@ export function keySlot(key: string): number {
   return crc % 16384;
 }
 
-/** What every connection of the package's own overrides. */
-function own(name: string | null, connectMs: number): RedisOptions {
+/** What every connection of the package's own overrides. The ready check
+ * (INFO) only through Sentinel, where it checks the node's role: elsewhere
+ * it costs a round trip when a bound lease re-binds within its grace. */
+function own(name: string | null, connectMs: number, readyCheck = false): RedisOptions {
   return {
     ...(name === null ? {} : { connectionName: name }),
     lazyConnect: true,
@@ -119,7 +121,7 @@ function own(name: string | null, connectMs: number): RedisOptions {
     autoResubscribe: false,
     enableAutoPipelining: false,
     enableOfflineQueue: true,
-    enableReadyCheck: true,
+    enableReadyCheck: readyCheck,
   };
 }
 
@@ -138,7 +140,7 @@ export async function dedicated(client: Client, key: string, name: string | null
     const at = node.lastIndexOf(":");
     conn = new Redis({ ...options(client), host: node.slice(0, at), port: Number(node.slice(at + 1)), ...own(name, connectMs) });
   } else {
-    conn = client.duplicate(own(name, connectMs)) as Redis;
+    conn = client.duplicate(own(name, connectMs, isSentinel(client))) as Redis;
   }
   // Every error also rejects the command that met it; a failed connect
   // rejects with "Connection is closed.": say why instead.
@@ -193,30 +195,64 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** For a Sentinel client: the master Sentinel names now ("host:port"), or
- * null when no Sentinel answers (an outage of Sentinel is not a failover). */
-export async function namedMaster(client: Client, timeoutMs: number): Promise<string | null> {
-  if (!isSentinel(client) || isCluster(client)) return null;
-  const o = client.options;
-  for (const s of o.sentinels ?? []) {
-    const sentinel = new Redis({
-      host: s.host ?? "localhost", port: s.port ?? 26379,
-      ...(o.sentinelPassword ? { password: o.sentinelPassword } : {}),
-      ...(o.sentinelUsername ? { username: o.sentinelUsername } : {}),
-      ...own(null, timeoutMs),
-    });
-    sentinel.on("error", () => {});
-    try {
-      await timed(sentinel, sentinel.connect(), timeoutMs);
-      const reply = (await timed(sentinel, sentinel.call("SENTINEL", "get-master-addr-by-name", o.name as string), timeoutMs)) as string[] | null;
-      if (reply && reply.length === 2) return `${reply[0]}:${reply[1]}`;
-    } catch {
-      // ask the next one
-    } finally {
-      sentinel.disconnect();
+/** For a Sentinel client: asks its Sentinels which master they name, on
+ * one connection to the first that answers, kept until close(). */
+export class MasterAsker {
+  private conn: Redis | null = null;
+  constructor(private readonly client: Client) {}
+
+  /** The master Sentinel names now ("host:port"), or null when no Sentinel
+   * answers (an outage of Sentinel is not a failover). */
+  async named(timeoutMs: number): Promise<string | null> {
+    if (isCluster(this.client)) return null;
+    const o = this.client.options;
+    const ask = async (conn: Redis): Promise<string | null> => {
+      const reply = (await timed(conn, conn.call("SENTINEL", "get-master-addr-by-name", o.name as string), timeoutMs)) as string[] | null;
+      return reply && reply.length === 2 ? `${reply[0]}:${reply[1]}` : null;
+    };
+    if (this.conn !== null) {
+      try {
+        return await ask(this.conn);
+      } catch {
+        this.conn.disconnect();
+        this.conn = null;
+      }
     }
+    for (const s of o.sentinels ?? []) {
+      const conn = new Redis({
+        host: s.host ?? "localhost", port: s.port ?? 26379,
+        ...(o.sentinelPassword ? { password: o.sentinelPassword } : {}),
+        ...(o.sentinelUsername ? { username: o.sentinelUsername } : {}),
+        ...own(null, timeoutMs),
+      });
+      conn.on("error", () => {});
+      try {
+        await timed(conn, conn.connect(), timeoutMs);
+        const named = await ask(conn);
+        if (this.conn === null) this.conn = conn;
+        else conn.disconnect();
+        return named;
+      } catch {
+        conn.disconnect(); // ask the next one
+      }
+    }
+    return null;
   }
-  return null;
+
+  /** True when `conn` is connected to a node Sentinel no longer names as
+   * the master (after a planned failover the old master stays up, answering,
+   * for a while). */
+  async moved(conn: Redis, timeoutMs: number): Promise<boolean> {
+    const at = connectedTo(conn);
+    if (at === null) return false;
+    const named = await this.named(timeoutMs);
+    return named !== null && named !== at;
+  }
+
+  close(): void {
+    this.conn?.disconnect();
+    this.conn = null;
+  }
 }
 
 /** The "host:port" `conn` is connected to (null when it is not). */
@@ -225,15 +261,4 @@ export function connectedTo(conn: Redis): string | null {
   if (!stream?.remoteAddress || conn.status !== "ready") return null;
   const host = stream.remoteAddress.replace(/^::ffff:/, "");
   return `${host}:${stream.remotePort}`;
-}
-
-/** For a Sentinel client: true when `conn` is connected to a node Sentinel
- * no longer names as the master (after a planned failover the old master
- * stays up, answering, for a while). */
-export async function moved(client: Client, conn: Redis, timeoutMs: number): Promise<boolean> {
-  if (!isSentinel(client)) return false;
-  const at = connectedTo(conn);
-  if (at === null) return false;
-  const named = await namedMaster(client, timeoutMs);
-  return named !== null && named !== at;
 }

@@ -19,7 +19,8 @@
 
 import type { Redis } from "ioredis";
 import {
-  type Client, connectionName, dedicated, defaultOwner, instanceOwner, isCluster, maskedUrl, moved, sleep, timed,
+  type Client, MasterAsker, connectionName, dedicated, defaultOwner, instanceOwner, isCluster, isSentinel, maskedUrl, sleep,
+  timed,
 } from "./connect.js";
 import {
   FatalError, LeaseLost, NotAcquired, NotHeld, errorText, fatalHint, isNotHeld, isTransient,
@@ -92,6 +93,8 @@ export class Lease implements AsyncDisposable {
   private failing: string | null = null;
   private beater: Redis | null = null;
   private loop: Promise<void> | null = null;
+  /** Through Sentinel: asks which master Sentinel names (null otherwise). */
+  private readonly asker: MasterAsker | null;
 
   /** @internal use `acquire(client, key, options)` */
   constructor(client: Client, key: string, opts: LeaseOptions = {}) {
@@ -111,6 +114,11 @@ export class Lease implements AsyncDisposable {
     this.name = connectionName(this.owner);
     this.outage = new Outage(key, this.url);
     this.onLost = opts.onLost;
+    this.asker = isSentinel(client) ? new MasterAsker(client) : null;
+  }
+
+  private async moved(conn: Redis, timeoutMs: number): Promise<boolean> {
+    return this.asker !== null && (await this.asker.moved(conn, timeoutMs));
   }
 
   private get leaseMs(): number {
@@ -212,6 +220,7 @@ export class Lease implements AsyncDisposable {
     signal?.throwIfAborted();
     const end = Number.isFinite(this.waitMs) && this.waitMs > 0 ? performance.now() + this.waitMs : null;
     const waiter: { conn: Redis | null } = { conn: null };
+    let granted = false;
     try {
       for (;;) {
         const [token, countedFrom] = await this.grant(waiter, end, signal);
@@ -251,8 +260,10 @@ export class Lease implements AsyncDisposable {
         this.setDeadline(sent + this.leaseMs);
         break;
       }
+      granted = true;
     } finally {
       waiter.conn?.disconnect();
+      if (!granted) this.asker?.close();
     }
     log.info(`acquired ${this.key} token=${this.token} as ${this.owner}`);
     // Never an unhandled rejection: whatever escapes the loop ends the lease.
@@ -356,7 +367,7 @@ export class Lease implements AsyncDisposable {
     }
     if (reply === null) throw await this.notAcquired(conn, `${this.key}: not granted`);
     const token = Number(reply);
-    if (arg !== null && (await moved(this.client, conn, this.setupMs))) {
+    if (arg !== null && (await this.moved(conn, this.setupMs))) {
       try {
         await timed(conn, conn.call("HBLOCK.RELEASE", this.key, this.owner, token), this.setupMs);
       } catch {
@@ -375,12 +386,12 @@ export class Lease implements AsyncDisposable {
    * to 1 s) whether the master moved; if so close `conn` (the wait ends at
    * once, even on a hung master) and the wait starts again on the new one. */
   private followMaster(conn: Redis): (() => void) | null {
-    if (isCluster(this.client) || !(this.client as Redis).options.sentinels?.length) return null;
+    if (this.asker === null) return null;
     let done = false;
     const every = Math.min(Math.max(this.intervalMs, 100), 1000);
     const tick = async () => {
       if (done) return;
-      if (await moved(this.client, conn, every).catch(() => false)) {
+      if (await this.moved(conn, every).catch(() => false)) {
         if (done) return;
         log.warn(`waiting for ${this.key}: Sentinel names a new master; waiting there`);
         conn.disconnect();
@@ -450,7 +461,7 @@ export class Lease implements AsyncDisposable {
           }
         }
         if (stop.aborted) return;
-        if (!fresh && this.beater && (await moved(this.client, this.beater, this.beatTimeoutMs))) {
+        if (!fresh && this.beater && (await this.moved(this.beater, this.beatTimeoutMs))) {
           this.beater.disconnect();
           fresh = true;
         }
@@ -495,6 +506,7 @@ export class Lease implements AsyncDisposable {
       this.outage.end();
       this.beater?.disconnect();
       this.beater = null;
+      this.asker?.close();
     }
   }
 

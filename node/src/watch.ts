@@ -1,7 +1,7 @@
 // watch: every change of a lock's holder, without polling and without gaps.
 
 import type { Redis } from "ioredis";
-import { type Client, connectionName, dedicated, defaultOwner, isCluster, isSentinel, maskedUrl, moved, sleep, timed } from "./connect.js";
+import { type Client, MasterAsker, connectionName, dedicated, defaultOwner, isCluster, isSentinel, maskedUrl, sleep, timed } from "./connect.js";
 import { FatalError, errorText, fatalHint, isTransient } from "./errors.js";
 import { type Info, asInfo, holder } from "./info.js";
 import { Backoff, Outage } from "./log.js";
@@ -28,6 +28,7 @@ export async function* watch(client: Client, key: string, opts: WatchOptions = {
   const outage = new Outage(key, url);
   const backoff = new Backoff(2000);
   const sentinel = isSentinel(client);
+  const asker = sentinel ? new MasterAsker(client) : null;
   const signal = opts.signal;
   let seen: number | null = opts.seen ?? null;
   let conn: Redis | null = null;
@@ -38,7 +39,7 @@ export async function* watch(client: Client, key: string, opts: WatchOptions = {
       if (signal?.aborted) return;
       let reply: unknown;
       try {
-        if (conn && sentinel && (await moved(client, conn, SETUP_MS))) {
+        if (conn && asker && (await asker.moved(conn, SETUP_MS))) {
           conn.disconnect();
           conn = null;
         }
@@ -71,5 +72,6 @@ export async function* watch(client: Client, key: string, opts: WatchOptions = {
     signal?.removeEventListener("abort", abort);
     outage.end();
     conn?.disconnect();
+    asker?.close();
   }
 }

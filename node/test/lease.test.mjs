@@ -103,7 +103,9 @@ describe("lease", () => {
   });
 
   test("CLIENT KILL of the beat connection three times keeps the lease", async () => {
-    const lease = await hblock.acquire(redis, "t:ckill", { owner: "ck", intervalMs: 1000 });
+    // A grace of 1 s: re-binding takes a connect and two round trips, which a
+    // loaded test machine may stretch past the default 100 ms.
+    const lease = await hblock.acquire(redis, "t:ckill", { owner: "ck", intervalMs: 1000, bindMs: 1000 });
     const name = hblock.connectionName(lease.owner);
     const beatId = async () => {
       const list = await redis.call("CLIENT", "LIST");
