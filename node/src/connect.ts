@@ -131,11 +131,10 @@ export async function dedicated(client: Client, key: string, name: string | null
   let conn: Redis;
   if (isCluster(client)) {
     if (client.status !== "ready") await timed(null, client.call("PING"), connectMs);
-    let node = client.slots[keySlot(key)]?.[0];
-    if (node === undefined) {
-      await timed(null, new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve())), connectMs);
-      node = client.slots[keySlot(key)]?.[0];
-    }
+    // A new connection of ours follows the slot map as it is now (after a
+    // MOVED, a failover or a resharding); the last known one if the refresh fails.
+    await timed(null, new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve())), connectMs).catch(() => {});
+    const node = client.slots[keySlot(key)]?.[0];
     if (node === undefined) throw new Error(`CLUSTERDOWN no node serves the slot of ${key}`);
     const at = node.lastIndexOf(":");
     conn = new Redis({ ...options(client), host: node.slice(0, at), port: Number(node.slice(at + 1)), ...own(name, connectMs) });
