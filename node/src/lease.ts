@@ -192,6 +192,10 @@ export class Lease implements AsyncDisposable {
     if (this.reason !== null) return;
     this.reason = reason;
     clearTimeout(this.timer);
+    // Beating stops: the loop wakes (from its sleep or WATCH) and ends, so a
+    // lost lease holds no connection or timer (release() is still welcome).
+    this.stopper.abort();
+    this.beater?.disconnect();
     log.warn(`lost ${this.key}: ${reason}`);
     this.controller.abort(new kind(`${this.key}: ${reason}`));
     if (this.onLost) {

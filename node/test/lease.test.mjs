@@ -151,6 +151,27 @@ describe("lease", () => {
     await other.release();
   });
 
+  test("a lost lease holds nothing: its process exits without release()", async () => {
+    const script = `
+      import * as hblock from "hblock";
+      import { Redis } from "ioredis";
+      hblock.setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+      const redis = new Redis(${server.port}, "127.0.0.1");
+      for (const bindMs of [null, 100]) {
+        const lease = await hblock.acquire(redis, "t:exit", { intervalMs: 60000, bindMs });
+        await redis.call("HBLOCK.RELEASE", "t:exit", lease.owner, lease.token);
+        await lease.fenced("SET", "t:exit:data", 1).catch((err) => { if (!(err instanceof hblock.NotHeld)) throw err; });
+        if (!lease.lost) throw new Error("not lost");
+      }
+      redis.disconnect();`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: fileURLToPath(new URL("..", import.meta.url)), stdio: "inherit" });
+    const started = performance.now();
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    assert.equal(code, 0);
+    // Its lease had 60 s left; a sleeping beat loop or a timer would have kept it.
+    assert.ok(performance.now() - started < 30_000);
+  });
+
   test("fatal errors: WRONGTYPE, the module missing", async () => {
     await redis.set("t:str", "x");
     await assert.rejects(hblock.acquire(redis, "t:str"), (err) => {
