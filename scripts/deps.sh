@@ -5,7 +5,9 @@
 #   scripts/deps.sh [--check] [--root DIR] [NAME ...]
 #
 # NAME: cargo cc libclang redis-server python3-venv valgrind tclsh prometheus
-# (default: all). prometheus brings promtool too; it is installed without its
+# node (default: all). node is Node.js >= 20 with npm (the node/ package):
+# apt's nodejs when missing; an apt that offers only an older one is an
+# error saying so. prometheus brings promtool too; it is installed without its
 # recommends and without starting its service (the tests start their own on
 # a free loopback port; nothing is left listening on :9090).
 # --check   only report: print "missing: ..." and exit 1 when something is missing.
@@ -27,7 +29,24 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#wanted[@]} -gt 0 ] || wanted=(cargo cc libclang redis-server python3-venv valgrind tclsh prometheus)
+[ ${#wanted[@]} -gt 0 ] || wanted=(cargo cc libclang redis-server python3-venv valgrind tclsh prometheus node)
+
+# The oldest Node.js major version node/ supports.
+NODE_MIN=20
+
+# node_major: the major version of the node on PATH (empty when none).
+node_major() {
+  local v
+  v=$(node --version 2>/dev/null) || return 0
+  v=${v#v}
+  echo "${v%%.*}"
+}
+
+has_node() {
+  local major
+  major=$(node_major)
+  [ -n "$major" ] && [ "$major" -ge "$NODE_MIN" ] 2>/dev/null && command -v npm >/dev/null 2>&1
+}
 
 # bindgen (through clang-sys) loads libclang.so or libclang-<N>.so*; the
 # libclang-cpp library some images ship is a different library and does not do.
@@ -58,6 +77,7 @@ present() {
     valgrind) command -v valgrind >/dev/null 2>&1 ;;
     tclsh) command -v tclsh >/dev/null 2>&1 ;;
     prometheus) command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ;;
+    node) has_node ;;
     *) echo "deps.sh: unknown dependency $1" >&2; exit 2 ;;
   esac
 }
@@ -68,6 +88,7 @@ package_of() {
     cc) echo gcc ;;
     libclang) echo libclang-dev ;;
     tclsh) echo tcl ;;
+    node) echo nodejs ;;
     *) echo "$1" ;;
   esac
 }
@@ -86,6 +107,11 @@ for name in "${missing[@]}"; do
   if [ "$name" = cargo ]; then
     echo "Rust is not installed (no cargo on PATH). Install it with rustup"
     echo "(https://rustup.rs), or: sudo apt-get install -y cargo; then run make again."
+    exit 1
+  fi
+  if [ "$name" = node ] && [ -n "$(node_major)" ] && ! [ "$(node_major)" -ge "$NODE_MIN" ] 2>/dev/null; then
+    echo "Node.js $(node --version) is older than $NODE_MIN: node/ needs Node.js >= $NODE_MIN"
+    echo "(apt's nodejs, or https://nodejs.org / nodesource); then run make again."
     exit 1
   fi
   packages+=("$(package_of "$name")")
@@ -120,6 +146,15 @@ if [ "$with_prometheus" = 1 ]; then
   installed=$?
   [ "$own_policy" = 1 ] && rm -f "$policy"
   [ "$installed" = 0 ] || { echo "apt-get install prometheus failed"; exit 1; }
+fi
+# Debian's own nodejs comes without npm (nodesource's brings it).
+if [[ " ${missing[*]} " == *" node "* ]] && [ -n "$(node_major)" ] && ! command -v npm >/dev/null 2>&1; then
+  apt-get install -y -qq npm >/dev/null || { echo "apt-get install npm failed"; exit 1; }
+fi
+if [[ " ${missing[*]} " == *" node "* ]] && ! has_node; then
+  echo "apt-get installed Node.js $(node --version 2>/dev/null || echo '(none)'), but node/ needs"
+  echo "Node.js >= $NODE_MIN with npm: install a newer one (https://nodejs.org, nodesource) and run make again."
+  exit 1
 fi
 for name in "${missing[@]}"; do
   present "$name" || { echo "still missing after install: $name"; exit 1; }

@@ -16,6 +16,15 @@ so the docs cannot drift from the code. Each block's language says how:
   python     the same (`# examples/python/x.py`); quickstart.py is run with
              Redis up, interrupted (release), and with Redis killed (it must
              stop before its lease can have ended).
+  js         JavaScript (ES module) for the Node package (node/, built by
+             `make node`): run with node from node/ (so `import "hblock"`
+             and `import { Redis } from "ioredis"` resolve), HBLOCK_REDIS_URL
+             pointing at a fresh server; must exit 0 within 30 s. A block
+             whose first line names a file (`// examples/node/x.mjs`) must
+             be that file, and is run as `python` examples are (Redis up,
+             interrupted, Redis killed).
+  ts         TypeScript for the Node package: compiled with node/'s tsc
+             (strict, NodeNext; `await using` works) and run as a js block.
   conf       redis.conf lines: a server must start with them (the module path
              replaced by the built one) and serve HBLOCK.INFO.
   sentinel   sentinel.conf lines (`# path` first, that file's text): a Sentinel
@@ -255,11 +264,17 @@ def read_until(proc, needle, timeout):
 
 
 def check_python(text):
-    path = included_file(text, "#")
+    check_example([PYTHON, included_file(text, "#")])
+
+
+def check_example(argv, cwd=None):
+    """An example program: with Redis up it leads ("working"), Ctrl-C
+    releases ("released"); with Redis killed it stops ("stopped") before its
+    lease (3 s) can have ended."""
     # Redis up: leads, works, and Ctrl-C releases.
     with Server() as server:
         env = dict(os.environ, HBLOCK_REDIS_URL=server.url, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen([PYTHON, path], env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True, cwd=cwd)
         read_until(proc, "working", 10)
         proc.send_signal(signal.SIGINT)
         read_until(proc, "released", 10)
@@ -268,7 +283,7 @@ def check_python(text):
                               capture_output=True, text=True).stdout
         assert "free" in info, f"not released: {info}"
         # Redis killed while it works: it stops before its lease can end.
-        proc = subprocess.Popen([PYTHON, path], env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True, cwd=cwd)
         read_until(proc, "working", 10)
         killed = time.monotonic()
         server.stop()
@@ -286,6 +301,56 @@ def check_python_script(text):
         proc = subprocess.run([PYTHON, "-c", text], env=env, capture_output=True, text=True,
                               timeout=30)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+NODE_DIR = os.path.join(ROOT, "node")
+
+
+def node_built():
+    assert os.path.exists(os.path.join(NODE_DIR, "dist", "esm", "index.js")), \
+        "node/ is not built: run make node"
+
+
+def run_node_module(path):
+    with Server() as server:
+        env = dict(os.environ, HBLOCK_REDIS_URL=server.url)
+        proc = subprocess.run(["node", path], env=env, capture_output=True, text=True, timeout=30,
+                              cwd=NODE_DIR)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def check_js(text):
+    node_built()
+    if text.startswith("// examples/"):
+        check_example(["node", included_file(text, "//")], cwd=NODE_DIR)
+        return
+    # A file inside node/, so that `import "hblock"` finds the package itself.
+    where = tempfile.mkdtemp(prefix=".doc-", dir=NODE_DIR)
+    try:
+        path = os.path.join(where, "snippet.mjs")
+        with open(path, "w") as f:
+            f.write(text)
+        run_node_module(path)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def check_ts(text):
+    node_built()
+    where = tempfile.mkdtemp(prefix=".doc-", dir=NODE_DIR)
+    try:
+        with open(os.path.join(where, "snippet.mts"), "w") as f:
+            f.write(text)
+        tsc = os.path.join(NODE_DIR, "node_modules", "typescript", "lib", "tsc.js")
+        proc = subprocess.run(["node", tsc, "--strict", "--target", "es2022", "--module", "nodenext",
+                               "--moduleResolution", "nodenext", "--lib", "es2022,esnext.disposable",
+                               "--types", "node", "--skipLibCheck", "--rootDir", where, "--outDir", where,
+                               os.path.join(where, "snippet.mts")],
+                              capture_output=True, text=True, timeout=120, cwd=NODE_DIR)
+        assert proc.returncode == 0, "tsc: " + proc.stdout + proc.stderr
+        run_node_module(os.path.join(where, "snippet.mjs"))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def check_conf(text):
@@ -456,6 +521,8 @@ CHECKERS = {
     "rust": check_rust,
     "python": check_python,
     "python-script": check_python_script,
+    "js": check_js,
+    "ts": check_ts,
     "conf": check_conf,
     "sentinel": check_sentinel,
     "env": check_env,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests scripts/deps.sh's libclang detection against fake root directories:
 # libclang-cpp alone is not libclang; libclang-<N>.so.1 or libclang.so is.
+# And its Node.js check against fake node binaries: 20 or newer, with npm.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
@@ -40,6 +41,26 @@ expect "static archives only" 1 usr/lib/llvm-14/lib/libclangBasic.a
 # prometheus (and its promtool) is a known name: present or missing, never a usage error.
 "$here/deps.sh" --check prometheus >/dev/null 2>&1
 case $? in 0|1) passed=$((passed + 1)) ;; *) failed=$((failed + 1)); echo "FAIL: prometheus unknown" ;; esac
+
+# node: a node older than 20 (or without npm) is missing, 20 or newer is present.
+# fake_node VERSION [npm]: a PATH with a node printing vVERSION (and an npm).
+fake_node() {
+  local bin="$tmp/node-$1-${2:-nonpm}"
+  mkdir -p "$bin"
+  printf '#!/bin/sh\necho v%s\n' "$1" >"$bin/node"
+  chmod +x "$bin/node"
+  if [ -n "${2:-}" ]; then printf '#!/bin/sh\n' >"$bin/npm"; chmod +x "$bin/npm"; fi
+  echo "$bin"
+}
+expect_node() {
+  local what=$1 want=$2 path=$3 got
+  PATH="$path:/usr/bin:/bin" "$here/deps.sh" --check node >/dev/null 2>&1
+  got=$?
+  if [ "$got" = "$want" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what: exit $got, expected $want"; fi
+}
+expect_node "node 18 with npm" 1 "$(fake_node 18.19.0 npm)"
+expect_node "node 20 with npm" 0 "$(fake_node 20.20.2 npm)"
+expect_node "node 22 with npm" 0 "$(fake_node 22.1.0 npm)"
 
 echo "deps: $passed passed, $failed failed"
 [ "$failed" = 0 ]
