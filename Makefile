@@ -18,10 +18,10 @@ help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(PORT)/$(PORT)/' | \
 	  awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-deps: ## Install what the build needs if missing: cargo, cc, libclang, redis-server, python3-venv, Node.js >= 20 + npm
-	@scripts/deps.sh cargo cc libclang redis-server python3-venv node
+deps: ## Install what the build needs if missing: cargo, cc, libclang, redis-server, python3-venv (the Node tests add Node.js >= 20 + npm)
+	@scripts/deps.sh cargo cc libclang redis-server python3-venv
 
-build: deps $(NODE_BUILT) ## Build target/release/libhblock.so, the target/release/hblock CLI and the Node package (node/dist)
+build: deps ## Build target/release/libhblock.so and the target/release/hblock CLI (`make node` builds the Node package)
 	$(CARGO) build --release
 
 node: $(NODE_BUILT) ## The Node.js package: npm ci (node/package-lock.json), node/dist (ESM, CJS, .d.ts), examples/node's install of it
@@ -78,14 +78,14 @@ test-client: build venv ## The client library, the hblock CLI (its exporter agai
 test-python: build venv ## The Python package (python/) with pytest against real servers
 	cd python && HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CURDIR)/$(VENV)/bin/python -m pytest -q tests
 
-test-node: build venv ## The Node.js package (node/) with node --test on Redis 7.0, Valkey 8.1 and 9.1 (Sentinel failover, a Cluster key)
+test-node: build venv $(NODE_BUILT) ## The Node.js package (node/) with node --test on Redis 7.0, Valkey 8.1 and 9.1 (Sentinel failover, a Cluster key)
 	@for server in $(SERVERS); do \
 	  bin=$$(scripts/server-bin.sh $$server) || exit 1; \
 	  echo "== the Node package on $$server ($$bin)"; \
 	  (cd node && SERVER_BIN=$$bin HBLOCK_MODULE=$(CURDIR)/$(MODULE) npm test --silent) || exit 1; \
 	done
 
-test-docs: build venv ## Run every snippet of README.md and docs/ against real servers (HBLOCK_DOC_PAUSE=5)
+test-docs: build venv $(NODE_BUILT) ## Run every snippet of README.md and docs/ against real servers (HBLOCK_DOC_PAUSE=5)
 	@scripts/deps.sh prometheus
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(VENV)/bin/python scripts/doc_snippets.py
 
