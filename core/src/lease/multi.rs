@@ -126,6 +126,9 @@ impl Lease {
             let deadline = holder.deadline_ms();
             fx.history |= self.holder_ended(holder, deadline, How::Expired);
             fx.changed = true;
+            if fx.expired {
+                fx.also_expired = fx.also_expired.saturating_add(1);
+            }
             fx.expired = true;
         }
         if fx.changed {
