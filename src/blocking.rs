@@ -15,7 +15,7 @@
 use crate::ffi;
 use crate::handoff::{self, Handle};
 use crate::{binding, stats, tokens, watch};
-use hblock_core::lease::{Lease, Phase};
+use hblock_core::lease::Lease;
 use hblock_core::queue::{Caller, LockId, Queues, WaiterId};
 use hblock_core::schedule::{Schedule, WaitSlot};
 use redis_module::{Context, RedisString};
@@ -35,6 +35,9 @@ pub struct WaitState {
     pub wait_slots: HashMap<WaiterId, WaitSlot>,
     /// Waiters that asked for BIND: their connection and grace.
     pub binds: HashMap<WaiterId, (u64, u64)>,
+    /// The LIMIT of waiters that gave one above 1: a waiter granted a key
+    /// that no longer exists creates the lock with it.
+    pub limits: HashMap<WaiterId, u16>,
     /// The module timer and the time it was armed for.
     armed: Option<(ffi::TimerId, i64)>,
 }
@@ -159,8 +162,7 @@ pub fn note_key_for_timer(ctx: ffi::Ctx, db: i32, key: &[u8], arrival: bool) {
 /// is only built when a check must be added. A null `ctx` arms no timer
 /// (the caller's timer run, or the end of loading, arms it).
 pub fn schedule_lease_check(ctx: ffi::Ctx, lock: impl FnOnce() -> LockId, lease: &mut Lease) {
-    if lease.phase == Phase::Held {
-        let deadline = lease.deadline_ms();
+    if let Some(deadline) = lease.next_deadline() {
         schedule_check_at(ctx, lock, lease, deadline);
     }
 }

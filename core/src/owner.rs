@@ -4,12 +4,15 @@
 //! lock costs one allocation; longer ones move to the heap. This is what keeps
 //! `MEMORY USAGE` of a lock close to that of a plain `SET key owner PX` key.
 //!
-//! The owner's slot also carries the lock's holder history when
-//! `hblock.history` is on ([`Owner::Spilled`]): one allocation holding the
-//! owner, the history and its cap. A record without history stays 80 bytes,
-//! exactly as before the history existed.
+//! The owner's slot also carries the lock's holder history once a lease end
+//! is recorded (`hblock.history` on), and the holders of a lock with permits
+//! ([`Owner::Spilled`]): one allocation holding the owner, the history and a
+//! pointer to the permits (the history's cap is the record's
+//! `Lease::history_cap`, in its padding byte). A record without either stays
+//! 80 bytes, exactly as before the history existed.
 
 use crate::history::{self, Entry};
+use crate::permits::Permits;
 
 /// The longest owner accepted, in bytes.
 pub const MAX_OWNER_LEN: usize = crate::limits::OWNER_MAX_LEN;
@@ -34,15 +37,17 @@ pub struct Spill {
     owner: Owner,
     /// Encoded entries, newest first (`hblock_core::history`).
     history: Box<[u8]>,
-    /// Entries to keep at the next lease end (`hblock.history` when the
-    /// record was last opened for writing).
-    cap: u8,
+    /// The holders of a lock with permits (LIMIT > 1, or holders left
+    /// over after a lowered limit); None for a plain lock.
+    permits: Option<Box<Permits>>,
 }
 
-/// Owners are equal when their bytes and their histories are.
+/// Owners are equal when their bytes, histories and permits are.
 impl PartialEq for Owner {
     fn eq(&self, other: &Owner) -> bool {
-        self.as_bytes() == other.as_bytes() && self.history() == other.history()
+        self.as_bytes() == other.as_bytes()
+            && self.history() == other.history()
+            && self.permits() == other.permits()
     }
 }
 
@@ -96,71 +101,114 @@ impl Owner {
         }
     }
 
-    /// Sets the entries to keep at the next lease end: a cap above 0 makes
-    /// room for a history; 0 drops an empty one (a non-empty one goes at the
-    /// next lease end, as a lowered cap trims).
-    pub fn set_history_cap(&mut self, cap: u8) {
-        match self {
-            Owner::Spilled(spill) => {
-                spill.cap = cap;
-                if cap == 0 && spill.history.is_empty() {
-                    self.unspill();
-                }
-            }
-            _ if cap > 0 => self.spill(Box::default(), cap),
-            _ => {}
-        }
-    }
-
-    /// Replaces the history (validated by the caller), keeping the cap.
+    /// Replaces the history (validated by the caller).
     pub fn set_history(&mut self, entries: Box<[u8]>) {
         match self {
-            Owner::Spilled(spill) if entries.is_empty() && spill.cap == 0 => self.unspill(),
-            Owner::Spilled(spill) => spill.history = entries,
+            Owner::Spilled(spill) => {
+                spill.history = entries;
+                self.unspill_if_bare();
+            }
             _ if entries.is_empty() => {}
-            _ => self.spill(entries, 0),
+            _ => self.spill(entries),
         }
     }
 
     /// Puts the lease that just ended (these bytes its owner) at the front
-    /// of the history, trimmed to the cap. True when the history changed.
+    /// of the history, keeping the newest `cap` entries (`hblock.history`
+    /// when the record was last opened for writing, `Lease::history_cap`; a
+    /// lowered cap trims here). True when the history changed.
     pub fn push_end(
         &mut self,
+        cap: u8,
         token: u64,
         granted_ms: i64,
         ended_ms: i64,
         how: history::How,
     ) -> bool {
-        let Owner::Spilled(spill) = self else {
+        if cap == 0 && self.history().is_empty() {
             return false;
-        };
-        if spill.cap == 0 && spill.history.is_empty() {
+        }
+        let owner = self.as_bytes().to_vec();
+        self.push_end_of(cap, &owner, (token, granted_ms, ended_ms), how)
+    }
+
+    /// As [`push_end`](Owner::push_end), for the lease of `owner` (a holder
+    /// of a lock with permits): (token, granted, ended).
+    pub fn push_end_of(
+        &mut self,
+        cap: u8,
+        owner: &[u8],
+        lease: (u64, i64, i64),
+        how: history::How,
+    ) -> bool {
+        let (token, granted_ms, ended_ms) = lease;
+        if cap == 0 && self.history().is_empty() {
             return false;
         }
         let entry = Entry {
-            owner: spill.owner.as_bytes(),
+            owner,
             token,
             granted_ms,
             ended_ms,
             how,
         };
-        let entries = history::pushed(&spill.history, &entry, usize::from(spill.cap));
+        let entries = history::pushed(self.history(), &entry, usize::from(cap));
         self.set_history(entries.into_boxed_slice());
         true
     }
 
-    fn spill(&mut self, history: Box<[u8]>, cap: u8) {
+    /// The permits of a lock with more than one (None: a plain lock).
+    pub fn permits(&self) -> Option<&Permits> {
+        match self {
+            Owner::Spilled(spill) => spill.permits.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn permits_mut(&mut self) -> Option<&mut Permits> {
+        match self {
+            Owner::Spilled(spill) => spill.permits.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    /// Sets or drops the permits, keeping the owner and the history.
+    pub fn set_permits(&mut self, permits: Option<Permits>) {
+        match self {
+            Owner::Spilled(spill) => {
+                spill.permits = permits.map(Box::new);
+                self.unspill_if_bare();
+            }
+            _ => {
+                if let Some(permits) = permits {
+                    self.spill(Box::default());
+                    if let Owner::Spilled(spill) = self {
+                        spill.permits = Some(Box::new(permits));
+                    }
+                }
+            }
+        }
+    }
+
+    fn spill(&mut self, history: Box<[u8]>) {
         let owner = std::mem::replace(self, Owner::none());
         *self = Owner::Spilled(Box::new(Spill {
             owner,
             history,
-            cap,
+            permits: None,
         }));
     }
 
-    fn unspill(&mut self) {
-        if let Owner::Spilled(spill) = std::mem::replace(self, Owner::none()) {
-            *self = spill.owner;
+    /// Back to the bare owner when the spill holds nothing more.
+    fn unspill_if_bare(&mut self) {
+        let bare = match self {
+            Owner::Spilled(spill) => spill.history.is_empty() && spill.permits.is_none(),
+            _ => false,
+        };
+        if bare {
+            if let Owner::Spilled(spill) = std::mem::replace(self, Owner::none()) {
+                *self = spill.owner;
+            }
         }
     }
 
@@ -180,15 +228,25 @@ impl Owner {
 
     /// The allocations of a history, if any: the spill (its address and
     /// size) and the entries' buffer (for MEMORY USAGE).
-    pub fn history_allocations(&self) -> [Option<(*const u8, usize)>; 2] {
+    pub fn history_allocations(&self) -> [Option<(*const u8, usize)>; 3] {
         match self {
             Owner::Spilled(spill) => {
                 let whole = (&**spill as *const Spill).cast::<u8>();
                 let entries = (!spill.history.is_empty())
                     .then_some((spill.history.as_ptr(), spill.history.len()));
-                [Some((whole, std::mem::size_of::<Spill>())), entries]
+                let permits = spill.permits.as_deref().map(|p| {
+                    (
+                        (p as *const Permits).cast::<u8>(),
+                        std::mem::size_of::<Permits>(),
+                    )
+                });
+                [
+                    Some((whole, std::mem::size_of::<Spill>())),
+                    entries,
+                    permits,
+                ]
             }
-            _ => [None, None],
+            _ => [None, None, None],
         }
     }
 }
