@@ -113,7 +113,7 @@ pub mod watch;
 pub mod watchdog;
 
 pub use acquire::WaitEvent;
-pub use commands::{LockInfo, NotGranted, HELD_BACK};
+pub use commands::{Holding, LockInfo, NotGranted, HELD_BACK};
 pub use conn::{connection_name, Client, Conn, REPLY_LIMIT};
 pub use error::{Class, Error};
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};
