@@ -1,7 +1,7 @@
 //! One function per HBLOCK command, with typed replies.
 
 use crate::error::Error;
-use hblock_core::proto::{HISTORY_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
+use hblock_core::proto::{HISTORY_FIELDS, HOLDER_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
 /// ACQUIRE's options: INTERVAL, MISSES, WAIT, BIND and LIMIT (None: not
@@ -309,12 +309,6 @@ pub struct Holding {
     /// 1 when bound to a connection (BIND).
     pub bound: i64,
 }
-
-/// `HBLOCK.HOLDERS`: the fields of each holder, in reply order (`owner` a
-/// bulk string, the others integers).
-pub const HOLDER_FIELDS: [&str; 9] = [
-    "owner", "token", "interval", "misses", "missed", "ttl", "beats", "age", "bound",
-];
 
 impl Holding {
     /// The integer fields with their names, in reply order.

@@ -13,8 +13,8 @@ use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::REPLY_LIMIT;
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
-    INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
-    OWNER_MAX_LEN, WAIT_MAX,
+    INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, LIMIT_MAX, LIMIT_MIN, MISSES_DEFAULT, MISSES_MAX,
+    MISSES_MIN, OWNER_MAX_LEN, WAIT_MAX,
 };
 use std::time::Duration;
 
@@ -68,12 +68,9 @@ struct Terms {
     #[arg(long, default_value_t = 1000)]
     replica_timeout: u64,
     /// At most N owners hold the lock at once, each with its own lease and token (a semaphore of N permits, 1 to 1000); every holder and waiter must give the same N
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX as i64))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(LIMIT_MIN as i64..=LIMIT_MAX as i64))]
     limit: u32,
 }
-
-/// ACQUIRE's largest LIMIT.
-const LIMIT_MAX: u32 = 1000;
 
 impl Terms {
     fn lease_options(&self, wait: Option<Duration>) -> LeaseOptions {
