@@ -308,3 +308,108 @@ fn a_limit_3_holder_idle_for_seconds_sends_a_bounded_number_of_commands() {
     );
     assert!(err.is_fatal() && err.hint().is_some());
 }
+
+/// `hblock watch` on a LIMIT 2 lock: one line per grant and per lease end
+/// (the Watch iterator passes back INFO's last token), none missed.
+#[test]
+fn watch_prints_a_line_per_grant_and_end_of_a_limit_2_lock() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hblock"))
+        .args(["--redis", &server.url(), "watch", "w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hblock watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(next(), "free", "no such lock yet");
+    let acquire = |owner: &str| {
+        let out = hblock(
+            &server,
+            &[
+                "acquire",
+                "w",
+                "--owner",
+                owner,
+                "--limit",
+                "2",
+                "--interval",
+                "60000",
+            ],
+        );
+        assert_eq!(code(&out), 0, "{out:?}");
+        stdout(&out)
+    };
+    let a = acquire("a");
+    let line = next();
+    assert!(
+        line.starts_with(&format!("held holders=1/2 token={a} owner=a ttl=")),
+        "{line}"
+    );
+    let b = acquire("b");
+    let line = next();
+    assert!(
+        line.starts_with(&format!("held holders=2/2 token={b} owner=")),
+        "{line}"
+    );
+    hblock(&server, &["release", "w", "a", &a]);
+    let line = next();
+    assert!(line.starts_with("held holders=1/2 token="), "{line}");
+    assert!(line.contains(" owner=b ttl="), "{line}");
+    hblock(&server, &["release", "w", "b", &b]);
+    let line = next();
+    assert!(line.starts_with("free holders=0/2 token="), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A bound holder of a LIMIT 2 lock whose connections are killed re-binds
+/// (ACQUIRE ... BIND ... LIMIT 2, same token) and its child keeps running;
+/// after `HBLOCK.LIMIT` changed the lock's limit it re-binds under the new
+/// one instead of being refused.
+#[test]
+fn a_dropped_connection_of_a_limit_2_holder_is_re_bound_also_after_hblock_limit() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = server.conn();
+    let a = Supervisor::start(&server, d, "a", &["--limit", "2"], HOLDER);
+    let runs = eventually(Duration::from_secs(10), || read_pid(&d.join("a.pid")));
+    let child = runs.unwrap_or_else(|| panic!("a runs\n{}", a.log()));
+    let token = support::info_int(&mut c, default_key(), "token");
+    for limit in [None, Some(3)] {
+        if let Some(n) = limit {
+            let now: i64 = redis::cmd("HBLOCK.LIMIT")
+                .arg(default_key())
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(now, n);
+        }
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .query(&mut c)
+            .unwrap();
+        assert!(killed >= 1);
+        let bound = eventually(Duration::from_secs(5), || {
+            (support::info_int(&mut c, default_key(), "bound") == 1).then_some(())
+        });
+        assert!(bound.is_some(), "re-bound (limit {limit:?})\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            alive(child),
+            "the child runs on (limit {limit:?})\n{}",
+            a.log()
+        );
+        let holders: Vec<(String, i64)> = hblock_client::commands::holders(&mut c, default_key())
+            .expect("HBLOCK.HOLDERS")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| (String::from_utf8_lossy(&h.owner).into_owned(), h.token))
+            .collect();
+        assert_eq!(holders.len(), 1, "{holders:?}");
+        assert!(holders[0].0.starts_with("a/"), "{holders:?}");
+        assert_eq!(holders[0].1, token, "same lease, same token");
+    }
+    assert!(!a.log().contains("lost"), "{}", a.log());
+}
