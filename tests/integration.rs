@@ -42,6 +42,8 @@ mod loading;
 mod memory;
 /// Redis being operated: pauses, failover, shutdown, replicas.
 mod operations;
+/// Locks with permits (LIMIT n): holders, FIFO grants, HBLOCK.LIMIT, HOLDERS.
+mod permits;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
 mod persistence;
 /// A master with a replica.
