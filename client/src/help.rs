@@ -40,8 +40,9 @@ Exit codes:
   1   not acquired (--no-wait, --timeout)
   2   usage error
   3   Redis unreachable or answered an error before the lease was granted
-      (a --limit that does not match the lock's included), or a beat got a fatal error (the key's type, the ACL, the password
-      changed): the command was stopped as on NOTHELD
+      (a --limit that does not match the lock's included), or a beat got a
+      fatal error (the key's type, the ACL, the password changed): the
+      command was stopped as on NOTHELD
   4   the lease was lost (NOTHELD, or Redis unreachable for too long) and the
       command was stopped
   5   the health check (--check) failed --check-failures times in a row; the
