@@ -62,15 +62,17 @@ fn run_limit_2_runs_two_children_and_the_next_starts_when_one_exits_or_is_killed
 
     // b's child exits: b releases, the head of the queue (c) starts.
     let b_child = read_pid(&d.join("b.pid")).expect("b's pid");
+    let exited = Instant::now();
     // SAFETY: kill(2) on a process this test started (through hblock run).
     unsafe {
         libc::kill(b_child, libc::SIGTERM);
     }
-    assert!(b.wait_exit(Duration::from_secs(10)).is_some(), "b exits");
     let c_runs = eventually(Duration::from_secs(5), || {
-        running(d, &["c"]).len().eq(&1).then_some(())
-    });
-    assert!(c_runs.is_some(), "c took b's permit\n{}", waiting.log());
+        running(d, &["c"]).len().eq(&1).then_some(exited.elapsed())
+    })
+    .unwrap_or_else(|| panic!("c took b's permit\n{}", waiting.log()));
+    eprintln!("a holder's child exits to the waiter's child: {c_runs:?}");
+    assert!(b.wait_exit(Duration::from_secs(10)).is_some(), "b exits");
     assert_eq!(running(d, &["a", "c", "d"]), ["a", "c"]);
     assert_eq!(waiters(&mut c), 1);
 
