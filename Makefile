@@ -65,14 +65,14 @@ test-servers: build venv ## The integration tests on Redis 7.0, Valkey 8.1 and V
 test-valkey: build venv ## The integration tests on Valkey 8.1 and 9.1 only
 	@$(MAKE) --no-print-directory test-servers SERVERS="valkey8 valkey9"
 
-test-client: build venv ## The client library, the hblock CLI (its exporter against a real Prometheus) and the Python example (Sentinel, failover delay, ls, exporter, waiters and history on all three servers)
+test-client: build venv ## The client library, the hblock CLI (its exporter against a real Prometheus) and the Python example (Sentinel, failover delay, ls, exporter, waiters, history and permits on all three servers)
 	@scripts/deps.sh prometheus
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) HBLOCK_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test -p hblock-client
 	@for server in $(filter-out redis,$(SERVERS)); do \
 	  bin=$$(scripts/server-bin.sh $$server) || exit 1; \
-	  echo "== the Sentinel, failover-delay, ls, exporter, waiters and history tests on $$server ($$bin)"; \
+	  echo "== the Sentinel, failover-delay, ls, exporter, waiters, history and permits tests on $$server ($$bin)"; \
 	  SERVER_BIN=$$bin HBLOCK_MODULE=$(CURDIR)/$(MODULE) HBLOCK_PYTHON=$(CURDIR)/$(VENV)/bin/python \
-	    $(CARGO) test -p hblock-client --test cli -- sentinel:: held_back:: ls:: exporter:: info_waiters:: watch_history:: || exit 1; \
+	    $(CARGO) test -p hblock-client --test cli -- sentinel:: held_back:: ls:: exporter:: info_waiters:: watch_history:: permits:: || exit 1; \
 	done
 
 test-python: build venv ## The Python package (python/) with pytest against real servers

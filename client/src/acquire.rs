@@ -149,6 +149,7 @@ impl Client {
             misses: Some(u64::from(options.misses)),
             wait_ms: wait.map(|d| d.as_millis() as u64),
             bind_ms: options.bind_ms(),
+            limit: commands::limit_arg(options.limit),
         };
         // Through Sentinel, a waiter on a master that Sentinel no longer
         // names is moved (its connection closed, then queued again).

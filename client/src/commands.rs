@@ -1,10 +1,11 @@
 //! One function per HBLOCK command, with typed replies.
 
 use crate::error::Error;
-use hblock_core::proto::{HISTORY_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
+use hblock_core::proto::{HISTORY_FIELDS, HOLDER_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
-/// ACQUIRE's options: INTERVAL, MISSES, WAIT and BIND (None: not sent).
+/// ACQUIRE's options: INTERVAL, MISSES, WAIT, BIND and LIMIT (None: not
+/// sent).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AcquireArgs {
     pub interval_ms: Option<u64>,
@@ -13,6 +14,9 @@ pub struct AcquireArgs {
     pub wait_ms: Option<u64>,
     /// Bind the lease to this connection with this grace.
     pub bind_ms: Option<u64>,
+    /// How many owners may hold the lock at once (LIMIT; the server's
+    /// default is 1). Every holder and waiter must give the same.
+    pub limit: Option<u32>,
 }
 
 /// `HBLOCK.ACQUIRE`: the fencing token, or None when another owner holds the
@@ -34,6 +38,7 @@ pub fn acquire_cmd(key: &str, owner: &[u8], args: AcquireArgs) -> redis::Cmd {
         misses,
         wait_ms,
         bind_ms,
+        limit,
     } = args;
     let mut cmd = redis::cmd("HBLOCK.ACQUIRE");
     cmd.arg(key).arg(owner);
@@ -49,7 +54,38 @@ pub fn acquire_cmd(key: &str, owner: &[u8], args: AcquireArgs) -> redis::Cmd {
     if let Some(ms) = bind_ms {
         cmd.arg("BIND").arg(ms);
     }
+    if let Some(n) = limit {
+        cmd.arg("LIMIT").arg(n);
+    }
     cmd
+}
+
+/// LIMIT for [`AcquireArgs::limit`]: None for 1 (the server's default, so
+/// a one-holder lock's ACQUIRE is what it always was).
+pub fn limit_arg(limit: u32) -> Option<u32> {
+    (limit != 1).then_some(limit)
+}
+
+/// `HBLOCK.LIMIT key n`: changes the lock's limit now (raising it grants
+/// waiters at once; lowering it ends no lease); the new limit.
+pub fn set_limit(con: &mut impl ConnectionLike, key: &str, limit: u32) -> RedisResult<i64> {
+    redis::cmd("HBLOCK.LIMIT").arg(key).arg(limit).query(con)
+}
+
+/// `HBLOCK.CHECK`: Ok when `owner` holds a live lease of `key` under
+/// `token`, else [`Error::NotHeld`].
+pub fn check(
+    con: &mut impl ConnectionLike,
+    key: &str,
+    owner: &[u8],
+    token: i64,
+) -> Result<(), Error> {
+    let _: Value = redis::cmd("HBLOCK.CHECK")
+        .arg(key)
+        .arg(owner)
+        .arg(token)
+        .query(con)?;
+    Ok(())
 }
 
 /// `HBLOCK.BEAT`: the lease's beat count.
@@ -97,11 +133,19 @@ pub struct LockInfo {
     pub waiters: i64,
     /// 1 when the lease is bound to a connection (BIND), else 0.
     pub bound: i64,
+    /// How many owners may hold the lock at once (1 from a module without
+    /// permits).
+    pub limit: i64,
+    /// How many hold it now.
+    pub holders: i64,
 }
+
+/// INFO's last two fields (the permits issue), after [`INFO_NUMBERS`].
+pub const INFO_PERMITS: [&str; 2] = ["limit", "holders"];
 
 impl LockInfo {
     /// The integer fields with their INFO names, in reply order.
-    pub fn numbers(&self) -> [(&'static str, i64); 10] {
+    pub fn numbers(&self) -> [(&'static str, i64); 12] {
         let values = [
             self.token,
             self.interval,
@@ -114,8 +158,10 @@ impl LockInfo {
             self.waiters,
             self.bound,
         ];
-        let mut out = [("", 0); 10];
-        for (slot, pair) in out.iter_mut().zip(INFO_NUMBERS.into_iter().zip(values)) {
+        let mut out = [("", 0); 12];
+        let permits = INFO_PERMITS.into_iter().zip([self.limit, self.holders]);
+        let pairs = INFO_NUMBERS.into_iter().zip(values).chain(permits);
+        for (slot, pair) in out.iter_mut().zip(pairs) {
             *slot = pair;
         }
         out
@@ -136,10 +182,17 @@ impl LockInfo {
             &mut self.waiters,
             &mut self.bound,
         ];
-        match INFO_NUMBERS.iter().position(|n| n.as_bytes() == name) {
-            Some(i) => fields.into_iter().nth(i).map(|f| *f = value).is_some(),
-            None => false,
+        match name {
+            b"limit" => self.limit = value,
+            b"holders" => self.holders = value,
+            _ => {
+                return match INFO_NUMBERS.iter().position(|n| n.as_bytes() == name) {
+                    Some(i) => fields.into_iter().nth(i).map(|f| *f = value).is_some(),
+                    None => false,
+                }
+            }
         }
+        true
     }
 }
 
@@ -239,6 +292,117 @@ fn parse_waiter(entry: Value) -> RedisResult<Waiter> {
     Ok(waiter)
 }
 
+/// One holder of a lock (an `HBLOCK.HOLDERS` entry): INFO's per-lease
+/// fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    pub owner: Vec<u8>,
+    pub token: i64,
+    pub interval: i64,
+    pub misses: i64,
+    pub missed: i64,
+    /// Ms until this lease expires.
+    pub ttl: i64,
+    pub beats: i64,
+    /// Ms since it was granted.
+    pub age: i64,
+    /// 1 when bound to a connection (BIND).
+    pub bound: i64,
+}
+
+impl Holding {
+    /// The integer fields with their names, in reply order.
+    pub fn numbers(&self) -> [(&'static str, i64); 8] {
+        let values = [
+            self.token,
+            self.interval,
+            self.misses,
+            self.missed,
+            self.ttl,
+            self.beats,
+            self.age,
+            self.bound,
+        ];
+        let mut out = [("", 0); 8];
+        for (slot, pair) in out
+            .iter_mut()
+            .zip(HOLDER_FIELDS.into_iter().skip(1).zip(values))
+        {
+            *slot = pair;
+        }
+        out
+    }
+}
+
+/// `HBLOCK.HOLDERS key`: every holder in token order (empty when none);
+/// None when the key does not exist.
+pub fn holders(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<Vec<Holding>>> {
+    parse_holders(redis::cmd("HBLOCK.HOLDERS").arg(key).query(con)?)
+}
+
+pub(crate) fn parse_holders(reply: Value) -> RedisResult<Option<Vec<Holding>>> {
+    let entries = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(entries) | Value::Set(entries) => entries,
+        other => return Err(unexpected_of("HBLOCK.HOLDERS", &other)),
+    };
+    entries
+        .into_iter()
+        .map(parse_holding)
+        .collect::<RedisResult<Vec<_>>>()
+        .map(Some)
+}
+
+fn parse_holding(entry: Value) -> RedisResult<Holding> {
+    let items = match entry {
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => return Err(unexpected_of("HBLOCK.HOLDERS", &other)),
+    };
+    let mut h = Holding {
+        owner: Vec::new(),
+        token: 0,
+        interval: 0,
+        misses: 0,
+        missed: 0,
+        ttl: 0,
+        beats: 0,
+        age: 0,
+        bound: 0,
+    };
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        let Value::BulkString(name) = name else {
+            return Err(unexpected_of("HBLOCK.HOLDERS", &name));
+        };
+        let at = HOLDER_FIELDS.iter().position(|f| f.as_bytes() == name);
+        let slot = match at {
+            Some(1) => &mut h.token,
+            Some(2) => &mut h.interval,
+            Some(3) => &mut h.misses,
+            Some(4) => &mut h.missed,
+            Some(5) => &mut h.ttl,
+            Some(6) => &mut h.beats,
+            Some(7) => &mut h.age,
+            Some(8) => &mut h.bound,
+            Some(_) => match value {
+                Value::BulkString(owner) => {
+                    h.owner = owner;
+                    continue;
+                }
+                other => return Err(unexpected_of("HBLOCK.HOLDERS", &other)),
+            },
+            // A field added by a newer module is skipped.
+            None => continue,
+        };
+        match value {
+            Value::Int(n) => *slot = n,
+            other => return Err(unexpected_of("HBLOCK.HOLDERS", &other)),
+        }
+    }
+    Ok(h)
+}
+
 /// One lease end an `HBLOCK.HISTORY` entry records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ended {
@@ -321,6 +485,18 @@ impl LockInfo {
         }
     }
 
+    /// What to pass back as `HBLOCK.WATCH ... SEEN` so the next change is
+    /// not missed: on a one-holder lock its holder's token (0: none); on a
+    /// lock of LIMIT > 1 INFO's `token`, the last one issued, which every
+    /// grant and every lease end advance.
+    pub fn seen(&self) -> i64 {
+        if self.limit > 1 {
+            self.token
+        } else {
+            self.holder()
+        }
+    }
+
     /// Ms left while grants are held back after a failover, else None.
     pub fn held_back_ms(&self) -> Option<i64> {
         (self.state == HELD_BACK).then_some(self.ttl.max(0))
@@ -338,6 +514,13 @@ pub enum NotGranted {
         token: i64,
         ttl_ms: i64,
     },
+    /// Every permit of a lock of LIMIT > 1 is held; `owner`'s lease ends
+    /// first, in `ttl_ms` at the latest.
+    Full {
+        limit: i64,
+        owner: Vec<u8>,
+        ttl_ms: i64,
+    },
     /// Grants of this lock are held back after a failover for `left_ms`
     /// more (`hblock.failover-delay`; INFO's state `held-back`).
     HeldBack { left_ms: i64 },
@@ -352,6 +535,11 @@ impl NotGranted {
     pub fn from_info(info: Option<&LockInfo>) -> NotGranted {
         match info {
             None => NotGranted::Missing,
+            Some(i) if i.limit > 1 && i.holders >= i.limit => NotGranted::Full {
+                limit: i.limit,
+                owner: i.owner.clone().unwrap_or_default(),
+                ttl_ms: i.ttl,
+            },
             Some(i) if i.state == "held" => NotGranted::Held {
                 owner: i.owner.clone().unwrap_or_default(),
                 token: i.token,
@@ -378,6 +566,15 @@ impl std::fmt::Display for NotGranted {
             } => write!(
                 f,
                 "held by {} token={token} ttl={ttl_ms}ms",
+                crate::owner::owner_text(owner)
+            ),
+            NotGranted::Full {
+                limit,
+                owner,
+                ttl_ms,
+            } => write!(
+                f,
+                "all {limit} permits held; the first to end is {}'s, ttl={ttl_ms}ms",
                 crate::owner::owner_text(owner)
             ),
             NotGranted::HeldBack { left_ms } => write!(
@@ -410,6 +607,8 @@ pub(crate) fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
         takeovers: 0,
         waiters: 0,
         bound: 0,
+        limit: 0,
+        holders: -1,
     };
     let mut it = items.into_iter();
     while let (Some(name), Some(value)) = (it.next(), it.next()) {
@@ -428,6 +627,13 @@ pub(crate) fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
             }
             (_, other) => return Err(unexpected(&other)),
         }
+    }
+    // A module without permits: one holder at most.
+    if info.limit < 1 {
+        info.limit = 1;
+    }
+    if info.holders < 0 {
+        info.holders = i64::from(info.state == "held");
     }
     Ok(Some(info))
 }
@@ -514,6 +720,85 @@ mod tests {
             bulk("x")
         ])]))
         .is_err());
+    }
+
+    #[test]
+    fn holders_are_parsed_from_resp2_and_resp3() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let mut flat = Vec::new();
+        for (i, name) in HOLDER_FIELDS.iter().enumerate() {
+            flat.push(bulk(name));
+            flat.push(if i == 0 {
+                bulk("a")
+            } else {
+                Value::Int(i as i64)
+            });
+        }
+        flat.extend([bulk("later"), Value::Int(9)]);
+        let map = Value::Map(vec![
+            (bulk("owner"), Value::BulkString(vec![0xff])),
+            (bulk("token"), Value::Int(12)),
+            (bulk("ttl"), Value::Int(900)),
+        ]);
+        let parsed = parse_holders(Value::Array(vec![Value::Array(flat), map]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].owner, b"a");
+        assert_eq!(
+            parsed[0].numbers(),
+            [
+                ("token", 1),
+                ("interval", 2),
+                ("misses", 3),
+                ("missed", 4),
+                ("ttl", 5),
+                ("beats", 6),
+                ("age", 7),
+                ("bound", 8)
+            ]
+        );
+        assert_eq!(
+            (parsed[1].owner.as_slice(), parsed[1].token, parsed[1].ttl),
+            (&[0xff][..], 12, 900)
+        );
+        assert_eq!(parse_holders(Value::Nil).unwrap(), None);
+        assert!(parse_holders(Value::Int(1)).is_err());
+        assert!(parse_holders(Value::Array(vec![Value::Array(vec![
+            bulk("token"),
+            bulk("x")
+        ])]))
+        .is_err());
+    }
+
+    #[test]
+    fn limit_and_holders_are_read_or_defaulted() {
+        // A module without permits: limit 1, holders from the state.
+        let old = parse_info(reply("held", Some("a"), 900)).unwrap().unwrap();
+        assert_eq!((old.limit, old.holders, old.seen()), (1, 1, 0));
+        let Value::Array(mut items) = reply("held", Some("a"), 900) else {
+            unreachable!()
+        };
+        for (name, value) in INFO_PERMITS.iter().zip([3, 3]) {
+            items.push(Value::BulkString(name.as_bytes().to_vec()));
+            items.push(Value::Int(value));
+        }
+        let mut info = parse_info(Value::Array(items)).unwrap().unwrap();
+        info.token = 17;
+        assert_eq!((info.limit, info.holders), (3, 3));
+        // SEEN of a LIMIT > 1 lock is the last token issued.
+        assert_eq!(info.seen(), 17);
+        let names: Vec<&str> = info.numbers().iter().map(|(n, _)| *n).collect();
+        assert_eq!(&names[10..], ["limit", "holders"]);
+        assert_eq!(
+            NotGranted::from_info(Some(&info)).to_string(),
+            "all 3 permits held; the first to end is a's, ttl=900ms"
+        );
+        info.holders = 2;
+        assert!(matches!(
+            NotGranted::from_info(Some(&info)),
+            NotGranted::Held { .. }
+        ));
     }
 
     #[test]

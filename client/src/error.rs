@@ -37,6 +37,9 @@ pub enum Class {
     NoPermission,
     /// The key holds another type.
     WrongType,
+    /// The lock has holders or waiters under another LIMIT (`ERR LIMIT n
+    /// does not match the lock's limit m`).
+    LimitMismatch,
     /// A bad URL, or a cluster/Sentinel configuration error (a master name
     /// no Sentinel monitors).
     Configuration,
@@ -53,6 +56,7 @@ impl Class {
             Class::ModuleMissing => "is the hblock module loaded? (loadmodule /path/to/libhblock.so)",
             Class::NoPermission => "the ACL user may not run this command or use this key: grant it the hblock commands and the key",
             Class::WrongType => "the key holds another type, not an hblock lock",
+            Class::LimitMismatch => "every holder and waiter of a lock gives the same limit: use the lock's (hblock info KEY shows it), or change it with HBLOCK.LIMIT KEY N",
             Class::Configuration => "check the URL",
             Class::Transient | Class::NotHeld | Class::Other => return None,
         })
@@ -123,6 +127,9 @@ fn classify(err: &RedisError) -> Class {
     }
     if code == "WRONGTYPE" {
         return Class::WrongType;
+    }
+    if text.contains("does not match the lock's limit") {
+        return Class::LimitMismatch;
     }
     if text.contains("unknown command") && text.contains("hblock.") {
         return Class::ModuleMissing;
@@ -323,6 +330,11 @@ mod tests {
             ("BUSY", "Redis is busy running a script", Class::Transient),
             ("MASTERDOWN", "Link with MASTER is down", Class::Transient),
             ("ERR", "DB index is out of range", Class::Configuration),
+            (
+                "ERR",
+                "LIMIT 2 does not match the lock's limit 3",
+                Class::LimitMismatch,
+            ),
             ("ERR", "syntax error", Class::Other),
         ] {
             let err = server(code, detail);

@@ -9,7 +9,7 @@
 //! lock series are left out of that scrape; stderr says why once when a
 //! node's scrapes start failing and once when they recover.
 
-use crate::commands::parse_info;
+use crate::commands::{parse_holders, parse_info};
 use crate::conn::{connection_name, Client, Conn};
 use crate::error::Error;
 use crate::log::Condition;
@@ -539,11 +539,35 @@ fn lock_infos(con: &mut Conn, keys: &[Vec<u8>]) -> RedisResult<Vec<LockSample>> 
                 out.push(LockSample {
                     key: key.clone(),
                     info,
+                    holders: Vec::new(),
                 });
             }
         }
     }
+    add_holders(con, &mut out)?;
     Ok(out)
+}
+
+/// `HBLOCK.HOLDERS` of each lock of LIMIT > 1, pipelined in batches, for
+/// one `hblock_lock_holder_info` series per holder. An error reply (a key
+/// changed since, a module or ACL without HBLOCK.HOLDERS) leaves that
+/// lock with INFO's holder, the lease that ends first.
+fn add_holders(con: &mut Conn, locks: &mut [LockSample]) -> RedisResult<()> {
+    let mut permits: Vec<&mut LockSample> = locks.iter_mut().filter(|l| l.info.limit > 1).collect();
+    for batch in permits.chunks_mut(INFO_BATCH) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for lock in batch.iter() {
+            pipe.cmd("HBLOCK.HOLDERS").arg(lock.key.as_slice());
+        }
+        let replies: Vec<Value> = pipe.query(con)?;
+        for (lock, reply) in batch.iter_mut().zip(replies) {
+            if let Ok(Some(holders)) = parse_holders(reply) {
+                lock.holders = holders;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,13 @@
 //! between beats in `HBLOCK.WATCH key SEEN token`, so a dropped connection
 //! (or a lost lease) is noticed at once, not at the next beat: it reconnects,
 //! beats, and re-binds (ACQUIRE ... BIND, same token) within the grace.
+//!
+//! On a lock of LIMIT > 1, WATCH's SEEN is the lock's last token issued
+//! (INFO's `token`; every grant and lease end of any holder advances it),
+//! not this holder's: WATCH returns at each change of holders, the
+//! heartbeat passes back the token it saw and asks HBLOCK.CHECK whether its
+//! own lease is still live, so a busy lock costs one WATCH and one CHECK per
+//! change, an idle one nothing between beats.
 
 use crate::backoff::Backoff;
 use crate::commands;
@@ -31,6 +38,7 @@ fn ends_the_lease(err: &Error) -> bool {
             | Class::WrongType
             | Class::ModuleMissing
             | Class::Configuration
+            | Class::LimitMismatch
     )
 }
 
@@ -51,6 +59,12 @@ pub(crate) struct Heartbeat {
     pub(crate) bind_ms: Option<u64>,
     /// The connection the lease was bound to when granted.
     pub(crate) bound: Option<Conn>,
+    /// The lock's LIMIT as acquired (re-sent when re-binding).
+    pub(crate) limit: u32,
+    /// What the next WATCH passes as SEEN: this lease's token on a
+    /// one-holder lock; on LIMIT > 1 the lock's last token issued, as last
+    /// seen.
+    pub(crate) seen: i64,
 }
 
 impl Heartbeat {
@@ -116,7 +130,7 @@ impl Heartbeat {
     /// changes (the beat then finds out why). An error *reply* to WATCH
     /// (NOPERM, unknown command) turns `watching` off: the connection is
     /// kept and the wait becomes a plain sleep, for the rest of the lease.
-    fn wait_until(&self, next: Instant, con: &mut Option<Conn>, watching: &mut bool) -> bool {
+    fn wait_until(&mut self, next: Instant, con: &mut Option<Conn>, watching: &mut bool) -> bool {
         loop {
             let left = next.saturating_duration_since(Instant::now());
             let Some(c) = con.as_mut().filter(|_| self.bind_ms.is_some() && *watching) else {
@@ -129,8 +143,28 @@ impl Heartbeat {
                 return true;
             }
             let timeout_ms = (left.as_millis() as u64).max(1);
-            match commands::watch(c, &self.key, self.token, timeout_ms).map_err(Error::from) {
-                Ok(info) if info.as_ref().is_some_and(|i| i.holder() == self.token) => {}
+            let seen = self.seen;
+            match commands::watch(c, &self.key, seen, timeout_ms).map_err(Error::from) {
+                Ok(Some(info)) if self.limit > 1 || info.limit > 1 => {
+                    // A change among the holders (or the TIMEOUT): is ours
+                    // still live? A NOTHELD is found out by the beat.
+                    if info.seen() == seen {
+                        continue;
+                    }
+                    self.seen = info.seen();
+                    match commands::check(c, &self.key, &self.owner, self.token) {
+                        Ok(()) => {}
+                        Err(Error::NotHeld(_)) => return !self.stopped(),
+                        Err(err) if err.is_fatal() => *watching = false,
+                        Err(_) => {
+                            *con = None;
+                            return !self.stopped();
+                        }
+                    }
+                }
+                Ok(info) if info.as_ref().is_some_and(|i| i.holder() == self.token) => {
+                    self.seen = self.token;
+                }
                 Ok(_) => return !self.stopped(),
                 Err(err) if err.is_fatal() => {
                     *watching = false;
@@ -179,9 +213,25 @@ impl Heartbeat {
     fn rebind(&self, c: &mut Conn, grace: u64) -> Result<(), Error> {
         let args = commands::AcquireArgs {
             bind_ms: Some(grace),
+            limit: commands::limit_arg(self.limit),
             ..commands::AcquireArgs::default()
         };
-        match commands::acquire(c, &self.key, &self.owner, args)? {
+        let granted = match commands::acquire(c, &self.key, &self.owner, args).map_err(Error::from)
+        {
+            // HBLOCK.LIMIT changed the lock's limit since the grant: re-bind
+            // under the lock's limit (the lease is the same).
+            Err(err) if err.class() == Class::LimitMismatch => {
+                let limit = commands::info(c, &self.key)?.map_or(1, |i| i.limit);
+                let limit = u32::try_from(limit).unwrap_or(1);
+                let args = commands::AcquireArgs {
+                    limit: commands::limit_arg(limit),
+                    ..args
+                };
+                commands::acquire(c, &self.key, &self.owner, args)?
+            }
+            other => other?,
+        };
+        match granted {
             Some(token) if token == self.token => Ok(()),
             Some(token) => {
                 // A new lease of our own, granted because ours had ended.

@@ -9,8 +9,8 @@ Exit codes:
       --timeout without the lock)
   2   usage error
   3   Redis unreachable (when not waiting), or a fatal error: a password,
-      the module, an ACL, the key's type, a bad URL (one line: KEY: URL:
-      ERROR: HINT)
+      the module, an ACL, the key's type, a bad URL, a --limit that does not
+      match the lock's (one line: KEY: URL: ERROR: HINT)
   4   run: the lease was lost (NOTHELD, or Redis unreachable for too long) and
       the command was stopped
   5   run --check: the health check failed --check-failures times in a row;
@@ -39,9 +39,10 @@ Exit codes:
   0   the command exited 0
   1   not acquired (--no-wait, --timeout)
   2   usage error
-  3   Redis unreachable or answered an error before the lease was granted,
-      or a beat got a fatal error (the key's type, the ACL, the password
-      changed): the command was stopped as on NOTHELD
+  3   Redis unreachable or answered an error before the lease was granted
+      (a --limit that does not match the lock's included), or a beat got a
+      fatal error (the key's type, the ACL, the password changed): the
+      command was stopped as on NOTHELD
   4   the lease was lost (NOTHELD, or Redis unreachable for too long) and the
       command was stopped
   5   the health check (--check) failed --check-failures times in a row; the

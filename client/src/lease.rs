@@ -39,6 +39,13 @@ pub struct LeaseOptions {
     /// heartbeat notices the drop at once). None: a plain heartbeat lease.
     /// Capped at the lease's length. Do not [`Lease::detach`] a bound lease.
     pub bind: Option<Duration>,
+    /// How many owners may hold the lock at once (ACQUIRE's LIMIT, 1 to
+    /// 1000): a semaphore of `limit` permits, each holder with its own
+    /// lease and token. Every holder and waiter of a lock must give the
+    /// same limit (another is refused with
+    /// [`Class::LimitMismatch`](crate::error::Class::LimitMismatch) while
+    /// the lock has holders or waiters). 1, the default, is the plain lock.
+    pub limit: u32,
 }
 
 /// The default BIND grace: a connection drop is re-bound well within it,
@@ -54,6 +61,7 @@ impl Default for LeaseOptions {
             min_replicas: 0,
             replica_timeout: Duration::from_millis(1000),
             bind: Some(BIND_DEFAULT),
+            limit: 1,
         }
     }
 }
@@ -122,6 +130,8 @@ impl Lease {
             stop: stop_rx,
             bind_ms: options.bind_ms(),
             bound,
+            limit: options.limit,
+            seen: token,
         };
         let heartbeat = std::thread::spawn(move || heartbeat.run());
         Lease {

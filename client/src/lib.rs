@@ -48,8 +48,15 @@
 //! a refusal is [`Error::NotHeld`] and marks the lease lost ([`Lease::lost`]).
 //! [`supervise::run`] is `hblock run`; [`health::HealthCheck`] its `--check`.
 //!
+//! **Permits.** [`LeaseOptions::limit`] (default 1) acquires one of N
+//! permits (`HBLOCK.ACQUIRE ... LIMIT n`): each holder has its own lease and
+//! token; a limit other than the lock's is [`Class::LimitMismatch`] (fatal,
+//! with a hint). [`commands::holders`] lists every holder, [`LockInfo`]'s
+//! `limit` and `holders` count them, [`commands::set_limit`] is
+//! `HBLOCK.LIMIT`.
+//!
 //! When [`Client::acquire`] answers `None`, [`Client::not_granted`] says why
-//! ([`NotGranted`]): held by another owner, grants held back after a failover
+//! ([`NotGranted`]): held by another owner, every permit held, grants held back after a failover
 //! (`NotGranted::HeldBack`, INFO's state [`HELD_BACK`]), free, or missing.
 //! [`Client::open`] takes `redis://`, `rediss://` and `redis+sentinel://`
 //! URLs (see [`sentinel`]).
@@ -113,7 +120,7 @@ pub mod watch;
 pub mod watchdog;
 
 pub use acquire::WaitEvent;
-pub use commands::{LockInfo, NotGranted, HELD_BACK};
+pub use commands::{Holding, LockInfo, NotGranted, HELD_BACK};
 pub use conn::{connection_name, Client, Conn, REPLY_LIMIT};
 pub use error::{Class, Error};
 pub use lease::{Lease, LeaseEvent, LeaseOptions, LostReason, BIND_DEFAULT};

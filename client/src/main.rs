@@ -5,16 +5,16 @@ use hblock_client::commands;
 use hblock_client::exporter::{self, ExporterOptions};
 use hblock_client::health::HealthCheck;
 use hblock_client::output::{
-    acquired_json, ended_json, ended_text, error_line, info_json, info_json_with_waiters,
-    info_text_with_waiters, listed_json, listed_lines, mask_password,
+    acquired_json, ended_json, ended_text, error_line, info_json, info_json_full, info_text_full,
+    listed_json, listed_lines, mask_password,
 };
 use hblock_client::owner::{default_owner, instance_owner};
 use hblock_client::supervise::{self, RunOptions, EXIT_REDIS};
 use hblock_client::REPLY_LIMIT;
 use hblock_client::{log, sentinel, watchdog, Client, Conn, Error, LeaseOptions, BIND_DEFAULT};
 use hblock_core::limits::{
-    INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, MISSES_DEFAULT, MISSES_MAX, MISSES_MIN,
-    OWNER_MAX_LEN, WAIT_MAX,
+    INTERVAL_DEFAULT, INTERVAL_MAX, INTERVAL_MIN, LIMIT_MAX, LIMIT_MIN, MISSES_DEFAULT, MISSES_MAX,
+    MISSES_MIN, OWNER_MAX_LEN, WAIT_MAX,
 };
 use std::time::Duration;
 
@@ -67,6 +67,9 @@ struct Terms {
     /// How long to wait for --min-replicas, in ms
     #[arg(long, default_value_t = 1000)]
     replica_timeout: u64,
+    /// At most N owners hold the lock at once, each with its own lease and token (a semaphore of N permits, 1 to 1000); every holder and waiter must give the same N
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(LIMIT_MIN as i64..=LIMIT_MAX as i64))]
+    limit: u32,
 }
 
 impl Terms {
@@ -79,6 +82,7 @@ impl Terms {
             replica_timeout: Duration::from_millis(self.replica_timeout),
             // `run` binds (its --bind); the thin commands' leases outlive them.
             bind: None,
+            limit: self.limit,
         }
     }
 }
@@ -536,6 +540,7 @@ fn acquire(
             wait_ms: wait,
             // The lease outlives this process: never bound to its connection.
             bind_ms: None,
+            limit: commands::limit_arg(terms.limit),
         };
         commands::acquire(con, key, owner.as_bytes(), args).map_err(Error::from)
     };
@@ -613,15 +618,36 @@ fn info(cx: &Cx, con: &mut Conn, key: &str, json: bool) -> i32 {
                     None
                 }
             };
+            let holders = holders_of(con, key, &info);
             let text = if json {
-                info_json_with_waiters(&info, waiters.as_deref())
+                info_json_full(&info, holders.as_deref(), waiters.as_deref())
             } else {
-                info_text_with_waiters(&info, waiters.as_deref())
+                info_text_full(&info, holders.as_deref(), waiters.as_deref())
             };
             println!("{text}");
             0
         }
         Err(err) => cx.fail(&Error::from(err)),
+    }
+}
+
+/// Every holder of a lock of LIMIT > 1 (HBLOCK.HOLDERS), in token order;
+/// None for a one-holder lock (INFO names its holder), or, with a line on
+/// stderr, when they cannot be read.
+fn holders_of(
+    con: &mut Conn,
+    key: &str,
+    info: &commands::LockInfo,
+) -> Option<Vec<commands::Holding>> {
+    if info.limit <= 1 {
+        return None;
+    }
+    match commands::holders(con, key) {
+        Ok(list) => Some(list.unwrap_or_default()),
+        Err(err) => {
+            eprintln!("hblock: {key}: holders not shown: {}", Error::from(err));
+            None
+        }
     }
 }
 
@@ -693,6 +719,24 @@ fn print_history(client: &Client, key: &str, json: bool) {
     }
 }
 
+/// `hblock watch` on a lock of LIMIT > 1, one line per grant or lease end:
+/// `STATE holders=N/LIMIT token=LAST` (the last token issued), then, while
+/// anyone holds, ` owner=... ttl=MS` of the lease that ends first.
+fn permits_line(info: &commands::LockInfo) -> String {
+    let line = format!(
+        "{} holders={}/{} token={}",
+        info.state, info.holders, info.limit, info.token
+    );
+    match (info.holders > 0, info.owner.as_deref()) {
+        (true, Some(owner)) => format!(
+            "{line} owner={} ttl={}",
+            hblock_client::output::owner_text(owner),
+            info.ttl
+        ),
+        _ => line,
+    }
+}
+
 /// `hblock watch`: one line per change of holder, flushed at once;
 /// transient errors are logged once when they start and once when they
 /// end; a fatal one ends it (exit 3).
@@ -706,6 +750,7 @@ fn watch(cx: &Cx, client: &Client, key: &str, json: bool) -> i32 {
     for change in changes {
         let line = match change {
             Ok(info) if json => info.as_ref().map_or("null".into(), info_json),
+            Ok(Some(info)) if info.limit > 1 => permits_line(&info),
             Ok(Some(info)) if info.state == "held" => format!(
                 "held owner={} token={} ttl={}",
                 hblock_client::output::owner_text(info.owner.as_deref().unwrap_or_default()),

@@ -5,7 +5,7 @@
 //! Names and labels are a contract (docs/operations.md, "Metrics"): per lock
 //! `key`, on a cluster also `node` (`host:port`) on every series of a node.
 
-use crate::commands::LockInfo;
+use crate::commands::{Holding, LockInfo};
 use crate::owner::owner_text;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +41,10 @@ pub struct LockSample {
     /// The key's bytes (shown as UTF-8, or 0x hex when they are not).
     pub key: Vec<u8>,
     pub info: LockInfo,
+    /// Every holder of a lock of LIMIT > 1 (HBLOCK.HOLDERS); empty for a
+    /// one-holder lock (INFO names its holder) or when they could not be
+    /// read (then INFO's, the lease that ends first, stands for them).
+    pub holders: Vec<Holding>,
 }
 
 /// One server (a single server, or one master of a cluster) in one scrape.
@@ -102,6 +106,8 @@ struct LockFamilies {
     missed: Family<Labels, Gauge>,
     takeovers: Family<Labels, Counter>,
     holder: Family<Labels, Gauge>,
+    limit: Family<Labels, Gauge>,
+    holders: Family<Labels, Gauge>,
 }
 
 impl LockFamilies {
@@ -114,6 +120,8 @@ impl LockFamilies {
             missed: Family::default(),
             takeovers: Family::default(),
             holder: Family::default(),
+            limit: Family::default(),
+            holders: Family::default(),
         };
         registry.register(
             "hblock_lock_held",
@@ -147,8 +155,18 @@ impl LockFamilies {
         );
         registry.register(
             "hblock_lock_holder_info",
-            "1 for the live lease's owner (label owner: UTF-8, or 0x hex when it is not)",
+            "1 for each live lease's owner (label owner: UTF-8, or 0x hex when it is not)",
             f.holder.clone(),
+        );
+        registry.register(
+            "hblock_lock_limit",
+            "How many owners may hold the lock at once (ACQUIRE's LIMIT)",
+            f.limit.clone(),
+        );
+        registry.register(
+            "hblock_lock_holders",
+            "How many owners hold the lock now",
+            f.holders.clone(),
         );
         f
     }
@@ -171,8 +189,15 @@ impl LockFamilies {
         self.takeovers
             .get_or_create(&l)
             .inc_by(u64::try_from(info.takeovers).unwrap_or(0));
-        if let (true, Some(owner)) = (held, info.owner.as_deref()) {
-            let l = labels(node, &[("key", key), ("owner", owner_text(owner))]);
+        self.limit.get_or_create(&l).set(info.limit);
+        self.holders.get_or_create(&l).set(info.holders);
+        let owners: Vec<&[u8]> = match (lock.holders.is_empty(), held, info.owner.as_deref()) {
+            (false, _, _) => lock.holders.iter().map(|h| h.owner.as_slice()).collect(),
+            (true, true, Some(owner)) => vec![owner],
+            _ => vec![],
+        };
+        for owner in owners {
+            let l = labels(node, &[("key", key.clone()), ("owner", owner_text(owner))]);
             self.holder.get_or_create(&l).set(1);
         }
     }
@@ -297,7 +322,10 @@ mod tests {
                 takeovers: 2,
                 waiters: 3,
                 bound: 0,
+                limit: 1,
+                holders: i64::from(state == "held"),
             },
+            holders: vec![],
         }
     }
 
@@ -380,6 +408,47 @@ mod tests {
             assert!(got.contains(&want), "{want} missing from\n{text}");
         }
         assert!(!text.contains("hblock_acquired_total{node=\"127.0.0.1:7001\"}"));
+    }
+
+    #[test]
+    fn every_holder_of_a_semaphore_has_its_series() {
+        let mut sem = lock(b"s", "held", Some(b"w1"), 9);
+        sem.info.limit = 3;
+        sem.info.holders = 2;
+        let holding = |owner: &[u8], token| Holding {
+            owner: owner.to_vec(),
+            token,
+            interval: 1000,
+            misses: 3,
+            missed: 0,
+            ttl: 2000,
+            beats: 1,
+            age: 5,
+            bound: 1,
+        };
+        sem.holders = vec![holding(b"w1", 7), holding(b"w2", 8)];
+        let scrape = Scrape {
+            nodes: vec![NodeSample {
+                up: true,
+                locks: vec![sem, lock(b"one", "held", Some(b"o"), 1)],
+                ..NodeSample::default()
+            }],
+            duration_seconds: 0.0,
+        };
+        let text = render(&scrape);
+        let got = lines(&text);
+        for want in [
+            "hblock_lock_limit{key=\"s\"} 3",
+            "hblock_lock_holders{key=\"s\"} 2",
+            "hblock_lock_limit{key=\"one\"} 1",
+            "hblock_lock_holders{key=\"one\"} 1",
+            "hblock_lock_holder_info{key=\"s\",owner=\"w1\"} 1",
+            "hblock_lock_holder_info{key=\"s\",owner=\"w2\"} 1",
+            "hblock_lock_holder_info{key=\"one\",owner=\"o\"} 1",
+        ] {
+            assert!(got.contains(&want), "{want} missing from\n{text}");
+        }
+        assert_eq!(text.matches("hblock_lock_holder_info{").count(), 3);
     }
 
     #[test]

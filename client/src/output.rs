@@ -1,7 +1,7 @@
 //! What the CLI prints: lock info as text or JSON, owners, URLs for
 //! messages (password masked).
 
-use crate::commands::{Ended, LockInfo, Waiter};
+use crate::commands::{Ended, Holding, LockInfo, Waiter};
 use crate::owner::hex;
 use serde_json::{Map, Value};
 
@@ -64,11 +64,21 @@ pub fn info_text(info: &LockInfo) -> String {
     out.trim_end().to_string()
 }
 
-/// `hblock info`: INFO's lines, then one line per waiter in queue order
+/// `hblock info`: INFO's lines; on a lock of LIMIT > 1 one line per holder
+/// in token order (`holder     owner=... token=N ttl=MS missed=N beats=N
+/// age=MS bound=0|1`); then one line per waiter in queue order
 /// (`waiter     owner=... waited=MS timeout=MS|-1 client=ID`), and
 /// `waiter     ... N more` when INFO counts more than were listed.
-pub fn info_text_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> String {
+pub fn info_text_full(
+    info: &LockInfo,
+    holders: Option<&[Holding]>,
+    waiters: Option<&[Waiter]>,
+) -> String {
     let mut out = info_text(info);
+    for h in holders.unwrap_or_default() {
+        out.push('\n');
+        out.push_str(&holder_text(h));
+    }
     let Some(waiters) = waiters else {
         return out;
     };
@@ -90,12 +100,48 @@ pub fn info_text_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> St
     out
 }
 
-/// `hblock info --json`: [`info_json`]'s fields, then `waiters_list`, an
-/// array of `{owner, waited, timeout, client}` in queue order (left out
-/// when the waiters could not be read).
-pub fn info_json_with_waiters(info: &LockInfo, waiters: Option<&[Waiter]>) -> String {
+/// One holder of a lock of LIMIT > 1, as `hblock info` and `hblock watch`
+/// print it: `holder     owner=... token=N ttl=MS missed=N beats=N age=MS
+/// bound=0|1`.
+pub fn holder_text(h: &Holding) -> String {
+    format!(
+        "holder     owner={} token={} ttl={} missed={} beats={} age={} bound={}",
+        owner_text(&h.owner),
+        h.token,
+        h.ttl,
+        h.missed,
+        h.beats,
+        h.age,
+        h.bound
+    )
+}
+
+/// A holder as a JSON object: HBLOCK.HOLDERS's fields, in its order.
+fn holder_json(h: &Holding) -> Value {
+    let mut entry = Map::new();
+    insert_owner(&mut entry, Some(&h.owner));
+    for (name, value) in h.numbers() {
+        entry.insert(name.into(), Value::from(value));
+    }
+    Value::Object(entry)
+}
+
+/// `hblock info --json`: [`info_json`]'s fields; on a lock of LIMIT > 1
+/// `holders_list`, an array of HBLOCK.HOLDERS's entries (`{owner, token,
+/// interval, misses, missed, ttl, beats, age, bound}`) in token order; then
+/// `waiters_list`, an array of `{owner, waited, timeout, client}` in queue
+/// order (each left out when it could not be read).
+pub fn info_json_full(
+    info: &LockInfo,
+    holders: Option<&[Holding]>,
+    waiters: Option<&[Waiter]>,
+) -> String {
     let mut fields = Map::new();
     insert_info(&mut fields, info);
+    if let Some(holders) = holders {
+        let list = holders.iter().map(holder_json).collect();
+        fields.insert("holders_list".into(), Value::Array(list));
+    }
     if let Some(waiters) = waiters {
         let list = waiters
             .iter()
@@ -203,7 +249,8 @@ const KEY_COLUMN_MAX: usize = 40;
 /// `hblock ls`: one line per lock, the key (0x-hex when not UTF-8) padded
 /// to the longest key (at most 40 characters), the state padded to
 /// `held-back`, then `owner= token= ttl= waiters= missed=` (owner `-` when
-/// none; ttl in ms).
+/// none; ttl in ms), and on a lock of LIMIT > 1 `holders=N/LIMIT` last
+/// (owner, ttl and missed then are those of the lease that ends first).
 pub fn listed_lines<'a>(locks: impl IntoIterator<Item = (&'a [u8], &'a LockInfo)>) -> Vec<String> {
     let rows: Vec<(String, &LockInfo)> = locks
         .into_iter()
@@ -217,7 +264,7 @@ pub fn listed_lines<'a>(locks: impl IntoIterator<Item = (&'a [u8], &'a LockInfo)
         .min(KEY_COLUMN_MAX);
     rows.iter()
         .map(|(key, info)| {
-            format!(
+            let line = format!(
                 "{key:<width$} {:<9} owner={} token={} ttl={} waiters={} missed={}",
                 info.state,
                 info.owner.as_deref().map_or("-".into(), owner_text),
@@ -225,7 +272,11 @@ pub fn listed_lines<'a>(locks: impl IntoIterator<Item = (&'a [u8], &'a LockInfo)
                 info.ttl,
                 info.waiters,
                 info.missed
-            )
+            );
+            match info.limit {
+                1 => line,
+                limit => format!("{line} holders={}/{limit}", info.holders),
+            }
         })
         .collect()
 }
@@ -289,6 +340,8 @@ mod tests {
             takeovers: 0,
             waiters: 0,
             bound: 0,
+            limit: 1,
+            holders: 1,
         };
         assert_eq!(
             info_text(&info)
@@ -346,6 +399,8 @@ mod tests {
             takeovers: 0,
             waiters: 3,
             bound: 0,
+            limit: 1,
+            holders: 1,
         };
         let first = Waiter {
             owner: vec![0xff],
@@ -353,18 +408,62 @@ mod tests {
             timeout: -1,
             client: 4,
         };
-        let text = info_text_with_waiters(&info, Some(std::slice::from_ref(&first)));
+        let text = info_text_full(&info, None, Some(std::slice::from_ref(&first)));
         assert!(
-            text.ends_with("bound      0\nwaiter     owner=0xff waited=7 timeout=-1 client=4\nwaiter     ... 2 more"),
+            text.ends_with("bound      0\nlimit      1\nholders    1\nwaiter     owner=0xff waited=7 timeout=-1 client=4\nwaiter     ... 2 more"),
             "{text}"
         );
-        assert_eq!(info_text_with_waiters(&info, None), info_text(&info));
-        let json = info_json_with_waiters(&info, Some(&[first]));
+        assert_eq!(info_text_full(&info, None, None), info_text(&info));
+        let json = info_json_full(&info, None, Some(&[first]));
         assert!(
-            json.ends_with(r#""bound":0,"waiters_list":[{"owner":null,"owner_hex":"ff","waited":7,"timeout":-1,"client":4}]}"#),
+            json.ends_with(r#""bound":0,"limit":1,"holders":1,"waiters_list":[{"owner":null,"owner_hex":"ff","waited":7,"timeout":-1,"client":4}]}"#),
             "{json}"
         );
-        assert_eq!(info_json_with_waiters(&info, None), info_json(&info));
+        assert_eq!(info_json_full(&info, None, None), info_json(&info));
+    }
+
+    #[test]
+    fn every_holder_of_a_semaphore_is_shown_in_token_order() {
+        let info = LockInfo {
+            state: "held".into(),
+            owner: Some(b"a".to_vec()),
+            token: 9,
+            interval: 1000,
+            misses: 3,
+            missed: 0,
+            ttl: 1500,
+            beats: 0,
+            age: 5,
+            takeovers: 0,
+            waiters: 0,
+            bound: 1,
+            limit: 3,
+            holders: 2,
+        };
+        let holding = |owner: &[u8], token, ttl| Holding {
+            owner: owner.to_vec(),
+            token,
+            interval: 1000,
+            misses: 3,
+            missed: 0,
+            ttl,
+            beats: 2,
+            age: 40,
+            bound: 1,
+        };
+        let holders = [holding(b"b", 7, 2900), holding(b"a\n", 8, 1500)];
+        let text = info_text_full(&info, Some(&holders), Some(&[]));
+        assert!(
+            text.ends_with("limit      3\nholders    2\nholder     owner=b token=7 ttl=2900 missed=0 beats=2 age=40 bound=1\nholder     owner=a\\n token=8 ttl=1500 missed=0 beats=2 age=40 bound=1"),
+            "{text}"
+        );
+        let json = info_json_full(&info, Some(&holders[..1]), None);
+        assert!(
+            json.ends_with(r#""limit":3,"holders":2,"holders_list":[{"owner":"b","token":7,"interval":1000,"misses":3,"missed":0,"ttl":2900,"beats":2,"age":40,"bound":1}]}"#),
+            "{json}"
+        );
+        let line = &listed_lines([(&b"k"[..], &info)])[0];
+        assert!(line.ends_with(" holders=2/3"), "{line}");
     }
 
     #[test]

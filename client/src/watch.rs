@@ -18,7 +18,8 @@ const SENTINEL_SLICE: Duration = Duration::from_secs(1);
 type Reporter = Box<dyn FnMut(WaitEvent<'_>)>;
 
 /// An endless iterator over a lock's holders: first the current one, then one
-/// item per change (`None`: the key does not exist). Transient errors are
+/// item per change (`None`: the key does not exist); on a lock of LIMIT > 1
+/// one item per grant and per lease end of any holder. Transient errors are
 /// retried on a new connection (reported to [`Watch::reporting`]'s
 /// callback); a fatal one ([`Error::is_fatal`]) is yielded, and the caller
 /// should stop (retrying cannot help). Its connections are named
@@ -26,7 +27,8 @@ type Reporter = Box<dyn FnMut(WaitEvent<'_>)>;
 pub struct Watch {
     client: Client,
     key: String,
-    /// The holder last yielded (None: nothing yielded yet).
+    /// What the last item yielded had as [`LockInfo::seen`] (None: nothing
+    /// yielded yet): passed back as WATCH's SEEN.
     seen: Option<i64>,
     con: Option<Conn>,
     backoff: Backoff,
@@ -117,7 +119,9 @@ impl Iterator for Watch {
                     if std::mem::take(&mut self.failing) {
                         self.report(WaitEvent::Queued);
                     }
-                    let holder = info.as_ref().map_or(0, LockInfo::holder);
+                    // The holder; on a lock of LIMIT > 1 the last token
+                    // issued, which each grant and lease end advance.
+                    let holder = info.as_ref().map_or(0, LockInfo::seen);
                     if self.seen == Some(holder) {
                         continue; // a TIMEOUT or a change back and forth
                     }

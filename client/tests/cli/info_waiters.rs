@@ -30,7 +30,10 @@ fn info_lists_the_waiters_in_queue_order() {
     let object: serde_json::Value = serde_json::from_str(&stdout(&none)).unwrap();
     assert_eq!(object["waiters_list"], serde_json::json!([]));
     let plain = stdout(&hblock(&server, &["info", "q"]));
-    assert!(plain.ends_with("bound      0"), "no waiter lines: {plain}");
+    assert!(
+        plain.ends_with("bound      0\nlimit      1\nholders    1"),
+        "no waiter lines: {plain}"
+    );
 
     let (_w1, id1) = queue(&server, "q", "w1", "0", 1);
     let (_w2, id2) = queue(&server, "q", "w2", "60000", 2);
@@ -38,14 +41,14 @@ fn info_lists_the_waiters_in_queue_order() {
     assert_eq!(code(&text), 0);
     let out = stdout(&text);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 14, "{out}");
+    assert_eq!(lines.len(), 16, "{out}");
     assert!(lines[10].starts_with("waiters    2"), "{out}");
-    let first: Vec<&str> = lines[12].split_whitespace().collect();
+    let first: Vec<&str> = lines[14].split_whitespace().collect();
     assert_eq!(first[0], "waiter");
     assert_eq!(first[1], "owner=w1");
     assert_eq!(first[3], "timeout=-1");
     assert_eq!(first[4], format!("client={id1}"));
-    let second: Vec<&str> = lines[13].split_whitespace().collect();
+    let second: Vec<&str> = lines[15].split_whitespace().collect();
     assert_eq!(
         (second[1], second[4]),
         ("owner=w2", format!("client={id2}").as_str())
@@ -59,7 +62,7 @@ fn info_lists_the_waiters_in_queue_order() {
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
     assert_eq!(fields.last(), Some(&"waiters_list"), "after INFO's fields");
-    assert_eq!(fields.get(fields.len() - 2), Some(&"bound"));
+    assert_eq!(fields.get(fields.len() - 2), Some(&"holders"));
     let list = object["waiters_list"]
         .as_array()
         .cloned()

@@ -125,7 +125,9 @@ fn ls_lists_every_lock_sorted_and_skips_other_types() {
             "age",
             "takeovers",
             "waiters",
-            "bound"
+            "bound",
+            "limit",
+            "holders"
         ]
     );
     assert_eq!(

@@ -27,6 +27,9 @@ mod info_waiters;
 mod ls;
 /// used_memory stays flat through a minute of `hblock run`, a Python Lease and `hblock watch`.
 mod memory;
+/// Permits (--limit): run with more supervisors than permits, mismatch,
+/// info/ls/exporter holders, a quiet LIMIT 3 heartbeat.
+mod permits;
 /// A real Prometheus scraping hblock exporter; promtool on the alert rules.
 mod prometheus;
 /// The Python example and redis-py on a cluster.

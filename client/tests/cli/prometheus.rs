@@ -11,7 +11,7 @@ use super::*;
 use support::raw::Raw;
 
 /// The program's path, or None (skip) when missing outside CI.
-fn program(name: &str) -> Option<PathBuf> {
+pub(super) fn program(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(name))

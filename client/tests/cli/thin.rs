@@ -37,7 +37,9 @@ fn thin_commands_print_replies_and_exit_codes() {
         "{text}"
     );
     assert!(
-        text.ends_with("\"takeovers\":0,\"waiters\":0,\"bound\":0,\"waiters_list\":[]}"),
+        text.ends_with(
+            "\"takeovers\":0,\"waiters\":0,\"bound\":0,\"limit\":1,\"holders\":1,\"waiters_list\":[]}"
+        ),
         "{text}"
     );
     let released = hblock(&server, &["release", "k", "a", "1"]);

@@ -3,8 +3,9 @@
 Errors are classified once, with the words the CLI uses:
 
 - fatal (``FatalError``): retrying cannot help (authentication, the module
-  missing, an ACL refusal, a key of another type, a bad URL or Sentinel
-  configuration); raised at once, naming the masked URL and what to do.
+  missing, an ACL refusal, a key of another type, a ``limit`` that does not
+  match the lock's, a bad URL or Sentinel configuration); raised at once,
+  naming the masked URL and what to do.
 - transient: connection refused/reset/closed, timeouts, LOADING, TRYAGAIN,
   MASTERDOWN, CLUSTERDOWN, READONLY (after a failover), BUSY, no Sentinel
   answering; retried under the fault policy.
@@ -21,6 +22,8 @@ HINT_MODULE = "is the hblock module loaded? (loadmodule /path/to/libhblock.so)"
 HINT_NOPERM = "the ACL user may not run this command or use this key: grant it the hblock commands and the key"
 HINT_WRONGTYPE = "the key holds another type, not an hblock lock"
 HINT_URL = "check the URL"
+HINT_LIMIT = ("every holder and waiter of a lock gives the same limit: use the lock's (hblock info KEY shows it), "
+              "or change it with HBLOCK.LIMIT KEY N")
 
 
 class NotAcquired(Exception):
@@ -101,6 +104,8 @@ def fatal_hint(err: BaseException) -> Optional[str]:
             return HINT_MODULE
         if code == "WRONGTYPE":
             return HINT_WRONGTYPE
+        if "does not match the lock's limit" in lower:
+            return HINT_LIMIT
         if code in ("MOVED", "ASK", "CROSSSLOT") or "db index is out of range" in lower \
                 or "invalid db index" in lower:
             return HINT_URL

@@ -26,6 +26,16 @@ def holder(info: Optional[Dict[str, Any]]) -> int:
     return int(info["token"]) if info and info.get("state") == "held" else 0
 
 
+def seen(info: Optional[Dict[str, Any]]) -> int:
+    """What to pass back as HBLOCK.WATCH's SEEN so no change is missed: the
+    holder's token on a one-holder lock (0: none); on a lock of limit > 1
+    INFO's ``token``, the last one issued, which every grant and every lease
+    end advance."""
+    if info and int(info.get("limit", 1)) > 1:
+        return int(info["token"])
+    return holder(info)
+
+
 def held_back_ms(info: Optional[Dict[str, Any]]) -> Optional[int]:
     """Ms left while grants are held back after a failover, else None."""
     if info and info.get("state") == HELD_BACK:
@@ -40,8 +50,11 @@ def not_granted(info: Optional[Dict[str, Any]]) -> str:
     left = held_back_ms(info)
     if left is not None:
         return f"grants are held back after a failover for {left} ms (hblock.failover-delay)"
+    owner = info.get("owner")
+    owner = owner.decode(errors="replace") if isinstance(owner, bytes) else owner
+    limit = int(info.get("limit", 1))
+    if limit > 1 and int(info.get("holders", 0)) >= limit:
+        return f"all {limit} permits held; the first to end is {owner}'s, ttl={info.get('ttl')}ms"
     if info.get("state") == "held":
-        owner = info.get("owner")
-        owner = owner.decode(errors="replace") if isinstance(owner, bytes) else owner
         return f"held by {owner} token={info.get('token')} ttl={info.get('ttl')}ms"
     return f"{info.get('state')} (token {info.get('token')})"

@@ -28,12 +28,13 @@ from ._connect import (connection_name, dedicated, default_owner, fatal, instanc
 from ._errors import FatalError, LeaseLost, NotAcquired, NotHeld, error_text, is_not_held, is_transient
 from ._faults import Outage
 from ._fenced import FencedPipeline
-from ._info import as_dict, held_back_ms, holder, not_granted
+from ._info import as_dict, held_back_ms, holder, not_granted, seen
 
 log = logging.getLogger("hblock")
 
 INTERVAL_MS = (1, 86_400_000)
 MISSES = (1, 10_000)
+LIMIT = (1, 1000)
 
 
 class Backoff:
@@ -62,6 +63,10 @@ class Lease:
     once, from the beat thread, when the lease is lost. ``bind_ms``: the
     grace after this process's connection closes (None: not bound; capped
     at ``interval_ms * misses``); do not share a bound lease across processes.
+    ``limit``: how many owners may hold the lock at once (1 to 1000), each
+    with its own lease and token: a semaphore of ``limit`` permits. Every
+    holder and waiter of a lock gives the same ``limit``; another raises
+    ``FatalError`` while the lock has holders or waiters.
     """
 
     def __init__(
@@ -76,7 +81,10 @@ class Lease:
         blocking_timeout: Optional[float] = None,
         on_lost: Optional[Callable[["Lease"], None]] = None,
         bind_ms: Optional[int] = 100,
+        limit: int = 1,
     ) -> None:
+        if not LIMIT[0] <= limit <= LIMIT[1]:
+            raise ValueError(f"limit must be from {LIMIT[0]} to {LIMIT[1]}")
         if not INTERVAL_MS[0] <= interval_ms <= INTERVAL_MS[1]:
             raise ValueError(f"interval_ms must be from {INTERVAL_MS[0]} to {INTERVAL_MS[1]}")
         if not MISSES[0] <= misses <= MISSES[1]:
@@ -85,6 +93,10 @@ class Lease:
         self.owner = default_owner() if owner is None else instance_owner(owner)
         self.interval_ms = interval_ms
         self.misses = misses
+        self.limit = limit
+        # HBLOCK.WATCH's SEEN between beats: the token on a one-holder lock;
+        # on limit > 1 the lock's last token issued, as last seen.
+        self._seen: Optional[int] = None
         if bind_ms is not None and bind_ms < 0:
             raise ValueError("bind_ms must be 0 or more (None: not bound)")
         self.bind_ms = None if bind_ms is None else min(bind_ms, interval_ms * misses)
@@ -257,6 +269,7 @@ class Lease:
             args += ["WAIT", wait_ms]
         if self.bind_ms is not None:
             args += ["BIND", self.bind_ms]
+        args += self._limit_args(self.limit)
         # Through Sentinel, follow the master from the start: a master that
         # hangs during the handshake is left as soon as Sentinel names another.
         follow = self._follow_master(waiter) if wait_ms is not None else None
@@ -413,7 +426,8 @@ class Lease:
         time ran out; None: the connection failed."""
         try:
             reply = beater.execute_command(
-                "HBLOCK.WATCH", self.key, "SEEN", self.token, "TIMEOUT", max(1, math.ceil(wait * 1000))
+                "HBLOCK.WATCH", self.key, "SEEN", self.token if self._seen is None else self._seen,
+                "TIMEOUT", max(1, math.ceil(wait * 1000))
             )
         except redis.ResponseError as err:
             if is_transient(err):  # LOADING, BUSY, ...: as a failed connection
@@ -427,13 +441,48 @@ class Lease:
             return False
         except redis.RedisError:
             return None
-        return holder(as_dict(reply)) != self.token
+        info = as_dict(reply)
+        if self.limit == 1 and int((info or {}).get("limit", 1)) == 1:
+            self._seen = self.token
+            return holder(info) != self.token
+        # Limit > 1: WATCH answers at every grant and lease end of any holder
+        # (or the TIMEOUT); pass back what it saw, and ask whether this lease
+        # is still live (a NOTHELD is found out by the beat).
+        now = seen(info)
+        if now == self._seen:
+            return False
+        self._seen = now
+        try:
+            beater.execute_command("HBLOCK.CHECK", self.key, self.owner, self.token)
+        except redis.ResponseError as err:
+            if is_not_held(err):
+                return True
+            if is_transient(err):
+                return None
+            return False
+        except redis.RedisError:
+            return None
+        return False
+
+    @staticmethod
+    def _limit_args(limit: int) -> List[Any]:
+        """ACQUIRE's LIMIT, left out for 1 (the server's default)."""
+        return [] if limit == 1 else ["LIMIT", limit]
 
     def _beat_and_rebind(self, conn: "redis.Redis[Any]") -> None:
         """BEAT, then bind the lease to ``conn``: the holder's ACQUIRE with
         BIND renews it under the same token. Raises NOTHELD otherwise."""
         conn.execute_command("HBLOCK.BEAT", self.key, self.owner, self.token)
-        token = conn.execute_command("HBLOCK.ACQUIRE", self.key, self.owner, "BIND", self.bind_ms)
+        rebind = ["HBLOCK.ACQUIRE", self.key, self.owner, "BIND", self.bind_ms]
+        try:
+            token = conn.execute_command(*rebind, *self._limit_args(self.limit))
+        except redis.ResponseError as err:
+            if "does not match the lock's limit" not in str(err):
+                raise
+            # HBLOCK.LIMIT changed the limit since the grant: re-bind under
+            # the lock's (the lease is the same).
+            info = as_dict(conn.execute_command("HBLOCK.INFO", self.key)) or {}
+            token = conn.execute_command(*rebind, *self._limit_args(int(info.get("limit", 1))))
         if token is not None and int(token) == self.token:
             return
         if token is not None:  # a new lease of ours: the old one had just ended

@@ -9,13 +9,15 @@ from ._connect import (connection_name, dedicated, default_owner, fatal, is_conn
                        read_timeout, setup_timeout)
 from ._errors import is_transient
 from ._faults import Outage
-from ._info import as_dict as _as_dict, holder as _holder
+from ._info import as_dict as _as_dict, seen as _seen
 from ._lease import Backoff
 
 
 def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, Any]]]:
     """Yields the lock's INFO (a dict; None when the key does not exist) now
-    and at every change of holder, forever. Uses HBLOCK.WATCH with the token
+    and at every change of holder, forever (on a lock of limit > 1: at every
+    grant and lease end; ``limit`` and ``holders`` say how many may and do
+    hold). Uses HBLOCK.WATCH with the token
     last seen on a connection of its own (named ``hblock:watch:host:pid:random``),
     so no change of holder is missed. Transient errors (connection, LOADING,
     READONLY, ...) are retried with backoff, logged once when they start and
@@ -65,9 +67,9 @@ def watch(client: "redis.Redis[Any]", key: str) -> Iterator[Optional[Dict[str, A
             outage.ok()
             backoff.reset()
             info = _as_dict(reply)
-            if _holder(info) == seen:
+            if _seen(info) == seen:
                 continue
-            seen = _holder(info)
+            seen = _seen(info)
             yield info
     finally:
         conn.connection_pool.disconnect()
