@@ -124,8 +124,9 @@ pub fn run(quick: bool) -> (Vec<Row>, String) {
         }
     }
     // Each run long enough that redis-benchmark's millisecond clock does
-    // not quantize the rate (33k requests at -P 16 took ~130 ms).
-    let requests = if quick { 100_000 } else { 400_000 };
+    // not quantize the rate much (33k requests at -P 16 took ~130 ms);
+    // QUICK stays short: 63 runs (7 commands, 3 modes, 3 rounds) of 50k.
+    let requests = if quick { 50_000 } else { 400_000 };
     let mut samples = vec![vec![Vec::new(); commands.len()]; MODES.len()];
     for _ in 0..ROUNDS {
         for (mode, per_mode) in samples.iter_mut().enumerate() {
