@@ -91,6 +91,12 @@ pub fn loading(started: bool) {
     }
 }
 
+/// Whether a data set is loading (between the LOADING server event's start
+/// and its end or failure).
+pub fn loading_now() -> bool {
+    LOADING.with(Cell::get)
+}
+
 /// `HBLOCK.FLOOR ENDS key` from the master link or the AOF: the RESTORE of
 /// `key` that follows loaded ended on the master.
 pub fn told_ends(key: &[u8]) {

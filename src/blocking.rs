@@ -15,6 +15,7 @@
 use crate::ffi;
 use crate::handoff::{self, Handle};
 use crate::{binding, stats, tokens, watch};
+use hblock_core::checks::Staged;
 use hblock_core::lease::Lease;
 use hblock_core::queue::{Caller, LockId, Queues, WaiterId};
 use hblock_core::schedule::{Schedule, WaitSlot};
@@ -46,6 +47,8 @@ thread_local! {
     static STATE: RefCell<WaitState> = RefCell::new(WaitState::default());
     /// Locks to look at again, noted by event callbacks.
     static PENDING: RefCell<HashSet<LockId>> = RefCell::new(HashSet::new());
+    /// Lease checks of the records a loading data set brought so far.
+    static STAGED: RefCell<Staged> = RefCell::new(Staged::default());
 }
 
 /// Runs `f` on the wait state unless it is already borrowed (it never is
@@ -172,6 +175,41 @@ pub fn schedule_lease_check(ctx: ffi::Ctx, lock: impl FnOnce() -> LockId, lease:
 /// event).
 pub fn schedule_loaded_check(key: &[u8], db: i32, lease: &mut Lease) {
     schedule_lease_check(std::ptr::null_mut(), || LockId::new(db, key), lease);
+}
+
+/// A lease loaded while a whole data set loads (RDB, AOF preamble, full
+/// sync): its check is staged and joins the schedule, sorted, when loading
+/// ends ([`insert_staged_checks`]); no timer runs before that.
+pub fn stage_loaded_check(key: &[u8], db: i32, lease: &mut Lease) {
+    let Some(at) = lease.next_deadline() else {
+        return;
+    };
+    if lease.scheduled_check().is_some() {
+        return schedule_loaded_check(key, db, lease);
+    }
+    let staged = STAGED.with(|s| {
+        s.try_borrow_mut()
+            .map(|mut staged| staged.push(at, db, key))
+            .is_ok()
+    });
+    if staged {
+        lease.set_scheduled_check(Some(at));
+    } else {
+        schedule_loaded_check(key, db, lease);
+    }
+}
+
+/// Loading ended or failed: the checks staged while it ran join the
+/// schedule (a check whose record is gone costs one look when it fires).
+pub fn insert_staged_checks() {
+    let staged = STAGED.with(|s| {
+        s.try_borrow_mut()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    });
+    if !staged.is_empty() {
+        with_wait_state(|s| s.schedule.lease_checks_loaded(staged));
+    }
 }
 
 /// Makes sure the lock is looked at no later than `when`.

@@ -146,7 +146,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
     admitted.map_or(std::ptr::null_mut(), |mut lease| {
         tokens::observe(&lease);
         if let Some((key, db)) = at {
-            blocking::schedule_loaded_check(key, db, &mut lease);
+            if arrival::loading_now() {
+                blocking::stage_loaded_check(key, db, &mut lease);
+            } else {
+                blocking::schedule_loaded_check(key, db, &mut lease); // RESTORE
+            }
         }
         Box::into_raw(Box::new(lease)).cast()
     })

@@ -8,6 +8,7 @@
 use crate::datatype::LOCK_TYPE;
 use crate::error::Error;
 use crate::{binding, blocking, config, ffi, propagation, stats, tokens, watch};
+use hblock_core::beat_delta::BeatDelta;
 use hblock_core::lease::{Effects, Lease, Terms};
 use hblock_core::queue::LockId;
 use hblock_core::record::Fields;
@@ -135,9 +136,49 @@ pub fn create_free(
 /// deadline. Every change a command, waiter grant or timer run makes goes
 /// through here; APPLY's goes through [`commit_applied`].
 pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects, now: i64) {
+    commit_as(ctx, key, lease, fx, now, Propagate::Record);
+}
+
+/// [`commit`] for a BEAT: a beat that was only a beat (the lease was alive,
+/// nothing else changed) goes to replicas and the AOF as a beat delta
+/// (`hblock_core::beat_delta`), anything more as the whole record.
+pub fn commit_beat(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects, now: i64) {
+    // A lock with permits sends its whole record (the delta names the
+    // plain lock's one holder).
+    let only_a_beat = lease.permits().is_none()
+        && fx
+            == Effects {
+                changed: true,
+                ..Effects::default()
+            };
+    let how = if only_a_beat {
+        Propagate::BeatDelta
+    } else {
+        Propagate::Record
+    };
+    commit_as(ctx, key, lease, fx, now, how);
+}
+
+/// What a change sends to replicas and the AOF.
+enum Propagate {
+    Record,
+    BeatDelta,
+}
+
+fn commit_as(
+    ctx: &Context,
+    key: &RedisString,
+    lease: &mut Lease,
+    fx: Effects,
+    now: i64,
+    how: Propagate,
+) {
     if fx.changed {
         signal_modified(ctx, key);
-        replicate_record(ctx, key, lease, fx.history);
+        match how {
+            Propagate::Record => replicate_record(ctx, key, lease, fx.history),
+            Propagate::BeatDelta => replicate_beat(ctx, key, lease),
+        }
         tokens::observe(lease);
     }
     let events = [
@@ -228,4 +269,15 @@ fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease, history: bo
     }
     let record = Fields::of(lease).compact();
     ffi::replicate_apply(ctx.ctx, key.inner, record.as_bytes(), history);
+}
+
+/// Sends `HBLOCK.APPLY key <beat delta>`: the holder's token, beat count and
+/// last beat (~8 bytes), which rebuild exactly the master's record from the
+/// one the replica and the AOF already hold.
+fn replicate_beat(ctx: &Context, key: &RedisString, lease: &Lease) {
+    if !propagation::needed() {
+        return;
+    }
+    let delta = BeatDelta::of(lease).encode(lease.granted_ms);
+    ffi::replicate_apply(ctx.ctx, key.inner, delta.as_bytes(), None);
 }

@@ -8,6 +8,8 @@ use hblock_test_support as support;
 mod acl;
 /// Records arriving by RESTORE, COPY, RENAME, MOVE, SWAPDB, MIGRATE; forged payloads.
 mod arrivals;
+/// What a BEAT replicates (a beat delta) and its exact replay.
+mod beat_propagation;
 /// ACQUIRE ... BIND: leases released when their connection closes.
 mod bind;
 /// Blocking ACQUIRE: FIFO waiters, hand-off, grant at expiry, WAIT, leaving the queue.

@@ -449,3 +449,40 @@ fn an_aof_of_ten_field_records_from_an_earlier_build_loads() {
     let mut c = server.conn();
     assert_eq!(info_int(&mut c, "old:held", "beats"), 3);
 }
+
+/// Leases loaded with a data set (DEBUG RELOAD, a restart) are checked by
+/// their deadlines: their checks, staged while loading, join the schedule
+/// when it ends, and the timer expires them without anyone touching them.
+#[test]
+fn leases_loaded_with_a_data_set_expire_on_time() {
+    let mut server = Server::start();
+    let mut c = server.conn();
+    let short = |c: &mut Connection, key: &str| {
+        acquire(c, key, "o", &["INTERVAL", "3000", "MISSES", "1"]).expect("granted")
+    };
+    let expired_within = |c: &mut Connection, before: u64, n: u64| {
+        crate::support::eventually(Duration::from_secs(10), || {
+            (crate::support::counter(c, "expired") >= before + n).then_some(())
+        })
+    };
+    for key in ["s:1", "s:2", "s:3"] {
+        short(&mut c, key);
+    }
+    acquire(&mut c, "s:long", "o", &["INTERVAL", "600000"]).expect("granted");
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+    let before = crate::support::counter(&mut c, "expired");
+    assert!(
+        expired_within(&mut c, before, 3).is_some(),
+        "{}",
+        server.log()
+    );
+    assert_eq!(state(&mut c, "s:long"), "held");
+    for key in ["s:4", "s:5"] {
+        short(&mut c, key);
+    }
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    server.crash_and_restart();
+    let mut c = server.conn();
+    assert!(expired_within(&mut c, 0, 2).is_some(), "{}", server.log());
+    assert_eq!(state(&mut c, "s:long"), "held");
+}

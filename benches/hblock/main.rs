@@ -12,6 +12,7 @@ mod exporter;
 mod failover;
 mod ls;
 mod memory;
+mod modes;
 mod report;
 mod stats;
 mod takeover;
@@ -64,8 +65,12 @@ fn main() {
     if wanted("ls") {
         rows.extend(ls::run(quick));
     }
-    if wanted("replica") {
-        rows.extend(throughput::with_replica(&server, quick));
+    // bare / replica / AOF side by side (`replica` is its old name).
+    let mut by_mode = String::new();
+    if wanted("modes") || wanted("replica") {
+        let (mode_rows, table) = modes::run(quick);
+        rows.extend(mode_rows);
+        by_mode = table;
     }
     drop(server);
     if wanted("exporter") {
@@ -76,6 +81,7 @@ fn main() {
     }
 
     print!("{}", report::table(&rows));
+    print!("{by_mode}");
     println!("total time {:.1?}", started.elapsed());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     report::write(&dir, &run, &rows);

@@ -15,7 +15,7 @@ const FENCED_SET: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return r
 const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// Requests per second of one command, as redis-benchmark measures it.
-fn rps(server: &Server, requests: usize, pipeline: usize, args: &[&str]) -> f64 {
+pub fn rps(server: &Server, requests: usize, pipeline: usize, args: &[&str]) -> f64 {
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
         .args([
@@ -128,7 +128,7 @@ fn cycles(
 
 /// The keys the commands work on, and the two baseline scripts loaded.
 /// Returns the SHAs of (extend, unlock, fenced set).
-fn prepare(c: &mut redis::Connection) -> (String, String, String) {
+pub fn prepare(c: &mut redis::Connection) -> (String, String, String) {
     let token: i64 = redis::cmd("HBLOCK.ACQUIRE")
         .arg("bench:lock")
         .arg("holder")
@@ -285,22 +285,5 @@ pub fn run(server: &Server, quick: bool) -> Vec<Row> {
         baseline,
         None,
     ));
-    rows
-}
-
-/// BEAT against INCR and the Lua extend with one replica attached: every
-/// command here is replicated, INCR included. Runs last: the master keeps
-/// its replication backlog afterwards.
-pub fn with_replica(server: &Server, quick: bool) -> Vec<Row> {
-    let replica = Server::replica_of(server);
-    crate::support::wait_in_sync(&mut server.conn(), &mut replica.conn());
-    let requests = requests(quick);
-    let extend = load(&mut server.conn(), EXTEND);
-    let setting = "-P 16, 50 clients, 1 replica";
-    let rows = beat_rows(server, (requests, 16), &extend, setting, [None, None]);
-    crate::support::wait_in_sync(&mut server.conn(), &mut replica.conn());
-    let same =
-        crate::support::digest(&mut server.conn()) == crate::support::digest(&mut replica.conn());
-    assert!(same, "the replica holds what the master holds");
     rows
 }

@@ -31,6 +31,42 @@ impl LeaseChecks {
         encode(self.buckets.entry(at).or_default(), lock.db, &lock.key);
     }
 
+    /// Adds the checks of a data set being loaded (`Staged`), in time order:
+    /// each bucket is filled in one go and shrunk once. Inserting them one
+    /// by one as the RDB delivers them (in hash order, so in no time order)
+    /// was ~20% of a load: a tree lookup each, and every bucket growing, and
+    /// shrunk, many times.
+    pub fn insert_staged(&mut self, staged: Staged) {
+        let Staged { bytes, mut index } = staged;
+        index.sort_unstable();
+        let mut filling: Option<(i64, Vec<u8>)> = None;
+        for (at, offset) in index {
+            let Some((_, db, key)) = bytes.get(offset..).and_then(|b| Entries::new(b).next())
+            else {
+                continue;
+            };
+            match &mut filling {
+                Some((time, bucket)) if *time == at => encode(bucket, db, key),
+                _ => {
+                    if let Some((time, bucket)) = filling.take() {
+                        self.put_back(time, bucket);
+                    }
+                    let mut bucket = self.buckets.remove(&at).unwrap_or_default();
+                    encode(&mut bucket, db, key);
+                    filling = Some((at, bucket));
+                }
+            }
+        }
+        if let Some((time, bucket)) = filling {
+            self.put_back(time, bucket);
+        }
+    }
+
+    fn put_back(&mut self, at: i64, mut bucket: Vec<u8>) {
+        bucket.shrink_to_fit();
+        self.buckets.insert(at, bucket);
+    }
+
     /// Removes one check of `lock` at `at`; nothing when there is none.
     pub fn remove(&mut self, at: i64, lock: &LockId) {
         let Some(bucket) = self.buckets.get_mut(&at) else {
@@ -111,6 +147,26 @@ impl LeaseChecks {
     }
 }
 
+/// Checks noted while a data set loads, for [`LeaseChecks::insert_staged`]
+/// when it ends: the entries as a bucket holds them, one after the other in
+/// one buffer (no allocation per lock), and (time, where) for each.
+#[derive(Default)]
+pub struct Staged {
+    bytes: Vec<u8>,
+    index: Vec<(i64, usize)>,
+}
+
+impl Staged {
+    pub fn push(&mut self, at: i64, db: i32, key: &[u8]) {
+        self.index.push((at, self.bytes.len()));
+        encode(&mut self.bytes, db, key);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
 fn encode(out: &mut Vec<u8>, db: i32, key: &[u8]) {
     let mut buf = [0u8; varint::MAX_LEN];
     // A database number is never negative; the cast round-trips anyway.
@@ -153,6 +209,36 @@ mod tests {
 
     fn lock(db: i32, key: &[u8]) -> LockId {
         LockId::new(db, key)
+    }
+
+    #[test]
+    fn staged_checks_join_the_buckets_in_time_order() {
+        let mut c = LeaseChecks::default();
+        c.insert(20, &lock(0, b"first"));
+        let mut staged = Staged::default();
+        assert!(staged.is_empty());
+        for (at, db, key) in [
+            (30, 0, &b"c"[..]),
+            (20, 1, b"b"),
+            (10, 0, b"a"),
+            (30, 2, b"d"),
+            (20, 0, b""),
+        ] {
+            staged.push(at, db, key);
+        }
+        c.insert_staged(staged);
+        assert_eq!(c.count(), 6);
+        assert_eq!(
+            c.take_before(None),
+            [
+                (10, lock(0, b"a")),
+                (20, lock(0, b"first")),
+                (20, lock(1, b"b")),
+                (20, lock(0, b"")),
+                (30, lock(0, b"c")),
+                (30, lock(2, b"d")),
+            ]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - `permits`: the holders of a lock with more than one permit (LIMIT n).
 //! - `queue`: the FIFO wait queues, per lock.
 //! - `record`: a record's fields and their encodings (RDB, AOF, APPLY).
+//! - `beat_delta`: what a beat replicates (token, beats, last beat).
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
 //! - `checks`: the lease deadlines, packed per millisecond.
 //! - `bind`: leases bound to connections (BIND), due releases.
@@ -16,6 +17,7 @@
 //! - `varint`: the LEB128 numbers of packed checks and compact records.
 
 pub mod args;
+pub mod beat_delta;
 pub mod bind;
 pub mod checks;
 pub mod history;

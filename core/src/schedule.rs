@@ -10,7 +10,7 @@
 //! the record no longer points at (after RENAME, APPLY, promotion) only costs
 //! one redundant check when it fires.
 
-use crate::checks::LeaseChecks;
+use crate::checks::{LeaseChecks, Staged};
 use crate::queue::{LockId, WaiterId};
 use std::collections::BTreeSet;
 
@@ -45,6 +45,11 @@ impl Schedule {
         }
         self.leases.insert(when, lock);
         when
+    }
+
+    /// Adds the lease checks noted while a data set loaded.
+    pub fn lease_checks_loaded(&mut self, staged: Staged) {
+        self.leases.insert_staged(staged);
     }
 
     /// Schedules the end of a WAIT; keep the slot to cancel it.

@@ -1,5 +1,6 @@
 //! `HBLOCK.APPLY key phase owner token interval misses beats granted last_beat takeovers [history]`
 //! `HBLOCK.APPLY key <record> [history]`
+//! `HBLOCK.APPLY key <beat delta>`
 //!
 //! Internal: how the master replicates a lock (the compact binary form, one
 //! argument) and how an AOF rewrite stores one (the ten fields; older AOF
@@ -7,6 +8,9 @@
 //! It sets the record to exactly these values. The holder history
 //! (`hblock_core::history`) follows when it changed (or, in an AOF rewrite,
 //! when there is one); without it the record keeps the history it has.
+//! A BEAT that was only a beat comes as a beat delta
+//! (`hblock_core::beat_delta`: token, beats, last beat), applied to the
+//! holder with that token.
 //! Any other caller is refused, or
 //! any client could forge lock records (7.0 has no "internal command" flag).
 
@@ -14,6 +18,7 @@ use super::common::{byte_args, from_master};
 use crate::error::Error;
 use crate::spec::{Kind, Spec, KEY, OWNER, TOKEN};
 use crate::store;
+use hblock_core::beat_delta::{self, BeatDelta};
 use hblock_core::history;
 use hblock_core::owner::Owner;
 use hblock_core::record::{self, Fields, NUMBERS};
@@ -50,6 +55,11 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(Error::Arity.into());
     };
     let fields = byte_args(fields);
+    if let [delta] = fields.as_slice() {
+        if beat_delta::is_delta(delta) {
+            return apply_beat(ctx, key, delta);
+        }
+    }
     let ten = NUMBERS.len() + 1;
     let (parsed, history) = match fields.as_slice() {
         [record] => (record::from_compact_any(record), None),
@@ -86,6 +96,18 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         record.owner.set_history(history.into());
     }
     // Module commands propagate themselves: see commit_applied.
+    store::commit_applied(ctx, key, record);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `HBLOCK.APPLY key <beat delta>`: the master's BEAT, applied to the
+/// holder it names by token. A record without that holder refuses it and
+/// changes nothing (the master's record and this one differ: it cannot
+/// happen while replay is exact).
+fn apply_beat(ctx: &Context, key: &RedisString, delta: &[u8]) -> RedisResult {
+    let handle = store::open(ctx, key);
+    let record = store::lock_at(&handle)?.ok_or(Error::BadRecord)?;
+    BeatDelta::apply(delta, record).map_err(|_| Error::BadRecord)?;
     store::commit_applied(ctx, key, record);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -2,10 +2,10 @@
 //!
 //! The holder's heartbeat. Reply: the lease's beat count, or `NOTHELD <why>`.
 
-use super::common::apply_to_lease;
+use super::common::apply_and_commit;
 use crate::error::Error;
 use crate::spec::{holder_spec, Spec};
-use crate::stats;
+use crate::{stats, store};
 use hblock_core::lease::{Lease, NotHeld};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
@@ -16,7 +16,7 @@ pub const SPEC: Spec = holder_spec(
 );
 
 pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let call = apply_to_lease(ctx, &args, Lease::beat)?;
+    let call = apply_and_commit(ctx, &args, Lease::beat, store::commit_beat)?;
     let result = call.outcome.unwrap_or(Err(NotHeld::NoSuchLock));
     // A lease this call found expired goes to the next waiter now.
     if result == Err(NotHeld::Expired) {

@@ -67,6 +67,20 @@ pub fn apply_to_lease<'a, T>(
     args: &'a [RedisString],
     op: impl FnOnce(&mut Lease, &[u8], u64, i64) -> (T, Effects),
 ) -> Result<Applied<'a, T>, Error> {
+    apply_and_commit(ctx, args, op, store::commit)
+}
+
+/// The commit of a [`store`] change: `store::commit`, or BEAT's
+/// `store::commit_beat`.
+pub type Commit = fn(&Context, &RedisString, &mut Lease, Effects, i64);
+
+/// [`apply_to_lease`] with the commit given (BEAT's sends a beat delta).
+pub fn apply_and_commit<'a, T>(
+    ctx: &Context,
+    args: &'a [RedisString],
+    op: impl FnOnce(&mut Lease, &[u8], u64, i64) -> (T, Effects),
+    commit: Commit,
+) -> Result<Applied<'a, T>, Error> {
     let [_, key, owner, token] = args else {
         return Err(Error::Arity);
     };
@@ -78,7 +92,7 @@ pub fn apply_to_lease<'a, T>(
         None => None,
         Some(lease) => {
             let (outcome, fx) = op(lease, owner, token, now);
-            store::commit(ctx, key, lease, fx, now);
+            commit(ctx, key, lease, fx, now);
             Some(outcome)
         }
     };

@@ -110,6 +110,7 @@ fn swapped(ctx: ffi::Ctx, a: i32, b: i32) {
 fn loading(ctx: ffi::Ctx, subevent: u64) -> bool {
     if subevent == raw::REDISMODULE_SUBEVENT_LOADING_FAILED {
         arrival::loading(false);
+        blocking::insert_staged_checks();
         return false;
     }
     if subevent != raw::REDISMODULE_SUBEVENT_LOADING_ENDED {
@@ -117,6 +118,7 @@ fn loading(ctx: ffi::Ctx, subevent: u64) -> bool {
         return false;
     }
     arrival::loading(false);
+    blocking::insert_staged_checks();
     // A master that started from its files (or DEBUG RELOAD): a new epoch,
     // above grants that may not have reached the files.
     if Context::new(ctx).get_flags().contains(ContextFlags::MASTER) {

@@ -64,6 +64,9 @@ pub struct Options {
     pub cluster_node: bool,
     /// Start without `--loadmodule` (MODULE LOAD allowed instead).
     pub no_module: bool,
+    /// The server binary, instead of `SERVER_BIN` (the bench runs Valkey
+    /// next to Redis).
+    pub binary: Option<String>,
 }
 
 impl Options {
@@ -81,6 +84,11 @@ impl Options {
     pub fn without_module(mut self) -> Self {
         self.no_module = true;
         self.config("enable-module-command", "yes")
+    }
+
+    pub fn binary(mut self, path: &str) -> Self {
+        self.binary = Some(path.into());
+        self
     }
 
     pub fn module_arg(mut self, name: &str, value: &str) -> Self {
@@ -137,7 +145,8 @@ impl Server {
             } else {
                 free_port()
             };
-            let mut cmd = Command::new(server_bin());
+            let binary = self.options.binary.clone().unwrap_or_else(server_bin);
+            let mut cmd = Command::new(binary);
             cmd.current_dir(self.dir.path())
                 .args(["--port", &self.port.to_string()])
                 .args(["--bind", "127.0.0.1"])
