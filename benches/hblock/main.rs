@@ -12,6 +12,7 @@ mod exporter;
 mod failover;
 mod ls;
 mod memory;
+mod permits;
 mod report;
 mod stats;
 mod takeover;
@@ -60,6 +61,9 @@ fn main() {
     }
     if wanted("watch") {
         rows.extend(watch::run(&server, quick));
+    }
+    if wanted("permits") {
+        rows.extend(permits::run(&server, quick));
     }
     if wanted("ls") {
         rows.extend(ls::run(quick));
