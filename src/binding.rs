@@ -55,6 +55,13 @@ pub fn holder_changed(lock: &LockId, holder: u64) {
     }
 }
 
+/// The live leases of a lock with permits are now `tokens`.
+pub fn holders_are(lock: &LockId, tokens: &[u64]) {
+    if any() {
+        with_bindings(|b| b.holders_are(lock, tokens));
+    }
+}
+
 /// INFO's `bound`: the live lease `token` of `lock` is bound.
 pub fn is_bound(lock: impl FnOnce() -> LockId, token: u64) -> bool {
     any() && with_bindings(|b| b.is_bound(&lock(), token)).unwrap_or(false)

@@ -15,7 +15,7 @@
 use crate::ffi;
 use crate::handoff::{self, Handle};
 use crate::{binding, stats, tokens, watch};
-use hblock_core::lease::{Lease, Phase};
+use hblock_core::lease::Lease;
 use hblock_core::queue::{Caller, LockId, Queues, WaiterId};
 use hblock_core::schedule::{Schedule, WaitSlot};
 use redis_module::{Context, RedisString};
@@ -159,8 +159,7 @@ pub fn note_key_for_timer(ctx: ffi::Ctx, db: i32, key: &[u8], arrival: bool) {
 /// is only built when a check must be added. A null `ctx` arms no timer
 /// (the caller's timer run, or the end of loading, arms it).
 pub fn schedule_lease_check(ctx: ffi::Ctx, lock: impl FnOnce() -> LockId, lease: &mut Lease) {
-    if lease.phase == Phase::Held {
-        let deadline = lease.deadline_ms();
+    if let Some(deadline) = lease.next_deadline() {
         schedule_check_at(ctx, lock, lease, deadline);
     }
 }

@@ -8,7 +8,7 @@ use crate::{arrival, blocking, eviction, ffi, tokens};
 use hblock_core::history;
 use hblock_core::lease::Lease;
 use hblock_core::queue::LockId;
-use hblock_core::record::{Fields, PHASE};
+use hblock_core::record::{self, Fields, PHASE};
 use redis_module::{native_types::RedisType, raw};
 use std::ffi::{c_int, c_void};
 
@@ -21,8 +21,10 @@ use std::ffi::{c_int, c_void};
 ///    decompression at load);
 /// 4: as 3, the holder history (`hblock_core::history`) appended to the
 ///    numbers' string: nothing when a lock keeps none, so a file without
-///    histories is byte for byte what encoding 3 wrote.
-const ENCODING_VERSION: c_int = 4;
+///    histories is byte for byte what encoding 3 wrote;
+/// 5: the whole record as ONE string (`hblock_core::record::save_v5`):
+///    numbers, owner, history and the holders of a lock with permits.
+const ENCODING_VERSION: c_int = 5;
 
 /// The type's name. It is stored in RDB files: never change it. Every
 /// hblock build carries it (second_load.rs looks for it in a module file).
@@ -68,15 +70,23 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return;
     };
-    let record = Fields::of(lease).compact();
-    let (numbers, owner) = record.parts();
-    let history = lease.owner.history();
-    if history.is_empty() {
-        ffi::save_bytes(rdb, numbers);
-    } else {
-        ffi::save_bytes(rdb, &[numbers, history].concat());
-    }
-    ffi::save_bytes(rdb, owner);
+    SAVE_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            record::save_v5(lease, &mut buffer);
+            ffi::save_bytes(rdb, &buffer);
+        }
+        Err(_) => {
+            let mut buffer = Vec::new();
+            record::save_v5(lease, &mut buffer);
+            ffi::save_bytes(rdb, &buffer);
+        }
+    });
+}
+
+thread_local! {
+    /// rdb_save's buffer, reused from record to record.
+    static SAVE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
@@ -124,6 +134,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         2 => load_v2(),
         3 => load_v3(false),
         4 => load_v3(true),
+        5 => ffi::load_bytes(rdb).and_then(|bytes| record::load_v5(bytes.as_ref())),
         _ => None,
     };
     // A null pointer makes Redis report the RDB as corrupt.
@@ -150,6 +161,12 @@ extern "C" fn aof_rewrite(
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return;
     };
+    if lease.permits().is_some() {
+        let mut record = Vec::new();
+        record::compact_any(lease, &mut record);
+        ffi::emit_aof_apply_record(aof, key, &record, lease.owner.history());
+        return;
+    }
     let f = Fields::of(lease);
     ffi::emit_aof_apply(aof, key, (f.owner, lease.owner.history()), &f.numbers);
 }
@@ -168,6 +185,11 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
     for (ptr, len) in lease.owner.history_allocations().into_iter().flatten() {
         total += ffi::malloc_size(ptr.cast(), len);
     }
+    if let Some(permits) = lease.permits() {
+        for (ptr, len) in permits.allocations() {
+            total += ffi::malloc_size(ptr.cast(), len);
+        }
+    }
     total
 }
 
@@ -181,6 +203,11 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     let history = lease.owner.history();
     if !history.is_empty() {
         ffi::digest_add(md, history, &[]);
+    }
+    if let Some(permits) = lease.permits() {
+        let mut bytes = Vec::new();
+        permits.encode(&mut bytes);
+        ffi::digest_add(md, &bytes, &[]);
     }
 }
 

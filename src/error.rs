@@ -32,6 +32,12 @@ pub enum Error {
     OperatorOnly,
     /// A blocked HBLOCK.WATCH whose registry entry is gone (never expected).
     WatcherLost,
+    /// ACQUIRE's LIMIT (requested) differs from the lock's (current) while
+    /// it has holders or waiters.
+    LimitMismatch {
+        requested: u16,
+        current: u16,
+    },
 }
 
 /// Redis's own reply when a write would go over `maxmemory`.
@@ -44,6 +50,9 @@ impl Error {
             Error::Invalid(Invalid::Syntax) => "ERR syntax error".into(),
             Error::Invalid(Invalid::Range { what, min, max }) => {
                 format!("ERR {what} must be an integer from {min} to {max}")
+            }
+            Error::LimitMismatch { requested, current } => {
+                format!("ERR LIMIT {requested} does not match the lock's limit {current}")
             }
             Error::Invalid(Invalid::Owner) => format!("ERR owner must be 1 to {MAX_OWNER_LEN} bytes"),
             Error::WrongType => {

@@ -163,4 +163,6 @@ hblock_module![
     commands::watch,
     commands::waiters,
     commands::history,
+    commands::holders,
+    commands::limit,
 ];

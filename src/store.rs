@@ -88,26 +88,45 @@ pub fn create_lock(key: &RedisKeyWritable, lease: Lease) -> Result<&mut Lease, E
 }
 
 /// The first lease of a key that does not exist (a token above the floor),
-/// with the terms the call gave and the configured defaults for the rest;
-/// committed.
-pub fn grant_first<'k>(
+/// with the terms the call gave and the configured defaults for the rest,
+/// on a lock of `limit` permits; committed. Returns its token.
+pub fn grant_first(
     ctx: &Context,
     key: &RedisString,
-    handle: &'k RedisKeyWritable,
-    owner: &[u8],
-    requested: (Option<u32>, Option<u16>),
+    handle: &RedisKeyWritable,
+    (owner, requested, limit): (&[u8], (Option<u32>, Option<u16>), u16),
     now: i64,
-) -> Result<&'k mut Lease, Error> {
+) -> Result<u64, Error> {
     let terms = Terms::resolve(requested, config::default_terms());
     let first = Lease::first_after(owner, terms, now, tokens::floor()).map_err(Error::from)?;
+    let token = first.token;
     let lease = create_lock(handle, first)?;
+    if limit > 1 {
+        lease.set_limit(limit, now);
+    }
     let fx = Effects {
         changed: true,
         acquired: true,
         ..Effects::default()
     };
     commit(ctx, key, lease, fx, now);
-    Ok(lease)
+    Ok(token)
+}
+
+/// HBLOCK.LIMIT on a key that does not exist: a free lock of `limit`
+/// permits (token 0), committed.
+pub fn create_free(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &RedisKeyWritable,
+    limit: u16,
+    now: i64,
+) -> Result<(), Error> {
+    let lease = create_lock(handle, Lease::never_held(config::default_terms()))?;
+    let mut fx = lease.set_limit(limit, now);
+    fx.changed = true;
+    commit(ctx, key, lease, fx, now);
+    Ok(())
 }
 
 /// Makes a transition at `now` visible: replicate the new record as
@@ -138,7 +157,13 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects, 
     if (fx.acquired || fx.released || fx.expired) && (watch::any() || binding::any()) {
         let holder = lease.holder(now);
         let lock = blocking::lock_id(ctx, key);
-        binding::holder_changed(&lock, holder);
+        match lease.permits() {
+            Some(permits) => {
+                let tokens: Vec<u64> = permits.live(now).map(|h| h.token).collect();
+                binding::holders_are(&lock, &tokens)
+            }
+            None => binding::holder_changed(&lock, holder),
+        }
         watch::notify(&lock, holder);
     }
     if fx.changed {
@@ -186,7 +211,13 @@ fn replicate_record(ctx: &Context, key: &RedisString, lease: &Lease, history: bo
     if !propagation::needed() {
         return; // nothing can read it (propagation.rs)
     }
-    let record = Fields::of(lease).compact();
     let history = history.then(|| lease.owner.history());
+    if lease.permits().is_some() {
+        let mut record = Vec::new();
+        hblock_core::record::compact_any(lease, &mut record);
+        ffi::replicate_apply(ctx.ctx, key.inner, &record, history);
+        return;
+    }
+    let record = Fields::of(lease).compact();
     ffi::replicate_apply(ctx.ctx, key.inner, record.as_bytes(), history);
 }

@@ -5,7 +5,7 @@
 use crate::error::Error;
 use crate::{binding, blocking, config, ffi, stats, store, tokens};
 use hblock_core::lease::{Lease, NotHeld, State};
-use hblock_core::proto::{INFO_NUMBERS, STATE_HELD_BACK as HELD_BACK};
+use hblock_core::proto::{HOLDER_FIELDS, INFO_NUMBERS, STATE_HELD_BACK as HELD_BACK};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// Whether (owner, token) holds the live lease of `key` now. Read-only;
@@ -46,12 +46,57 @@ pub fn reply_info(ctx: &Context, key: &RedisString) -> RedisResult {
             }
             return RedisValue::Null;
         };
-        let bound = lease.holder(now) != 0
-            && binding::is_bound(|| blocking::lock_id(ctx, key), lease.token);
+        let bound = lease_token(lease, now)
+            .is_some_and(|token| binding::is_bound(|| blocking::lock_id(ctx, key), token));
         reply_view(ctx, lease, now, (waiters, bound));
         RedisValue::NoReply
     })?;
     Ok(reply)
+}
+
+/// The token of the live lease INFO describes: the holder's, or on a lock
+/// with permits the one that ends first.
+fn lease_token(lease: &Lease, now: i64) -> Option<u64> {
+    match lease.permits() {
+        Some(permits) => permits.first_ending(now).map(|h| h.token),
+        None => (lease.holder(now) != 0).then_some(lease.token),
+    }
+}
+
+/// Replies HBLOCK.HOLDERS: every live lease of the lock named `key`, in
+/// token order, each with INFO's per-lease fields (a map in RESP3, a flat
+/// name-value array in RESP2); an empty array for a missing key.
+pub fn reply_holders(ctx: &Context, key: &RedisString) -> RedisResult {
+    store::read_lock(ctx, key, |lease| {
+        let now = ffi::now_ms();
+        let holders = lease.map(|l| l.holders(now)).unwrap_or_default();
+        let lock = binding::any().then(|| blocking::lock_id(ctx, key));
+        ffi::reply_array(ctx.ctx, holders.len());
+        for h in holders {
+            let bound = lock
+                .as_ref()
+                .is_some_and(|lock| binding::is_bound(|| lock.clone(), h.token));
+            let numbers: [i64; 8] = [
+                h.token as i64,
+                i64::from(h.interval_ms),
+                i64::from(h.misses),
+                h.missed as i64,
+                h.ttl_ms,
+                h.beats as i64,
+                h.age_ms,
+                i64::from(bound),
+            ];
+            ffi::reply_map(ctx.ctx, HOLDER_FIELDS.len());
+            ffi::reply_bulk(ctx.ctx, b"owner");
+            ffi::reply_bulk(ctx.ctx, h.owner);
+            for (name, value) in HOLDER_FIELDS.into_iter().skip(1).zip(numbers) {
+                ffi::reply_bulk(ctx.ctx, name.as_bytes());
+                ffi::reply_integer(ctx.ctx, value);
+            }
+        }
+        RedisValue::NoReply
+    })
+    .map_err(Into::into)
 }
 
 /// `extra`: the waiters on the lock and whether its lease is bound.
@@ -69,7 +114,7 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
         (view.state.name(), view.ttl_ms)
     };
     // In the order of INFO_NUMBERS (hblock_core::proto), which names them.
-    let numbers: [i64; 10] = [
+    let numbers: [i64; 12] = [
         view.token as i64,
         i64::from(view.interval_ms),
         i64::from(view.misses),
@@ -80,6 +125,8 @@ fn reply_view(ctx: &Context, lease: &Lease, now: i64, extra: (u64, bool)) {
         view.takeovers as i64,
         waiters as i64,
         i64::from(bound),
+        i64::from(view.limit),
+        view.holders as i64,
     ];
     let bulk = |bytes: &[u8]| ffi::reply_bulk(ctx.ctx, bytes);
     ffi::reply_map(ctx.ctx, 2 + numbers.len());

@@ -10,7 +10,7 @@ use crate::blocking::{arm, update_waiting_stat, with_wait_state};
 use crate::error::Error;
 use crate::handoff::{self, Grant, Handle};
 use crate::{binding, config, eviction, ffi, stats, store, tokens};
-use hblock_core::lease::{Acquired, State};
+use hblock_core::lease::Acquired;
 use hblock_core::queue::{Caller, LockId, WaiterId};
 use hblock_core::schedule::Due;
 use redis_module::key::RedisKeyWritable;
@@ -145,8 +145,9 @@ pub fn serve(
         match granted {
             None => return Ok(()),
             Some(Ok(token)) => {
+                // A lock with permits may have more than one free: the
+                // next head is looked at too.
                 finish_waiter(id, Outcome::Token(token as i64));
-                return Ok(());
             }
             Some(Err(err)) => {
                 finish_waiter(id, Outcome::Error(err.message()));
@@ -166,15 +167,15 @@ fn grant(
     now: i64,
 ) -> Result<Option<Result<u64, Error>>, Error> {
     Ok(match store::lock_at(handle)? {
-        Some(lease) if lease.state(now) == State::Held => None,
+        Some(lease) if !lease.has_free_permit(now) => None,
         // After a promotion, a lock not held waits for its delay's end.
         Some(lease) if tokens::hold_left(Some(lease), now) > 0 => None,
         None if tokens::hold_left(None, now) > 0 => None,
         // A grant that creates a key follows ACQUIRE's deny-oom.
         None if eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
         None => {
-            let lease = store::grant_first(ctx, key, handle, owner, terms, now)?;
-            Some(Ok(lease.token))
+            let token = store::grant_first(ctx, key, handle, (owner, terms, 1), now)?;
+            Some(Ok(token))
         }
         Some(lease) => {
             let defaults = config::default_terms();

@@ -129,6 +129,8 @@ fn info_fields_in_order_resp2_and_resp3() {
         "takeovers",
         "waiters",
         "bound",
+        "limit",
+        "holders",
     ];
     let mut c = server.conn();
     assert_eq!(info(&mut c, "nokey"), None);
@@ -218,7 +220,7 @@ fn keys_with_nul_bytes_work() {
     assert_eq!(token, 1);
     let info: Value = call(&mut c, &[b"HBLOCK.INFO", key]).unwrap();
     assert!(
-        matches!(info, Value::Array(ref v) if v.len() == 24),
+        matches!(info, Value::Array(ref v) if v.len() == 28),
         "{info:?}"
     );
 }

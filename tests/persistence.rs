@@ -323,6 +323,38 @@ fn an_rdb_of_encoding_3_loads_unchanged() {
     );
 }
 
+/// Encoding version 4 (version 3 plus the holder history, the last before
+/// permits), written by the build of commit 9ce160b with `history 5`: `free`
+/// and `bin` keep the lease ends they had.
+#[test]
+fn an_rdb_of_encoding_4_loads_unchanged() {
+    fixture_loads_unchanged(
+        "locks-encver4.rdb",
+        [
+            ("held", Some(b"alice"), [1, 86_400_000, 7, 1, 0]),
+            ("free", None, [2, 1000, 3, 0, 0]),
+            ("bin", Some(b"new"), [4, 86_400_000, 3, 0, 1]),
+        ],
+    );
+    let mut server = Server::start();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/locks-encver4.rdb");
+    std::fs::copy(&fixture, server.dir().join("dump.rdb")).expect("copy the fixture");
+    server.crash_and_restart();
+    let mut c = server.conn();
+    for (key, owner, token) in [("free", "a", 2), ("bin", "old", 3)] {
+        let entries: Vec<Vec<redis::Value>> =
+            redis::cmd("HBLOCK.HISTORY").arg(key).query(&mut c).unwrap();
+        assert_eq!(entries.len(), 1, "{key}: {entries:?}");
+        assert_eq!(
+            entries[0][1],
+            redis::Value::BulkString(owner.into()),
+            "{key}"
+        );
+        assert_eq!(entries[0][3], redis::Value::Int(token), "{key}");
+    }
+}
+
 /// An AOF written by an earlier build, whose replication and AOF records were
 /// all ten-field `HBLOCK.APPLY key phase owner token interval misses beats
 /// granted last_beat takeovers` commands, still loads (the compact one-field

@@ -19,7 +19,7 @@ pub enum Invalid {
 }
 
 pub use crate::limits::{INTERVAL_MAX, MISSES_MAX, WAIT_MAX};
-use crate::limits::{INTERVAL_MIN, MISSES_MIN, TOKEN_MAX};
+use crate::limits::{INTERVAL_MIN, LIMIT_MAX, LIMIT_MIN, MISSES_MIN, TOKEN_MAX};
 
 /// Parses a decimal integer the way Redis does (`string2ll`): an optional `-`,
 /// no `+`, no spaces, no leading zeros, no overflow.
@@ -80,6 +80,14 @@ pub struct AcquireOptions {
     /// [`bind_fits`] once the terms are known, so that its error names the
     /// real bound (`interval * misses`).
     pub bind_ms: Option<Option<u64>>,
+    /// LIMIT: how many owners may hold the lock at once (None: 1).
+    pub limit: Option<u16>,
+}
+
+/// A lock's limit (ACQUIRE's LIMIT, HBLOCK.LIMIT's n): 1 to 1000.
+pub fn limit(bytes: &[u8]) -> Result<u16, Invalid> {
+    let (min, max) = (i64::from(LIMIT_MIN), i64::from(LIMIT_MAX));
+    int_in_range(bytes, "LIMIT", min, max).map(|n| n as u16)
 }
 
 pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
@@ -97,6 +105,8 @@ pub fn acquire_options(args: &[&[u8]]) -> Result<AcquireOptions, Invalid> {
             opts.wait_ms = Some(int_in_range(value, "WAIT", 0, WAIT_MAX)? as u64);
         } else if name.eq_ignore_ascii_case(b"BIND") && opts.bind_ms.is_none() {
             opts.bind_ms = Some(parse_i64(value).and_then(|v| u64::try_from(v).ok()));
+        } else if name.eq_ignore_ascii_case(b"LIMIT") && opts.limit.is_none() {
+            opts.limit = Some(limit(value)?);
         } else {
             return Err(Invalid::Syntax);
         }
@@ -242,6 +252,7 @@ mod tests {
                 misses: Some(5),
                 wait_ms: Some(0),
                 bind_ms: Some(Some(100)),
+                limit: None,
             }
         );
         assert_eq!(acquire_options(&[]), Ok(AcquireOptions::default()));

@@ -28,11 +28,13 @@ pub struct Unbound {
 
 #[derive(Default, Debug)]
 pub struct Bindings {
-    by_lock: HashMap<LockId, Binding>,
-    /// Open connections -> the locks bound to them.
-    by_client: HashMap<u64, Vec<LockId>>,
+    /// Each lock's bound leases (one on a plain lock; one per holder on a
+    /// lock with permits).
+    by_lock: HashMap<LockId, Vec<Binding>>,
+    /// Open connections -> the leases (lock, token) bound to them.
+    by_client: HashMap<u64, Vec<(LockId, u64)>>,
     /// Releases waiting for their grace to pass, by due time.
-    due: BTreeSet<(i64, LockId)>,
+    due: BTreeSet<(i64, LockId, u64)>,
 }
 
 impl Bindings {
@@ -43,45 +45,65 @@ impl Bindings {
     /// Binds the lease `token` of `lock` to connection `client` (a grant or
     /// a re-bind): the binding moves there, a pending release is cancelled.
     pub fn bind(&mut self, lock: LockId, client: u64, token: u64, grace_ms: u64) {
-        self.forget(&lock);
-        self.by_client.entry(client).or_default().push(lock.clone());
+        self.forget(&lock, |b| b.token == token);
+        self.by_client
+            .entry(client)
+            .or_default()
+            .push((lock.clone(), token));
         let binding = Binding {
             client,
             token,
             grace_ms,
             due: None,
         };
-        self.by_lock.insert(lock, binding);
+        self.by_lock.entry(lock).or_default().push(binding);
     }
 
     /// The lock's holder is now `holder` (0: none): a binding of another
     /// lease is dropped.
     pub fn holder_changed(&mut self, lock: &LockId, holder: u64) {
-        if self.by_lock.get(lock).is_some_and(|b| b.token != holder) {
-            self.forget(lock);
+        if self
+            .by_lock
+            .get(lock)
+            .is_some_and(|v| v.iter().any(|b| b.token != holder))
+        {
+            self.forget(lock, |b| b.token != holder);
+        }
+    }
+
+    /// The live leases of a lock with permits are now `tokens`: a binding
+    /// of any other lease is dropped.
+    pub fn holders_are(&mut self, lock: &LockId, tokens: &[u64]) {
+        let stale = |b: &Binding| !tokens.contains(&b.token);
+        if self.by_lock.get(lock).is_some_and(|v| v.iter().any(stale)) {
+            self.forget(lock, stale);
         }
     }
 
     /// Whether the lease `token` of `lock` is bound (its connection open,
     /// or closed and its grace still running).
     pub fn is_bound(&self, lock: &LockId, token: u64) -> bool {
-        self.by_lock.get(lock).is_some_and(|b| b.token == token)
+        self.by_lock
+            .get(lock)
+            .is_some_and(|v| v.iter().any(|b| b.token == token))
     }
 
     /// Connection `client` closed at `now`: each lease bound to it is due
     /// for release after its grace. True when any lease was bound to it.
     pub fn closed(&mut self, client: u64, now: i64) -> bool {
-        let Some(locks) = self.by_client.remove(&client) else {
+        let Some(leases) = self.by_client.remove(&client) else {
             return false;
         };
-        for lock in locks {
-            if let Some(binding) = self.by_lock.get_mut(&lock) {
-                if binding.client == client && binding.due.is_none() {
-                    let due =
-                        now.saturating_add(i64::try_from(binding.grace_ms).unwrap_or(i64::MAX));
-                    binding.due = Some(due);
-                    self.due.insert((due, lock));
-                }
+        for (lock, token) in leases {
+            let bound = self.by_lock.get_mut(&lock).and_then(|v| {
+                v.iter_mut()
+                    .find(|b| b.token == token && b.client == client && b.due.is_none())
+            });
+            if let Some(binding) = bound {
+                let grace = i64::try_from(binding.grace_ms).unwrap_or(i64::MAX);
+                let due = now.saturating_add(grace);
+                binding.due = Some(due);
+                self.due.insert((due, lock, token));
             }
         }
         true
@@ -89,24 +111,25 @@ impl Bindings {
 
     /// The earliest pending release.
     pub fn next_due(&self) -> Option<i64> {
-        self.due.first().map(|(at, _)| *at)
+        self.due.first().map(|(at, _, _)| *at)
     }
 
     /// Takes the releases due by `now`; their bindings are gone.
     pub fn take_due(&mut self, now: i64) -> Vec<Unbound> {
         let mut out = Vec::new();
-        while let Some((at, _)) = self.due.first() {
+        while let Some((at, _, _)) = self.due.first() {
             if *at > now {
                 break;
             }
-            let Some((_, lock)) = self.due.pop_first() else {
+            let Some((_, lock, token)) = self.due.pop_first() else {
                 break;
             };
-            if let Some(binding) = self.by_lock.remove(&lock) {
-                out.push(Unbound {
-                    lock,
-                    token: binding.token,
-                });
+            if let Some(v) = self.by_lock.get_mut(&lock) {
+                v.retain(|b| b.token != token);
+                if v.is_empty() {
+                    self.by_lock.remove(&lock);
+                }
+                out.push(Unbound { lock, token });
             }
         }
         out
@@ -117,19 +140,27 @@ impl Bindings {
         *self = Bindings::default();
     }
 
-    fn forget(&mut self, lock: &LockId) {
-        let Some(old) = self.by_lock.remove(lock) else {
+    /// Drops the bindings of `lock` that `which` picks.
+    fn forget(&mut self, lock: &LockId, which: impl Fn(&Binding) -> bool) {
+        let Some(v) = self.by_lock.get_mut(lock) else {
             return;
         };
-        match old.due {
-            Some(due) => {
-                self.due.remove(&(due, lock.clone()));
-            }
-            None => {
-                if let Some(locks) = self.by_client.get_mut(&old.client) {
-                    locks.retain(|l| l != lock);
-                    if locks.is_empty() {
-                        self.by_client.remove(&old.client);
+        let (gone, kept): (Vec<Binding>, Vec<Binding>) = v.drain(..).partition(|b| which(b));
+        *v = kept;
+        if v.is_empty() {
+            self.by_lock.remove(lock);
+        }
+        for old in gone {
+            match old.due {
+                Some(due) => {
+                    self.due.remove(&(due, lock.clone(), old.token));
+                }
+                None => {
+                    if let Some(leases) = self.by_client.get_mut(&old.client) {
+                        leases.retain(|(l, t)| !(l == lock && *t == old.token));
+                        if leases.is_empty() {
+                            self.by_client.remove(&old.client);
+                        }
                     }
                 }
             }
@@ -213,6 +244,30 @@ mod tests {
             "a pending release of an old lease is dropped"
         );
         b.bind(lock("b"), 7, 1, 0);
+        b.clear();
+        assert!(b.is_empty() && !b.closed(7, 0));
+    }
+
+    #[test]
+    fn each_holder_of_a_lock_with_permits_has_its_own_binding() {
+        let mut b = Bindings::default();
+        b.bind(lock("p"), 7, 3, 0);
+        b.bind(lock("p"), 8, 4, 100);
+        assert!(b.is_bound(&lock("p"), 3) && b.is_bound(&lock("p"), 4));
+        assert!(b.closed(8, 1000));
+        assert!(b.take_due(1099).is_empty());
+        assert_eq!(
+            b.take_due(1100),
+            vec![Unbound {
+                lock: lock("p"),
+                token: 4
+            }]
+        );
+        assert!(b.is_bound(&lock("p"), 3), "the other holder stays bound");
+        b.bind(lock("p"), 9, 5, 0);
+        b.holders_are(&lock("p"), &[5]);
+        assert!(!b.is_bound(&lock("p"), 3) && b.is_bound(&lock("p"), 5));
+        assert!(!b.closed(7, 0), "its lease ended");
         b.clear();
         assert!(b.is_empty() && !b.closed(7, 0));
     }

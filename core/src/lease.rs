@@ -9,6 +9,8 @@
 use crate::history::How;
 use crate::owner::Owner;
 
+mod multi;
+
 /// Largest value any counter or token reaches: Redis integers are signed 64-bit.
 pub const COUNTER_MAX: u64 = crate::limits::TOKEN_MAX as u64;
 use crate::limits::TOKEN_ISSUE_MAX;
@@ -161,6 +163,36 @@ pub struct View<'a> {
     pub beats: u64,
     pub age_ms: i64,
     pub takeovers: u64,
+    /// How many may hold at once, and how many hold now.
+    pub limit: u16,
+    pub holders: u64,
+}
+
+/// One live lease of a lock, as HBLOCK.HOLDERS reports it (INFO's
+/// per-lease fields).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HolderView<'a> {
+    pub owner: &'a [u8],
+    pub token: u64,
+    pub interval_ms: u32,
+    pub misses: u16,
+    pub missed: u64,
+    pub ttl_ms: i64,
+    pub beats: u64,
+    pub age_ms: i64,
+}
+
+/// The per-lease numbers of one lease at `now`: (missed, ttl, age).
+fn lease_numbers(granted_ms: i64, last_beat_ms: i64, terms: Terms, now: i64) -> (u64, i64, i64) {
+    let elapsed = now.saturating_sub(last_beat_ms).max(0);
+    let missed = (elapsed / i64::from(terms.interval_ms.max(1))) as u64;
+    let deadline = last_beat_ms.saturating_add(terms.lease_ms());
+    let ttl = if now < deadline {
+        deadline.saturating_sub(now)
+    } else {
+        -1
+    };
+    (missed, ttl, now.saturating_sub(granted_ms).max(0))
 }
 
 impl Lease {
@@ -229,6 +261,14 @@ impl Lease {
 
     /// The state at `now`: a held lease is expired once `now - last_beat >= interval * misses`.
     pub fn state(&self, now: i64) -> State {
+        if let Some(permits) = self.permits() {
+            if permits.live(now).next().is_some() {
+                return State::Held;
+            }
+            if !permits.holders.is_empty() {
+                return State::Expired;
+            }
+        }
         match self.phase {
             Phase::Free => State::Free,
             Phase::Expired => State::Expired,
@@ -241,6 +281,11 @@ impl Lease {
     /// released, expired). HBLOCK.WATCH compares it with what a watcher saw;
     /// BIND drops a binding whose lease is no longer the holder.
     pub fn holder(&self, now: i64) -> u64 {
+        if self.permits().is_some() {
+            // A lock with permits: the last token issued, which changes at
+            // every grant and every end (multi.rs).
+            return self.token;
+        }
         if self.state(now) == State::Held {
             self.token
         } else {
@@ -261,7 +306,33 @@ impl Lease {
 
     pub fn view(&self, now: i64) -> View<'_> {
         let state = self.state(now);
+        let holders = self.holder_count(now);
+        if let Some(first) = self.permits().and_then(|p| {
+            p.first_ending(now)
+                .or_else(|| p.holders.iter().max_by_key(|h| h.deadline_ms()))
+        }) {
+            // The live lease that ends first (or, all past their deadline
+            // but not yet seen, the one that ended last).
+            let (missed, ttl_ms, age_ms) =
+                lease_numbers(first.granted_ms, first.last_beat_ms, first.terms(), now);
+            return View {
+                state,
+                owner: Some(&first.owner),
+                token: self.token,
+                interval_ms: first.interval_ms,
+                misses: first.misses,
+                missed,
+                ttl_ms,
+                beats: first.beats,
+                age_ms,
+                takeovers: self.takeovers,
+                limit: self.limit(),
+                holders,
+            };
+        }
         View {
+            limit: self.limit(),
+            holders,
             state,
             owner: (state != State::Free).then(|| self.owner.as_bytes()),
             token: self.token,
@@ -281,10 +352,91 @@ impl Lease {
         }
     }
 
+    /// How many hold a live lease at `now`.
+    pub fn holder_count(&self, now: i64) -> u64 {
+        match self.permits() {
+            Some(permits) => permits.live(now).count() as u64,
+            None => u64::from(self.state(now) == State::Held),
+        }
+    }
+
+    /// Whether `owner` holds a live lease at `now`.
+    pub fn is_holder(&self, owner: &[u8], now: i64) -> bool {
+        match self.permits() {
+            Some(permits) => permits.by_owner(owner).is_some_and(|h| h.live(now)),
+            None => self.state(now) == State::Held && self.owner.as_bytes() == owner,
+        }
+    }
+
+    /// Whether a new owner could be granted a lease at `now` (a permit is
+    /// free once expired leases are seen).
+    pub fn has_free_permit(&self, now: i64) -> bool {
+        self.holder_count(now) < u64::from(self.limit())
+    }
+
+    /// The earliest deadline of a lease the server still records as held:
+    /// when the timer must look at this lock.
+    pub fn next_deadline(&self) -> Option<i64> {
+        match self.permits() {
+            Some(permits) => permits.next_deadline(),
+            None => (self.phase == Phase::Held).then(|| self.deadline_ms()),
+        }
+    }
+
+    /// The lease with this token the server still records as held (its
+    /// deadline may have passed unseen): its owner and beats.
+    pub fn recorded_lease(&self, token: u64) -> Option<(&[u8], u64)> {
+        match self.permits() {
+            Some(permits) => permits.by_token(token).map(|h| (&*h.owner, h.beats)),
+            None => (self.phase == Phase::Held && self.token == token)
+                .then(|| (self.owner.as_bytes(), self.beats)),
+        }
+    }
+
+    /// The live leases at `now`, in token order (HBLOCK.HOLDERS).
+    pub fn holders(&self, now: i64) -> Vec<HolderView<'_>> {
+        let view = |owner, token, (granted, last_beat, terms): (i64, i64, Terms), beats| {
+            let (missed, ttl_ms, age_ms) = lease_numbers(granted, last_beat, terms, now);
+            HolderView {
+                owner,
+                token,
+                interval_ms: terms.interval_ms,
+                misses: terms.misses,
+                missed,
+                ttl_ms,
+                beats,
+                age_ms,
+            }
+        };
+        match self.permits() {
+            Some(permits) => permits
+                .live(now)
+                .map(|h| {
+                    view(
+                        &*h.owner,
+                        h.token,
+                        (h.granted_ms, h.last_beat_ms, h.terms()),
+                        h.beats,
+                    )
+                })
+                .collect(),
+            None if self.state(now) == State::Held => vec![view(
+                self.owner.as_bytes(),
+                self.token,
+                (self.granted_ms, self.last_beat_ms, self.terms()),
+                self.beats,
+            )],
+            None => Vec::new(),
+        }
+    }
+
     /// Marks a held lease whose deadline has passed as expired (its end,
     /// at the deadline, goes into the history). `expired` (and `changed`)
     /// when this call is the one that saw it (publish `hblock.expired` once).
     pub fn observe_expiry(&mut self, now: i64) -> Effects {
+        if self.permits().is_some() {
+            return self.multi_observe_expiry(now);
+        }
         if self.phase == Phase::Held && now >= self.deadline_ms() {
             self.phase = Phase::Expired;
             let history = self.record_end(self.deadline_ms(), How::Expired);
@@ -321,6 +473,9 @@ impl Lease {
         let mut effects = self.observe_expiry(now);
         // The same terms BIND is checked against before this call.
         let terms = self.terms_after_acquire(owner, requested, defaults, now);
+        if self.permits().is_some() {
+            return self.multi_acquire(owner, terms, now, floor, effects);
+        }
         match self.phase {
             Phase::Held if self.owner.as_bytes() == owner => {
                 // The holder again: a heartbeat that may change the terms.
@@ -360,6 +515,11 @@ impl Lease {
     /// BEAT by (owner, token). On success returns the lease's beat count.
     pub fn beat(&mut self, owner: &[u8], token: u64, now: i64) -> (Result<u64, NotHeld>, Effects) {
         let effects = self.observe_expiry(now);
+        if self.permits().is_some() {
+            let result = self.multi_beat(owner, token, now);
+            let changed = effects.changed || result.is_ok();
+            return (result, Effects { changed, ..effects });
+        }
         if let Err(why) = self.check_holder(owner, token) {
             return (Err(why), effects);
         }
@@ -384,6 +544,13 @@ impl Lease {
         defaults: Terms,
         now: i64,
     ) -> Terms {
+        if let Some(permits) = self.permits() {
+            let base = match permits.by_owner(owner).filter(|h| h.live(now)) {
+                Some(holder) => holder.terms(),
+                None => defaults,
+            };
+            return Terms::resolve(requested, base);
+        }
         let renews = self.state(now) == State::Held && self.owner.as_bytes() == owner;
         let base = if renews {
             Terms {
@@ -402,6 +569,9 @@ impl Lease {
     /// record that arrived at another key name: RENAME, MOVE, COPY, SWAPDB,
     /// RESTORE of an older lease). True when a lease was held.
     pub fn end_in_place(&mut self) -> bool {
+        if self.permits().is_some() {
+            return self.multi_end_in_place();
+        }
         if self.phase != Phase::Held {
             return false;
         }
@@ -417,6 +587,9 @@ impl Lease {
     /// RELEASE by (owner, token), recorded in the history as `how` (the
     /// timer releases unbound leases and undone grants).
     pub fn release_as(&mut self, owner: &[u8], token: u64, now: i64, how: How) -> (bool, Effects) {
+        if self.permits().is_some() {
+            return self.multi_release(owner, token, now, how);
+        }
         let mut effects = self.observe_expiry(now);
         if self.check_holder(owner, token).is_err() {
             return (false, effects);
@@ -433,6 +606,9 @@ impl Lease {
     /// Whether (owner, token) holds the live lease at `now`, without
     /// recording anything (CHECK, FENCED): BEAT's answers.
     pub fn check(&self, owner: &[u8], token: u64, now: i64) -> Result<(), NotHeld> {
+        if self.permits().is_some() {
+            return self.multi_check(owner, token, now);
+        }
         if self.phase == Phase::Held && now >= self.deadline_ms() {
             return Err(NotHeld::Expired);
         }

@@ -4,6 +4,7 @@
 //!
 //! - `lease`: the lease state machine (acquire, beat, release, expiry).
 //! - `owner`: the binary-safe owner, stored inline when short.
+//! - `permits`: the holders of a lock with more than one permit (LIMIT n).
 //! - `queue`: the FIFO wait queues, per lock.
 //! - `record`: a record's fields and their encodings (RDB, AOF, APPLY).
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
@@ -21,6 +22,7 @@ pub mod history;
 pub mod lease;
 pub mod limits;
 pub mod owner;
+pub mod permits;
 pub mod proto;
 pub mod queue;
 pub mod record;

@@ -15,6 +15,11 @@ pub const MISSES_DEFAULT: i64 = 3;
 /// Longest WAIT of a blocking ACQUIRE, ms: 365 days. 0 waits without limit.
 pub const WAIT_MAX: i64 = 31_536_000_000;
 
+/// Permits of a lock: how many owners may hold it at once (LIMIT,
+/// HBLOCK.LIMIT). 1 is the plain lock.
+pub const LIMIT_MIN: u16 = 1;
+pub const LIMIT_MAX: u16 = 1000;
+
 /// An owner is 1 to this many bytes.
 pub const OWNER_MAX_LEN: usize = 1024;
 

@@ -10,6 +10,7 @@
 //! exactly as before the history existed.
 
 use crate::history::{self, Entry};
+use crate::permits::Permits;
 
 /// The longest owner accepted, in bytes.
 pub const MAX_OWNER_LEN: usize = crate::limits::OWNER_MAX_LEN;
@@ -37,12 +38,17 @@ pub struct Spill {
     /// Entries to keep at the next lease end (`hblock.history` when the
     /// record was last opened for writing).
     cap: u8,
+    /// The holders of a lock with permits (LIMIT > 1, or holders left
+    /// over after a lowered limit); None for a plain lock.
+    permits: Option<Box<Permits>>,
 }
 
-/// Owners are equal when their bytes and their histories are.
+/// Owners are equal when their bytes, histories and permits are.
 impl PartialEq for Owner {
     fn eq(&self, other: &Owner) -> bool {
-        self.as_bytes() == other.as_bytes() && self.history() == other.history()
+        self.as_bytes() == other.as_bytes()
+            && self.history() == other.history()
+            && self.permits() == other.permits()
     }
 }
 
@@ -103,9 +109,7 @@ impl Owner {
         match self {
             Owner::Spilled(spill) => {
                 spill.cap = cap;
-                if cap == 0 && spill.history.is_empty() {
-                    self.unspill();
-                }
+                self.unspill_if_bare();
             }
             _ if cap > 0 => self.spill(Box::default(), cap),
             _ => {}
@@ -115,8 +119,10 @@ impl Owner {
     /// Replaces the history (validated by the caller), keeping the cap.
     pub fn set_history(&mut self, entries: Box<[u8]>) {
         match self {
-            Owner::Spilled(spill) if entries.is_empty() && spill.cap == 0 => self.unspill(),
-            Owner::Spilled(spill) => spill.history = entries,
+            Owner::Spilled(spill) => {
+                spill.history = entries;
+                self.unspill_if_bare();
+            }
             _ if entries.is_empty() => {}
             _ => self.spill(entries, 0),
         }
@@ -137,8 +143,22 @@ impl Owner {
         if spill.cap == 0 && spill.history.is_empty() {
             return false;
         }
+        let owner = spill.owner.as_bytes().to_vec();
+        self.push_end_of(&owner, (token, granted_ms, ended_ms), how)
+    }
+
+    /// As [`push_end`](Owner::push_end), for the lease of `owner` (a holder
+    /// of a lock with permits): (token, granted, ended).
+    pub fn push_end_of(&mut self, owner: &[u8], lease: (u64, i64, i64), how: history::How) -> bool {
+        let (token, granted_ms, ended_ms) = lease;
+        let Owner::Spilled(spill) = self else {
+            return false;
+        };
+        if spill.cap == 0 && spill.history.is_empty() {
+            return false;
+        }
         let entry = Entry {
-            owner: spill.owner.as_bytes(),
+            owner,
             token,
             granted_ms,
             ended_ms,
@@ -149,18 +169,61 @@ impl Owner {
         true
     }
 
+    /// The permits of a lock with more than one (None: a plain lock).
+    pub fn permits(&self) -> Option<&Permits> {
+        match self {
+            Owner::Spilled(spill) => spill.permits.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn permits_mut(&mut self) -> Option<&mut Permits> {
+        match self {
+            Owner::Spilled(spill) => spill.permits.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    /// Sets or drops the permits, keeping the owner and the history.
+    pub fn set_permits(&mut self, permits: Option<Permits>) {
+        match self {
+            Owner::Spilled(spill) => {
+                spill.permits = permits.map(Box::new);
+                self.unspill_if_bare();
+            }
+            _ => {
+                if let Some(permits) = permits {
+                    self.spill(Box::default(), 0);
+                    if let Owner::Spilled(spill) = self {
+                        spill.permits = Some(Box::new(permits));
+                    }
+                }
+            }
+        }
+    }
+
     fn spill(&mut self, history: Box<[u8]>, cap: u8) {
         let owner = std::mem::replace(self, Owner::none());
         *self = Owner::Spilled(Box::new(Spill {
             owner,
             history,
             cap,
+            permits: None,
         }));
     }
 
-    fn unspill(&mut self) {
-        if let Owner::Spilled(spill) = std::mem::replace(self, Owner::none()) {
-            *self = spill.owner;
+    /// Back to the bare owner when the spill holds nothing more.
+    fn unspill_if_bare(&mut self) {
+        let bare = match self {
+            Owner::Spilled(spill) => {
+                spill.cap == 0 && spill.history.is_empty() && spill.permits.is_none()
+            }
+            _ => false,
+        };
+        if bare {
+            if let Owner::Spilled(spill) = std::mem::replace(self, Owner::none()) {
+                *self = spill.owner;
+            }
         }
     }
 
@@ -180,15 +243,25 @@ impl Owner {
 
     /// The allocations of a history, if any: the spill (its address and
     /// size) and the entries' buffer (for MEMORY USAGE).
-    pub fn history_allocations(&self) -> [Option<(*const u8, usize)>; 2] {
+    pub fn history_allocations(&self) -> [Option<(*const u8, usize)>; 3] {
         match self {
             Owner::Spilled(spill) => {
                 let whole = (&**spill as *const Spill).cast::<u8>();
                 let entries = (!spill.history.is_empty())
                     .then_some((spill.history.as_ptr(), spill.history.len()));
-                [Some((whole, std::mem::size_of::<Spill>())), entries]
+                let permits = spill.permits.as_deref().map(|p| {
+                    (
+                        (p as *const Permits).cast::<u8>(),
+                        std::mem::size_of::<Permits>(),
+                    )
+                });
+                [
+                    Some((whole, std::mem::size_of::<Spill>())),
+                    entries,
+                    permits,
+                ]
             }
-            _ => [None, None],
+            _ => [None, None, None],
         }
     }
 }

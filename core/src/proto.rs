@@ -4,7 +4,7 @@
 //! crate (client/src/commands.rs, client/src/error.rs) both use these.
 
 /// HBLOCK.INFO's integer fields, in reply order (after `state` and `owner`).
-pub const INFO_NUMBERS: [&str; 10] = [
+pub const INFO_NUMBERS: [&str; 12] = [
     "token",
     "interval",
     "misses",
@@ -15,6 +15,14 @@ pub const INFO_NUMBERS: [&str; 10] = [
     "takeovers",
     "waiters",
     "bound",
+    "limit",
+    "holders",
+];
+
+/// HBLOCK.HOLDERS: the fields of each holder, in reply order (INFO's
+/// per-lease fields; `owner` a bulk string, the others integers).
+pub const HOLDER_FIELDS: [&str; 9] = [
+    "owner", "token", "interval", "misses", "missed", "ttl", "beats", "age", "bound",
 ];
 
 /// The error code of BEAT (and FENCED, CHECK) by a caller that does not hold

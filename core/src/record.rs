@@ -7,6 +7,7 @@ use crate::args::parse_i64;
 use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
 use crate::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use crate::owner::{Owner, MAX_OWNER_LEN};
+use crate::permits::Permits;
 use crate::varint;
 
 /// The record's numbers, in the order of HBLOCK.APPLY's arguments and of the
@@ -225,6 +226,120 @@ impl<'a> Fields<'a> {
         }
         Some(Fields { owner, numbers })
     }
+}
+
+/// The first byte of a record with permits (`with_permits`): the plain
+/// compact record, then the holders. A plain lock never uses it, so its
+/// replication and AOF records are what they were.
+pub const COMPACT_PERMITS: u8 = 3;
+
+/// The compact form of any record: a plain lock's `Fields::compact`, or
+/// for a lock with permits [`COMPACT_PERMITS`], the length of the plain
+/// compact record (varint), that record, then the permits
+/// (`Permits::encode`). What replication (`HBLOCK.APPLY key <record>`) and
+/// the AOF rewrite of a lock with permits carry.
+pub fn compact_any(lease: &Lease, out: &mut Vec<u8>) {
+    let base = Fields::of(lease).compact();
+    match lease.permits() {
+        None => out.extend_from_slice(base.as_bytes()),
+        Some(permits) => {
+            let mut buf = [0u8; varint::MAX_LEN];
+            out.push(COMPACT_PERMITS);
+            out.extend_from_slice(varint::encode(base.as_bytes().len() as u64, &mut buf));
+            out.extend_from_slice(base.as_bytes());
+            permits.encode(out);
+        }
+    }
+}
+
+/// Reads what [`compact_any`] wrote (and every older compact layout): the
+/// record, with its permits. None for a record the commands could not have
+/// made.
+pub fn from_compact_any(bytes: &[u8]) -> Option<Lease> {
+    let (&tag, rest) = bytes.split_first()?;
+    if tag != COMPACT_PERMITS {
+        return Fields::from_compact(bytes).and_then(Fields::to_lease);
+    }
+    let mut at = 0;
+    let len = usize::try_from(varint::decode(rest, &mut at)?).ok()?;
+    let base = rest.get(at..at.checked_add(len)?)?;
+    let permits = rest.get(at + len..)?;
+    let mut lease = Fields::from_compact(base).and_then(Fields::to_lease)?;
+    attach_permits(&mut lease, permits)?;
+    Some(lease)
+}
+
+/// Gives a record the permits encoded in `bytes`, if they fit it: the
+/// record's own lease is not held (its holders are the permits') and no
+/// holder's token is above the last token issued.
+pub fn attach_permits(lease: &mut Lease, bytes: &[u8]) -> Option<()> {
+    let permits = Permits::decode(bytes)?;
+    let fits = lease.phase != Phase::Held
+        && permits.holders.iter().all(|h| h.token <= lease.token)
+        && !(permits.limit == 1 && permits.holders.is_empty());
+    if !fits {
+        return None;
+    }
+    lease.owner.set_permits(Some(permits));
+    Some(())
+}
+
+/// RDB encoding 5: the whole record as ONE string. The 8 numbers as in
+/// `compact` (varints), the owner's length and the owner, the holder
+/// history's length and the history, then the permits (nothing for a plain
+/// lock).
+pub fn save_v5(lease: &Lease, out: &mut Vec<u8>) {
+    let record = Fields::of(lease).compact();
+    let (numbers, owner) = record.parts();
+    let mut buf = [0u8; varint::MAX_LEN];
+    out.extend_from_slice(numbers);
+    out.extend_from_slice(varint::encode(owner.len() as u64, &mut buf));
+    out.extend_from_slice(owner);
+    let history = lease.owner.history();
+    out.extend_from_slice(varint::encode(history.len() as u64, &mut buf));
+    out.extend_from_slice(history);
+    if let Some(permits) = lease.permits() {
+        permits.encode(out);
+    }
+}
+
+/// Reads [`save_v5`]'s string. None unless it is a record the commands
+/// could have made (the history's entries and tokens checked too).
+pub fn load_v5(bytes: &[u8]) -> Option<Lease> {
+    let mut numbers = [0i64; 8];
+    let (mut at, mut granted) = (0, 0);
+    for (index, slot) in numbers.iter_mut().enumerate() {
+        let code = varint::decode(bytes, &mut at)?;
+        *slot = match index {
+            GRANTED => varint::unzigzag(code),
+            LAST_BEAT => varint::unzigzag(code).wrapping_add(granted),
+            _ => code as i64,
+        };
+        if index == GRANTED {
+            granted = *slot;
+        }
+    }
+    let take = |at: &mut usize| -> Option<&[u8]> {
+        let len = usize::try_from(varint::decode(bytes, at)?).ok()?;
+        let part = bytes.get(*at..at.checked_add(len)?)?;
+        *at += len;
+        Some(part)
+    };
+    let owner = take(&mut at)?;
+    let history = take(&mut at)?;
+    let permits = bytes.get(at..)?;
+    let mut lease = Fields { owner, numbers }.to_lease()?;
+    if !history.is_empty() {
+        if crate::history::entries(history).is_none() || !crate::history::fits(history, lease.token)
+        {
+            return None;
+        }
+        lease.owner.set_history(history.into());
+    }
+    if !permits.is_empty() {
+        attach_permits(&mut lease, permits)?;
+    }
+    Some(lease)
 }
 
 #[cfg(test)]

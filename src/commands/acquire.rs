@@ -1,4 +1,9 @@
-//! `HBLOCK.ACQUIRE key owner [INTERVAL ms] [MISSES n] [WAIT ms] [BIND ms]`
+//! `HBLOCK.ACQUIRE key owner [INTERVAL ms] [MISSES n] [WAIT ms] [BIND ms] [LIMIT n]`
+//!
+//! LIMIT (1..1000, default 1): how many owners may hold the lock at once,
+//! each with its own lease and token. A LIMIT other than the lock's is
+//! refused while it has holders or waiters; otherwise it becomes the
+//! lock's limit.
 //!
 //! Grants the lease when the lock is free, released or expired (reply: the new
 //! fencing token); renews it when `owner` already holds it (reply: the same
@@ -14,7 +19,7 @@ use crate::spec::{Kind, Spec, KEY, OWNER, RW_UPDATE};
 use crate::waiters::{self, Wait};
 use crate::{binding, blocking, config, ffi, stats, store, tokens};
 use hblock_core::args;
-use hblock_core::lease::{Acquired, State, Terms};
+use hblock_core::lease::{Acquired, Terms};
 use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
@@ -34,6 +39,7 @@ pub const SPEC: Spec = Spec {
         (c"misses", Kind::Integer, Some(c"MISSES")),
         (c"wait", Kind::Integer, Some(c"WAIT")),
         (c"bind", Kind::Integer, Some(c"BIND")),
+        (c"limit", Kind::Integer, Some(c"LIMIT")),
     ],
 };
 
@@ -49,6 +55,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = ffi::now_ms();
 
     let handle = store::open(ctx, key);
+    let limit = opts.limit.unwrap_or(1);
+    agree_on_limit(ctx, key, &handle, limit, now)?;
     let bind = match opts.bind_ms {
         None => None,
         Some(grace) => Some(bind_request(ctx, &handle, (owner, requested), grace, now)?),
@@ -67,6 +75,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         defaults,
         now,
         queue_ahead,
+        limit,
     };
     Ok(match grant_or_renew(ctx, key, &handle, &call)? {
         Acquired::Token(token) => {
@@ -96,6 +105,34 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     })
 }
 
+/// LIMIT must match the lock's while it has holders or waiters (nothing
+/// changes otherwise); with neither, it becomes the lock's limit.
+fn agree_on_limit(
+    ctx: &Context,
+    key: &RedisString,
+    handle: &RedisKeyWritable,
+    limit: u16,
+    now: i64,
+) -> Result<(), Error> {
+    let Some(lease) = store::lock_at(handle)? else {
+        return Ok(());
+    };
+    let current = lease.limit();
+    if current == limit {
+        return Ok(());
+    }
+    // Leases past their deadline but not yet seen count as ended.
+    if lease.holder_count(now) > 0 || blocking::waiter_count(ctx, key) > 0 {
+        return Err(Error::LimitMismatch {
+            requested: limit,
+            current,
+        });
+    }
+    let fx = lease.set_limit(limit, now);
+    store::commit(ctx, key, lease, fx, now);
+    Ok(())
+}
+
 /// BIND's connection and grace, checked against the terms the lease will
 /// have before anything changes.
 fn bind_request(
@@ -122,6 +159,7 @@ struct Call<'a> {
     defaults: Terms,
     now: i64,
     queue_ahead: bool,
+    limit: u16,
 }
 
 /// Grants a new lease, renews the caller's, or answers Busy: the lock is
@@ -139,14 +177,17 @@ fn grant_or_renew(
         defaults,
         now,
         queue_ahead,
+        limit,
     } = *call;
     Ok(match store::lock_at(handle)? {
         Some(lease) => {
-            let held = lease.state(now) == State::Held;
-            let holder_renews = held && lease.owner.as_bytes() == owner;
+            let holder_renews = lease.is_holder(owner, now);
             if queue_ahead && !holder_renews {
                 Acquired::Busy
-            } else if !held && tokens::hold_left(Some(lease), now) > 0 {
+            } else if !holder_renews
+                && lease.has_free_permit(now)
+                && tokens::hold_left(Some(lease), now) > 0
+            {
                 stats::bump(&stats::FAILOVER_DELAYED);
                 Acquired::Busy
             } else {
@@ -160,6 +201,12 @@ fn grant_or_renew(
             stats::bump(&stats::FAILOVER_DELAYED);
             Acquired::Busy
         }
-        None => Acquired::Token(store::grant_first(ctx, key, handle, owner, requested, now)?.token),
+        None => Acquired::Token(store::grant_first(
+            ctx,
+            key,
+            handle,
+            (owner, requested, limit),
+            now,
+        )?),
     })
 }

@@ -16,7 +16,7 @@ use crate::spec::{Kind, Spec, KEY, OWNER, TOKEN};
 use crate::store;
 use hblock_core::history;
 use hblock_core::owner::Owner;
-use hblock_core::record::{Fields, NUMBERS};
+use hblock_core::record::{self, Fields, NUMBERS};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -52,15 +52,17 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let fields = byte_args(fields);
     let ten = NUMBERS.len() + 1;
     let (parsed, history) = match fields.as_slice() {
-        [record] => (Fields::from_compact(record), None),
-        [record, history] => (Fields::from_compact(record), Some(*history)),
-        _ if fields.len() == ten => (Fields::from_args(&fields), None),
-        [numbers @ .., history] if numbers.len() == ten => {
-            (Fields::from_args(numbers), Some(*history))
-        }
+        [record] => (record::from_compact_any(record), None),
+        [record, history] => (record::from_compact_any(record), Some(*history)),
+        _ if fields.len() == ten => (Fields::from_args(&fields).and_then(Fields::to_lease), None),
+        [numbers @ .., history] if numbers.len() == ten => (
+            Fields::from_args(numbers).and_then(Fields::to_lease),
+            Some(*history),
+        ),
         _ => return Err(Error::Arity.into()),
     };
-    let mut lease = parsed.and_then(Fields::to_lease).ok_or(Error::BadRecord)?;
+    let mut lease = parsed.ok_or(Error::BadRecord)?;
+    let permits = lease.permits().cloned();
     if history.is_some_and(|h| !history::fits(h, lease.token)) {
         return Err(Error::BadRecord.into());
     }
@@ -72,6 +74,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             let check_at = current.check_at;
             let mut owner = std::mem::replace(&mut current.owner, Owner::none());
             owner.set(lease.owner.as_bytes());
+            owner.set_permits(permits);
             lease.owner = owner;
             *current = lease;
             current.check_at = check_at;

@@ -9,7 +9,6 @@ use crate::handoff::{self, Grant};
 use crate::{binding, census, datatype, ffi, stats, store, tokens, waiters, watch};
 use hblock_core::bind::Unbound;
 use hblock_core::history::How;
-use hblock_core::lease::{Lease, Phase};
 use hblock_core::queue::LockId;
 use hblock_core::schedule::Due;
 use redis_module::{Context, ContextFlags};
@@ -92,8 +91,7 @@ fn expire_and_serve(ctx: &Context, lock: &LockId, now: i64, is_master: bool) {
         lease.set_scheduled_check(None);
         if !is_master {
             // A replica only keeps track, so that it can take over when promoted.
-            if lease.phase == Phase::Held {
-                let deadline = lease.deadline_ms();
+            if let Some(deadline) = lease.next_deadline() {
                 let next = if deadline > now {
                     deadline
                 } else {
@@ -137,13 +135,14 @@ fn release_if(
     ctx: &Context,
     (lock, token): (&LockId, u64),
     (now, how): (i64, How),
-    meant: impl FnOnce(&Lease) -> bool,
+    meant: impl FnOnce(&[u8], u64) -> bool,
 ) -> bool {
     let mut released = false;
     if let Some((key, handle)) = store::open_untouched(ctx, lock) {
         if let Ok(Some(lease)) = store::lock_at(&handle) {
-            if lease.phase == Phase::Held && lease.token == token && meant(lease) {
-                let owner = lease.owner.as_bytes().to_vec();
+            let recorded = lease.recorded_lease(token);
+            if let Some((owner, _)) = recorded.filter(|&(owner, beats)| meant(owner, beats)) {
+                let owner = owner.to_vec();
                 let (_, fx) = lease.release_as(&owner, token, now, how);
                 released = fx.released;
                 store::commit(ctx, &key, lease, fx, now);
@@ -159,7 +158,7 @@ fn release_if(
 /// serves the next waiter.
 fn undo_grant(ctx: &Context, grant: &Grant, now: i64, is_master: bool) {
     if is_master {
-        let untouched = |l: &Lease| l.beats == 0 && l.owner.as_bytes() == &grant.owner[..];
+        let untouched = |owner: &[u8], beats: u64| beats == 0 && owner == &grant.owner[..];
         release_if(
             ctx,
             (&grant.lock, grant.token),
@@ -179,7 +178,7 @@ fn release_unbound(ctx: &Context, unbound: &Unbound, now: i64) {
         ctx,
         (&unbound.lock, unbound.token),
         (now, How::Unbound),
-        |_| true,
+        |_, _| true,
     ) {
         stats::bump(&stats::UNBOUND);
     }

@@ -58,6 +58,43 @@ pub fn load_unsigned(rdb: *mut raw::RedisModuleIO) -> Option<u64> {
     raw::load_unsigned(rdb).ok()
 }
 
+/// Emits `HBLOCK.APPLY key <record> [history]` into an AOF rewrite: the
+/// compact record of a lock with permits, the history when there is one.
+pub fn emit_aof_apply_record(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    record: &[u8],
+    history: &[u8],
+) {
+    // SAFETY: s = the key, b = a buffer and its length; alive for the call.
+    unsafe {
+        let Some(emit) = raw::RedisModule_EmitAOF else {
+            return;
+        };
+        if history.is_empty() {
+            emit(
+                aof,
+                c"HBLOCK.APPLY".as_ptr(),
+                c"sb".as_ptr(),
+                key,
+                record.as_ptr().cast::<c_char>(),
+                record.len(),
+            );
+        } else {
+            emit(
+                aof,
+                c"HBLOCK.APPLY".as_ptr(),
+                c"sbb".as_ptr(),
+                key,
+                record.as_ptr().cast::<c_char>(),
+                record.len(),
+                history.as_ptr().cast::<c_char>(),
+                history.len(),
+            );
+        }
+    }
+}
+
 /// Emits `HBLOCK.APPLY key phase owner token interval misses beats granted
 /// last-beat takeovers [history]` into an AOF rewrite: `numbers` in the
 /// record's order (`hblock_core::record::NUMBERS`), the owner after the
