@@ -538,7 +538,6 @@ fn seconds() -> u64 {
 }
 
 #[test]
-#[ignore = "needs ACQUIRE ... LIMIT from wip-permits; enabled at the merge"]
 fn at_most_limit_holders_under_pauses_kills_crashes_and_stalls() {
     let secs = seconds();
     let server = Server::start();
@@ -606,7 +605,7 @@ fn at_most_limit_holders_under_pauses_kills_crashes_and_stalls() {
     eprintln!(
         "permits exclusion check, LIMIT {LIMIT}, {WORKERS} clients, {secs} s: {granted} leases, \
          {timeouts} timeouts, {} pauses, {kills} kills; {} writes ({} accepted, {} refused, \
-         {} stale, {} after a kill, all refused); at most {} leases wrote at once; \
+         {} stale, {} after a bound connection closed, all refused); at most {} leases wrote at once; \
          {} INFO samples, longest starvation outside pauses {starved:?} ({starved_n} samples)",
         pauses.len(),
         writes.total,
