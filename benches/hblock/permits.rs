@@ -1,6 +1,8 @@
 //! Permits (ACQUIRE ... LIMIT n): acquire+release cycles of 16 clients on a
 //! LIMIT 8 lock against the Lua semaphore on a sorted set of expiries (the
-//! pattern of redis-semaphore and Redisson's expirable semaphore); release to
+//! pattern of redis-semaphore and Redisson's expirable semaphore), its callers
+//! retrying at once (the pattern's best case) and every 10 ms (redis-semaphore's
+//! default); release to
 //! grant and lease deadline to grant on a LIMIT 8 lock against LIMIT 1, in
 //! interleaved samples; MEMORY USAGE per extra holder against a sorted-set
 //! member.
@@ -36,12 +38,29 @@ fn now_ms() -> String {
         .to_string()
 }
 
-/// Acquire+release cycles per second of `CLIENTS` threads on one semaphore of
-/// `LIMIT`. hblock's waiters block in ACQUIRE ... WAIT 0 (FIFO, granted at the
-/// release); the script's callers retry at once when refused (its best case:
-/// redis-semaphore sleeps `retryInterval`, 10 ms by default, between tries).
-/// Returns (cycles/s, refused tries per cycle).
-fn cycles(server: &Server, duration: Duration, hblock: bool, sha: &str) -> (f64, f64) {
+/// Who takes the permits in `cycles`.
+#[derive(Clone, Copy, PartialEq)]
+enum Taker {
+    /// ACQUIRE ... LIMIT ... WAIT 0: blocked FIFO, granted at the release.
+    Hblock,
+    /// The Lua script, retried at once when refused: its best case.
+    LuaAtOnce,
+    /// The Lua script, retried after 10 ms: redis-semaphore's default
+    /// `retryInterval`.
+    LuaEvery10ms,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cycles {
+    /// Acquire+release cycles per second, all clients.
+    rate: f64,
+    /// Refused tries per cycle (the Lua script's retries).
+    refused: f64,
+}
+
+/// Acquire+release cycles of `CLIENTS` threads on one semaphore of `LIMIT`.
+fn cycles(server: &Server, duration: Duration, taker: Taker, sha: &str) -> Cycles {
+    let hblock = taker == Taker::Hblock;
     let key = if hblock { "sem:h" } else { "sem:z" };
     let limit = LIMIT.to_string();
     let handles: Vec<_> = (0..CLIENTS)
@@ -83,6 +102,9 @@ fn cycles(server: &Server, duration: Duration, hblock: bool, sha: &str) -> (f64,
                         ]) == 0
                         {
                             refused += 1;
+                            if taker == Taker::LuaEvery10ms {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
                         }
                         assert_eq!(raw.int_of(&["ZREM", key, &owner]), 1, "released");
                     }
@@ -95,11 +117,11 @@ fn cycles(server: &Server, duration: Duration, hblock: bool, sha: &str) -> (f64,
     let (total, refused) = handles
         .into_iter()
         .map(|h| h.join().expect("cycle thread"))
-        .fold((0, 0), |(a, b), (n, r)| (a + n, b + r));
-    (
-        total as f64 / duration.as_secs_f64(),
-        refused as f64 / total.max(1) as f64,
-    )
+        .fold((0u64, 0u64), |(a, b), (n, r)| (a + n, b + r));
+    Cycles {
+        rate: total as f64 / duration.as_secs_f64(),
+        refused: refused as f64 / total.max(1) as f64,
+    }
 }
 
 /// A lock of `limit` held by `limit` long leases from one control
@@ -279,22 +301,39 @@ pub fn run(server: &Server, quick: bool) -> Vec<Row> {
         .expect("SCRIPT LOAD");
     // Interleaved rounds, best kept, as the other throughput rows.
     let duration = Duration::from_millis(if quick { 500 } else { 2000 });
-    let (mut hblock, mut lua, mut refused) = (0f64, 0f64, 0f64);
+    let mut best = [Cycles::default(); 3];
     for _ in 0..3 {
-        hblock = hblock.max(cycles(server, duration, true, &sha).0);
-        let (rate, tries) = cycles(server, duration, false, &sha);
-        if rate > lua {
-            (lua, refused) = (rate, tries);
+        for (i, taker) in [Taker::Hblock, Taker::LuaAtOnce, Taker::LuaEvery10ms]
+            .into_iter()
+            .enumerate()
+        {
+            let run = cycles(server, duration, taker, &sha);
+            if run.rate > best[i].rate {
+                best[i] = run;
+            }
         }
     }
-    let mut rows = vec![Row {
-        name: format!("ACQUIRE+RELEASE cycles, {CLIENTS} clients, LIMIT {LIMIT}"),
-        unit: "ops/s",
-        hblock,
-        baseline_name: format!("Lua ZSET semaphore ({refused:.1} refused/cycle)"),
-        baseline: lua,
-        goal: Some((">= 1.5x".into(), hblock / lua >= 1.5)),
-    }];
+    let [h, once, every] = best;
+    let (hblock, at_once, every_10ms, refused) = (h.rate, once.rate, every.rate, once.refused);
+    let name = format!("ACQUIRE+RELEASE cycles, {CLIENTS} clients, LIMIT {LIMIT}");
+    let mut rows = vec![
+        Row {
+            name: name.clone(),
+            unit: "ops/s",
+            hblock,
+            baseline_name: format!("Lua ZSET sem., retry at once ({refused:.1} refused/cycle)"),
+            baseline: at_once,
+            goal: Some((">= 1.5x".into(), hblock / at_once >= 1.5)),
+        },
+        Row {
+            name,
+            unit: "ops/s",
+            hblock,
+            baseline_name: "Lua ZSET sem., 10 ms retry (redis-semaphore default)".into(),
+            baseline: every_10ms,
+            goal: Some((">= 1.5x".into(), hblock / every_10ms >= 1.5)),
+        },
+    ];
 
     let rounds = if quick { 50 } else { 300 };
     let (mut one, mut eight) = (
