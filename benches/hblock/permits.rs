@@ -8,7 +8,7 @@
 //! member.
 
 use crate::failover::latency_row;
-use crate::stats::{summary, wait_for_waiters, Row};
+use crate::stats::{info_number, summary, wait_for_waiters, Row};
 use crate::support::raw::Raw;
 use crate::support::Server;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +56,8 @@ struct Cycles {
     rate: f64,
     /// Refused tries per cycle (the Lua script's retries).
     refused: f64,
+    /// Server CPU (user + sys, INFO cpu) per cycle, µs.
+    cpu_us: f64,
 }
 
 /// Acquire+release cycles of `CLIENTS` threads on one semaphore of `LIMIT`.
@@ -63,6 +65,11 @@ fn cycles(server: &Server, duration: Duration, taker: Taker, sha: &str) -> Cycle
     let hblock = taker == Taker::Hblock;
     let key = if hblock { "sem:h" } else { "sem:z" };
     let limit = LIMIT.to_string();
+    let mut c = server.conn();
+    let cpu = |c: &mut redis::Connection| {
+        info_number(c, "cpu", "used_cpu_sys") + info_number(c, "cpu", "used_cpu_user")
+    };
+    let cpu_before = cpu(&mut c);
     let handles: Vec<_> = (0..CLIENTS)
         .map(|t| {
             let (port, sha, limit) = (server.port, sha.to_string(), limit.clone());
@@ -118,8 +125,10 @@ fn cycles(server: &Server, duration: Duration, taker: Taker, sha: &str) -> Cycle
         .into_iter()
         .map(|h| h.join().expect("cycle thread"))
         .fold((0u64, 0u64), |(a, b), (n, r)| (a + n, b + r));
+    let cpu_used = cpu(&mut c) - cpu_before;
     Cycles {
         rate: total as f64 / duration.as_secs_f64(),
+        cpu_us: cpu_used * 1e6 / total.max(1) as f64,
         refused: refused as f64 / total.max(1) as f64,
     }
 }
@@ -332,6 +341,16 @@ pub fn run(server: &Server, quick: bool) -> Vec<Row> {
             baseline_name: "Lua ZSET sem., 10 ms retry (redis-semaphore default)".into(),
             baseline: every_10ms,
             goal: Some((">= 1.5x".into(), hblock / every_10ms >= 1.5)),
+        },
+        // What the server spends per cycle: steadier than cycles/s on a
+        // machine whose other load comes and goes (best round's figure).
+        Row {
+            name: format!("  server CPU per cycle, {CLIENTS} clients, LIMIT {LIMIT}"),
+            unit: "us",
+            hblock: h.cpu_us,
+            baseline_name: "Lua ZSET sem., retry at once".into(),
+            baseline: once.cpu_us,
+            goal: None,
         },
     ];
 
