@@ -35,6 +35,9 @@ pub struct WaitState {
     pub wait_slots: HashMap<WaiterId, WaitSlot>,
     /// Waiters that asked for BIND: their connection and grace.
     pub binds: HashMap<WaiterId, (u64, u64)>,
+    /// The LIMIT of waiters that gave one above 1: a waiter granted a key
+    /// that no longer exists creates the lock with it.
+    pub limits: HashMap<WaiterId, u16>,
     /// The module timer and the time it was armed for.
     armed: Option<(ffi::TimerId, i64)>,
 }

@@ -148,9 +148,17 @@ pub fn commit(ctx: &Context, key: &RedisString, lease: &mut Lease, fx: Effects, 
     ];
     for (happened, event, counter) in events {
         if happened {
-            stats::bump(counter);
-            if !event.is_empty() {
-                ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
+            // Each lease of a lock with permits seen expired in this step.
+            let times = if event == "hblock.expired" {
+                1 + u32::from(fx.also_expired)
+            } else {
+                1
+            };
+            for _ in 0..times {
+                stats::bump(counter);
+                if !event.is_empty() {
+                    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
+                }
             }
         }
     }

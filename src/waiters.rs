@@ -30,6 +30,7 @@ pub struct Wait {
     pub terms: (Option<u32>, Option<u16>),
     pub wait_ms: u64,
     pub bind: Option<(u64, u64)>,
+    pub limit: u16,
 }
 
 /// Blocks the calling client until it is granted the lock or its WAIT
@@ -39,6 +40,7 @@ pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) ->
         terms,
         wait_ms,
         bind,
+        limit,
     } = wait;
     let Some(bc) = ffi::block_client(
         ctx.ctx,
@@ -67,6 +69,9 @@ pub fn block(ctx: &Context, lock: LockId, owner: &[u8], wait: Wait, now: i64) ->
         if let Some(bind) = bind {
             s.binds.insert(id, bind);
         }
+        if limit > 1 {
+            s.limits.insert(id, limit);
+        }
     });
     if queued.is_none() {
         // Never happens (the state is not borrowed across calls into Redis);
@@ -91,6 +96,7 @@ fn finish_waiter(id: WaiterId, outcome: Outcome) {
         if let Some(slot) = s.wait_slots.remove(&id) {
             s.schedule.cancel_wait(slot);
         }
+        s.limits.remove(&id);
         Some((waiter, s.binds.remove(&id)))
     })
     .flatten();
@@ -130,9 +136,13 @@ pub fn serve(
             s.queues
                 .head(lock)
                 .map(|w| (w.id, w.timed_out(now), w.owner.clone(), w.terms))
+                .map(|(id, out, owner, terms)| {
+                    let limit = s.limits.get(&id).copied().unwrap_or(1);
+                    (id, out, owner, (terms, limit))
+                })
         })
         .flatten();
-        let Some((id, timed_out, owner, terms)) = head else {
+        let Some((id, timed_out, owner, (terms, limit))) = head else {
             return Ok(());
         };
         if timed_out {
@@ -141,7 +151,7 @@ pub fn serve(
             stats::bump(&stats::WAIT_TIMEOUTS);
             continue;
         }
-        let granted = grant(ctx, key, handle, (&owner, terms), now)?;
+        let granted = grant(ctx, key, handle, (&owner, terms, limit), now)?;
         match granted {
             None => return Ok(()),
             Some(Ok(token)) => {
@@ -163,7 +173,7 @@ fn grant(
     ctx: &Context,
     key: &RedisString,
     handle: &RedisKeyWritable,
-    (owner, terms): (&[u8], (Option<u32>, Option<u16>)),
+    (owner, terms, limit): (&[u8], (Option<u32>, Option<u16>), u16),
     now: i64,
 ) -> Result<Option<Result<u64, Error>>, Error> {
     Ok(match store::lock_at(handle)? {
@@ -174,7 +184,7 @@ fn grant(
         // A grant that creates a key follows ACQUIRE's deny-oom.
         None if eviction::over_maxmemory(ctx) => Some(Err(Error::Oom)),
         None => {
-            let token = store::grant_first(ctx, key, handle, (owner, terms, 1), now)?;
+            let token = store::grant_first(ctx, key, handle, (owner, terms, limit), now)?;
             Some(Ok(token))
         }
         Some(lease) => {
@@ -266,6 +276,7 @@ fn leave_queue(bc: *mut raw::RedisModuleBlockedClient) -> bool {
             s.schedule.cancel_wait(slot);
         }
         s.binds.remove(&id);
+        s.limits.remove(&id);
         s.queues.remove(id)
     })
     .flatten();

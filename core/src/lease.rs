@@ -112,6 +112,9 @@ pub struct Effects {
     pub changed: bool,
     /// The server has just seen the previous lease expired (`hblock.expired`).
     pub expired: bool,
+    /// On a lock with permits: more leases it saw expired in the same step
+    /// (one `hblock.expired` each).
+    pub also_expired: u16,
     /// A new lease was granted (`hblock.acquired`).
     pub acquired: bool,
     /// The new lease was granted over an expired one.

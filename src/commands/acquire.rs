@@ -96,6 +96,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     terms: requested,
                     wait_ms,
                     bind,
+                    limit,
                 };
                 waiters::block(ctx, lock, owner, wait, now)
             }

@@ -1,8 +1,9 @@
 //! DUMP payloads of lock records, forged: any field at any value, for the
 //! tests of what RESTORE accepts. The layout is Redis's (RDB_TYPE_MODULE_2,
 //! the module id, opcode-tagged strings, EOF, the RDB version, CRC64) around
-//! hblock's record encoding 4 (varint numbers, then the owner; no holder
-//! history, so the layout encoding 3 had).
+//! hblock's record encoding 5 (one string: varint numbers, the owner's
+//! length and the owner, the history's length and the history, then the
+//! holders of a lock with permits, none here).
 
 /// A record's fields, in the order of HBLOCK.APPLY's arguments.
 #[derive(Clone, Debug)]
@@ -89,8 +90,8 @@ pub fn forge(template: &[u8], record: &Record) -> Vec<u8> {
 }
 
 /// [`forge`] with `history` (hblock's encoded holder history) after the
-/// numbers, as encoding 4 keeps it (`template` must be a DUMP of this
-/// build, encoding 4).
+/// owner, as encoding 5 keeps it (`template` must be a DUMP of this
+/// build, encoding 5).
 pub fn forge_with_history(template: &[u8], record: &Record, history: &[u8]) -> Vec<u8> {
     assert!(template.len() > 20 && template[0] == 7, "a DUMP of a lock");
     let mut numbers = Vec::new();
@@ -109,10 +110,12 @@ pub fn forge_with_history(template: &[u8], record: &Record, history: &[u8]) -> V
         &mut numbers,
     );
     varint(record.takeovers, &mut numbers);
+    varint(record.owner.len() as u64, &mut numbers);
+    numbers.extend_from_slice(&record.owner);
+    varint(history.len() as u64, &mut numbers);
     numbers.extend_from_slice(history);
     let mut out = template[..10].to_vec(); // type byte, module id (64-bit length)
     rdb_string(&numbers, &mut out);
-    rdb_string(&record.owner, &mut out);
     out.push(0); // RDB_MODULE_OPCODE_EOF
     out.extend_from_slice(&template[template.len() - 10..template.len() - 8]);
     let crc = crc64(&out);

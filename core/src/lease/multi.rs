@@ -126,6 +126,9 @@ impl Lease {
             let deadline = holder.deadline_ms();
             fx.history |= self.holder_ended(holder, deadline, How::Expired);
             fx.changed = true;
+            if fx.expired {
+                fx.also_expired = fx.also_expired.saturating_add(1);
+            }
             fx.expired = true;
         }
         if fx.changed {
@@ -166,8 +169,12 @@ impl Lease {
         let terms = (terms.interval_ms, terms.misses);
         permits.holders.push(Holder::new(owner, token, terms, now));
         self.token = token;
-        // A grant in the same step that saw a lease of this lock expired.
-        if fx.expired {
+        // A takeover: a grant while the lock's last lease end was an expiry
+        // (as on a plain lock, a grant over the expired lease). The record
+        // then no longer shows that lease as the last one.
+        if self.phase == Phase::Expired {
+            self.phase = Phase::Free;
+            self.owner.set(b"");
             self.takeovers = self.takeovers.saturating_add(1).min(super::COUNTER_MAX);
             fx.takeover = true;
         }

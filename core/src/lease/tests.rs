@@ -435,3 +435,138 @@ fn a_long_owner_keeps_its_bytes_with_a_history() {
     let copy = lease.clone();
     assert_eq!(copy, lease, "a copy carries the history");
 }
+
+// ---- locks with permits (LIMIT n) ----
+
+fn semaphore(limit: u16) -> Lease {
+    let mut lease = Lease::never_held(T);
+    let fx = lease.set_limit(limit, 0);
+    assert!(fx.changed);
+    lease
+}
+
+fn got(result: Result<(Acquired, Effects), CoreError>) -> Option<u64> {
+    match result.expect("tokens left").0 {
+        Acquired::Token(t) => Some(t),
+        Acquired::Busy => None,
+    }
+}
+
+#[test]
+fn permits_grant_up_to_the_limit_each_with_its_own_token() {
+    let mut lease = semaphore(3);
+    let a = got(lease.acquire(b"a", NONE, T, 0, 0)).unwrap();
+    let b = got(lease.acquire(b"b", NONE, T, 10, 0)).unwrap();
+    let c = got(lease.acquire(b"c", NONE, T, 20, 7)).unwrap();
+    assert_eq!(
+        (a, b, c),
+        (1, 2, 8),
+        "above the record's token and the floor"
+    );
+    assert_eq!(got(lease.acquire(b"d", NONE, T, 30, 0)), None, "three hold");
+    assert_eq!(
+        got(lease.acquire(b"b", NONE, T, 40, 0)),
+        Some(2),
+        "a heartbeat"
+    );
+    assert_eq!(lease.holder_count(40), 3);
+    assert_eq!(lease.state(40), State::Held);
+    assert_eq!(lease.token, 8, "INFO's token: the last issued");
+    let tokens: Vec<u64> = lease.holders(40).iter().map(|h| h.token).collect();
+    assert_eq!(tokens, [1, 2, 8]);
+}
+
+#[test]
+fn each_holder_beats_releases_and_expires_on_its_own() {
+    let mut lease = semaphore(2);
+    let a = got(lease.acquire(b"a", NONE, T, 0, 0)).unwrap();
+    let b = got(lease.acquire(b"b", NONE, T, 1000, 0)).unwrap();
+    assert_eq!(lease.beat(b"a", a, 2500).0, Ok(1));
+    assert_eq!(lease.beat(b"a", b, 2500).0, Err(NotHeld::TokenMismatch));
+    assert_eq!(lease.check(b"b", b, 3999), Ok(()));
+    // b's deadline (1000 + 3000) passes; a's (2500 + 3000) not yet.
+    assert_eq!(lease.check(b"b", b, 4000), Err(NotHeld::Expired));
+    assert_eq!(lease.next_deadline(), Some(4000));
+    let fx = lease.observe_expiry(4000);
+    assert!(fx.expired && fx.changed && fx.also_expired == 0);
+    assert_eq!(lease.token, b + 1, "an end burns a number");
+    assert_eq!(lease.holder_count(4000), 1);
+    assert_eq!(lease.next_deadline(), Some(5500));
+    assert_eq!(lease.beat(b"b", b, 4001).0, Err(NotHeld::Expired));
+    // A grant now is a takeover; its token is above the burned number.
+    let (result, fx) = lease.acquire(b"c", NONE, T, 4002, 0).unwrap();
+    assert_eq!(result, Acquired::Token(b + 2));
+    assert!(fx.takeover && fx.acquired);
+    assert_eq!(lease.takeovers, 1);
+    let (released, fx) = lease.release(b"a", a, 4003);
+    assert!(released && fx.released);
+    assert_eq!(lease.token, b + 3);
+    assert_eq!(lease.release(b"a", a, 4004).0, false, "once");
+    assert_eq!(lease.check(b"a", a, 4004), Err(NotHeld::Released));
+}
+
+#[test]
+fn two_holders_expiring_together_are_two_expiries() {
+    let mut lease = semaphore(2);
+    got(lease.acquire(b"a", NONE, T, 0, 0)).unwrap();
+    got(lease.acquire(b"b", NONE, T, 0, 0)).unwrap();
+    let fx = lease.observe_expiry(10_000);
+    assert!(fx.expired);
+    assert_eq!(fx.also_expired, 1);
+    assert_eq!(lease.holder_count(10_000), 0);
+    assert_eq!(
+        lease.state(10_000),
+        State::Expired,
+        "the last end was an expiry"
+    );
+    assert_eq!(lease.token, 4, "two grants, two ends");
+}
+
+#[test]
+fn the_limit_changes_without_ending_leases() {
+    // A plain lock's live lease becomes the first holder.
+    let mut lease = held_by(b"a", 0);
+    lease.set_limit(3, 10);
+    assert_eq!(lease.limit(), 3);
+    assert_eq!(lease.holders(10).len(), 1);
+    assert_eq!(lease.beat(b"a", 1, 20).0, Ok(1));
+    assert_eq!(
+        lease.holder(20),
+        lease.token,
+        "WATCH compares the last token"
+    );
+    got(lease.acquire(b"b", NONE, T, 30, 0)).unwrap();
+    got(lease.acquire(b"c", NONE, T, 30, 0)).unwrap();
+    // Lowered: all three keep their leases, nobody new gets one.
+    lease.set_limit(1, 40);
+    assert_eq!(lease.holder_count(40), 3);
+    assert!(!lease.has_free_permit(40));
+    assert_eq!(got(lease.acquire(b"d", NONE, T, 40, 0)), None);
+    for (owner, token) in [(&b"a"[..], 1), (b"b", 2), (b"c", 3)] {
+        assert!(lease.release(owner, token, 50).0);
+    }
+    // Nobody holds and the limit is 1: a plain lock again.
+    assert!(lease.permits().is_none());
+    assert_eq!(got(lease.acquire(b"d", NONE, T, 60, 0)), Some(lease.token));
+    assert_eq!(lease.state(60), State::Held);
+}
+
+#[test]
+fn the_view_describes_the_lease_that_ends_first() {
+    let mut lease = semaphore(3);
+    let long = Terms {
+        interval_ms: 10_000,
+        misses: 3,
+    };
+    got(lease.acquire(b"long", (Some(10_000), None), long, 0, 0)).unwrap();
+    got(lease.acquire(b"short", NONE, T, 0, 0)).unwrap();
+    let view = lease.view(100);
+    assert_eq!(view.owner, Some(&b"short"[..]));
+    assert_eq!((view.ttl_ms, view.limit, view.holders), (2900, 3, 2));
+    assert_eq!(view.token, 2);
+    assert_eq!(
+        lease.view(5000).owner,
+        Some(&b"long"[..]),
+        "short has ended"
+    );
+}
