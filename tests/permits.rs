@@ -654,3 +654,40 @@ fn a_lock_with_permits_on_a_cluster_node() {
         .unwrap();
     assert_eq!(keys, ["k"]);
 }
+
+#[test]
+fn waiters_keep_the_limit_and_a_deleted_lock_comes_back_with_the_waiters_limit() {
+    let server = Server::start();
+    let mut c = server.conn();
+    let a = take(&mut c, "sem", "a", 1).unwrap();
+    let w = ["INTERVAL", "60000", "WAIT", "0", "LIMIT", "2"];
+    // LIMIT 2 on a held LIMIT 1 lock: refused, it does not queue.
+    let refused = error_of(
+        &mut c,
+        &[
+            b"HBLOCK.ACQUIRE",
+            b"sem",
+            b"x",
+            b"WAIT",
+            b"0",
+            b"LIMIT",
+            b"2",
+        ],
+    );
+    assert_eq!(refused, "ERR LIMIT 2 does not match the lock's limit 1");
+    assert_eq!(release(&mut c, "sem", "a", a), 1);
+    let b = take(&mut c, "sem", "b", 2).unwrap();
+    let cc = take(&mut c, "sem", "c", 2).unwrap();
+    assert!(b < cc);
+    let w1 = spawn_acquire(&server, "sem", "w1", &w);
+    wait_for_key_waiters(&mut c, "sem", 1);
+    let w2 = spawn_acquire(&server, "sem", "w2", &w);
+    wait_for_key_waiters(&mut c, "sem", 2);
+    let _: i64 = call(&mut c, &[b"DEL", b"sem"]).unwrap();
+    // The waiters are granted the lock again (a new key), with their LIMIT 2.
+    let t1 = joined(w1).0.unwrap();
+    let t2 = joined(w2).0.unwrap();
+    assert!(cc < t1 && t1 < t2, "{cc} {t1} {t2}");
+    assert_eq!(info_int(&mut c, "sem", "limit"), 2);
+    assert_eq!(info_int(&mut c, "sem", "holders"), 2);
+}
