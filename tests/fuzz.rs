@@ -9,7 +9,7 @@ use crate::support::{acquire, digest_value, Server};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 
-const COMMANDS: [&[u8]; 7] = [
+const COMMANDS: [&[u8]; 9] = [
     b"HBLOCK.ACQUIRE",
     b"hblock.acquire",
     b"HBLOCK.BEAT",
@@ -17,6 +17,8 @@ const COMMANDS: [&[u8]; 7] = [
     b"hBlOcK.InFo",
     b"HBLOCK.INFO",
     b"HBLOCK.APPLY",
+    b"HBLOCK.LIMIT",
+    b"HBLOCK.HOLDERS",
 ];
 const KEYS: [&[u8]; 6] = [
     b"fz:a",
@@ -44,7 +46,7 @@ const NUMBERS: [&[u8]; 16] = [
     b"86400001",
     b"10001",
 ];
-const OPTIONS: [&[u8]; 7] = [
+const OPTIONS: [&[u8]; 9] = [
     b"INTERVAL",
     b"misses",
     b"Wait",
@@ -52,6 +54,8 @@ const OPTIONS: [&[u8]; 7] = [
     b"BOGUS",
     b"",
     b"INTERVAL\x00",
+    b"LIMIT",
+    b"limit",
 ];
 
 fn random_arg(rng: &mut Rng) -> Vec<u8> {
@@ -99,7 +103,7 @@ fn random_call(rng: &mut Rng) -> Vec<Vec<u8>> {
 
 /// The documented errors; anything else is a bug.
 fn documented(error: &str) -> bool {
-    const PREFIXES: [&str; 9] = [
+    const PREFIXES: [&str; 10] = [
         "ERR wrong number of arguments",
         "ERR syntax error",
         "ERR INTERVAL must be",
@@ -107,6 +111,8 @@ fn documented(error: &str) -> bool {
         "ERR WAIT must be",
         "ERR token must be",
         "ERR owner must be",
+        // "must be an integer from 1 to 1000", "n does not match the lock's limit m"
+        "ERR LIMIT ",
         "ERR HBLOCK.APPLY is internal",
         "NOTHELD ",
     ];

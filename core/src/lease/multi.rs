@@ -53,6 +53,7 @@ impl Lease {
         // A plain lock gets permits: its live lease (if any) is the first holder.
         let mut permits = Permits::new(limit);
         if self.phase == Phase::Held {
+            permits.holders.reserve_exact(1);
             permits.holders.push(Holder {
                 token: self.token,
                 granted_ms: self.granted_ms,
@@ -167,6 +168,8 @@ impl Lease {
         }
         let token = token + 1;
         let terms = (terms.interval_ms, terms.misses);
+        // Grow by one: a lock with permits pays for the holders it has.
+        permits.holders.reserve_exact(1);
         permits.holders.push(Holder::new(owner, token, terms, now));
         self.token = token;
         // A takeover: a grant while the lock's last lease end was an expiry
