@@ -267,9 +267,18 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     num / den
 }
 
-/// MEMORY USAGE of a LIMIT 8 lock with k = 1..=8 holders, and of a sorted
-/// set with k members (same 17-byte owners): bytes per extra holder.
-fn memory_per_holder(c: &mut redis::Connection) -> (f64, f64) {
+/// Memory of permits, from MEMORY USAGE with 17-byte owners.
+struct PermitsMemory {
+    /// A LIMIT 8 lock with one holder, and a LIMIT 1 lock (same owner).
+    one_holder: (f64, f64),
+    /// Slopes over k = 1..=8 holders of a LIMIT 8 lock, and over a sorted
+    /// set's k members: bytes per extra holder.
+    per_holder: (f64, f64),
+}
+
+/// MEMORY USAGE of a LIMIT 8 lock with k = 1..=8 holders, of a sorted set
+/// with k members (same owners), and of a LIMIT 1 lock.
+fn permits_memory(c: &mut redis::Connection) -> PermitsMemory {
     let usage = |c: &mut redis::Connection, key: &str| -> f64 {
         redis::cmd("MEMORY")
             .arg("USAGE")
@@ -298,7 +307,17 @@ fn memory_per_holder(c: &mut redis::Connection) -> (f64, f64) {
         lock.push((k as f64, usage(c, "mem:permits")));
         zset.push((k as f64, usage(c, "mem:zset")));
     }
-    (slope(&lock), slope(&zset))
+    let _: i64 = redis::cmd("HBLOCK.ACQUIRE")
+        .arg("mem:single")
+        .arg("owner-17-bytes-01")
+        .arg("INTERVAL")
+        .arg(86_400_000)
+        .query(c)
+        .expect("ACQUIRE");
+    PermitsMemory {
+        one_holder: (lock[0].1, usage(c, "mem:single")),
+        per_holder: (slope(&lock), slope(&zset)),
+    }
 }
 
 pub fn run(server: &Server, quick: bool) -> Vec<Row> {
@@ -392,7 +411,17 @@ pub fn run(server: &Server, quick: bool) -> Vec<Row> {
         }
     }
 
-    let (per_holder, per_member) = memory_per_holder(&mut c);
+    let memory = permits_memory(&mut c);
+    let (one_holder, single) = memory.one_holder;
+    rows.push(Row {
+        name: format!("MEMORY USAGE, LIMIT {LIMIT} lock with one holder"),
+        unit: "bytes",
+        hblock: one_holder,
+        baseline_name: "LIMIT 1 lock".into(),
+        baseline: single,
+        goal: None,
+    });
+    let (per_holder, per_member) = memory.per_holder;
     rows.push(Row {
         name: format!("MEMORY USAGE per extra holder (LIMIT {LIMIT}, 17-byte owners)"),
         unit: "bytes",
