@@ -107,7 +107,8 @@ struct Shared {
     stop_sampler: AtomicBool,
 }
 
-/// The connection died under us (the operator killed it).
+/// The connection is gone: the operator killed it, or the worker crashes on
+/// purpose (and the caller drops it).
 struct Dropped;
 
 fn dropped(err: &redis::RedisError) -> bool {
@@ -162,7 +163,8 @@ fn beat(c: &mut redis::Connection, owner: &str, token: i64) -> Result<bool, Drop
     }
 }
 
-/// How a lease is bound: None, or BIND with this grace in ms.
+/// ACQUIRE ... LIMIT 3 WAIT `wait_ms`; `bind`: None, or BIND with this grace
+/// in ms. Ok(None): the WAIT ran out.
 fn acquire(
     c: &mut redis::Connection,
     owner: &str,
