@@ -95,7 +95,7 @@ test-redis-suite: build ## Redis 7.0's own test suite with the module loaded (De
 bench: build ## Benchmarks against a local redis-server (QUICK=1 short, FULL=1 adds 10M locks, ONLY=memory,watch some groups); results in target/bench/
 	HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench hblock
 
-soak: build ## The mutual-exclusion checker for DURATION seconds (default 600)
+soak: build ## The mutual-exclusion checkers (one holder; LIMIT 3) for DURATION seconds (default 600)
 	HBLOCK_CHECK_SECS=$(or $(DURATION),600) HBLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --test integration exclusion -- --nocapture
 
 memcheck: build ## redis-server under valgrind through every path; fails on invalid accesses or leaks in module frames

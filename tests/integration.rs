@@ -46,6 +46,8 @@ mod memory;
 mod operations;
 /// Locks with permits (LIMIT n): holders, FIFO grants, HBLOCK.LIMIT, HOLDERS.
 mod permits;
+/// The mutual-exclusion checker on a LIMIT 3 lock: 16 clients, pauses, kills (HBLOCK_PERMITS_SECS, default 30).
+mod permits_exclusion;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
 mod persistence;
 /// A master with a replica.

@@ -13,6 +13,7 @@ mod failover;
 mod ls;
 mod memory;
 mod modes;
+mod permits;
 mod report;
 mod stats;
 mod takeover;
@@ -61,6 +62,9 @@ fn main() {
     }
     if wanted("watch") {
         rows.extend(watch::run(&server, quick));
+    }
+    if wanted("permits") {
+        rows.extend(permits::run(&server, quick));
     }
     if wanted("ls") {
         rows.extend(ls::run(quick));
