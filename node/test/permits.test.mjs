@@ -1,6 +1,7 @@
 // Permits (limit n) against a real server (SERVER_BIN: Redis 7.0 or a
 // Valkey): n holders with distinct tokens and fenced writes, the next one
-// waits for a released permit, a limit that does not match is fatal, a
+// waits for a released permit, run keeps at most n at once, a limit that
+// does not match is fatal, a
 // holder stays quiet between beats, watch yields each grant and end, and a
 // re-bind follows a limit changed by HBLOCK.LIMIT.
 import { after, before, describe, test } from "node:test";
@@ -88,6 +89,23 @@ describe("permits", () => {
     const fake = { options: {}, duplicate() { throw new Error("no"); } };
     for (const bad of [0, 1001, 1.5, 1_000_000]) assert.throws(() => new hblock.Lease(fake, "k", { limit: bad }), RangeError);
     assert.equal(new hblock.Lease(fake, "k", { limit: 1000 }).limit, 1000);
+  });
+
+  test("run with limit 2 runs at most 2 at once, each with its own token", async () => {
+    let running = 0;
+    let most = 0;
+    const work = async (lease) => {
+      running += 1;
+      most = Math.max(most, running);
+      await sleep(300);
+      running -= 1;
+      return lease.token;
+    };
+    const tokens = await Promise.all(Array.from({ length: 5 }, (_, i) =>
+      hblock.run(redis, "p:run", work, { owner: `r${i}`, limit: 2, intervalMs: 200, bindMs: 1000 })));
+    assert.equal(new Set(tokens).size, 5, String(tokens));
+    assert.equal(most, 2);
+    assert.equal((await info(redis, "p:run")).holders, 0);
   });
 
   test("a limit 3 holder idle for 3 s issues a bounded number of commands (no busy loop)", async (t) => {
