@@ -1,9 +1,8 @@
 // Permits (limit n) against a real server (SERVER_BIN: Redis 7.0 or a
 // Valkey): n holders with distinct tokens and fenced writes, the next one
 // waits for a released permit, run keeps at most n at once, a limit that
-// does not match is fatal, a
-// holder stays quiet between beats, watch yields each grant and end, and a
-// re-bind follows a limit changed by HBLOCK.LIMIT.
+// does not match is fatal, a holder stays quiet between beats, watch yields
+// each grant and end, and a re-bind follows a limit changed by HBLOCK.LIMIT.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as hblock from "hblock";
