@@ -129,6 +129,21 @@ describe("permits", () => {
     assert.equal(await lease.release(), true);
   });
 
+  test("a limit 3 holder released by someone else notices at the WATCH answer, not at its next beat", async () => {
+    const other = await hblock.acquire(redis, "p:ended", { owner: "other", limit: 3, intervalMs: 5000 });
+    const lease = await hblock.acquire(redis, "p:ended", { owner: "me", limit: 3, intervalMs: 5000 });
+    await sleep(200); // it waits in WATCH now
+    const ended = performance.now();
+    assert.equal(await redis.call("HBLOCK.RELEASE", "p:ended", lease.owner, lease.token), 1);
+    // The next beat is ~5 s away: only WATCH + CHECK can find it this soon.
+    assert.ok(await eventually(() => lease.lost, 2500), "lost soon after the release");
+    assert.ok(lease.signal.reason instanceof hblock.NotHeld, String(lease.signal.reason));
+    assert.ok(performance.now() - ended < 2500);
+    assert.equal(other.lost, false);
+    await lease.release();
+    assert.equal(await other.release(), true);
+  });
+
   test("watch yields each grant and end of a limit 2 lock", async () => {
     const first = await hblock.acquire(redis, "p:watch", { owner: "a", limit: 2, intervalMs: 500 });
     const changes = hblock.watch(redis, "p:watch");
