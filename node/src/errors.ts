@@ -2,7 +2,8 @@
 // and words as the CLI and the Python package (python/src/hblock/_errors.py).
 //
 // - fatal (FatalError): retrying cannot help (authentication, the module
-//   missing, an ACL refusal, a key of another type, a bad URL); thrown at
+//   missing, an ACL refusal, a key of another type, a `limit` that does not
+//   match the lock's, a bad URL); thrown at
 //   once, naming the masked URL and what to do.
 // - transient: connection refused/reset/closed, timeouts, LOADING, TRYAGAIN,
 //   MASTERDOWN, CLUSTERDOWN, READONLY (after a failover), BUSY; retried.
@@ -17,6 +18,9 @@ export const HINT_NOPERM =
   "the ACL user may not run this command or use this key: grant it the hblock commands and the key";
 export const HINT_WRONGTYPE = "the key holds another type, not an hblock lock";
 export const HINT_URL = "check the URL";
+export const HINT_LIMIT =
+  "every holder and waiter of a lock gives the same limit: use the lock's (hblock info KEY shows it), " +
+  "or change it with HBLOCK.LIMIT KEY N";
 
 /** Why a lock was not granted, read from its HBLOCK.INFO right after. */
 export type NotAcquiredReason = "held" | "held-back" | "free" | "missing" | null;
@@ -96,6 +100,7 @@ export function fatalHint(err: unknown, cluster = false): string | null {
   if (isReplyError(err)) {
     if (lower.includes("unknown command") && lower.includes("'hblock.")) return HINT_MODULE;
     if (c === "WRONGTYPE") return HINT_WRONGTYPE;
+    if (lower.includes("does not match the lock's limit")) return HINT_LIMIT;
     if ((!cluster && (c === "MOVED" || c === "ASK")) || c === "CROSSSLOT") return HINT_URL;
     if (lower.includes("db index is out of range") || lower.includes("invalid db index")) return HINT_URL;
   }

@@ -15,6 +15,10 @@ export interface Info {
   takeovers: number;
   waiters: number;
   bound: number;
+  /** How many owners may hold the lock at once (1 when an older module leaves it out). */
+  limit: number;
+  /** How many hold a live lease now (0 or 1 on a plain lock). */
+  holders: number;
   [field: string]: unknown;
 }
 
@@ -35,12 +39,24 @@ export function asInfo(reply: unknown): Info | null {
   } else if (typeof reply === "object") {
     for (const [name, value] of Object.entries(reply as Record<string, unknown>)) out[name] = decode(value);
   }
+  // An older module (before permits) ends at `bound`: a plain lock.
+  if (out.limit === undefined) out.limit = 1;
+  if (out.holders === undefined) out.holders = out.state === "held" ? 1 : 0;
   return out as Info;
 }
 
 /** The token of the live lease, or 0 when the lock is not held. */
 export function holder(info: Info | null): number {
   return info && info.state === "held" ? Number(info.token) : 0;
+}
+
+/** What to pass back as HBLOCK.WATCH's SEEN so no change is missed: the
+ * holder's token on a plain lock (0: none); on a lock of limit > 1 INFO's
+ * `token`, the last one issued, which every grant and every lease end
+ * advance. */
+export function seen(info: Info | null): number {
+  if (info && Number(info.limit ?? 1) > 1) return Number(info.token);
+  return holder(info);
 }
 
 /** Ms left while grants are held back after a failover, else null. */

@@ -25,7 +25,7 @@ import {
 import {
   FatalError, LeaseLost, NotAcquired, NotHeld, errorText, fatalHint, isNotHeld, isTransient,
 } from "./errors.js";
-import { asInfo, heldBackMs, holder, notGranted } from "./info.js";
+import { asInfo, heldBackMs, holder, notGranted, seen } from "./info.js";
 import { Backoff, Outage, log } from "./log.js";
 
 export interface LeaseOptions {
@@ -42,7 +42,9 @@ export interface LeaseOptions {
   /** The grace after this process's connection closes (default 100; null:
    * not bound); capped at intervalMs * misses. */
   bindMs?: number | null;
-  /** Holders allowed at once (permits); `LIMIT n` is sent only when not 1. */
+  /** Holders allowed at once (permits), 1 to 1000 (default 1); `LIMIT n` is
+   * sent only when not 1. Every holder and waiter of a lock gives the same
+   * limit; another is a FatalError. */
   limit?: number;
   /** Aborts the wait (acquire throws the signal's reason). */
   signal?: AbortSignal;
@@ -52,6 +54,8 @@ export interface LeaseOptions {
 
 const INTERVAL_MS: [number, number] = [1, 86_400_000];
 const MISSES: [number, number] = [1, 10_000];
+const LIMIT: [number, number] = [1, 1000];
+const LIMIT_MISMATCH = "does not match the lock's limit";
 
 function replyError(text: string): Error {
   const err = new Error(text);
@@ -90,6 +94,9 @@ export class Lease implements AsyncDisposable {
   private reason: string | null = null;
   private released = false;
   private noWatch = false;
+  /** HBLOCK.WATCH's SEEN between beats: the token on a plain lock; on
+   * limit > 1 the lock's last token issued, as last seen (null: not yet). */
+  private seenToken: number | null = null;
   private failing: string | null = null;
   private beater: Redis | null = null;
   private loop: Promise<void> | null = null;
@@ -106,7 +113,7 @@ export class Lease implements AsyncDisposable {
     const bind = opts.bindMs === undefined ? 100 : opts.bindMs;
     if (bind !== null && !(Number.isInteger(bind) && bind >= 0)) throw new RangeError("bindMs must be an integer, 0 or more (null: not bound)");
     this.bindMs = bind === null ? null : Math.min(bind, this.intervalMs * this.misses);
-    this.limit = integer("limit", opts.limit ?? 1, [1, 1_000_000]);
+    this.limit = integer("limit", opts.limit ?? 1, LIMIT);
     const wait = opts.waitMs ?? Infinity;
     if (!(wait >= 0)) throw new RangeError("waitMs must be 0 or more (Infinity: no limit)");
     this.waitMs = wait;
@@ -342,7 +349,7 @@ export class Lease implements AsyncDisposable {
 
   private async tryGrant(conn: Redis, arg: number | null, signal?: AbortSignal): Promise<[number, number]> {
     const args: (string | number)[] = [this.key, this.owner, "INTERVAL", this.intervalMs, "MISSES", this.misses];
-    if (this.limit !== 1) args.push("LIMIT", this.limit);
+    args.push(...limitArgs(this.limit));
     if (arg !== null) args.push("WAIT", arg);
     if (this.bindMs !== null) args.push("BIND", this.bindMs);
     if (arg !== null) {
@@ -414,24 +421,63 @@ export class Lease implements AsyncDisposable {
 
   private async beatAndRebind(conn: Redis): Promise<void> {
     await timed(conn, conn.call("HBLOCK.BEAT", this.key, this.owner, this.token), this.beatTimeoutMs);
-    const token = await timed(conn, conn.call("HBLOCK.ACQUIRE", this.key, this.owner, "BIND", this.bindMs as number), this.beatTimeoutMs);
+    const rebind: (string | number)[] = [this.key, this.owner, "BIND", this.bindMs as number];
+    let token: unknown;
+    try {
+      token = await timed(conn, conn.call("HBLOCK.ACQUIRE", ...rebind, ...limitArgs(this.limit)), this.beatTimeoutMs);
+    } catch (err) {
+      if (!(err instanceof Error && err.name === "ReplyError" && errorText(err).includes(LIMIT_MISMATCH))) throw err;
+      // HBLOCK.LIMIT changed the limit since the grant: re-bind under the
+      // lock's (the lease is the same).
+      const info = asInfo(await timed(conn, conn.call("HBLOCK.INFO", this.key), this.beatTimeoutMs));
+      const limit = Number(info?.limit ?? 1);
+      token = await timed(conn, conn.call("HBLOCK.ACQUIRE", ...rebind, ...limitArgs(limit)), this.beatTimeoutMs);
+    }
     if (token !== null && Number(token) === this.token) return;
     if (token !== null) await timed(conn, conn.call("HBLOCK.RELEASE", this.key, this.owner, Number(token)), this.beatTimeoutMs);
     throw replyError("NOTHELD the lease ended while re-binding");
   }
 
   /** Waits up to `waitMs` in HBLOCK.WATCH on the bound connection. true:
-   * the holder changed; false: the time ran out; null: the connection failed. */
+   * the holder changed (beat now to find out why); false: the time ran out
+   * (or, on limit > 1, another holder came or went); null: the connection
+   * failed. */
   private async watchHolder(conn: Redis, waitMs: number): Promise<boolean | null> {
     try {
-      const reply = await timed(conn, conn.call("HBLOCK.WATCH", this.key, "SEEN", this.token, "TIMEOUT", Math.max(1, Math.ceil(waitMs))), waitMs + this.beatTimeoutMs);
-      return holder(asInfo(reply)) !== this.token;
+      const seenArg = this.seenToken ?? this.token;
+      const reply = await timed(conn, conn.call("HBLOCK.WATCH", this.key, "SEEN", seenArg, "TIMEOUT", Math.max(1, Math.ceil(waitMs))), waitMs + this.beatTimeoutMs);
+      const info = asInfo(reply);
+      if (this.limit === 1 && Number(info?.limit ?? 1) === 1) {
+        this.seenToken = this.token;
+        return holder(info) !== this.token;
+      }
+      // Limit > 1: WATCH answers at every grant and lease end of any holder
+      // (or the TIMEOUT); pass back what it saw, and ask whether this lease
+      // is still live (a NOTHELD is found out by the beat).
+      const now = seen(info);
+      if (now === this.seenToken) return false;
+      this.seenToken = now;
+      return await this.checkOwn(conn);
     } catch (err) {
       if (err instanceof Error && err.name === "ReplyError" && !this.transient(err)) {
         this.noWatch = true;
         log.debug(`${this.key}: HBLOCK.WATCH refused (${errorText(err)}); sleeping between beats instead`);
         return false;
       }
+      return null;
+    }
+  }
+
+  /** HBLOCK.CHECK of this lease on `conn`: true when NOTHELD (beat now to
+   * find out why), false when live (or CHECK is refused), null when the
+   * connection failed. */
+  private async checkOwn(conn: Redis): Promise<boolean | null> {
+    try {
+      await timed(conn, conn.call("HBLOCK.CHECK", this.key, this.owner, this.token), this.beatTimeoutMs);
+      return false;
+    } catch (err) {
+      if (isNotHeld(err)) return true;
+      if (err instanceof Error && err.name === "ReplyError" && !this.transient(err)) return false;
       return null;
     }
   }
@@ -575,6 +621,11 @@ export class Lease implements AsyncDisposable {
   toString(): string {
     return `Lease(key=${JSON.stringify(this.key)}, owner=${JSON.stringify(this.owner)}, token=${this.token}, lost=${this.lost})`;
   }
+}
+
+/** ACQUIRE's LIMIT, left out for 1 (the server's default). */
+function limitArgs(limit: number): (string | number)[] {
+  return limit === 1 ? [] : ["LIMIT", limit];
 }
 
 /** Acquires the lease on `key` (waiting in the server's queue as `opts`

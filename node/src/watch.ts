@@ -3,12 +3,13 @@
 import type { Redis } from "ioredis";
 import { type Client, MasterAsker, connectionName, dedicated, defaultOwner, isCluster, isSentinel, maskedUrl, sleep, timed } from "./connect.js";
 import { FatalError, errorText, fatalHint, isTransient } from "./errors.js";
-import { type Info, asInfo, holder } from "./info.js";
+import { type Info, asInfo, seen as seenOf } from "./info.js";
 import { Backoff, Outage } from "./log.js";
 
 export interface WatchOptions {
-  /** The token last seen held (0: none): the first item comes when the
-   * holder differs from it. Default: the current INFO comes first. */
+  /** The token last seen held (0: none; on a lock of limit > 1, INFO's
+   * `token` last seen): the first item comes when it differs. Default: the
+   * current INFO comes first. */
   seen?: number;
   /** Ends the iteration (the waiting connection is closed). */
   signal?: AbortSignal;
@@ -17,8 +18,9 @@ export interface WatchOptions {
 const SETUP_MS = 5000;
 
 /** Yields the lock's INFO (null when the key does not exist) now and at
- * every change of holder, until the loop is left or `signal` aborts. Uses
- * HBLOCK.WATCH with the token last seen, on a connection of its own (named
+ * every change of holder (on a lock of limit > 1: at every grant and lease
+ * end; `limit` and `holders` say how many may and do hold), until the loop
+ * is left or `signal` aborts. Uses HBLOCK.WATCH with the token last seen, on a connection of its own (named
  * `hblock:watch:host:pid:random`), so no change of holder is missed.
  * Transient errors are retried with backoff (logged once when they start
  * and once when they end); a fatal one throws FatalError. */
@@ -64,8 +66,8 @@ export async function* watch(client: Client, key: string, opts: WatchOptions = {
       outage.ok();
       backoff.reset();
       const info = asInfo(reply);
-      if (seen !== null && holder(info) === seen) continue;
-      seen = holder(info);
+      if (seen !== null && seenOf(info) === seen) continue;
+      seen = seenOf(info);
       yield info;
     }
   } finally {

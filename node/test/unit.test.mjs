@@ -2,8 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connectionName, instanceOwner, keySlot } from "../dist/esm/connect.js";
-import { fatalHint, isNotHeld, isTransient, HINT_MODULE, HINT_NOAUTH, HINT_URL, HINT_WRONGPASS, HINT_WRONGTYPE } from "../dist/esm/errors.js";
-import { asInfo, heldBackMs, holder, notGranted } from "../dist/esm/info.js";
+import { fatalHint, isNotHeld, isTransient, HINT_LIMIT, HINT_MODULE, HINT_NOAUTH, HINT_URL, HINT_WRONGPASS, HINT_WRONGTYPE } from "../dist/esm/errors.js";
+import { asInfo, heldBackMs, holder, notGranted, seen } from "../dist/esm/info.js";
 import { Backoff, printable } from "../dist/esm/log.js";
 import * as hblock from "hblock";
 import { createRequire } from "node:module";
@@ -18,6 +18,8 @@ test("server errors are fatal, transient or NOTHELD, as in the CLI and Python", 
   assert.equal(fatalHint(reply("MOVED 3999 127.0.0.1:7001")), HINT_URL);
   assert.equal(fatalHint(reply("MOVED 3999 127.0.0.1:7001"), true), null);
   assert.equal(fatalHint(reply("ERR DB index is out of range")), HINT_URL);
+  assert.equal(fatalHint(reply("ERR LIMIT 2 does not match the lock's limit 3")), HINT_LIMIT);
+  assert.match(HINT_LIMIT, /same limit.*HBLOCK\.LIMIT KEY N/);
   for (const t of ["LOADING Redis is loading", "READONLY You can't write against a read only replica.", "BUSY", "MASTERDOWN x", "TRYAGAIN x", "CLUSTERDOWN x"]) {
     assert.ok(isTransient(reply(t)), t);
   }
@@ -58,6 +60,21 @@ test("INFO replies", () => {
   assert.equal(heldBackMs(back), 2400);
   assert.equal(holder(back), 0);
   assert.equal(notGranted(back), "grants are held back after a failover for 2400 ms (hblock.failover-delay)");
+});
+
+test("INFO's limit and holders; WATCH's SEEN on a lock with permits", () => {
+  // An older module ends at `bound`: a plain lock.
+  const old = asInfo(["state", "held", "owner", "w/1", "token", 7, "bound", 1]);
+  assert.deepEqual([old.limit, old.holders, seen(old)], [1, 1, 7]);
+  const free = asInfo(["state", "free", "owner", null, "token", 7, "bound", 0]);
+  assert.deepEqual([free.limit, free.holders, seen(free)], [1, 0, 0]);
+  const plain = asInfo(["state", "held", "token", 4, "bound", 1, "limit", 1, "holders", 1]);
+  assert.equal(seen(plain), 4);
+  // Limit > 1: INFO's token (the last issued), whether or not anyone holds.
+  const sem = asInfo(["state", "held", "owner", "a/1", "token", 9, "bound", 1, "limit", 3, "holders", 2]);
+  assert.deepEqual([sem.limit, sem.holders, seen(sem)], [3, 2, 9]);
+  assert.equal(seen(asInfo(["state", "free", "owner", null, "token", 12, "limit", 3, "holders", 0])), 12);
+  assert.equal(seen(null), 0);
 });
 
 test("log lines escape control characters; backoff doubles up to half the interval", () => {
