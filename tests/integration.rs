@@ -42,6 +42,8 @@ mod loading;
 mod memory;
 /// Redis being operated: pauses, failover, shutdown, replicas.
 mod operations;
+/// What a LIMIT can and cannot change: missing keys with waiters, errors.
+mod permit_limits;
 /// Locks with permits (LIMIT n): holders, FIFO grants, HBLOCK.LIMIT, HOLDERS.
 mod permits;
 /// RDB, AOF, DEBUG RELOAD, COPY, MEMORY USAGE.
