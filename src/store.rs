@@ -34,14 +34,14 @@ pub fn open_untouched(ctx: &Context, lock: &LockId) -> Option<(RedisString, Redi
 
 /// The lock stored at an open key: None when the key does not exist,
 /// WRONGTYPE when it holds another type. Its holder history is set to keep
-/// `hblock.history` entries at its next lease end (a record gets room for a
-/// history only while the config is above 0).
+/// `hblock.history` entries at its next lease end (the history's room is
+/// made at the first end recorded, and dropped when it empties).
 pub fn lock_at(key: &RedisKeyWritable) -> Result<Option<&mut Lease>, Error> {
     let mut lease = key
         .get_value::<Lease>(&LOCK_TYPE)
         .map_err(|_| Error::WrongType)?;
     if let Some(lease) = lease.as_deref_mut() {
-        lease.owner.set_history_cap(config::history());
+        lease.history_cap = config::history();
     }
     Ok(lease)
 }

@@ -83,7 +83,7 @@ impl Terms {
 }
 
 /// One lock record: one per key.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 pub struct Lease {
     /// The last fencing token issued for this key (0 before the first lease).
     pub token: u64,
@@ -103,7 +103,30 @@ pub struct Lease {
     /// When the server's timer will look at this lock next (see schedule.rs).
     /// Local bookkeeping: not saved, replicated or digested.
     pub check_at: i64,
+    /// Lease ends the holder history keeps at the next end (`hblock.history`
+    /// when the record was last opened for writing). Local bookkeeping, in
+    /// the record's padding byte: not saved, replicated, digested or compared.
+    pub history_cap: u8,
 }
+
+/// Records are equal when everything but the local bookkeeping
+/// (`history_cap`) is.
+impl PartialEq for Lease {
+    fn eq(&self, other: &Lease) -> bool {
+        self.token == other.token
+            && self.granted_ms == other.granted_ms
+            && self.last_beat_ms == other.last_beat_ms
+            && self.beats == other.beats
+            && self.takeovers == other.takeovers
+            && self.interval_ms == other.interval_ms
+            && self.misses == other.misses
+            && self.phase == other.phase
+            && self.owner == other.owner
+            && self.check_at == other.check_at
+    }
+}
+
+impl Eq for Lease {}
 
 /// What a transition did, so the caller knows what to write, publish and count.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
@@ -227,6 +250,7 @@ impl Lease {
             phase: Phase::Held,
             owner: Owner::new(owner),
             check_at: NO_CHECK,
+            history_cap: 0,
         }
     }
 
@@ -473,7 +497,8 @@ impl Lease {
     /// record keeps one. True when the history changed.
     fn record_end(&mut self, ended_ms: i64, how: How) -> bool {
         let (token, granted_ms) = (self.token, self.granted_ms);
-        self.owner.push_end(token, granted_ms, ended_ms, how)
+        self.owner
+            .push_end(self.history_cap, token, granted_ms, ended_ms, how)
     }
 
     /// ACQUIRE by `owner`. `requested` holds the INTERVAL/MISSES given in the

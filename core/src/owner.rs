@@ -4,10 +4,12 @@
 //! lock costs one allocation; longer ones move to the heap. This is what keeps
 //! `MEMORY USAGE` of a lock close to that of a plain `SET key owner PX` key.
 //!
-//! The owner's slot also carries the lock's holder history when
-//! `hblock.history` is on ([`Owner::Spilled`]): one allocation holding the
-//! owner, the history and its cap. A record without history stays 80 bytes,
-//! exactly as before the history existed.
+//! The owner's slot also carries the lock's holder history once a lease end
+//! is recorded (`hblock.history` on), and the holders of a lock with permits
+//! ([`Owner::Spilled`]): one allocation holding the owner, the history and a
+//! pointer to the permits (the history's cap is the record's
+//! `Lease::history_cap`, in its padding byte). A record without either stays
+//! 80 bytes, exactly as before the history existed.
 
 use crate::history::{self, Entry};
 use crate::permits::Permits;
@@ -35,9 +37,6 @@ pub struct Spill {
     owner: Owner,
     /// Encoded entries, newest first (`hblock_core::history`).
     history: Box<[u8]>,
-    /// Entries to keep at the next lease end (`hblock.history` when the
-    /// record was last opened for writing).
-    cap: u8,
     /// The holders of a lock with permits (LIMIT > 1, or holders left
     /// over after a lowered limit); None for a plain lock.
     permits: Option<Box<Permits>>,
@@ -102,21 +101,7 @@ impl Owner {
         }
     }
 
-    /// Sets the entries to keep at the next lease end: a cap above 0 makes
-    /// room for a history; 0 drops an empty one (a non-empty one goes at the
-    /// next lease end, as a lowered cap trims).
-    pub fn set_history_cap(&mut self, cap: u8) {
-        match self {
-            Owner::Spilled(spill) => {
-                spill.cap = cap;
-                self.unspill_if_bare();
-            }
-            _ if cap > 0 => self.spill(Box::default(), cap),
-            _ => {}
-        }
-    }
-
-    /// Replaces the history (validated by the caller), keeping the cap.
+    /// Replaces the history (validated by the caller).
     pub fn set_history(&mut self, entries: Box<[u8]>) {
         match self {
             Owner::Spilled(spill) => {
@@ -124,37 +109,40 @@ impl Owner {
                 self.unspill_if_bare();
             }
             _ if entries.is_empty() => {}
-            _ => self.spill(entries, 0),
+            _ => self.spill(entries),
         }
     }
 
     /// Puts the lease that just ended (these bytes its owner) at the front
-    /// of the history, trimmed to the cap. True when the history changed.
+    /// of the history, keeping the newest `cap` entries (`hblock.history`
+    /// when the record was last opened for writing, `Lease::history_cap`; a
+    /// lowered cap trims here). True when the history changed.
     pub fn push_end(
         &mut self,
+        cap: u8,
         token: u64,
         granted_ms: i64,
         ended_ms: i64,
         how: history::How,
     ) -> bool {
-        let Owner::Spilled(spill) = self else {
-            return false;
-        };
-        if spill.cap == 0 && spill.history.is_empty() {
+        if cap == 0 && self.history().is_empty() {
             return false;
         }
-        let owner = spill.owner.as_bytes().to_vec();
-        self.push_end_of(&owner, (token, granted_ms, ended_ms), how)
+        let owner = self.as_bytes().to_vec();
+        self.push_end_of(cap, &owner, (token, granted_ms, ended_ms), how)
     }
 
     /// As [`push_end`](Owner::push_end), for the lease of `owner` (a holder
     /// of a lock with permits): (token, granted, ended).
-    pub fn push_end_of(&mut self, owner: &[u8], lease: (u64, i64, i64), how: history::How) -> bool {
+    pub fn push_end_of(
+        &mut self,
+        cap: u8,
+        owner: &[u8],
+        lease: (u64, i64, i64),
+        how: history::How,
+    ) -> bool {
         let (token, granted_ms, ended_ms) = lease;
-        let Owner::Spilled(spill) = self else {
-            return false;
-        };
-        if spill.cap == 0 && spill.history.is_empty() {
+        if cap == 0 && self.history().is_empty() {
             return false;
         }
         let entry = Entry {
@@ -164,7 +152,7 @@ impl Owner {
             ended_ms,
             how,
         };
-        let entries = history::pushed(&spill.history, &entry, usize::from(spill.cap));
+        let entries = history::pushed(self.history(), &entry, usize::from(cap));
         self.set_history(entries.into_boxed_slice());
         true
     }
@@ -193,7 +181,7 @@ impl Owner {
             }
             _ => {
                 if let Some(permits) = permits {
-                    self.spill(Box::default(), 0);
+                    self.spill(Box::default());
                     if let Owner::Spilled(spill) = self {
                         spill.permits = Some(Box::new(permits));
                     }
@@ -202,12 +190,11 @@ impl Owner {
         }
     }
 
-    fn spill(&mut self, history: Box<[u8]>, cap: u8) {
+    fn spill(&mut self, history: Box<[u8]>) {
         let owner = std::mem::replace(self, Owner::none());
         *self = Owner::Spilled(Box::new(Spill {
             owner,
             history,
-            cap,
             permits: None,
         }));
     }
@@ -215,9 +202,7 @@ impl Owner {
     /// Back to the bare owner when the spill holds nothing more.
     fn unspill_if_bare(&mut self) {
         let bare = match self {
-            Owner::Spilled(spill) => {
-                spill.cap == 0 && spill.history.is_empty() && spill.permits.is_none()
-            }
+            Owner::Spilled(spill) => spill.history.is_empty() && spill.permits.is_none(),
             _ => false,
         };
         if bare {

@@ -125,6 +125,7 @@ impl<'a> Fields<'a> {
             phase,
             owner: Owner::new(self.owner),
             check_at: NO_CHECK,
+            history_cap: 0,
         })
     }
 
@@ -430,7 +431,7 @@ mod tests {
                 .unwrap();
         }
         lease.release(b"a", 1, 40);
-        lease.owner.set_history_cap(3);
+        lease.history_cap = 3;
         lease.release(b"b\0", 2, 50);
         let plain = sample();
         for record in [lease, plain] {

@@ -117,7 +117,8 @@ impl Lease {
     /// and the record's per-lease fields; G advances.
     fn holder_ended(&mut self, holder: Holder, ended_ms: i64, how: How) -> bool {
         let lease = (holder.token, holder.granted_ms, ended_ms);
-        let history = self.owner.push_end_of(&holder.owner, lease, how);
+        let cap = self.history_cap;
+        let history = self.owner.push_end_of(cap, &holder.owner, lease, how);
         self.granted_ms = holder.granted_ms;
         self.last_beat_ms = holder.last_beat_ms;
         self.beats = holder.beats;

@@ -381,7 +381,7 @@ fn lease_ends_go_into_the_history_when_it_is_on() {
     assert!(!fx.history);
     assert!(lease.owner.history().is_empty());
 
-    lease.owner.set_history_cap(3);
+    lease.history_cap = 3;
     lease.acquire(b"b", NONE, T, 20, 0).unwrap();
     let (_, fx) = lease.release(b"b", 2, 50);
     assert!(fx.history && fx.released);
@@ -414,7 +414,7 @@ fn lease_ends_go_into_the_history_when_it_is_on() {
     assert_eq!(listed[0], (b"e".to_vec(), 5, 6000, 6300, "undone"));
     assert_eq!(listed[2].1, 3, "the oldest went");
     // Lowered to 0: the next end empties it and the record has none again.
-    lease.owner.set_history_cap(0);
+    lease.history_cap = 0;
     lease.acquire(b"f", NONE, T, 7000, 0).unwrap();
     assert_eq!(history_of(&lease).len(), 3, "trimmed lazily");
     let (_, fx) = lease.release(b"f", 6, 7100);
@@ -427,7 +427,7 @@ fn lease_ends_go_into_the_history_when_it_is_on() {
 fn a_long_owner_keeps_its_bytes_with_a_history() {
     let long = [b'L'; 300];
     let mut lease = held_by(&long, 0);
-    lease.owner.set_history_cap(2);
+    lease.history_cap = 2;
     assert_eq!(lease.owner.as_bytes(), &long[..]);
     assert!(lease.owner.heap_ptr().is_some());
     lease.release(&long, 1, 5);
