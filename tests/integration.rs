@@ -28,6 +28,8 @@ mod expiry;
 mod failover;
 /// HBLOCK.FENCED and HBLOCK.CHECK.
 mod fenced;
+/// Records with times no save could load again are refused (RESTORE).
+mod forged_times;
 /// Hostile input: 100,000 random calls.
 mod fuzz;
 /// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.

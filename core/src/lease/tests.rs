@@ -593,3 +593,23 @@ fn a_new_limit_comes_only_with_the_grant() {
     assert_eq!(got, Acquired::Token(2));
     assert_eq!(free.limit(), 1);
 }
+
+#[test]
+fn every_lease_end_a_record_can_hold_fits_its_history() {
+    let max = crate::limits::TIME_MAX_MS;
+    // The latest times a record may hold, ended past TIME_MAX_MS (a clock
+    // beyond year 9999): the entries are kept within what fits.
+    let mut plain = held_by(b"a", max);
+    plain.history_cap = 3;
+    assert!(plain.observe_expiry(i64::MAX).history);
+    let mut permits = Lease::never_held(T);
+    permits.history_cap = 3;
+    permits.set_limit(3, 0);
+    permits.acquire(b"b", NONE, T, max, 0).unwrap();
+    assert!(permits.observe_expiry(i64::MAX).history);
+    for lease in [plain, permits] {
+        let history = lease.owner.history();
+        assert!(!history.is_empty());
+        assert!(crate::history::fits(history, lease.token), "{lease:?}");
+    }
+}
