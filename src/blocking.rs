@@ -109,6 +109,21 @@ pub fn waiter_count(ctx: &Context, key: &RedisString) -> usize {
     })
 }
 
+/// The LIMIT of the first waiter on this key whose WAIT has not run out
+/// (the limit a missing key is recreated with when it is granted); None
+/// when nobody waits.
+pub fn waiting_limit(ctx: &Context, key: &RedisString, now: i64) -> Option<u16> {
+    let lock = waiting_lock(ctx, key)?;
+    with_wait_state(|s| {
+        s.queues
+            .waiters_of(&lock, usize::MAX)
+            .into_iter()
+            .find(|w| !w.timed_out(now))
+            .map(|w| s.limits.get(&w.id).copied().unwrap_or(1))
+    })
+    .flatten()
+}
+
 /// One waiter as HBLOCK.WAITERS shows it: owner, who and since when, and
 /// when its WAIT runs out (None: never).
 pub struct WaiterView {

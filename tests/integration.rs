@@ -30,6 +30,8 @@ mod expiry;
 mod failover;
 /// HBLOCK.FENCED and HBLOCK.CHECK.
 mod fenced;
+/// Records with times no save could load again are refused (RESTORE).
+mod forged_times;
 /// Hostile input: 100,000 random calls.
 mod fuzz;
 /// A grant and CLIENT UNBLOCK / CLIENT KILL in the same pass.
@@ -44,6 +46,8 @@ mod loading;
 mod memory;
 /// Redis being operated: pauses, failover, shutdown, replicas.
 mod operations;
+/// What a LIMIT can and cannot change: missing keys with waiters, errors.
+mod permit_limits;
 /// Locks with permits (LIMIT n): holders, FIFO grants, HBLOCK.LIMIT, HOLDERS.
 mod permits;
 /// The mutual-exclusion checker on a LIMIT 3 lock: 16 clients, pauses, kills (HBLOCK_PERMITS_SECS, default 30).

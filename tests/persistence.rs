@@ -374,7 +374,9 @@ fn an_aof_of_ten_field_records_from_an_earlier_build_loads() {
         .expect("an incr file in the manifest")
         .to_string();
     server.stop();
-    let far = (i64::MAX / 4).to_string(); // a beat far in the future: held
+    // A beat far in the future (held): the latest time a record may hold,
+    // the end of year 9999 (hblock_core::limits::TIME_MAX_MS).
+    let far = 253_402_300_799_999_i64.to_string();
     let records: [&[&str]; 2] = [
         &[
             "HBLOCK.APPLY",

@@ -8,7 +8,7 @@
 //! grant (zigzag varint, wrapping), then how it ended (one byte, [`How`]).
 //! About 28 bytes with a 17-byte owner.
 
-use crate::limits::{OWNER_MAX_LEN as MAX_OWNER_LEN, TOKEN_MAX};
+use crate::limits::{time_fits, OWNER_MAX_LEN as MAX_OWNER_LEN, TOKEN_MAX};
 use crate::varint;
 
 /// The most entries a lock keeps (`hblock.history`'s maximum).
@@ -116,7 +116,7 @@ pub fn entries(bytes: &[u8]) -> Option<Vec<Entry<'_>>> {
 }
 
 /// The latest time an entry may carry, Unix ms: 9999-12-31T23:59:59.999Z.
-pub const TIME_MAX_MS: i64 = 253_402_300_799_999;
+pub use crate::limits::TIME_MAX_MS;
 
 /// Whether `bytes` is a history that a record whose token is `token`
 /// could hold: well-formed ([`entries`]), each entry's token at most the
@@ -126,11 +126,8 @@ pub const TIME_MAX_MS: i64 = 253_402_300_799_999;
 /// end before its grant is kept: the clock may have stepped back.
 pub fn fits(bytes: &[u8], token: u64) -> bool {
     entries(bytes).is_some_and(|list| {
-        list.iter().all(|e| {
-            e.token <= token
-                && (0..=TIME_MAX_MS).contains(&e.granted_ms)
-                && (0..=TIME_MAX_MS).contains(&e.ended_ms)
-        })
+        list.iter()
+            .all(|e| e.token <= token && time_fits(e.granted_ms) && time_fits(e.ended_ms))
     })
 }
 

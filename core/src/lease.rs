@@ -149,6 +149,21 @@ pub struct Effects {
     pub history: bool,
 }
 
+impl Effects {
+    /// The effects of this step followed by `next`'s.
+    pub fn and_then(self, next: Effects) -> Effects {
+        Effects {
+            changed: self.changed || next.changed,
+            expired: self.expired || next.expired,
+            also_expired: self.also_expired.saturating_add(next.also_expired),
+            acquired: self.acquired || next.acquired,
+            takeover: self.takeover || next.takeover,
+            released: self.released || next.released,
+            history: self.history || next.history,
+        }
+    }
+}
+
 /// Reply of an ACQUIRE.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Acquired {

@@ -31,6 +31,17 @@ pub const TOKEN_MAX: i64 = i64::MAX;
 /// Lua, JSON and JavaScript numbers.
 pub const TOKEN_ISSUE_MAX: u64 = (1 << 53) - 1;
 
+/// The times a record holds (grants, beats, ends; Unix ms) lie within
+/// 0..=this: 9999-12-31T23:59:59.999Z. A record from RESTORE, APPLY or an
+/// RDB with a time outside is refused, so every lease end it can record
+/// fits its history (history::fits) and saves and loads again.
+pub const TIME_MAX_MS: i64 = 253_402_300_799_999;
+
+/// Whether `ms` is a time a record may hold (0..=[`TIME_MAX_MS`]).
+pub fn time_fits(ms: i64) -> bool {
+    (0..=TIME_MAX_MS).contains(&ms)
+}
+
 /// A record brought in by RESTORE (a DUMP payload: any user with `+restore`
 /// can forge one) must carry a token below this, 2^52. The floor it raises
 /// then still leaves 2^52 tokens (2^20 epochs of 2^32 grants) below 2^53.

@@ -12,6 +12,7 @@
 //! 80 bytes, exactly as before the history existed.
 
 use crate::history::{self, Entry};
+use crate::limits::TIME_MAX_MS;
 use crate::permits::Permits;
 
 /// The longest owner accepted, in bytes.
@@ -145,11 +146,13 @@ impl Owner {
         if cap == 0 && self.history().is_empty() {
             return false;
         }
+        // Every time a record holds is checked when it arrives; an end is
+        // the server's clock or a deadline: kept within what fits too.
         let entry = Entry {
             owner,
             token,
-            granted_ms,
-            ended_ms,
+            granted_ms: granted_ms.clamp(0, TIME_MAX_MS),
+            ended_ms: ended_ms.clamp(0, TIME_MAX_MS),
             how,
         };
         let entries = history::pushed(self.history(), &entry, usize::from(cap));

@@ -7,8 +7,8 @@
 //! record stays the size it was.
 
 use crate::limits::{
-    INTERVAL_MAX, INTERVAL_MIN, LIMIT_MAX, LIMIT_MIN, MISSES_MAX, MISSES_MIN, OWNER_MAX_LEN,
-    TOKEN_MAX,
+    time_fits, INTERVAL_MAX, INTERVAL_MIN, LIMIT_MAX, LIMIT_MIN, MISSES_MAX, MISSES_MIN,
+    OWNER_MAX_LEN, TOKEN_MAX,
 };
 
 /// Largest value a token or counter reaches (as `lease::COUNTER_MAX`).
@@ -168,6 +168,8 @@ impl Permits {
             if !token_ok
                 || !owner_ok
                 || beats > COUNTER_MAX
+                || !time_fits(granted_ms)
+                || !time_fits(last_beat_ms)
                 || !(INTERVAL_MIN..=INTERVAL_MAX).contains(&interval)
                 || !(MISSES_MIN..=MISSES_MAX).contains(&misses)
             {
@@ -250,6 +252,22 @@ mod tests {
         let mut bad = Vec::new();
         down.encode(&mut bad);
         assert!(Permits::decode(&bad).is_none(), "tokens must grow");
+        for (granted, last_beat) in [
+            (i64::MIN, 100),
+            (-1, 100),
+            (100, crate::limits::TIME_MAX_MS + 1),
+            (100, i64::MAX),
+        ] {
+            let mut forged = sample();
+            forged.holders[0].granted_ms = granted;
+            forged.holders[0].last_beat_ms = last_beat;
+            let mut bad = Vec::new();
+            forged.encode(&mut bad);
+            assert!(
+                Permits::decode(&bad).is_none(),
+                "times {granted} {last_beat}"
+            );
+        }
         assert!(Permits::decode(&[]).is_none());
     }
 

@@ -5,7 +5,7 @@
 
 use crate::args::parse_i64;
 use crate::lease::{Lease, Phase, COUNTER_MAX, NO_CHECK};
-use crate::limits::{INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
+use crate::limits::{time_fits, INTERVAL_MAX, INTERVAL_MIN, MISSES_MAX, MISSES_MIN};
 use crate::owner::{Owner, MAX_OWNER_LEN};
 use crate::permits::Permits;
 use crate::varint;
@@ -111,7 +111,8 @@ impl<'a> Fields<'a> {
         };
         let interval_ok = (INTERVAL_MIN..=INTERVAL_MAX).contains(&n[INTERVAL]);
         let misses_ok = (MISSES_MIN..=MISSES_MAX).contains(&n[MISSES]);
-        if !owner_ok || !interval_ok || !misses_ok {
+        let times_ok = time_fits(n[GRANTED]) && time_fits(n[LAST_BEAT]);
+        if !owner_ok || !interval_ok || !misses_ok || !times_ok {
             return None;
         }
         Some(Lease {
@@ -477,6 +478,12 @@ mod tests {
             changed(TOKEN, -5),
             changed(BEATS, -1),
             changed(TAKEOVERS, -1),
+            // Times outside 0..=TIME_MAX_MS: their lease ends would not
+            // fit the history (the record could not be saved again).
+            changed(GRANTED, i64::MIN),
+            changed(GRANTED, -1),
+            changed(LAST_BEAT, crate::limits::TIME_MAX_MS + 1),
+            changed(LAST_BEAT, i64::MAX),
         ];
         for fields in bad {
             assert_eq!(fields.to_lease(), None, "{fields:?}");

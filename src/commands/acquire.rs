@@ -56,6 +56,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
     let handle = store::open(ctx, key);
     let limit = opts.limit.unwrap_or(1);
+    // Everything is checked before anything changes: a new limit is
+    // committed only with the grant (or the queueing) it comes with.
     agree_on_limit(ctx, key, &handle, limit, now)?;
     let bind = match opts.bind_ms {
         None => None,
@@ -87,6 +89,12 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         Acquired::Busy => match opts.wait_ms {
             Some(wait_ms) if can_block(ctx) => {
                 let lock = waiting.unwrap_or_else(|| blocking::lock_id(ctx, key));
+                // Queued under its LIMIT: a lock nobody holds or waits for
+                // takes it now (agree_on_limit allowed it).
+                if let Some(lease) = store::lock_at(&handle)? {
+                    let fx = lease.set_limit(limit, now);
+                    store::commit(ctx, key, lease, fx, now);
+                }
                 // Whatever happened to the key before (RENAME, RESTORE), the
                 // lease this client waits for is looked at by its deadline.
                 if let Some(lease) = store::lock_at(&handle)? {
@@ -106,8 +114,10 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     })
 }
 
-/// LIMIT must match the lock's while it has holders or waiters (nothing
-/// changes otherwise); with neither, it becomes the lock's limit.
+/// LIMIT must match the lock's while it has holders or waiters; with
+/// neither, it will become the lock's limit (with the grant or queueing,
+/// see grant_or_renew). A missing key with waiters has the limit its first
+/// live waiter will recreate it with (waiters::serve). Changes nothing.
 fn agree_on_limit(
     ctx: &Context,
     key: &RedisString,
@@ -115,23 +125,19 @@ fn agree_on_limit(
     limit: u16,
     now: i64,
 ) -> Result<(), Error> {
-    let Some(lease) = store::lock_at(handle)? else {
-        return Ok(());
+    let current = match store::lock_at(handle)? {
+        // Leases past their deadline but not yet seen count as ended.
+        Some(lease) if lease.holder_count(now) > 0 => Some(lease.limit()),
+        Some(lease) => blocking::waiting_limit(ctx, key, now).map(|_| lease.limit()),
+        None => blocking::waiting_limit(ctx, key, now),
     };
-    let current = lease.limit();
-    if current == limit {
-        return Ok(());
-    }
-    // Leases past their deadline but not yet seen count as ended.
-    if lease.holder_count(now) > 0 || blocking::waiter_count(ctx, key) > 0 {
-        return Err(Error::LimitMismatch {
+    match current {
+        Some(current) if current != limit => Err(Error::LimitMismatch {
             requested: limit,
             current,
-        });
+        }),
+        _ => Ok(()),
     }
-    let fx = lease.set_limit(limit, now);
-    store::commit(ctx, key, lease, fx, now);
-    Ok(())
 }
 
 /// BIND's connection and grace, checked against the terms the lease will
@@ -192,7 +198,9 @@ fn grant_or_renew(
                 stats::bump(&stats::FAILOVER_DELAYED);
                 Acquired::Busy
             } else {
-                let (got, fx) = lease.acquire(owner, requested, defaults, now, tokens::floor())?;
+                let terms = (requested, defaults);
+                let (got, fx) =
+                    lease.acquire_with_limit(limit, owner, terms, now, tokens::floor())?;
                 store::commit(ctx, key, lease, fx, now);
                 got
             }

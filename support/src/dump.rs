@@ -93,6 +93,40 @@ pub fn forge(template: &[u8], record: &Record) -> Vec<u8> {
 /// owner, as encoding 5 keeps it (`template` must be a DUMP of this
 /// build, encoding 5).
 pub fn forge_with_history(template: &[u8], record: &Record, history: &[u8]) -> Vec<u8> {
+    forge_full(template, record, history, &[])
+}
+
+/// One holder of a lock with permits, as encoding 5 keeps it.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub owner: Vec<u8>,
+    pub token: u64,
+    pub interval: u64,
+    pub misses: u64,
+    pub beats: u64,
+    pub granted: i64,
+    pub last_beat: i64,
+}
+
+/// A payload for RESTORE of a lock with `limit` permits held by `holders`
+/// (`record`: the lock's own fields, not held; its token the last issued).
+pub fn forge_permits(template: &[u8], record: &Record, limit: u64, holders: &[Holder]) -> Vec<u8> {
+    let mut permits = Vec::new();
+    varint(limit, &mut permits);
+    varint(holders.len() as u64, &mut permits);
+    for h in holders {
+        for n in [h.token, h.interval, h.misses, h.beats] {
+            varint(n, &mut permits);
+        }
+        varint(zigzag(h.granted), &mut permits);
+        varint(zigzag(h.last_beat.wrapping_sub(h.granted)), &mut permits);
+        varint(h.owner.len() as u64, &mut permits);
+        permits.extend_from_slice(&h.owner);
+    }
+    forge_full(template, record, &[], &permits)
+}
+
+fn forge_full(template: &[u8], record: &Record, history: &[u8], permits: &[u8]) -> Vec<u8> {
     assert!(template.len() > 20 && template[0] == 7, "a DUMP of a lock");
     let mut numbers = Vec::new();
     for n in [
@@ -114,6 +148,7 @@ pub fn forge_with_history(template: &[u8], record: &Record, history: &[u8]) -> V
     numbers.extend_from_slice(&record.owner);
     varint(history.len() as u64, &mut numbers);
     numbers.extend_from_slice(history);
+    numbers.extend_from_slice(permits);
     let mut out = template[..10].to_vec(); // type byte, module id (64-bit length)
     rdb_string(&numbers, &mut out);
     out.push(0); // RDB_MODULE_OPCODE_EOF

@@ -70,6 +70,31 @@ impl Lease {
         fx
     }
 
+    /// ACQUIRE with a LIMIT that becomes the lock's (nobody holds or waits):
+    /// the new limit and the grant happen together or not at all. When the
+    /// acquire fails or answers Busy, the record is left as it was.
+    pub fn acquire_with_limit(
+        &mut self,
+        limit: u16,
+        owner: &[u8],
+        (requested, defaults): ((Option<u32>, Option<u16>), Terms),
+        now: i64,
+        floor: u64,
+    ) -> Result<(Acquired, Effects), CoreError> {
+        if limit == self.limit() {
+            return self.acquire(owner, requested, defaults, now, floor);
+        }
+        let before = self.clone();
+        let limited = self.set_limit(limit, now);
+        match self.acquire(owner, requested, defaults, now, floor) {
+            Ok((Acquired::Token(token), fx)) => Ok((Acquired::Token(token), limited.and_then(fx))),
+            other => {
+                *self = before;
+                other.map(|(got, _)| (got, Effects::default()))
+            }
+        }
+    }
+
     /// A lock with permits whose limit is back to 1 and that nobody holds
     /// is a plain lock again.
     pub(super) fn normalize(&mut self) {

@@ -570,3 +570,46 @@ fn the_view_describes_the_lease_that_ends_first() {
         "short has ended"
     );
 }
+
+#[test]
+fn a_new_limit_comes_only_with_the_grant() {
+    let mut lease = held_by(b"a", 0);
+    lease.release(b"a", 1, 1);
+    // Granted: the limit changes with it.
+    let (got, fx) = lease.acquire_with_limit(3, b"b", (NONE, T), 2, 0).unwrap();
+    assert_eq!(got, Acquired::Token(2));
+    assert!(fx.changed && fx.acquired);
+    assert_eq!((lease.limit(), lease.holder_count(2)), (3, 1));
+    // Tokens exhausted: an error, and the record is as it was.
+    let last = crate::limits::TOKEN_ISSUE_MAX;
+    let mut free = held_by(b"a", 0);
+    free.release(b"a", 1, 1);
+    let before = free.clone();
+    let err = free.acquire_with_limit(5, b"b", (NONE, T), 2, last);
+    assert_eq!(err, Err(CoreError::TokensExhausted));
+    assert_eq!(free, before);
+    // The lock's own limit: a plain acquire.
+    let (got, _) = free.acquire_with_limit(1, b"b", (NONE, T), 2, 0).unwrap();
+    assert_eq!(got, Acquired::Token(2));
+    assert_eq!(free.limit(), 1);
+}
+
+#[test]
+fn every_lease_end_a_record_can_hold_fits_its_history() {
+    let max = crate::limits::TIME_MAX_MS;
+    // The latest times a record may hold, ended past TIME_MAX_MS (a clock
+    // beyond year 9999): the entries are kept within what fits.
+    let mut plain = held_by(b"a", max);
+    plain.history_cap = 3;
+    assert!(plain.observe_expiry(i64::MAX).history);
+    let mut permits = Lease::never_held(T);
+    permits.history_cap = 3;
+    permits.set_limit(3, 0);
+    permits.acquire(b"b", NONE, T, max, 0).unwrap();
+    assert!(permits.observe_expiry(i64::MAX).history);
+    for lease in [plain, permits] {
+        let history = lease.owner.history();
+        assert!(!history.is_empty());
+        assert!(crate::history::fits(history, lease.token), "{lease:?}");
+    }
+}
