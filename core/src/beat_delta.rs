@@ -107,8 +107,13 @@ impl BeatDelta {
         if lease.permits().is_some() || lease.phase != Phase::Held || lease.token != token {
             return Err(Refused::NoSuchHolder);
         }
+        let last_beat_ms = lease.granted_ms.wrapping_add(varint::unzigzag(since_grant));
+        // The window every record's times stay in (forged ones are refused).
+        if !crate::limits::time_fits(last_beat_ms) {
+            return Err(Refused::Malformed);
+        }
         lease.beats = beats;
-        lease.last_beat_ms = lease.granted_ms.wrapping_add(varint::unzigzag(since_grant));
+        lease.last_beat_ms = last_beat_ms;
         Ok(())
     }
 }
@@ -160,13 +165,19 @@ mod tests {
         };
         let bytes = extreme.encode(i64::MAX);
         assert!(bytes.as_bytes().len() <= MAX_LEN);
-        let mut lease = held(i64::MAX);
+        // The widest distance a record's times allow round-trips.
+        let extreme = BeatDelta {
+            last_beat_ms: 0,
+            ..extreme
+        };
+        let bytes = extreme.encode(crate::limits::TIME_MAX_MS);
+        let mut lease = held(crate::limits::TIME_MAX_MS);
         lease.token = COUNTER_MAX;
         assert_eq!(BeatDelta::apply(bytes.as_bytes(), &mut lease), Ok(()));
         assert_eq!(
             BeatDelta::of(&lease),
             extreme,
-            "wrapping distances round-trip"
+            "wide distances round-trip"
         );
     }
 
@@ -240,5 +251,25 @@ mod tests {
             Err(Refused::NoSuchHolder)
         );
         assert_eq!(lease, before, "unchanged");
+    }
+
+    #[test]
+    fn a_delta_with_a_time_outside_the_window_changes_nothing() {
+        let granted = 1_764_900_000_000;
+        let mut lease = held(granted);
+        let before = lease.clone();
+        for last_beat_ms in [i64::MAX, -1, crate::limits::TIME_MAX_MS + 1] {
+            let delta = BeatDelta {
+                token: lease.token,
+                beats: 1,
+                last_beat_ms,
+            }
+            .encode(granted);
+            assert_eq!(
+                BeatDelta::apply(delta.as_bytes(), &mut lease),
+                Err(Refused::Malformed)
+            );
+            assert_eq!(lease, before);
+        }
     }
 }
