@@ -206,10 +206,13 @@ export class Lease implements AsyncDisposable {
     log.warn(`lost ${this.key}: ${reason}`);
     this.controller.abort(new kind(`${this.key}: ${reason}`));
     if (this.onLost) {
+      const threw = (err: unknown) => log.error(`onLost of ${this.key} threw: ${errorText(err)}`);
       try {
-        this.onLost(this);
+        // An async onLost's rejection is logged too, never left unhandled.
+        const result: unknown = this.onLost(this);
+        if (result instanceof Promise) result.catch(threw);
       } catch (err) {
-        log.error(`onLost of ${this.key} threw: ${errorText(err)}`);
+        threw(err);
       }
     }
   }
@@ -319,6 +322,7 @@ export class Lease implements AsyncDisposable {
         throw await this.notAcquired(waiter.conn, errorText(err));
       }
       try {
+        signal?.throwIfAborted();
         if (waiter.conn === null) waiter.conn = await dedicated(this.client, this.key, this.name, this.setupMs);
         if (this.outage.failing && !heldBackLogged && arg !== null) heldBackLogged = await this.logHeldBack(waiter.conn);
         return await this.tryGrant(waiter.conn, arg, signal);
@@ -356,8 +360,8 @@ export class Lease implements AsyncDisposable {
       try {
         await timed(conn, conn.call("PING"), this.setupMs);
       } catch (err) {
-        if (err instanceof Error && err.name === "ReplyError" && this.fatal(err) === null) {
-          // an ACL without PING: the connection works
+        if (err instanceof Error && err.name === "ReplyError" && (this.fatal(err) === null || /^NOPERM/.test(err.message))) {
+          // an ACL without PING: the connection works (as in the Python package)
         } else {
           throw err;
         }
@@ -365,6 +369,8 @@ export class Lease implements AsyncDisposable {
       this.outage.ok();
     }
     const abort = () => conn.disconnect();
+    // Aborted while connecting or pinging: the blocking ACQUIRE is never sent.
+    signal?.throwIfAborted();
     signal?.addEventListener("abort", abort, { once: true });
     const follow = arg !== null ? this.followMaster(conn) : null;
     let sent = performance.now();

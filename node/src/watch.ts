@@ -49,6 +49,8 @@ export async function* watch(client: Client, key: string, opts: WatchOptions = {
           conn = await dedicated(client, key, name, SETUP_MS);
           outage.ok();
         }
+        // Aborted while connecting: the blocking WATCH is never sent.
+        if (signal?.aborted) return;
         if (seen === null) reply = await timed(conn, conn.call("HBLOCK.INFO", key), SETUP_MS);
         else if (sentinel) reply = await timed(conn, conn.call("HBLOCK.WATCH", key, "SEEN", seen, "TIMEOUT", 1000), 1000 + SETUP_MS);
         else reply = await conn.call("HBLOCK.WATCH", key, "SEEN", seen);
