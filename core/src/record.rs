@@ -158,17 +158,22 @@ impl<'a> Fields<'a> {
         };
         out.put(&[COMPACT_VARINT]);
         let mut buf = [0u8; varint::MAX_LEN];
-        for (index, &n) in self.numbers.iter().enumerate() {
-            let code = match index {
-                GRANTED => varint::zigzag(n),
-                LAST_BEAT => varint::zigzag(n.wrapping_sub(self.numbers[GRANTED])),
-                _ => n as u64,
-            };
+        for code in self.codes() {
             out.put(varint::encode(code, &mut buf));
         }
         out.owner_at = out.len;
         out.put(self.owner);
         out
+    }
+
+    /// The numbers as the compact form's varints hold them: the times
+    /// zigzagged, `last-beat` as its distance from `granted` (wrapping).
+    fn codes(&self) -> [u64; 8] {
+        let mut codes = self.numbers.map(|n| n as u64);
+        codes[GRANTED] = varint::zigzag(self.numbers[GRANTED]);
+        codes[LAST_BEAT] =
+            varint::zigzag(self.numbers[LAST_BEAT].wrapping_sub(self.numbers[GRANTED]));
+        codes
     }
 
     /// Reads the compact form (see `compact`; both layouts); ranges are
@@ -291,10 +296,14 @@ pub fn attach_permits(lease: &mut Lease, bytes: &[u8]) -> Option<()> {
 /// history's length and the history, then the permits (nothing for a plain
 /// lock).
 pub fn save_v5(lease: &Lease, out: &mut Vec<u8>) {
-    let record = Fields::of(lease).compact();
-    let (numbers, owner) = record.parts();
+    // Written straight into `out` (not through `compact`'s 1 KB stack
+    // record, zeroed for every lock).
+    let fields = Fields::of(lease);
+    let owner = fields.owner;
     let mut buf = [0u8; varint::MAX_LEN];
-    out.extend_from_slice(numbers);
+    for code in fields.codes() {
+        out.extend_from_slice(varint::encode(code, &mut buf));
+    }
     out.extend_from_slice(varint::encode(owner.len() as u64, &mut buf));
     out.extend_from_slice(owner);
     let history = lease.owner.history();
@@ -444,6 +453,16 @@ mod tests {
             assert_eq!(back, record);
             let mut v5 = Vec::new();
             save_v5(&record, &mut v5);
+            // Encoding 5 starts with the compact record's numbers, then
+            // the owner's length and the owner.
+            let compact = Fields::of(&record).compact();
+            let (numbers, owner) = compact.parts();
+            let mut start = numbers.to_vec();
+            start.push(owner.len() as u8);
+            if owner.len() < 128 {
+                start.extend_from_slice(owner);
+                assert!(v5.starts_with(&start));
+            }
             assert_eq!(load_v5(&v5).as_ref(), Some(&record));
             assert!(load_v5(&v5[..v5.len() - 1]).is_none(), "short");
         }
