@@ -174,11 +174,7 @@ mod tests {
         let mut lease = held(crate::limits::TIME_MAX_MS);
         lease.token = COUNTER_MAX;
         assert_eq!(BeatDelta::apply(bytes.as_bytes(), &mut lease), Ok(()));
-        assert_eq!(
-            BeatDelta::of(&lease),
-            extreme,
-            "wide distances round-trip"
-        );
+        assert_eq!(BeatDelta::of(&lease), extreme, "wide distances round-trip");
     }
 
     #[test]
