@@ -248,25 +248,41 @@ pub fn waiters(
     parse_waiters(cmd.query(con)?)
 }
 
-fn parse_waiters(reply: Value) -> RedisResult<Option<Vec<Waiter>>> {
+/// The entries of a list reply (WAITERS, HOLDERS, HISTORY), each parsed by
+/// `parse_one`; None for nil (no such key).
+fn parse_entries<T>(
+    reply: Value,
+    command: &str,
+    parse_one: fn(Value) -> RedisResult<T>,
+) -> RedisResult<Option<Vec<T>>> {
     let entries = match reply {
         Value::Nil => return Ok(None),
         Value::Array(entries) | Value::Set(entries) => entries,
-        other => return Err(unexpected_of("HBLOCK.WAITERS", &other)),
+        other => return Err(unexpected_of(command, &other)),
     };
     entries
         .into_iter()
-        .map(parse_waiter)
+        .map(parse_one)
         .collect::<RedisResult<Vec<_>>>()
         .map(Some)
 }
 
+/// A name/value reply as a flat list: a RESP2 array as is, a RESP3 map
+/// flattened; anything else is handed back for the caller's error.
+fn name_value_items(reply: Value) -> Result<Vec<Value>, Value> {
+    match reply {
+        Value::Array(items) => Ok(items),
+        Value::Map(pairs) => Ok(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        other => Err(other),
+    }
+}
+
+fn parse_waiters(reply: Value) -> RedisResult<Option<Vec<Waiter>>> {
+    parse_entries(reply, "HBLOCK.WAITERS", parse_waiter)
+}
+
 fn parse_waiter(entry: Value) -> RedisResult<Waiter> {
-    let items = match entry {
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => return Err(unexpected_of("HBLOCK.WAITERS", &other)),
-    };
+    let items = name_value_items(entry).map_err(|other| unexpected_of("HBLOCK.WAITERS", &other))?;
     let mut waiter = Waiter {
         owner: Vec::new(),
         waited: 0,
@@ -341,24 +357,11 @@ pub fn holders(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<V
 }
 
 pub(crate) fn parse_holders(reply: Value) -> RedisResult<Option<Vec<Holding>>> {
-    let entries = match reply {
-        Value::Nil => return Ok(None),
-        Value::Array(entries) | Value::Set(entries) => entries,
-        other => return Err(unexpected_of("HBLOCK.HOLDERS", &other)),
-    };
-    entries
-        .into_iter()
-        .map(parse_holding)
-        .collect::<RedisResult<Vec<_>>>()
-        .map(Some)
+    parse_entries(reply, "HBLOCK.HOLDERS", parse_holding)
 }
 
 fn parse_holding(entry: Value) -> RedisResult<Holding> {
-    let items = match entry {
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => return Err(unexpected_of("HBLOCK.HOLDERS", &other)),
-    };
+    let items = name_value_items(entry).map_err(|other| unexpected_of("HBLOCK.HOLDERS", &other))?;
     let mut h = Holding {
         owner: Vec::new(),
         token: 0,
@@ -424,24 +427,11 @@ pub fn history(con: &mut impl ConnectionLike, key: &str) -> RedisResult<Option<V
 }
 
 fn parse_history(reply: Value) -> RedisResult<Option<Vec<Ended>>> {
-    let entries = match reply {
-        Value::Nil => return Ok(None),
-        Value::Array(entries) | Value::Set(entries) => entries,
-        other => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
-    };
-    entries
-        .into_iter()
-        .map(parse_ended)
-        .collect::<RedisResult<Vec<_>>>()
-        .map(Some)
+    parse_entries(reply, "HBLOCK.HISTORY", parse_ended)
 }
 
 fn parse_ended(entry: Value) -> RedisResult<Ended> {
-    let items = match entry {
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => return Err(unexpected_of("HBLOCK.HISTORY", &other)),
-    };
+    let items = name_value_items(entry).map_err(|other| unexpected_of("HBLOCK.HISTORY", &other))?;
     let mut ended = Ended {
         owner: Vec::new(),
         token: 0,
@@ -588,12 +578,10 @@ impl std::fmt::Display for NotGranted {
 }
 
 pub(crate) fn parse_info(reply: Value) -> RedisResult<Option<LockInfo>> {
-    let items = match reply {
-        Value::Nil => return Ok(None),
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => return Err(unexpected(&other)),
-    };
+    if reply == Value::Nil {
+        return Ok(None);
+    }
+    let items = name_value_items(reply).map_err(|other| unexpected(&other))?;
     let mut info = LockInfo {
         state: String::new(),
         owner: None,
