@@ -45,14 +45,19 @@ fn load_seconds(server: &Server) -> f64 {
 }
 
 /// What one kind of key measured at one size.
+#[derive(Default)]
 struct Measured {
     /// used_memory per key.
     memory: f64,
-    /// SAVE, warm, fastest of three.
+    /// SAVE, warm, fastest of the rounds.
     save: f64,
-    /// `DEBUG RELOAD NOSAVE` timed from the client, fastest of three: the
-    /// issue's measure (#30). It empties the data set (freeing every key)
-    /// and loads the RDB into a process whose allocator is warm.
+    /// SAVE with `rdbcompression no`: Redis tries LZF on every string
+    /// longer than 20 bytes, which a lock's record (~35 bytes with a
+    /// 17-byte owner) is and a 17-byte SET value is not.
+    save_uncompressed: f64,
+    /// `DEBUG RELOAD NOSAVE` timed from the client, fastest of the rounds:
+    /// the issue's measure (#30). It empties the data set (freeing every
+    /// key) and loads the RDB into a process whose allocator is warm.
     reload: f64,
     /// The load alone as Redis logs it ("DB loaded from disk") after a
     /// restart, fastest of three: the bench's earlier measure, a fresh
@@ -60,10 +65,6 @@ struct Measured {
     restart_load: f64,
     /// FLUSHALL SYNC: the freeing part of a DEBUG RELOAD.
     flush: f64,
-}
-
-fn fastest(times: usize, mut once: impl FnMut() -> f64) -> f64 {
-    (0..times).map(|_| once()).fold(f64::INFINITY, f64::min)
 }
 
 fn timed(c: &mut redis::Connection, args: &[&str]) -> f64 {
@@ -76,34 +77,80 @@ fn timed(c: &mut redis::Connection, args: &[&str]) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// `n` locks (or SET PX keys), each server filled the same way: memory,
-/// SAVE, and load measured both ways.
-fn measure(server: &mut Server, n: usize, locks: bool) -> Measured {
-    let mut c = server.conn();
-    let _: () = redis::cmd("FLUSHALL").arg("SYNC").query(&mut c).unwrap();
-    let before = info_number(&mut c, "memory", "used_memory");
-    fill(&mut c, n, locks);
-    let after = info_number(&mut c, "memory", "used_memory");
-    // The fastest of a few SAVEs and loads (one each at 10M): a single one
-    // swings by +-15% on this shared machine.
-    let times = if n > 1_000_000 { 1 } else { 3 };
-    let save = fastest(times, || timed(&mut c, &["SAVE"]));
-    let reload = fastest(times, || timed(&mut c, &["DEBUG", "RELOAD", "NOSAVE"]));
-    drop(c);
-    let restart_load = fastest(times, || {
-        server.crash_and_restart();
-        let keys: i64 = redis::cmd("DBSIZE").query(&mut server.conn()).unwrap();
-        assert_eq!(keys as usize, n, "all keys reloaded");
-        load_seconds(server)
-    });
-    let flush = timed(&mut server.conn(), &["FLUSHALL", "SYNC"]);
-    Measured {
-        memory: (after - before) / n as f64,
-        save,
-        reload,
-        restart_load,
-        flush,
+fn config_set(c: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(c)
+        .expect("CONFIG SET");
+}
+
+/// Runs `op` on each server in turn, `rounds` times, keeping each one's
+/// fastest: the two kinds of key see the same moments of a shared machine.
+fn interleaved(
+    servers: &mut [&mut Server; 2],
+    rounds: usize,
+    mut op: impl FnMut(&mut redis::Connection) -> f64,
+) -> [f64; 2] {
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..rounds {
+        for (server, best) in servers.iter_mut().zip(best.iter_mut()) {
+            *best = best.min(op(&mut server.conn()));
+        }
     }
+    best
+}
+
+/// `n` locks on one server and `n` SET PX keys on another, each filled the
+/// same way: memory, then SAVE and load measured both ways, the two
+/// servers taking turns.
+fn measure(locks: &mut Server, sets: &mut Server, n: usize) -> [Measured; 2] {
+    let mut out = [Measured::default(), Measured::default()];
+    for (server, (kind, m)) in [&mut *locks, &mut *sets]
+        .into_iter()
+        .zip([true, false].into_iter().zip(out.iter_mut()))
+    {
+        let mut c = server.conn();
+        let _: () = redis::cmd("FLUSHALL").arg("SYNC").query(&mut c).unwrap();
+        let before = info_number(&mut c, "memory", "used_memory");
+        fill(&mut c, n, kind);
+        m.memory = (info_number(&mut c, "memory", "used_memory") - before) / n as f64;
+    }
+    // A single SAVE or load swings by +-15% on this shared machine: the
+    // fastest of five (one at 10M) counts, the first (cold) one included.
+    let rounds = if n > 1_000_000 { 1 } else { 5 };
+    let mut servers = [&mut *locks, &mut *sets];
+    let save = interleaved(&mut servers, rounds, |c| timed(c, &["SAVE"]));
+    let reload = interleaved(&mut servers, rounds, |c| {
+        timed(c, &["DEBUG", "RELOAD", "NOSAVE"])
+    });
+    let save_uncompressed = interleaved(&mut servers, rounds.min(3), |c| {
+        config_set(c, "rdbcompression", "no");
+        let seconds = timed(c, &["SAVE"]);
+        config_set(c, "rdbcompression", "yes");
+        seconds
+    });
+    // The RDB left behind is the compressed one the restarts load.
+    for server in servers.iter_mut() {
+        timed(&mut server.conn(), &["SAVE"]);
+    }
+    for (i, server) in servers.iter_mut().enumerate() {
+        let m = &mut out[i];
+        m.save = save[i];
+        m.reload = reload[i];
+        m.save_uncompressed = save_uncompressed[i];
+        m.restart_load = (0..rounds.min(3))
+            .map(|_| {
+                server.crash_and_restart();
+                let keys: i64 = redis::cmd("DBSIZE").query(&mut server.conn()).unwrap();
+                assert_eq!(keys as usize, n, "all keys reloaded");
+                load_seconds(server)
+            })
+            .fold(f64::INFINITY, f64::min);
+        m.flush = timed(&mut server.conn(), &["FLUSHALL", "SYNC"]);
+    }
+    out
 }
 
 fn row(name: &str, unit: &'static str, hblock: f64, baseline: f64, goal: Option<f64>) -> Row {
@@ -225,8 +272,8 @@ fn one_of_each(c: &mut redis::Connection) -> (f64, f64) {
 
 /// used_memory, SAVE and load of `n` locks against `n` SET PX keys.
 fn at_size(server: &mut Server, n: usize) -> Vec<Row> {
-    let lock = measure(server, n, true);
-    let set = measure(server, n, false);
+    let mut sets = Server::with(Options::default());
+    let [lock, set] = measure(server, &mut sets, n);
     let count = format!("{}k", n / 1000);
     let per_second = |seconds: f64| n as f64 / seconds;
     vec![
@@ -238,11 +285,18 @@ fn at_size(server: &mut Server, n: usize) -> Vec<Row> {
             Some(1.5),
         ),
         row(
-            &format!("SAVE of {count} locks (warm, fastest of 3)"),
+            &format!("SAVE of {count} locks (warm, fastest of 5)"),
             "s",
             lock.save,
             set.save,
             Some(1.3),
+        ),
+        row(
+            &format!("SAVE of {count} locks, rdbcompression no (no LZF attempt)"),
+            "s",
+            lock.save_uncompressed,
+            set.save_uncompressed,
+            None,
         ),
         row(
             &format!("DEBUG RELOAD NOSAVE of {count} locks (issue #30's load)"),
@@ -251,6 +305,14 @@ fn at_size(server: &mut Server, n: usize) -> Vec<Row> {
             set.reload,
             Some(1.5),
         ),
+        Row {
+            name: format!("locks loaded per second, {count} (DEBUG RELOAD NOSAVE)"),
+            unit: "keys/s",
+            hblock: per_second(lock.reload),
+            baseline_name: "SET key owner PX".into(),
+            baseline: per_second(set.reload),
+            goal: Some((">= 1M/s".into(), per_second(lock.reload) >= 1_000_000.0)),
+        },
         row(
             &format!("FLUSHALL SYNC of {count} locks (DEBUG RELOAD's freeing)"),
             "s",
