@@ -43,8 +43,8 @@ pub const SPEC: Spec = Spec {
     ],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, owner, options @ ..] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, owner, options @ ..] = args else {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;

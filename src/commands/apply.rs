@@ -47,11 +47,11 @@ pub const SPEC: Spec = Spec {
     ],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
     if !from_master(ctx) {
         return Err(Error::InternalOnly(c"HBLOCK.APPLY").into());
     }
-    let [_, key, fields @ ..] = args.as_slice() else {
+    let [_, key, fields @ ..] = args else {
         return Err(Error::Arity.into());
     };
     let fields = byte_args(fields);

@@ -23,8 +23,8 @@ pub const SPEC: Spec = Spec {
     args: &[KEY, OWNER, TOKEN],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, owner, token] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, owner, token] = args else {
         return Err(Error::Arity.into());
     };
     let (owner, token) = owner_and_token(owner, token)?;
