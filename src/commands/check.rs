@@ -8,7 +8,7 @@
 use super::common::owner_and_token;
 use crate::error::Error;
 use crate::spec::{Spec, KEY, OWNER, TOKEN};
-use crate::view;
+use crate::{ffi, view};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -29,5 +29,6 @@ pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
     };
     let (owner, token) = owner_and_token(owner, token)?;
     view::holds(ctx, key, owner, token)?;
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    ffi::reply_ok(ctx.ctx);
+    Ok(RedisValue::NoReply)
 }

@@ -47,7 +47,8 @@ pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
         }
         arrival::told_ends(key.as_slice());
         ctx.replicate_verbatim();
-        return Ok(RedisValue::SimpleStringStatic("OK"));
+        ffi::reply_ok(ctx.ctx);
+        return Ok(RedisValue::NoReply);
     }
     let [_, arg] = args else {
         return Err(Error::Arity.into());
@@ -75,5 +76,6 @@ pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
     tokens::observe_token(token);
     // As APPLY: into this server's own AOF and sub-replicas' backlog.
     ctx.replicate_verbatim();
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    ffi::reply_ok(ctx.ctx);
+    Ok(RedisValue::NoReply)
 }
