@@ -9,6 +9,7 @@ use crate::stats;
 use redis_module::{raw, Context, ContextFlags, RedisValue};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// The lock unlinked last: its name and db, while `valid`. The buffer is
 /// reused, so a lock leaving its key costs no allocation.
@@ -26,6 +27,11 @@ thread_local! {
     static LAST_UNLINKED: RefCell<Unlinked> = RefCell::new(Unlinked::default());
 }
 
+/// Whether a note may be valid: every command clears the note, and most
+/// find none to clear, so they test this static (main thread only) instead
+/// of the thread-local (a __tls_get_addr call in a loaded library).
+static NOTED: AtomicBool = AtomicBool::new(false);
+
 /// A lock left the keyspace (the data type's unlink callback): remember
 /// which key, for the "evicted" event that may follow.
 pub fn on_unlink(key: &[u8], db: i32) {
@@ -35,6 +41,7 @@ pub fn on_unlink(key: &[u8], db: i32) {
             u.key.extend_from_slice(key);
             u.db = db;
             u.valid = true;
+            NOTED.store(true, Relaxed);
         }
     });
 }
@@ -45,6 +52,7 @@ fn take_note_for(key: &[u8], db: i32) -> bool {
         u.try_borrow_mut().is_ok_and(|mut u| {
             let same = u.valid && u.db == db && u.key == key;
             u.valid = false;
+            NOTED.store(false, Relaxed);
             if u.key.capacity() > KEEP_CAPACITY {
                 // A huge key name is not kept around.
                 u.key = Vec::new();
@@ -57,7 +65,9 @@ fn take_note_for(key: &[u8], db: i32) -> bool {
 /// Every command starts here (the filter): a note from the command before
 /// is stale.
 pub fn on_command() {
-    take_note_for(&[], 0);
+    if NOTED.load(Relaxed) {
+        take_note_for(&[], 0);
+    }
 }
 
 /// Every key event passes here first: an "evicted" event for the lock just

@@ -61,6 +61,7 @@ mod watch;
 use datatype::LOCK_TYPE;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, RedisString, Status};
+use std::ffi::CString;
 
 // Unit tests run without Redis, so they cannot use Redis's allocator.
 #[cfg(not(test))]
@@ -73,6 +74,16 @@ type Allocator = std::alloc::System;
 const ALLOCATOR: Allocator = std::alloc::System;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    for (spec, callback) in COMMANDS {
+        let created = CString::new(spec.flags).is_ok_and(|flags| {
+            ffi::create_command(ctx.ctx, spec.name, callback, &flags, spec.first_key())
+        });
+        if !created {
+            ctx.log_warning(&format!("Error: failed to create command {:?}", spec.name));
+            return Status::Err;
+        }
+    }
+    ffi::read_role();
     blocking::set_timer_handler(events::timer::on_timer);
     let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
     match config::parse_module_args(&args) {
@@ -107,14 +118,27 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 }
 
 /// The registration table: each command's module, in registration order,
-/// written once. It expands to [`SPECS`] (COMMAND
-/// INFO/DOCS, spec.rs) and to the `redis_module!` table (name, handler,
-/// flags and key positions, all read from each command's `SPEC`).
+/// written once. It expands to [`SPECS`] (COMMAND INFO/DOCS, spec.rs) and
+/// to [`COMMANDS`], which `init` registers (name, flags and key positions
+/// read from each command's `SPEC`; the entry point `ffi::run_command`,
+/// which lends the handler the call's arguments without copying them).
 macro_rules! hblock_module {
     ($($($command:ident)::+),* $(,)?) => {
         /// Every command's spec, in registration order.
         const SPECS: [&spec::Spec; [$(stringify!($($command)::+)),*].len()] =
             [$(&$($command)::+::SPEC),*];
+
+        /// Every command's spec and entry point, in registration order.
+        const COMMANDS: [(&spec::Spec, ffi::CommandCallback); SPECS.len()] = [$({
+            extern "C" fn call(
+                ctx: ffi::Ctx,
+                argv: *mut *mut redis_module::raw::RedisModuleString,
+                argc: std::ffi::c_int,
+            ) -> std::ffi::c_int {
+                ffi::run_command(ctx, argv, argc, $($command)::+::run)
+            }
+            (&$($command)::+::SPEC, call as ffi::CommandCallback)
+        }),*];
 
         redis_module! {
             name: "hblock",
@@ -122,17 +146,8 @@ macro_rules! hblock_module {
             allocator: (Allocator, ALLOCATOR),
             data_types: [LOCK_TYPE],
             init: init,
-            commands: [
-                $([
-                    $($command)::+::SPEC.name.to_str().unwrap_or_default(),
-                    $($command)::+::run,
-                    $($command)::+::SPEC.flags,
-                    $($command)::+::SPEC.first_key(),
-                    $($command)::+::SPEC.first_key(),
-                    $($command)::+::SPEC.first_key(),
-                    ""
-                ],)*
-            ],
+            // Registered by init, from COMMANDS.
+            commands: [],
             configurations: [
                 i64: [
                     [config::INTERVAL_CONFIG.name, &config::INTERVAL, config::INTERVAL_CONFIG.default, config::INTERVAL_CONFIG.min, config::INTERVAL_CONFIG.max, ConfigurationFlags::DEFAULT, None],

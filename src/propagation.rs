@@ -12,17 +12,18 @@
 //! gets every lock in its full resynchronization.
 
 use redis_module::{raw, Context, ContextFlags};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-thread_local! {
-    /// A replica, a backlog or a role change was seen: never skip again.
-    static CONSUMER_SEEN: Cell<bool> = const { Cell::new(false) };
-    static SKIP: Cell<bool> = const { Cell::new(false) };
-}
+// Statics, not thread-locals: Redis calls the module on its main thread only,
+// and a thread-local of a loaded library costs a __tls_get_addr call on
+// every BEAT.
+/// A replica, a backlog or a role change was seen: never skip again.
+static CONSUMER_SEEN: AtomicBool = AtomicBool::new(false);
+static SKIP: AtomicBool = AtomicBool::new(false);
 
 /// Whether changes must be propagated now.
 pub fn needed() -> bool {
-    !SKIP.with(Cell::get)
+    !SKIP.load(Relaxed)
 }
 
 /// Called once from init: a module loaded into a running server may find
@@ -40,8 +41,8 @@ pub fn init(ctx: &Context) {
 
 /// A replica connects (SYNC, PSYNC) or the role changes.
 pub fn consumer_seen() {
-    CONSUMER_SEEN.with(|c| c.set(true));
-    SKIP.with(|s| s.set(false));
+    CONSUMER_SEEN.store(true, Relaxed);
+    SKIP.store(false, Relaxed);
 }
 
 /// Reads the server's state again (init, CONFIG SET).
@@ -50,12 +51,12 @@ pub fn refresh(ctx: *mut raw::RedisModuleCtx) {
     let consumers = ContextFlags::AOF | ContextFlags::RDB | ContextFlags::CLUSTER;
     if !flags.contains(ContextFlags::MASTER) || flags.intersects(consumers) {
         if flags.contains(ContextFlags::SLAVE) || flags.contains(ContextFlags::CLUSTER) {
-            CONSUMER_SEEN.with(|c| c.set(true));
+            CONSUMER_SEEN.store(true, Relaxed);
         }
-        SKIP.with(|s| s.set(false));
+        SKIP.store(false, Relaxed);
         return;
     }
-    SKIP.with(|s| s.set(!CONSUMER_SEEN.with(Cell::get)));
+    SKIP.store(!CONSUMER_SEEN.load(Relaxed), Relaxed);
 }
 
 /// The command filter: a replica (or a tool that reads the stream) starts

@@ -228,3 +228,57 @@ fn lock_writes_on_a_writable_replica_answer_readonly() {
     assert_eq!(info_bytes(&mut r, "held", "owner"), Some(b"o".to_vec()));
     assert!(info(&mut r, "new").is_none());
 }
+
+#[test]
+fn lock_writes_follow_the_role_changed_at_run_time() {
+    // The write commands keep the role from the role-change event instead of
+    // asking the server on every call: REPLICAOF and REPLICAOF NO ONE on a
+    // running server must move it both ways. (A writable replica: Redis
+    // itself refuses write commands on a read-only one.)
+    let master = Server::start();
+    let other = Server::with(Options::default().config("replica-read-only", "no"));
+    let (mut m, mut o) = (master.conn(), other.conn());
+    let token = acquire(&mut m, "held", "o", &["INTERVAL", "60000"]).expect("granted");
+    let token = token.to_string();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port)
+        .query(&mut o)
+        .expect("REPLICAOF");
+    wait_in_sync(&mut m, &mut o);
+    let readonly = "READONLY You can't write against a read only replica.";
+    for args in [
+        &[&b"HBLOCK.ACQUIRE"[..], b"new", b"o"][..],
+        &[b"HBLOCK.BEAT", b"held", b"o", token.as_bytes()],
+        &[b"HBLOCK.RELEASE", b"held", b"o", token.as_bytes()],
+        &[
+            b"HBLOCK.FENCED",
+            b"held",
+            b"o",
+            token.as_bytes(),
+            b"SET",
+            b"x",
+            b"1",
+        ],
+    ] {
+        assert_eq!(error_of(&mut o, args), readonly, "{args:?}");
+    }
+    let check: String = call(&mut o, &[b"HBLOCK.CHECK", b"held", b"o", token.as_bytes()])
+        .expect("CHECK on the replica");
+    assert_eq!(check, "OK");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut o)
+        .expect("REPLICAOF NO ONE");
+    let beats: i64 = call(&mut o, &[b"HBLOCK.BEAT", b"held", b"o", token.as_bytes()])
+        .expect("BEAT on the promoted server");
+    assert!(beats >= 1, "{beats}");
+    // (A new lock would wait for the failover delay of an unplanned promotion.)
+    let released: i64 = call(
+        &mut o,
+        &[b"HBLOCK.RELEASE", b"held", b"o", token.as_bytes()],
+    )
+    .expect("RELEASE on the promoted server");
+    assert_eq!(released, 1);
+}

@@ -19,7 +19,7 @@ use crate::spec::{Kind, Spec, KEY, OWNER, RW_UPDATE};
 use crate::waiters::{self, Wait};
 use crate::{binding, blocking, config, ffi, stats, store, tokens};
 use hblock_core::args;
-use hblock_core::lease::{Acquired, Terms};
+use hblock_core::lease::{Acquired, Lease, Terms};
 use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
@@ -43,8 +43,8 @@ pub const SPEC: Spec = Spec {
     ],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, owner, options @ ..] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, owner, options @ ..] = args else {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;
@@ -55,20 +55,33 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = ffi::now_ms();
 
     let handle = store::open(ctx, key);
+    // The record as the call found it: read once for the checks below and,
+    // unless a waiter is served first, for the grant itself.
+    let found = store::lock_at(&handle)?;
     let limit = opts.limit.unwrap_or(1);
     // Everything is checked before anything changes: a new limit is
     // committed only with the grant (or the queueing) it comes with.
-    agree_on_limit(ctx, key, &handle, limit, now)?;
+    agree_on_limit(ctx, key, found.as_deref(), limit, now)?;
     let bind = match opts.bind_ms {
         None => None,
-        Some(grace) => Some(bind_request(ctx, &handle, (owner, requested), grace, now)?),
+        Some(grace) => Some(bind_request(
+            ctx,
+            found.as_deref(),
+            (owner, requested),
+            grace,
+            now,
+        )?),
     };
     // Those already waiting go first: if the lock is available, the head of
-    // the queue gets it now.
+    // the queue gets it now (and the record is read again after that).
     let waiting = blocking::waiting_lock(ctx, key);
-    if let Some(lock) = &waiting {
-        waiters::serve(ctx, key, &handle, lock, now)?;
-    }
+    let lease = match &waiting {
+        None => found,
+        Some(lock) => {
+            waiters::serve(ctx, key, &handle, lock, now)?;
+            store::lock_at(&handle)?
+        }
+    };
     let queue_ahead = waiting.is_some() && blocking::waiting_lock(ctx, key).is_some();
 
     let call = Call {
@@ -79,7 +92,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         queue_ahead,
         limit,
     };
-    Ok(match grant_or_renew(ctx, key, &handle, &call)? {
+    Ok(match grant_or_renew(ctx, key, &handle, lease, &call)? {
         Acquired::Token(token) => {
             if let Some((client, grace)) = bind {
                 binding::bind(blocking::lock_id(ctx, key), client, token, grace);
@@ -121,11 +134,11 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn agree_on_limit(
     ctx: &Context,
     key: &RedisString,
-    handle: &RedisKeyWritable,
+    found: Option<&Lease>,
     limit: u16,
     now: i64,
 ) -> Result<(), Error> {
-    let current = match store::lock_at(handle)? {
+    let current = match found {
         // Leases past their deadline but not yet seen count as ended.
         Some(lease) if lease.holder_count(now) > 0 => Some(lease.limit()),
         Some(lease) => blocking::waiting_limit(ctx, key, now).map(|_| lease.limit()),
@@ -144,13 +157,13 @@ fn agree_on_limit(
 /// have before anything changes.
 fn bind_request(
     ctx: &Context,
-    handle: &RedisKeyWritable,
+    found: Option<&Lease>,
     (owner, requested): (&[u8], (Option<u32>, Option<u16>)),
     grace: Option<u64>,
     now: i64,
 ) -> Result<(u64, u64), Error> {
     let defaults = config::default_terms();
-    let terms = match store::lock_at(handle)? {
+    let terms = match found {
         Some(lease) => lease.terms_after_acquire(owner, requested, defaults, now),
         None => Terms::resolve(requested, defaults),
     };
@@ -171,11 +184,13 @@ struct Call<'a> {
 
 /// Grants a new lease, renews the caller's, or answers Busy: the lock is
 /// held, others wait first, or (after a promotion) the failover delay holds
-/// off locks this server's records do not show as held.
+/// off locks this server's records do not show as held. `lease` is the
+/// record at `handle` as it is now (None: no such key).
 fn grant_or_renew(
     ctx: &Context,
     key: &RedisString,
     handle: &RedisKeyWritable,
+    lease: Option<&mut Lease>,
     call: &Call,
 ) -> Result<Acquired, Error> {
     let Call {
@@ -186,7 +201,7 @@ fn grant_or_renew(
         queue_ahead,
         limit,
     } = *call;
-    Ok(match store::lock_at(handle)? {
+    Ok(match lease {
         Some(lease) => {
             let holder_renews = lease.is_holder(owner, now);
             if queue_ahead && !holder_renews {

@@ -17,7 +17,7 @@
 use super::common::{byte_args, from_master};
 use crate::error::Error;
 use crate::spec::{Kind, Spec, KEY, OWNER, TOKEN};
-use crate::store;
+use crate::{ffi, store};
 use hblock_core::beat_delta::{self, BeatDelta};
 use hblock_core::history;
 use hblock_core::owner::Owner;
@@ -47,11 +47,11 @@ pub const SPEC: Spec = Spec {
     ],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
     if !from_master(ctx) {
         return Err(Error::InternalOnly(c"HBLOCK.APPLY").into());
     }
-    let [_, key, fields @ ..] = args.as_slice() else {
+    let [_, key, fields @ ..] = args else {
         return Err(Error::Arity.into());
     };
     let fields = byte_args(fields);
@@ -97,7 +97,8 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     // Module commands propagate themselves: see commit_applied.
     store::commit_applied(ctx, key, record);
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    ffi::reply_ok(ctx.ctx);
+    Ok(RedisValue::NoReply)
 }
 
 /// `HBLOCK.APPLY key <beat delta>`: the master's BEAT, applied to the
@@ -109,7 +110,8 @@ fn apply_beat(ctx: &Context, key: &RedisString, delta: &[u8]) -> RedisResult {
     let record = store::lock_at(&handle)?.ok_or(Error::BadRecord)?;
     BeatDelta::apply(delta, record).map_err(|_| Error::BadRecord)?;
     store::commit_applied(ctx, key, record);
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    ffi::reply_ok(ctx.ctx);
+    Ok(RedisValue::NoReply)
 }
 
 #[cfg(test)]

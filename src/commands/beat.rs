@@ -15,8 +15,8 @@ pub const SPEC: Spec = holder_spec(
     c"Records a heartbeat of the lease held by owner and token; returns its beat count or NOTHELD.",
 );
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let call = apply_and_commit(ctx, &args, Lease::beat, store::commit_beat)?;
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let call = apply_and_commit(ctx, args, Lease::beat, store::commit_beat)?;
     let result = call.outcome.unwrap_or(Err(NotHeld::NoSuchLock));
     // A lease this call found expired goes to the next waiter now.
     if result == Err(NotHeld::Expired) {

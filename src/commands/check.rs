@@ -8,7 +8,7 @@
 use super::common::owner_and_token;
 use crate::error::Error;
 use crate::spec::{Spec, KEY, OWNER, TOKEN};
-use crate::view;
+use crate::{ffi, view};
 use redis_module::{raw, Context, RedisResult, RedisString, RedisValue};
 
 /// What Redis is told about this command (registration, COMMAND INFO/DOCS).
@@ -23,11 +23,12 @@ pub const SPEC: Spec = Spec {
     args: &[KEY, OWNER, TOKEN],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, owner, token] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, owner, token] = args else {
         return Err(Error::Arity.into());
     };
     let (owner, token) = owner_and_token(owner, token)?;
     view::holds(ctx, key, owner, token)?;
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    ffi::reply_ok(ctx.ctx);
+    Ok(RedisValue::NoReply)
 }

@@ -18,6 +18,11 @@ pub fn byte_args(args: &[RedisString]) -> Vec<&[u8]> {
 /// lock that exists only on a replica is invisible to its master and lost at
 /// the next resync.
 pub fn refuse_on_replica(ctx: &Context) -> Result<(), Error> {
+    // On a master (the role as the role-change event last said, ffi), the
+    // server's flags need not be read.
+    if !ffi::is_replica() {
+        return Ok(());
+    }
     let flags = ctx.get_flags();
     if flags.contains(ContextFlags::SLAVE) && !flags.contains(ContextFlags::REPLICATED) {
         return Err(Error::ReadOnly);

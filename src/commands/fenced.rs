@@ -291,9 +291,9 @@ impl Drop for Running {
     }
 }
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
     if ffi::is_keys_position_request(ctx.ctx) {
-        report_keys(ctx, &args);
+        report_keys(ctx, args);
         return Ok(RedisValue::NoReply);
     }
     // FENCED inside a command FENCED runs is HBLOCK.* fenced, if indirectly
@@ -304,7 +304,7 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             "ERR HBLOCK.FENCED inside a command run by HBLOCK.FENCED: HBLOCK commands cannot be fenced",
         ));
     };
-    let [_, key, owner, token, command, rest @ ..] = args.as_slice() else {
+    let [_, key, owner, token, command, rest @ ..] = args else {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;

@@ -36,9 +36,9 @@ pub const SPEC: Spec = Spec {
     args: &[(c"reset-or-token", Kind::Text, None)],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let from_master_link = from_master(ctx);
-    if let [_, ends, key] = args.as_slice() {
+    if let [_, ends, key] = args {
         if !from_master_link {
             return Err(Error::InternalOnly(c"HBLOCK.FLOOR").into());
         }
@@ -47,9 +47,10 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
         arrival::told_ends(key.as_slice());
         ctx.replicate_verbatim();
-        return Ok(RedisValue::SimpleStringStatic("OK"));
+        ffi::reply_ok(ctx.ctx);
+        return Ok(RedisValue::NoReply);
     }
-    let [_, arg] = args.as_slice() else {
+    let [_, arg] = args else {
         return Err(Error::Arity.into());
     };
     if arg.as_slice().eq_ignore_ascii_case(b"reset") {
@@ -75,5 +76,6 @@ pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     tokens::observe_token(token);
     // As APPLY: into this server's own AOF and sub-replicas' backlog.
     ctx.replicate_verbatim();
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    ffi::reply_ok(ctx.ctx);
+    Ok(RedisValue::NoReply)
 }

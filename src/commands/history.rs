@@ -27,8 +27,8 @@ pub const SPEC: Spec = Spec {
     args: &[KEY],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key] = args else {
         return Err(Error::Arity.into());
     };
     let reply = store::read_lock(ctx, key, |lease| {

@@ -25,8 +25,8 @@ pub const SPEC: Spec = Spec {
     args: &[KEY, (c"limit", Kind::Integer, None)],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, limit] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, limit] = args else {
         return Err(Error::Arity.into());
     };
     refuse_on_replica(ctx)?;

@@ -15,8 +15,8 @@ pub const SPEC: Spec = holder_spec(
     c"Ends the lease held by owner and token; 1 if released, else 0.",
 );
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let call = apply_to_lease(ctx, &args, Lease::release)?;
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let call = apply_to_lease(ctx, args, Lease::release)?;
     call.serve_next_waiter(ctx)?;
     Ok(RedisValue::Integer(i64::from(
         call.outcome.unwrap_or(false),

@@ -31,8 +31,8 @@ pub const SPEC: Spec = Spec {
     args: &[KEY, (c"count", Kind::Integer, Some(c"COUNT"))],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, options @ ..] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, options @ ..] = args else {
         return Err(Error::Arity.into());
     };
     let count = args::waiters_options(&byte_args(options)).map_err(Error::from)?;

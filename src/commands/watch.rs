@@ -43,8 +43,8 @@ pub const SPEC: Spec = Spec {
     ],
 };
 
-pub fn run(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let [_, key, rest @ ..] = args.as_slice() else {
+pub fn run(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let [_, key, rest @ ..] = args else {
         return Err(Error::Arity.into());
     };
     let (seen, timeout_ms) = args::watch_options(&byte_args(rest)).map_err(Error::from)?;

@@ -61,6 +61,7 @@ unsafe extern "C" fn on_server_event(
             true
         }
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => {
+            ffi::role_changed(subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER);
             binding::clear();
             propagation::consumer_seen();
             if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {

@@ -8,7 +8,8 @@
 //!
 //! All of these run on Redis's main thread, as Redis calls modules there.
 //!
-//! Layout: `base.rs` (types, clock, context, log), `reply.rs`, `blocked.rs`
+//! Layout: `base.rs` (types, clock, context, log, the cached role),
+//! `command.rs` (registering a command, running it on its argv), `reply.rs`, `blocked.rs`
 //! (blocked clients, timers), `load.rs` (set up once at load), `filter.rs`
 //! (the command filter's arguments), `keys.rs` (keys, scans, propagating
 //! the module's commands), `datatype.rs` (RDB, AOF, digest, memory usage),
@@ -19,6 +20,7 @@
 mod base;
 mod blocked;
 mod call;
+mod command;
 mod datatype;
 mod filter;
 mod keys;
@@ -29,6 +31,7 @@ mod reply;
 pub use base::*;
 pub use blocked::*;
 pub use call::*;
+pub use command::*;
 pub use datatype::*;
 pub use filter::*;
 pub use keys::*;

@@ -21,6 +21,17 @@ pub fn reply_null(ctx: Ctx) {
     raw::reply_with_null(ctx);
 }
 
+/// Replies `+OK`. (The crate's reply of a simple string copies it into a
+/// new CString first.)
+pub fn reply_ok(ctx: Ctx) {
+    // SAFETY: a static NUL-terminated string on the live reply context.
+    unsafe {
+        if let Some(reply) = raw::RedisModule_ReplyWithSimpleString {
+            reply(ctx, c"OK".as_ptr());
+        }
+    }
+}
+
 /// Replies an integer.
 pub fn reply_integer(ctx: Ctx, value: i64) {
     raw::reply_with_long_long(ctx, value);
