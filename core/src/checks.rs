@@ -104,6 +104,28 @@ impl LeaseChecks {
         }
     }
 
+    /// Drops the checks of databases `dbs` (a flush emptied them).
+    pub fn drop_dbs(&mut self, dbs: &[i32]) {
+        if dbs.is_empty() {
+            return;
+        }
+        self.buckets.retain(|_, bucket| {
+            if Entries::new(bucket).any(|(_, db, _)| dbs.contains(&db)) {
+                let mut kept = Vec::new();
+                for (_, db, key) in Entries::new(bucket).filter(|(_, db, _)| !dbs.contains(db)) {
+                    encode(&mut kept, db, key);
+                }
+                *bucket = kept;
+            }
+            !bucket.is_empty()
+        });
+    }
+
+    /// Drops every check (a flush emptied every database).
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+    }
+
     /// The locks of databases `dbs` that have a check (held leases, and
     /// locks checked again after a change), each once.
     pub fn locks_in(&self, dbs: &[i32]) -> Vec<LockId> {
@@ -226,6 +248,31 @@ mod tests {
 
     fn lock(db: i32, key: &[u8]) -> LockId {
         LockId::new(db, key)
+    }
+
+    #[test]
+    fn flushed_databases_lose_their_checks_and_only_theirs() {
+        let mut c = LeaseChecks::default();
+        for (at, db, key) in [
+            (10, 0, &b"a"[..]),
+            (10, 1, b"b"),
+            (20, 1, b"c"),
+            (30, 2, b"d"),
+        ] {
+            c.insert(at, &lock(db, key));
+        }
+        c.drop_dbs(&[]);
+        assert_eq!(c.count(), 4);
+        c.drop_dbs(&[1]);
+        assert_eq!(
+            c.take_before(None),
+            [(10, lock(0, b"a")), (30, lock(2, b"d"))],
+            "db 1's checks gone, the 20 ms bucket with them"
+        );
+        c.insert(40, &lock(3, b"e"));
+        c.clear();
+        assert_eq!(c.count(), 0);
+        assert_eq!(c.first(), None);
     }
 
     #[test]

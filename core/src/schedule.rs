@@ -106,6 +106,16 @@ impl Schedule {
         self.leases.swap_dbs(a, b);
     }
 
+    /// A flush emptied databases `dbs` (None: every database): their lease
+    /// checks go. Only for databases that hold no key at all, or live
+    /// leases would never be checked again.
+    pub fn drop_lease_checks(&mut self, dbs: Option<&[i32]>) {
+        match dbs {
+            Some(dbs) => self.leases.drop_dbs(dbs),
+            None => self.leases.clear(),
+        }
+    }
+
     /// The locks of databases `dbs` with a lease check (every held lease).
     pub fn locks_in(&self, dbs: &[i32]) -> Vec<LockId> {
         self.leases.locks_in(dbs)
