@@ -10,7 +10,8 @@
 //! the record no longer points at (after RENAME, APPLY, promotion) only costs
 //! one redundant check when it fires.
 
-use crate::checks::{LeaseChecks, Staged};
+use crate::check_runs::Staged;
+use crate::checks::LeaseChecks;
 use crate::queue::{LockId, WaiterId};
 use std::collections::BTreeSet;
 
@@ -104,6 +105,16 @@ impl Schedule {
     /// Lease checks of one database move to another (SWAPDB).
     pub fn swap_dbs(&mut self, a: i32, b: i32) {
         self.leases.swap_dbs(a, b);
+    }
+
+    /// A flush emptied databases `dbs` (None: every database): their lease
+    /// checks go. Only for databases that hold no key at all, or live
+    /// leases would never be checked again.
+    pub fn drop_lease_checks(&mut self, dbs: Option<&[i32]>) {
+        match dbs {
+            Some(dbs) => self.leases.drop_dbs(dbs),
+            None => self.leases.clear(),
+        }
     }
 
     /// The locks of databases `dbs` with a lease check (every held lease).

@@ -1,0 +1,290 @@
+//! The lease checks of a loaded data set: staged while it loads (`Staged`,
+//! two growing buffers, no allocation per lock), then kept as one run
+//! (`Run`): every entry in one byte buffer in time order, and one
+//! `(time, end)` pair per distinct time. The schedule's other checks live
+//! in a bucket per millisecond (checks.rs); a bucket each for a million
+//! loaded locks cost an allocation (and its free at the next flush) per
+//! distinct deadline, a tree insert each, and growing every bucket.
+//!
+//! Entries are `varint(db) varint(key length) key`, as in the buckets.
+
+use crate::check_entries::{encode, Entries};
+use crate::queue::LockId;
+
+/// Checks noted while a data set loads, in the order they came (the RDB's
+/// hash order, so no time order): each an `(time, offset)` pair and its
+/// entry appended to one buffer.
+#[derive(Default)]
+pub struct Staged {
+    index: Vec<(i64, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl Staged {
+    pub fn push(&mut self, at: i64, db: i32, key: &[u8]) {
+        self.index.push((at, self.bytes.len()));
+        encode(&mut self.bytes, db, key);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+/// Loaded checks in time order: `times[i]` is a distinct time and the end
+/// of its entries in `bytes` (they start where the previous time's end).
+/// Times before `next` were taken. An entry is never removed alone: one
+/// its record no longer points at only costs a redundant check when it
+/// fires, as in the buckets.
+pub struct Run {
+    times: Vec<(i64, usize)>,
+    bytes: Vec<u8>,
+    next: usize,
+}
+
+/// Entries below which a run is not compacted when half of it was taken.
+const COMPACT_MIN: usize = 1024;
+
+impl Run {
+    /// Sorts the staged checks by time (a stable radix sort: the entries of
+    /// one time keep the order they were staged in) and lays them out in
+    /// that order. None when nothing was staged.
+    pub fn from_staged(staged: Staged) -> Option<Run> {
+        let Staged { mut index, bytes } = staged;
+        if index.is_empty() {
+            return None;
+        }
+        sort_by_time(&mut index);
+        let mut run = Run {
+            times: Vec::new(),
+            bytes: Vec::with_capacity(bytes.len()),
+            next: 0,
+        };
+        for (at, start) in index {
+            let Some(entry) = bytes
+                .get(start..)
+                .and_then(|rest| Entries::new(rest).next())
+            else {
+                continue; // impossible: `push` wrote every entry
+            };
+            let Some(entry_bytes) = bytes.get(start..start + entry.0.end) else {
+                continue;
+            };
+            run.bytes.extend_from_slice(entry_bytes);
+            run.push_end(at);
+        }
+        run.times.shrink_to_fit();
+        Some(run)
+    }
+
+    /// The entries just appended to `bytes` belong to time `at` (not
+    /// before the last time's).
+    fn push_end(&mut self, at: i64) {
+        let end = self.bytes.len();
+        match self.times.last_mut() {
+            Some((last, last_end)) if *last == at => *last_end = end,
+            _ => self.times.push((at, end)),
+        }
+    }
+
+    fn start_of(&self, time: usize) -> usize {
+        time.checked_sub(1)
+            .and_then(|previous| self.times.get(previous))
+            .map_or(0, |(_, end)| *end)
+    }
+
+    /// The earliest time not taken yet.
+    pub fn first(&self) -> Option<i64> {
+        self.times.get(self.next).map(|(at, _)| *at)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.next >= self.times.len()
+    }
+
+    /// Every entry not taken yet, with its time.
+    pub fn entries(&self) -> impl Iterator<Item = (i64, i32, &[u8])> + '_ {
+        let times = self.times.get(self.next..).unwrap_or_default();
+        let mut start = self.start_of(self.next);
+        times.iter().flat_map(move |&(at, end)| {
+            let bytes = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            Entries::new(bytes).map(move |(_, db, key)| (at, db, key))
+        })
+    }
+
+    /// Takes the entries due before `until` (all when None) into `out`.
+    pub fn take_before(&mut self, until: Option<i64>, out: &mut Vec<(i64, LockId)>) {
+        let rest = self.times.get(self.next..).unwrap_or_default();
+        let due = match until {
+            Some(until) => rest.partition_point(|(at, _)| *at < until),
+            None => rest.len(),
+        };
+        if due == 0 {
+            return;
+        }
+        let mut start = self.start_of(self.next);
+        for &(at, end) in rest.get(..due).unwrap_or_default() {
+            let bytes = self.bytes.get(start..end).unwrap_or_default();
+            out.extend(Entries::new(bytes).map(|(_, db, key)| (at, LockId::new(db, key))));
+            start = end;
+        }
+        self.next += due;
+        let left = self.times.len() - self.next;
+        if !self.is_done() && self.next > left && self.next >= COMPACT_MIN {
+            // Half of it was taken: give that memory back.
+            self.rewrite(Some);
+        }
+    }
+
+    /// Rewrites the entries not taken yet: `map` gives an entry's new
+    /// database, or None to drop it.
+    pub fn rewrite(&mut self, mut map: impl FnMut(i32) -> Option<i32>) {
+        let mut run = Run {
+            times: Vec::new(),
+            bytes: Vec::new(),
+            next: 0,
+        };
+        for (at, db, key) in self.entries() {
+            if let Some(db) = map(db) {
+                encode(&mut run.bytes, db, key);
+                run.push_end(at);
+            }
+        }
+        run.times.shrink_to_fit();
+        run.bytes.shrink_to_fit();
+        *self = run;
+    }
+}
+
+/// Sorts `(time, offset)` pairs by time, stably: an LSD radix sort on the
+/// time's distance from the earliest, 11 bits a pass, as many passes as
+/// the span of the times needs (two for half an hour of milliseconds).
+fn sort_by_time(index: &mut Vec<(i64, usize)>) {
+    const BITS: u32 = 11;
+    const DIGITS: usize = 1 << BITS;
+    let Some(min) = index.iter().map(|(at, _)| *at).min() else {
+        return;
+    };
+    let span = index
+        .iter()
+        .map(|(at, _)| at.wrapping_sub(min) as u64)
+        .max()
+        .unwrap_or(0);
+    let bits = u64::BITS - span.leading_zeros();
+    let mut other = vec![(0i64, 0usize); index.len()];
+    let mut shift = 0;
+    while shift < bits {
+        let digit = |at: i64| ((at.wrapping_sub(min) as u64 >> shift) as usize) & (DIGITS - 1);
+        let mut counts = vec![0usize; DIGITS];
+        for &(at, _) in index.iter() {
+            if let Some(count) = counts.get_mut(digit(at)) {
+                *count += 1;
+            }
+        }
+        let mut total = 0;
+        for count in counts.iter_mut() {
+            let here = *count;
+            *count = total;
+            total += here;
+        }
+        for &pair in index.iter() {
+            if let Some(position) = counts.get_mut(digit(pair.0)) {
+                if let Some(slot) = other.get_mut(*position) {
+                    *slot = pair;
+                }
+                *position += 1;
+            }
+        }
+        std::mem::swap(index, &mut other);
+        shift += BITS;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(checks: &[(i64, i32, &[u8])]) -> Run {
+        let mut staged = Staged::default();
+        for &(at, db, key) in checks {
+            staged.push(at, db, key);
+        }
+        Run::from_staged(staged).expect("a run")
+    }
+
+    fn all(run: &Run) -> Vec<(i64, i32, Vec<u8>)> {
+        run.entries()
+            .map(|(at, db, key)| (at, db, key.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn the_radix_sort_is_stable_and_handles_any_span() {
+        let mut seed = 7u64;
+        let mut random = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for span in [1u64, 2, 3000, 1 << 22, u64::MAX] {
+            let mut index: Vec<(i64, usize)> = (0..5000)
+                .map(|offset| ((random() % span) as i64 - 5, offset))
+                .collect();
+            let mut expected = index.clone();
+            expected.sort(); // by time, then by offset: staging order
+            sort_by_time(&mut index);
+            assert_eq!(index, expected, "span {span}");
+        }
+        let mut extremes = vec![(i64::MAX, 0), (i64::MIN, 1), (0, 2), (i64::MIN, 3)];
+        sort_by_time(&mut extremes);
+        assert_eq!(
+            extremes,
+            [(i64::MIN, 1), (i64::MIN, 3), (0, 2), (i64::MAX, 0)]
+        );
+    }
+
+    #[test]
+    fn a_run_groups_by_time_in_staging_order() {
+        let long = vec![b'k'; 300];
+        let run = run_of(&[(30, 0, b"c"), (10, 200, &long), (30, 1, b"d"), (10, 0, b"")]);
+        assert_eq!(
+            all(&run),
+            [
+                (10, 200, long.clone()),
+                (10, 0, vec![]),
+                (30, 0, b"c".to_vec()),
+                (30, 1, b"d".to_vec())
+            ]
+        );
+        assert_eq!(run.times.len(), 2);
+        assert!(Run::from_staged(Staged::default()).is_none());
+    }
+
+    #[test]
+    fn taking_and_compacting_keep_the_rest() {
+        let checks: Vec<(i64, i32, Vec<u8>)> = (0..6000)
+            .map(|i| (i / 2, (i % 3) as i32, format!("k{i}").into_bytes()))
+            .collect();
+        let refs: Vec<(i64, i32, &[u8])> = checks
+            .iter()
+            .map(|(at, db, key)| (*at, *db, key.as_slice()))
+            .collect();
+        let mut run = run_of(&refs);
+        let mut out = Vec::new();
+        run.take_before(Some(0), &mut out);
+        assert!(out.is_empty());
+        run.take_before(Some(2000), &mut out); // 2000 of 3000 times: compacted
+        assert_eq!(out.len(), 4000);
+        assert_eq!(out.last(), Some(&(1999, LockId::new(0, b"k3999"))));
+        assert_eq!((run.next, run.first()), (0, Some(2000)));
+        assert_eq!(all(&run).len(), 2000);
+        run.rewrite(|db| (db != 1).then_some(db + 10));
+        assert!(all(&run).iter().all(|(_, db, _)| *db == 10 || *db == 12));
+        out.clear();
+        run.take_before(None, &mut out);
+        assert_eq!(out.len(), 1333);
+        assert!(run.is_done() && run.first().is_none());
+    }
+}
