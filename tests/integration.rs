@@ -30,6 +30,8 @@ mod expiry;
 mod failover;
 /// HBLOCK.FENCED and HBLOCK.CHECK.
 mod fenced;
+/// Lease checks of flushed databases (FLUSHALL, FLUSHDB, DEBUG RELOAD) freed at once.
+mod flushed_checks;
 /// Records with times no save could load again are refused (RESTORE).
 mod forged_times;
 /// Hostile input: 100,000 random calls.

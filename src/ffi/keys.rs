@@ -144,6 +144,19 @@ pub fn db_exists(ctx: Ctx, db: i32) -> bool {
     exists
 }
 
+/// How many keys database `db` holds (None when it does not exist); `ctx`'s
+/// selected db is left as it was.
+pub fn db_size(ctx: Ctx, db: i32) -> Option<u64> {
+    let before = selected_db(ctx);
+    if !select_db(ctx, db) {
+        return None;
+    }
+    // SAFETY: `ctx` is the live context of the current callback.
+    let size = unsafe { raw::RedisModule_DbSize.map(|size| size(ctx)) };
+    select_db(ctx, before);
+    size
+}
+
 /// Calls `f` with the value of every key of module type `ty` in database
 /// `db`, through `ctx` (whose selected db is restored afterwards). The
 /// values are the module's own: `f` may change what they hold, never the
