@@ -1,7 +1,7 @@
 //! The lease checks of a loaded data set: staged while it loads (`Staged`,
 //! two growing buffers, no allocation per lock), then kept as one run
-//! (`Run`): every entry in one byte buffer in time order, and one
-//! `(time, end)` pair per distinct time. The schedule's other checks live
+//! (`Run`): the entries where they were staged, and a `(time, offset)`
+//! pair per entry sorted by time. The schedule's other checks live
 //! in a bucket per millisecond (checks.rs); a bucket each for a million
 //! loaded locks cost an allocation (and its free at the next flush) per
 //! distinct deadline, a tree insert each, and growing every bucket.
@@ -31,13 +31,15 @@ impl Staged {
     }
 }
 
-/// Loaded checks in time order: `times[i]` is a distinct time and the end
-/// of its entries in `bytes` (they start where the previous time's end).
-/// Times before `next` were taken. An entry is never removed alone: one
-/// its record no longer points at only costs a redundant check when it
-/// fires, as in the buckets.
+/// Loaded checks in time order: the staged entries stay where they were
+/// staged, and `index` lists them as `(time, offset)` sorted by time.
+/// Laying the entries out again in time order cost a random read per lock
+/// (the RDB brings them in hash order), slower by wall clock than the
+/// per-deadline buckets it replaced. Entries before `next` were taken. An
+/// entry is never removed alone: one its record no longer points at only
+/// costs a redundant check when it fires, as in the buckets.
 pub struct Run {
-    times: Vec<(i64, usize)>,
+    index: Vec<(i64, usize)>,
     bytes: Vec<u8>,
     next: usize,
 }
@@ -47,75 +49,53 @@ const COMPACT_MIN: usize = 1024;
 
 impl Run {
     /// Sorts the staged checks by time (a stable radix sort: the entries of
-    /// one time keep the order they were staged in) and lays them out in
-    /// that order. None when nothing was staged.
+    /// one time keep the order they were staged in). None when nothing was
+    /// staged.
     pub fn from_staged(staged: Staged) -> Option<Run> {
-        let Staged { mut index, bytes } = staged;
+        let Staged {
+            mut index,
+            mut bytes,
+        } = staged;
         if index.is_empty() {
             return None;
         }
         sort_by_time(&mut index);
-        let mut run = Run {
-            times: Vec::new(),
-            bytes: Vec::with_capacity(bytes.len()),
+        index.shrink_to_fit();
+        bytes.shrink_to_fit();
+        Some(Run {
+            index,
+            bytes,
             next: 0,
-        };
-        for (at, start) in index {
-            let Some(entry) = bytes
-                .get(start..)
-                .and_then(|rest| Entries::new(rest).next())
-            else {
-                continue; // impossible: `push` wrote every entry
-            };
-            let Some(entry_bytes) = bytes.get(start..start + entry.0.end) else {
-                continue;
-            };
-            run.bytes.extend_from_slice(entry_bytes);
-            run.push_end(at);
-        }
-        run.times.shrink_to_fit();
-        Some(run)
+        })
     }
 
-    /// The entries just appended to `bytes` belong to time `at` (not
-    /// before the last time's).
-    fn push_end(&mut self, at: i64) {
-        let end = self.bytes.len();
-        match self.times.last_mut() {
-            Some((last, last_end)) if *last == at => *last_end = end,
-            _ => self.times.push((at, end)),
-        }
-    }
-
-    fn start_of(&self, time: usize) -> usize {
-        time.checked_sub(1)
-            .and_then(|previous| self.times.get(previous))
-            .map_or(0, |(_, end)| *end)
+    /// The database and key of the entry at `offset`.
+    fn entry_at(&self, offset: usize) -> Option<(i32, &[u8])> {
+        let (_, db, key) = Entries::new(self.bytes.get(offset..)?).next()?;
+        Some((db, key))
     }
 
     /// The earliest time not taken yet.
     pub fn first(&self) -> Option<i64> {
-        self.times.get(self.next).map(|(at, _)| *at)
+        self.index.get(self.next).map(|(at, _)| *at)
     }
 
     pub fn is_done(&self) -> bool {
-        self.next >= self.times.len()
+        self.next >= self.index.len()
     }
 
     /// Every entry not taken yet, with its time.
     pub fn entries(&self) -> impl Iterator<Item = (i64, i32, &[u8])> + '_ {
-        let times = self.times.get(self.next..).unwrap_or_default();
-        let mut start = self.start_of(self.next);
-        times.iter().flat_map(move |&(at, end)| {
-            let bytes = self.bytes.get(start..end).unwrap_or_default();
-            start = end;
-            Entries::new(bytes).map(move |(_, db, key)| (at, db, key))
+        let rest = self.index.get(self.next..).unwrap_or_default();
+        rest.iter().filter_map(|&(at, offset)| {
+            let (db, key) = self.entry_at(offset)?;
+            Some((at, db, key))
         })
     }
 
     /// Takes the entries due before `until` (all when None) into `out`.
     pub fn take_before(&mut self, until: Option<i64>, out: &mut Vec<(i64, LockId)>) {
-        let rest = self.times.get(self.next..).unwrap_or_default();
+        let rest = self.index.get(self.next..).unwrap_or_default();
         let due = match until {
             Some(until) => rest.partition_point(|(at, _)| *at < until),
             None => rest.len(),
@@ -123,14 +103,13 @@ impl Run {
         if due == 0 {
             return;
         }
-        let mut start = self.start_of(self.next);
-        for &(at, end) in rest.get(..due).unwrap_or_default() {
-            let bytes = self.bytes.get(start..end).unwrap_or_default();
-            out.extend(Entries::new(bytes).map(|(_, db, key)| (at, LockId::new(db, key))));
-            start = end;
+        for &(at, offset) in rest.get(..due).unwrap_or_default() {
+            if let Some((db, key)) = self.entry_at(offset) {
+                out.push((at, LockId::new(db, key)));
+            }
         }
         self.next += due;
-        let left = self.times.len() - self.next;
+        let left = self.index.len() - self.next;
         if !self.is_done() && self.next > left && self.next >= COMPACT_MIN {
             // Half of it was taken: give that memory back.
             self.rewrite(Some);
@@ -141,17 +120,17 @@ impl Run {
     /// database, or None to drop it.
     pub fn rewrite(&mut self, mut map: impl FnMut(i32) -> Option<i32>) {
         let mut run = Run {
-            times: Vec::new(),
+            index: Vec::new(),
             bytes: Vec::new(),
             next: 0,
         };
         for (at, db, key) in self.entries() {
             if let Some(db) = map(db) {
+                run.index.push((at, run.bytes.len()));
                 encode(&mut run.bytes, db, key);
-                run.push_end(at);
             }
         }
-        run.times.shrink_to_fit();
+        run.index.shrink_to_fit();
         run.bytes.shrink_to_fit();
         *self = run;
     }
@@ -258,7 +237,6 @@ mod tests {
                 (30, 1, b"d".to_vec())
             ]
         );
-        assert_eq!(run.times.len(), 2);
         assert!(Run::from_staged(Staged::default()).is_none());
     }
 
