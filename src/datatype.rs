@@ -70,23 +70,19 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     let Some(lease) = (unsafe { lease_ref(value) }) else {
         return;
     };
-    SAVE_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => {
-            buffer.clear();
-            record::save_v5(lease, &mut buffer);
-            ffi::save_bytes(rdb, &buffer);
-        }
-        Err(_) => {
-            let mut buffer = Vec::new();
-            record::save_v5(lease, &mut buffer);
-            ffi::save_bytes(rdb, &buffer);
-        }
-    });
+    // The buffer is taken out of its cell and put back: no borrow flag to
+    // test per record (a nested call, which never happens, would just find
+    // an empty buffer and allocate its own).
+    let mut buffer = SAVE_BUFFER.take();
+    buffer.clear();
+    record::save_v5(lease, &mut buffer);
+    ffi::save_bytes(rdb, &buffer);
+    SAVE_BUFFER.set(buffer);
 }
 
 thread_local! {
     /// rdb_save's buffer, reused from record to record.
-    static SAVE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SAVE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {

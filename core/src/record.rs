@@ -297,17 +297,18 @@ pub fn attach_permits(lease: &mut Lease, bytes: &[u8]) -> Option<()> {
 /// lock).
 pub fn save_v5(lease: &Lease, out: &mut Vec<u8>) {
     // Written straight into `out` (not through `compact`'s 1 KB stack
-    // record, zeroed for every lock).
+    // record, zeroed for every lock): one reserve, then each varint byte a
+    // plain push rather than `varint::encode` + a copy per number.
     let fields = Fields::of(lease);
     let owner = fields.owner;
-    let mut buf = [0u8; varint::MAX_LEN];
-    for code in fields.codes() {
-        out.extend_from_slice(varint::encode(code, &mut buf));
-    }
-    out.extend_from_slice(varint::encode(owner.len() as u64, &mut buf));
-    out.extend_from_slice(owner);
     let history = lease.owner.history();
-    out.extend_from_slice(varint::encode(history.len() as u64, &mut buf));
+    out.reserve(10 * varint::MAX_LEN + owner.len() + history.len());
+    for code in fields.codes() {
+        varint::push(out, code);
+    }
+    varint::push(out, owner.len() as u64);
+    out.extend_from_slice(owner);
+    varint::push(out, history.len() as u64);
     out.extend_from_slice(history);
     if let Some(permits) = lease.permits() {
         permits.encode(out);

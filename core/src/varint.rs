@@ -21,6 +21,18 @@ pub fn encode(mut value: u64, buf: &mut [u8; MAX_LEN]) -> &[u8] {
     buf.get(..len).unwrap_or_default()
 }
 
+/// Appends `value` to `out` (make room first with `reserve`: each byte is
+/// then a plain push, where `encode` + `extend_from_slice` cost a copy call
+/// per number).
+#[inline]
+pub fn push(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
 /// Reads a varint at `*at` and moves `*at` past it; None when the bytes end
 /// first or it does not fit a u64.
 pub fn decode(bytes: &[u8], at: &mut usize) -> Option<u64> {
@@ -61,6 +73,9 @@ mod tests {
             let mut at = 0;
             assert_eq!(decode(&bytes, &mut at), Some(value));
             assert_eq!(at, len);
+            let mut pushed = vec![9];
+            push(&mut pushed, value);
+            assert_eq!(pushed.get(1..), Some(&bytes[..]));
         }
     }
 
