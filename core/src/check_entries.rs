@@ -9,8 +9,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, db: i32, key: &[u8]) {
     // The usual entry: both numbers one byte each.
     if let (Ok(db @ 0..=0x7f), Ok(len @ 0..=0x7f)) = (u8::try_from(db), u8::try_from(key.len())) {
         out.reserve(2 + key.len());
-        out.push(db);
-        out.push(len);
+        out.extend_from_slice(&[db, len]);
         out.extend_from_slice(key);
         return;
     }
