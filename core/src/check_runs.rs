@@ -32,16 +32,86 @@ impl Staged {
 }
 
 /// Loaded checks in time order: the staged entries stay where they were
-/// staged, and `index` lists them as `(time, offset)` sorted by time.
+/// staged, and `index` lists them as `(time, offset)` sorted by time (8
+/// bytes a lock, packed, on top of the entry itself).
 /// Laying the entries out again in time order cost a random read per lock
 /// (the RDB brings them in hash order), slower by wall clock than the
 /// per-deadline buckets it replaced. Entries before `next` were taken. An
 /// entry is never removed alone: one its record no longer points at only
 /// costs a redundant check when it fires, as in the buckets.
 pub struct Run {
-    index: Vec<(i64, usize)>,
+    index: Index,
     bytes: Vec<u8>,
     next: usize,
+}
+
+/// A run's sorted `(time, offset)` pairs: packed into one u64 each (the
+/// time's distance from `base` above, the offset below 32 bits), half the
+/// memory, whenever the run's times span less than 2^32 ms (49 days) and
+/// its entries less than 4 GiB; as they are otherwise.
+enum Index {
+    Packed { base: i64, pairs: Vec<u64> },
+    Wide(Vec<(i64, usize)>),
+}
+
+impl Index {
+    /// `sorted` must be in time order.
+    fn new(sorted: Vec<(i64, usize)>, bytes_len: usize) -> Index {
+        let (Some(&(base, _)), Some(&(last, _))) = (sorted.first(), sorted.last()) else {
+            return Index::Wide(sorted);
+        };
+        let span_fits = last
+            .checked_sub(base)
+            .is_some_and(|span| span <= i64::from(u32::MAX));
+        if !span_fits || bytes_len > u32::MAX as usize {
+            return Index::Wide(sorted);
+        }
+        let pairs = sorted
+            .iter()
+            .map(|&(at, offset)| ((at - base) as u64) << 32 | offset as u64)
+            .collect();
+        Index::Packed { base, pairs }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Index::Packed { pairs, .. } => pairs.len(),
+            Index::Wide(pairs) => pairs.len(),
+        }
+    }
+
+    fn get(&self, at: usize) -> Option<(i64, usize)> {
+        match self {
+            Index::Packed { base, pairs } => pairs.get(at).map(|&pair| unpack(*base, pair)),
+            Index::Wide(pairs) => pairs.get(at).copied(),
+        }
+    }
+
+    /// How many pairs from `from` on are before `until`.
+    fn count_before(&self, from: usize, until: i64) -> usize {
+        match self {
+            Index::Packed { base, pairs } => pairs
+                .get(from..)
+                .unwrap_or_default()
+                .partition_point(|&pair| unpack(*base, pair).0 < until),
+            Index::Wide(pairs) => pairs
+                .get(from..)
+                .unwrap_or_default()
+                .partition_point(|(at, _)| *at < until),
+        }
+    }
+
+    /// The pairs from `from` on.
+    fn from(&self, from: usize) -> impl Iterator<Item = (i64, usize)> + '_ {
+        (from..self.len()).filter_map(|at| self.get(at))
+    }
+}
+
+fn unpack(base: i64, pair: u64) -> (i64, usize) {
+    (
+        base + (pair >> 32) as i64,
+        (pair & u64::from(u32::MAX)) as usize,
+    )
 }
 
 /// Entries below which a run is not compacted when half of it was taken.
@@ -60,10 +130,9 @@ impl Run {
             return None;
         }
         sort_by_time(&mut index);
-        index.shrink_to_fit();
         bytes.shrink_to_fit();
         Some(Run {
-            index,
+            index: Index::new(index, bytes.len()),
             bytes,
             next: 0,
         })
@@ -77,7 +146,7 @@ impl Run {
 
     /// The earliest time not taken yet.
     pub fn first(&self) -> Option<i64> {
-        self.index.get(self.next).map(|(at, _)| *at)
+        self.index.get(self.next).map(|(at, _)| at)
     }
 
     pub fn is_done(&self) -> bool {
@@ -86,8 +155,7 @@ impl Run {
 
     /// Every entry not taken yet, with its time.
     pub fn entries(&self) -> impl Iterator<Item = (i64, i32, &[u8])> + '_ {
-        let rest = self.index.get(self.next..).unwrap_or_default();
-        rest.iter().filter_map(|&(at, offset)| {
+        self.index.from(self.next).filter_map(|(at, offset)| {
             let (db, key) = self.entry_at(offset)?;
             Some((at, db, key))
         })
@@ -95,15 +163,14 @@ impl Run {
 
     /// Takes the entries due before `until` (all when None) into `out`.
     pub fn take_before(&mut self, until: Option<i64>, out: &mut Vec<(i64, LockId)>) {
-        let rest = self.index.get(self.next..).unwrap_or_default();
         let due = match until {
-            Some(until) => rest.partition_point(|(at, _)| *at < until),
-            None => rest.len(),
+            Some(until) => self.index.count_before(self.next, until),
+            None => self.index.len().saturating_sub(self.next),
         };
         if due == 0 {
             return;
         }
-        for &(at, offset) in rest.get(..due).unwrap_or_default() {
+        for (at, offset) in self.index.from(self.next).take(due) {
             if let Some((db, key)) = self.entry_at(offset) {
                 out.push((at, LockId::new(db, key)));
             }
@@ -119,20 +186,19 @@ impl Run {
     /// Rewrites the entries not taken yet: `map` gives an entry's new
     /// database, or None to drop it.
     pub fn rewrite(&mut self, mut map: impl FnMut(i32) -> Option<i32>) {
-        let mut run = Run {
-            index: Vec::new(),
-            bytes: Vec::new(),
-            next: 0,
-        };
+        let (mut index, mut bytes) = (Vec::new(), Vec::new());
         for (at, db, key) in self.entries() {
             if let Some(db) = map(db) {
-                run.index.push((at, run.bytes.len()));
-                encode(&mut run.bytes, db, key);
+                index.push((at, bytes.len()));
+                encode(&mut bytes, db, key);
             }
         }
-        run.index.shrink_to_fit();
-        run.bytes.shrink_to_fit();
-        *self = run;
+        bytes.shrink_to_fit();
+        *self = Run {
+            index: Index::new(index, bytes.len()),
+            bytes,
+            next: 0,
+        };
     }
 }
 
@@ -264,5 +330,36 @@ mod tests {
         run.take_before(None, &mut out);
         assert_eq!(out.len(), 1333);
         assert!(run.is_done() && run.first().is_none());
+    }
+
+    #[test]
+    fn runs_whose_times_span_49_days_or_more_keep_wide_pairs() {
+        for (times, packed) in [
+            ([5, 5 + i64::from(u32::MAX), 7], true),
+            ([5, 6 + i64::from(u32::MAX), 7], false),
+            ([i64::MIN, i64::MAX, 0], false),
+        ] {
+            let mut run = run_of(&[
+                (times[0], 0, b"a"),
+                (times[1], 1, b"b"),
+                (times[2], 2, b"c"),
+            ]);
+            assert_eq!(
+                matches!(run.index, Index::Packed { .. }),
+                packed,
+                "{times:?}"
+            );
+            let mut sorted = times;
+            sorted.sort();
+            assert_eq!(run.first(), Some(sorted[0]));
+            let mut out = Vec::new();
+            run.take_before(Some(sorted[1]), &mut out);
+            assert_eq!(out.len(), 1);
+            run.take_before(sorted[2].checked_add(1), &mut out);
+            let got: Vec<i64> = out.iter().map(|(at, _)| *at).collect();
+            assert_eq!(got, sorted);
+            let keys: Vec<&[u8]> = out.iter().map(|(_, lock)| &*lock.key).collect();
+            assert_eq!(keys.len(), 3);
+        }
     }
 }
