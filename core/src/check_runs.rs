@@ -23,13 +23,12 @@ pub struct Staged {
     base: i64,
     /// Every pair, once one did not fit packed.
     wide: Vec<(i64, usize)>,
-    bytes: Vec<u8>,
+    bytes: Chunks,
 }
 
 impl Staged {
     pub fn push(&mut self, at: i64, db: i32, key: &[u8]) {
-        let offset = self.bytes.len();
-        encode(&mut self.bytes, db, key);
+        let offset = self.bytes.push(db, key);
         if self.wide.is_empty() {
             if self.packed.is_empty() {
                 self.base = at.saturating_sub(1 << 31);
@@ -60,7 +59,7 @@ impl Staged {
 /// costs a redundant check when it fires, as in the buckets.
 pub struct Run {
     index: Index,
-    bytes: Vec<u8>,
+    bytes: Chunks,
     next: usize,
 }
 
@@ -126,6 +125,58 @@ impl Index {
     }
 }
 
+/// Entries in chunks of at most 1 MiB (an entry longer than that gets a
+/// chunk of its own); an entry's offset is its chunk's number above
+/// `CHUNK_BITS`, its place in the chunk below. jemalloc hands allocations
+/// above 8 MiB back to the system as soon as they are freed: one buffer
+/// for a million entries was faulted in afresh at every load.
+#[derive(Default)]
+struct Chunks {
+    chunks: Vec<Vec<u8>>,
+}
+
+const CHUNK_BITS: u32 = 20;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+impl Chunks {
+    /// Appends an entry; returns its offset.
+    fn push(&mut self, db: i32, key: &[u8]) -> usize {
+        let need = 2 * crate::varint::MAX_LEN + key.len();
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|last| last.len() + need <= CHUNK);
+        if !fits {
+            self.chunks.push(Vec::with_capacity(CHUNK.max(need)));
+        }
+        let number = self.chunks.len() - 1;
+        let Some(chunk) = self.chunks.last_mut() else {
+            return usize::MAX; // impossible: a chunk was just pushed
+        };
+        let position = chunk.len();
+        encode(chunk, db, key);
+        number << CHUNK_BITS | position
+    }
+
+    /// The bytes from `offset` to the end of its chunk.
+    fn at(&self, offset: usize) -> Option<&[u8]> {
+        let chunk = self.chunks.get(offset >> CHUNK_BITS)?;
+        chunk.get(offset & (CHUNK - 1)..)
+    }
+
+    /// An offset above every entry's.
+    fn end(&self) -> usize {
+        self.chunks.len() << CHUNK_BITS
+    }
+
+    fn shrink_to_fit(&mut self) {
+        if let Some(last) = self.chunks.last_mut() {
+            last.shrink_to_fit();
+        }
+        self.chunks.shrink_to_fit();
+    }
+}
+
 /// `(at, offset)` packed against `base`, if it fits.
 fn pack(base: i64, at: i64, offset: usize) -> Option<u64> {
     let delta = u32::try_from(at.checked_sub(base)?).ok()?;
@@ -157,7 +208,7 @@ impl Run {
         bytes.shrink_to_fit();
         let index = if !wide.is_empty() {
             sort_by_time(&mut wide);
-            Index::new(wide, bytes.len())
+            Index::new(wide, bytes.end())
         } else if !packed.is_empty() {
             radix_sort(&mut packed, |pair| pair >> 32);
             packed.shrink_to_fit();
@@ -177,7 +228,7 @@ impl Run {
 
     /// The database and key of the entry at `offset`.
     fn entry_at(&self, offset: usize) -> Option<(i32, &[u8])> {
-        let (_, db, key) = Entries::new(self.bytes.get(offset..)?).next()?;
+        let (_, db, key) = Entries::new(self.bytes.at(offset)?).next()?;
         Some((db, key))
     }
 
@@ -223,16 +274,15 @@ impl Run {
     /// Rewrites the entries not taken yet: `map` gives an entry's new
     /// database, or None to drop it.
     pub fn rewrite(&mut self, mut map: impl FnMut(i32) -> Option<i32>) {
-        let (mut index, mut bytes) = (Vec::new(), Vec::new());
+        let (mut index, mut bytes) = (Vec::new(), Chunks::default());
         for (at, db, key) in self.entries() {
             if let Some(db) = map(db) {
-                index.push((at, bytes.len()));
-                encode(&mut bytes, db, key);
+                index.push((at, bytes.push(db, key)));
             }
         }
         bytes.shrink_to_fit();
         *self = Run {
-            index: Index::new(index, bytes.len()),
+            index: Index::new(index, bytes.end()),
             bytes,
             next: 0,
         };
@@ -432,5 +482,29 @@ mod tests {
         assert_eq!(near.packed.len(), 2);
         let run = Run::from_staged(near).expect("a run");
         assert_eq!(all(&run).first().map(|(at, ..)| *at), Some(i64::MIN));
+    }
+
+    #[test]
+    fn entries_span_many_chunks_and_a_long_key_gets_its_own() {
+        let long = vec![b'L'; CHUNK + 10];
+        let names: Vec<Vec<u8>> = (0..100_000)
+            .map(|i| format!("{i:020}").into_bytes())
+            .collect();
+        let mut staged = Staged::default();
+        for (i, name) in names.iter().enumerate() {
+            staged.push(1_000 - (i % 1000) as i64, 0, name);
+            if i == 50_000 {
+                staged.push(0, 3, &long);
+            }
+        }
+        assert!(staged.bytes.chunks.len() > 2);
+        let run = Run::from_staged(staged).expect("a run");
+        let got = all(&run);
+        assert_eq!(got.len(), 100_001);
+        assert_eq!(got.first(), Some(&(0, 3, long.clone())));
+        assert!(got.windows(2).all(|w| w[0].0 <= w[1].0));
+        let mut keys: Vec<&Vec<u8>> = got.iter().skip(1).map(|(_, _, key)| key).collect();
+        keys.sort();
+        assert!(keys.iter().zip(&names).all(|(a, b)| *a == b));
     }
 }
