@@ -7,6 +7,9 @@
 //! `(time, LockId)` cost ~85 bytes per lock at a million locks (a 32-byte
 //! entry in tree nodes left half full by in-order inserts, plus the key's own
 //! allocation).
+//!
+//! The checks of a loaded data set are kept apart, as one run sorted by time
+//! (check_runs.rs), and a flush drops the checks of the databases it emptied.
 
 use crate::check_entries::{encode, Entries};
 use crate::check_runs::{Run, Staged};
