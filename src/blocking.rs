@@ -15,7 +15,7 @@
 use crate::ffi;
 use crate::handoff::{self, Handle};
 use crate::{binding, stats, tokens, watch};
-use hblock_core::checks::Staged;
+use hblock_core::check_runs::Staged;
 use hblock_core::lease::Lease;
 use hblock_core::queue::{Caller, LockId, Queues, WaiterId};
 use hblock_core::schedule::{Schedule, WaitSlot};

@@ -7,16 +7,20 @@
 //! `(time, LockId)` cost ~85 bytes per lock at a million locks (a 32-byte
 //! entry in tree nodes left half full by in-order inserts, plus the key's own
 //! allocation).
+//!
+//! The checks of a loaded data set are kept apart, as one run sorted by time
+//! (check_runs.rs), and a flush drops the checks of the databases it emptied.
 
+use crate::check_entries::{encode, Entries};
+use crate::check_runs::{Run, Staged};
 use crate::queue::LockId;
-use crate::varint;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::Range;
+use std::collections::BTreeMap;
 
 #[derive(Default)]
 pub struct LeaseChecks {
     buckets: BTreeMap<i64, Vec<u8>>,
+    /// The checks of loaded data sets, each in time order (check_runs.rs).
+    runs: Vec<Run>,
 }
 
 impl LeaseChecks {
@@ -32,30 +36,17 @@ impl LeaseChecks {
         encode(self.buckets.entry(at).or_default(), lock.db, &lock.key);
     }
 
-    /// Adds the checks of a data set being loaded (`Staged`), in time order:
-    /// each bucket is filled in one go and shrunk once. Inserting them one
-    /// by one as the RDB delivers them (in hash order, so in no time order)
-    /// was ~20% of a load: a tree lookup each, and every bucket growing, and
-    /// shrunk, many times. A staged bucket's entries follow those already
-    /// at its time, in the order they were staged.
+    /// Adds the checks of a data set that loaded (`Staged`) as one run in
+    /// time order: no bucket, tree insert or allocation per lock. At one
+    /// time, checks in buckets come before those of runs, and runs in the
+    /// order they were added.
     pub fn insert_staged(&mut self, staged: Staged) {
-        let mut buckets: Vec<(i64, Vec<u8>)> = staged.buckets.into_iter().collect();
-        buckets.sort_unstable_by_key(|(at, _)| *at);
-        for (at, mut bucket) in buckets {
-            match self.buckets.get_mut(&at) {
-                Some(existing) => {
-                    existing.extend_from_slice(&bucket);
-                    existing.shrink_to_fit();
-                }
-                None => {
-                    bucket.shrink_to_fit();
-                    self.buckets.insert(at, bucket);
-                }
-            }
-        }
+        self.runs.extend(Run::from_staged(staged));
     }
 
-    /// Removes one check of `lock` at `at`; nothing when there is none.
+    /// Removes one check of `lock` at `at` from its bucket; nothing when
+    /// there is none. A loaded check (in a run) stays: it costs one
+    /// redundant look when it fires.
     pub fn remove(&mut self, at: i64, lock: &LockId) {
         let Some(bucket) = self.buckets.get_mut(&at) else {
             return;
@@ -71,7 +62,8 @@ impl LeaseChecks {
 
     /// The earliest check's time.
     pub fn first(&self) -> Option<i64> {
-        self.buckets.first_key_value().map(|(at, _)| *at)
+        let bucket = self.buckets.first_key_value().map(|(at, _)| *at);
+        self.runs.iter().filter_map(Run::first).chain(bucket).min()
     }
 
     /// Takes the checks due before `until` (all when None), in time order.
@@ -82,29 +74,43 @@ impl LeaseChecks {
         };
         let due = std::mem::replace(&mut self.buckets, later);
         let mut out = Vec::new();
+        let mut sources = 0;
         for (at, bucket) in due {
+            sources = 1;
             out.extend(Entries::new(&bucket).map(|(_, db, key)| (at, LockId::new(db, key))));
+        }
+        for run in &mut self.runs {
+            let before = out.len();
+            run.take_before(until, &mut out);
+            sources += usize::from(out.len() > before);
+        }
+        self.runs.retain(|run| !run.is_done());
+        if sources > 1 {
+            out.sort_by_key(|(at, _)| *at); // stable: buckets, then runs
         }
         out
     }
 
     /// Moves every check of one database to the other (SWAPDB).
     pub fn swap_dbs(&mut self, a: i32, b: i32) {
+        let swap = |db: i32| match db {
+            db if db == a => b,
+            db if db == b => a,
+            db => db,
+        };
         for bucket in self.buckets.values_mut() {
             let mut swapped = Vec::with_capacity(bucket.len());
             for (_, db, key) in Entries::new(bucket) {
-                let db = match db {
-                    db if db == a => b,
-                    db if db == b => a,
-                    db => db,
-                };
-                encode(&mut swapped, db, key);
+                encode(&mut swapped, swap(db), key);
             }
             *bucket = swapped;
         }
+        for run in &mut self.runs {
+            run.rewrite(|db| Some(swap(db)));
+        }
     }
 
-    /// Drops the checks of databases `dbs` (a flush emptied them).
+    /// Drops every check of databases `dbs` (a flush emptied them).
     pub fn drop_dbs(&mut self, dbs: &[i32]) {
         if dbs.is_empty() {
             return;
@@ -119,22 +125,37 @@ impl LeaseChecks {
             }
             !bucket.is_empty()
         });
+        for run in &mut self.runs {
+            if run.entries().any(|(_, db, _)| dbs.contains(&db)) {
+                run.rewrite(|db| (!dbs.contains(&db)).then_some(db));
+            }
+        }
+        self.runs.retain(|run| !run.is_done());
     }
 
     /// Drops every check (a flush emptied every database).
     pub fn clear(&mut self) {
         self.buckets.clear();
+        self.runs.clear();
     }
 
     /// The locks of databases `dbs` that have a check (held leases, and
     /// locks checked again after a change), each once.
     pub fn locks_in(&self, dbs: &[i32]) -> Vec<LockId> {
-        let mut locks: Vec<LockId> = self
+        let buckets = self
             .buckets
             .values()
             .flat_map(|bucket| Entries::new(bucket))
-            .filter(|(_, db, _)| dbs.contains(db))
-            .map(|(_, db, key)| LockId::new(db, key))
+            .map(|(_, db, key)| (db, key));
+        let runs = self
+            .runs
+            .iter()
+            .flat_map(Run::entries)
+            .map(|(_, db, key)| (db, key));
+        let mut locks: Vec<LockId> = buckets
+            .chain(runs)
+            .filter(|(db, _)| dbs.contains(db))
+            .map(|(db, key)| LockId::new(db, key))
             .collect();
         locks.sort();
         locks.dedup();
@@ -143,102 +164,24 @@ impl LeaseChecks {
 
     /// Brings every check due before `until` forward to `now` at the latest.
     pub fn advance(&mut self, until: i64, now: i64) {
-        let later = self.buckets.split_off(&until);
-        let early = std::mem::replace(&mut self.buckets, later);
-        for (at, bucket) in early {
-            let target = self.buckets.entry(at.min(now)).or_default();
-            target.extend_from_slice(&bucket);
+        for (at, lock) in self.take_before(Some(until)) {
+            encode(
+                self.buckets.entry(at.min(now)).or_default(),
+                lock.db,
+                &lock.key,
+            );
         }
     }
 
     /// How many checks there are (counts them: for tests).
     pub fn count(&self) -> usize {
-        self.buckets.values().map(|b| Entries::new(b).count()).sum()
-    }
-}
-
-/// Checks noted while a data set loads, for [`LeaseChecks::insert_staged`]
-/// when it ends: a bucket per time, as the schedule holds them, found by a
-/// hash of the time (no allocation per lock, no tree lookup, nothing to
-/// sort but the times). Sorting (time, offset) pairs of one staging buffer
-/// and encoding every entry a second time cost ~470 instructions per lock.
-#[derive(Default)]
-pub struct Staged {
-    buckets: HashMap<i64, Vec<u8>, BuildHasherDefault<TimeHasher>>,
-}
-
-impl Staged {
-    pub fn push(&mut self, at: i64, db: i32, key: &[u8]) {
-        encode(self.buckets.entry(at).or_default(), db, key);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
-    }
-}
-
-/// A hasher for the staged times: one multiply (the times are the keys a
-/// load brings, not chosen by a client, and their low bits vary).
-#[derive(Default)]
-struct TimeHasher(u64);
-
-impl Hasher for TimeHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn write_i64(&mut self, value: i64) {
-        self.0 = (self.0.rotate_left(5) ^ value as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-fn encode(out: &mut Vec<u8>, db: i32, key: &[u8]) {
-    // The usual entry: both numbers one byte each.
-    if let (Ok(db @ 0..=0x7f), Ok(len @ 0..=0x7f)) = (u8::try_from(db), u8::try_from(key.len())) {
-        out.reserve(2 + key.len());
-        out.push(db);
-        out.push(len);
-        out.extend_from_slice(key);
-        return;
-    }
-    let mut buf = [0u8; varint::MAX_LEN];
-    // A database number is never negative; the cast round-trips anyway.
-    out.extend_from_slice(varint::encode(u64::from(db as u32), &mut buf));
-    out.extend_from_slice(varint::encode(key.len() as u64, &mut buf));
-    out.extend_from_slice(key);
-}
-
-/// The entries of one bucket with their byte ranges. Buckets are only
-/// written by `encode`; a malformed one (impossible) just ends early.
-struct Entries<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Entries<'a> {
-    fn new(bytes: &'a [u8]) -> Entries<'a> {
-        Entries { bytes, at: 0 }
-    }
-}
-
-impl<'a> Iterator for Entries<'a> {
-    /// The entry's bytes, its database and its key.
-    type Item = (Range<usize>, i32, &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let start = self.at;
-        let db = varint::decode(self.bytes, &mut self.at)? as u32 as i32;
-        let len = usize::try_from(varint::decode(self.bytes, &mut self.at)?).ok()?;
-        let end = self.at.checked_add(len)?;
-        let key = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some((start..end, db, key))
+        let buckets: usize = self.buckets.values().map(|b| Entries::new(b).count()).sum();
+        buckets
+            + self
+                .runs
+                .iter()
+                .map(|run| run.entries().count())
+                .sum::<usize>()
     }
 }
 
@@ -377,13 +320,6 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_bucket_ends_early_instead_of_panicking() {
-        for bytes in [&[0x80u8][..], &[0, 5, b'a'], &[0xff; 12]] {
-            assert_eq!(Entries::new(bytes).count(), 0);
-        }
-    }
-
-    #[test]
     fn locks_of_some_databases_each_once() {
         let mut c = LeaseChecks::default();
         for (at, db, key) in [(5, 0, &b"a"[..]), (9, 0, b"a"), (5, 1, b"b"), (7, 2, b"c")] {
@@ -392,5 +328,65 @@ mod tests {
         let got = c.locks_in(&[0, 1]);
         assert_eq!(got, vec![LockId::new(0, b"a"), LockId::new(1, b"b")]);
         assert!(c.locks_in(&[3]).is_empty());
+    }
+
+    fn staged(checks: &[(i64, i32, &[u8])]) -> Staged {
+        let mut staged = Staged::default();
+        for &(at, db, key) in checks {
+            staged.push(at, db, key);
+        }
+        staged
+    }
+
+    #[test]
+    fn a_flush_drops_the_checks_of_its_databases_only() {
+        let mut c = LeaseChecks::default();
+        c.insert(10, &lock(0, b"a"));
+        c.insert(10, &lock(1, b"b"));
+        c.insert(20, &lock(0, b"c"));
+        c.insert_staged(staged(&[(15, 0, b"d"), (5, 2, b"e"), (15, 1, b"f")]));
+        c.insert_staged(staged(&[(30, 0, b"g")]));
+        c.drop_dbs(&[]);
+        assert_eq!(c.count(), 7);
+        c.drop_dbs(&[0]);
+        assert_eq!((c.first(), c.count()), (Some(5), 3));
+        assert_eq!(c.locks_in(&[0]), []);
+        assert_eq!(
+            c.take_before(None),
+            [(5, lock(2, b"e")), (10, lock(1, b"b")), (15, lock(1, b"f"))]
+        );
+        c.insert(10, &lock(3, b"x"));
+        c.insert_staged(staged(&[(15, 3, b"y")]));
+        c.clear();
+        assert_eq!((c.first(), c.count()), (None, 0));
+    }
+
+    #[test]
+    fn loaded_checks_work_like_the_others() {
+        let mut c = LeaseChecks::default();
+        c.insert(20, &lock(0, b"bucket"));
+        c.insert_staged(staged(&[
+            (20, 0, b"run"),
+            (40, 1, b"late"),
+            (10, 1, b"early"),
+        ]));
+        assert_eq!((c.first(), c.count()), (Some(10), 4));
+        // A loaded check is not removed alone: it fires once more, harmlessly.
+        c.remove(20, &lock(0, b"run"));
+        assert_eq!(c.count(), 4);
+        assert_eq!(c.locks_in(&[1]), [lock(1, b"early"), lock(1, b"late")]);
+        c.swap_dbs(0, 1);
+        c.advance(30, 15);
+        assert_eq!(
+            c.take_before(Some(40)),
+            [
+                (10, lock(0, b"early")),
+                (15, lock(1, b"bucket")),
+                (15, lock(1, b"run"))
+            ]
+        );
+        assert_eq!(c.first(), Some(40));
+        assert_eq!(c.take_before(None), [(40, lock(0, b"late"))]);
+        assert_eq!(c.first(), None);
     }
 }

@@ -9,7 +9,9 @@
 //! - `record`: a record's fields and their encodings (RDB, AOF, APPLY).
 //! - `beat_delta`: what a beat replicates (token, beats, last beat).
 //! - `schedule`: what must happen when (lease deadlines, WAIT ends).
-//! - `checks`: the lease deadlines, packed per millisecond.
+//! - `checks`: the lease deadlines, packed per millisecond;
+//!   `check_runs`: those of a loaded data set, in one run in time order;
+//!   `check_entries`: how one check is packed.
 //! - `bind`: leases bound to connections (BIND), due releases.
 //! - `args`: argument parsing and range checks (errors as data).
 //! - `limits`: every range and default, shared with the client crate.
@@ -19,6 +21,8 @@
 pub mod args;
 pub mod beat_delta;
 pub mod bind;
+pub mod check_entries;
+pub mod check_runs;
 pub mod checks;
 pub mod history;
 pub mod lease;

@@ -10,7 +10,8 @@
 //! the record no longer points at (after RENAME, APPLY, promotion) only costs
 //! one redundant check when it fires.
 
-use crate::checks::{LeaseChecks, Staged};
+use crate::check_runs::Staged;
+use crate::checks::LeaseChecks;
 use crate::queue::{LockId, WaiterId};
 use std::collections::BTreeSet;
 

@@ -80,6 +80,33 @@ mod tests {
     }
 
     #[test]
+    fn back_to_back_numbers_at_any_offset() {
+        let values = [
+            0u64,
+            1,
+            127,
+            128,
+            1 << 35,
+            u64::MAX,
+            1 << 63,
+            300,
+            1_700_000_000_000,
+        ];
+        let mut bytes = vec![0xaa];
+        let mut buf = [0u8; MAX_LEN];
+        for value in values {
+            bytes.extend_from_slice(encode(value, &mut buf));
+        }
+        let mut at = 1;
+        for value in values {
+            assert_eq!(decode(&bytes, &mut at), Some(value));
+        }
+        assert_eq!((at, decode(&bytes, &mut at)), (bytes.len(), None));
+        let mut past = bytes.len() + 5;
+        assert_eq!(decode(&bytes, &mut past), None);
+    }
+
+    #[test]
     fn zigzag_keeps_small_magnitudes_small() {
         for (value, code) in [(0i64, 0u64), (-1, 1), (1, 2), (i64::MAX, u64::MAX - 1)] {
             assert_eq!(zigzag(value), code);
