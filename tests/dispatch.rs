@@ -76,6 +76,18 @@ fn fenced_arguments_on_both_sides_of_the_sixteen_argument_boundary() {
             assert_eq!(keys[0], b"lock");
             assert_eq!(keys[pairs], format!("k{}\0\u{ff}", pairs - 1).into_bytes());
         }
+        // 14..=18 arguments, 16 and 17 among them: EXISTS counts every key
+        // it was given (all set by the 20 pairs above).
+        for n in 9..=13 {
+            let mut args: Vec<Vec<u8>> = ["HBLOCK.FENCED", "lock", "o", &token, "EXISTS"]
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect();
+            args.extend((0..n).map(|i| format!("k{i}\0\u{ff}").into_bytes()));
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let found: i64 = call(c, &refs).unwrap_or_else(|e| panic!("{} args: {e}", refs.len()));
+            assert_eq!(found, n as i64, "{} arguments", refs.len());
+        }
     };
     round(&mut c, 0);
     let before = used_memory(&mut c);
