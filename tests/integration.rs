@@ -18,6 +18,8 @@ mod blocking;
 mod cluster;
 /// Replies of ACQUIRE, BEAT, RELEASE and INFO.
 mod commands;
+/// The module's own dispatch: borrowed arguments around 16, the cached role.
+mod dispatch;
 /// Error replies, and the bad-input sweep that must change nothing.
 mod errors;
 /// maxmemory: warning, evicted locks counted, OOM grants.
