@@ -5,10 +5,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as hblock from "hblock";
-import { asInfo } from "../dist/esm/info.js";
-import { Server, eventually } from "./server.mjs";
-
-const info = async (client, key) => asInfo(await client.call("HBLOCK.INFO", key));
+import { Server, eventually, info } from "./server.mjs";
 
 describe("aborts and ACLs", () => {
   let server;

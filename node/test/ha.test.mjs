@@ -6,16 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, Redis } from "ioredis";
 import * as hblock from "hblock";
-import { Server, eventually, freePort } from "./server.mjs";
-
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
-
-const field = async (client, key, name) => {
-  const reply = await client.call("HBLOCK.INFO", key);
-  if (reply === null) return null;
-  const i = reply.indexOf(name);
-  return i < 0 ? null : reply[i + 1];
-};
+import { Server, eventually, field, freePort, quiet } from "./server.mjs";
 
 async function startSentinel(masterPort) {
   const s = new Server();

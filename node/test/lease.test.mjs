@@ -7,16 +7,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import * as hblock from "hblock";
-import { Server, eventually, sleep } from "./server.mjs";
-
-const field = async (client, key, name) => {
-  const reply = await client.call("HBLOCK.INFO", key);
-  if (reply === null) return null;
-  const i = reply.indexOf(name);
-  return i < 0 ? null : reply[i + 1];
-};
-
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+import { Server, eventually, field, quiet, sleep } from "./server.mjs";
 
 describe("lease", () => {
   let server;

@@ -6,12 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as hblock from "hblock";
-import { asInfo } from "../dist/esm/info.js";
-import { Server, eventually, sleep } from "./server.mjs";
-
-const info = async (client, key) => asInfo(await client.call("HBLOCK.INFO", key));
-
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+import { Server, eventually, info, quiet, sleep } from "./server.mjs";
 
 /** calls of each hblock command since CONFIG RESETSTAT, from INFO commandstats. */
 const calls = async (client) => {

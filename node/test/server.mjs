@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { asInfo } from "../dist/esm/info.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const MODULE = process.env.HBLOCK_MODULE ?? join(ROOT, "target/release/libhblock.so");
@@ -24,6 +25,20 @@ export function freePort() {
     });
   });
 }
+
+/** A logger for hblock.setLogger that prints nothing. */
+export const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** One field of HBLOCK.INFO's raw reply (null for a missing lock or field). */
+export const field = async (client, key, name) => {
+  const reply = await client.call("HBLOCK.INFO", key);
+  if (reply === null) return null;
+  const i = reply.indexOf(name);
+  return i < 0 ? null : reply[i + 1];
+};
+
+/** HBLOCK.INFO as the package parses it (asInfo). */
+export const info = async (client, key) => asInfo(await client.call("HBLOCK.INFO", key));
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
