@@ -5,12 +5,11 @@
 //! boundary, nothing retained past a call, and every role change seen.
 
 use crate::support::{
-    acquire, call, error_of, eventually, info_bytes, info_field, wait_in_sync, Options, Server,
+    acquire, call, error_of, eventually, info_bytes, info_field, lock_writes_refused, wait_in_sync,
+    Options, Server,
 };
 use redis::Value;
 use std::time::Duration;
-
-const READONLY: &str = "READONLY You can't write against a read only replica.";
 
 /// `HBLOCK.FENCED lock o token MSET` with `pairs` key/value pairs: binary
 /// keys and values, empty ones among them.
@@ -144,30 +143,6 @@ fn wait_role(conn: &mut redis::Connection, role: &str) {
         (info_field(conn, "replication", "role")? == role).then_some(())
     });
     assert!(seen.is_some(), "role never became {role}");
-}
-
-fn lock_writes_refused(conn: &mut redis::Connection, token: &str) {
-    let t = token.as_bytes();
-    for args in [
-        &[
-            &b"HBLOCK.ACQUIRE"[..],
-            b"other",
-            b"o",
-            b"INTERVAL",
-            b"600000",
-        ][..],
-        &[b"HBLOCK.BEAT", b"held", b"o", t],
-        &[b"HBLOCK.RELEASE", b"held", b"o", t],
-        &[b"HBLOCK.FENCED", b"held", b"o", t, b"SET", b"x", b"1"],
-        &[b"HBLOCK.LIMIT", b"held", b"2"],
-    ] {
-        assert_eq!(
-            error_of(conn, args),
-            READONLY,
-            "{:?}",
-            crate::support::show(args)
-        );
-    }
 }
 
 #[test]

@@ -37,6 +37,31 @@ pub fn error_of(conn: &mut impl ConnectionLike, args: &[&[u8]]) -> String {
     }
 }
 
+/// What every lock write answers on a replica, writable or not.
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+
+/// Asserts that `conn`'s server refuses every lock write with [`READONLY`]:
+/// ACQUIRE of a new lock, and BEAT, RELEASE, FENCED and LIMIT on `held`,
+/// held by `o` with `token`.
+pub fn lock_writes_refused(conn: &mut impl ConnectionLike, token: &str) {
+    let t = token.as_bytes();
+    for args in [
+        &[
+            &b"HBLOCK.ACQUIRE"[..],
+            b"other",
+            b"o",
+            b"INTERVAL",
+            b"600000",
+        ][..],
+        &[b"HBLOCK.BEAT", b"held", b"o", t],
+        &[b"HBLOCK.RELEASE", b"held", b"o", t],
+        &[b"HBLOCK.FENCED", b"held", b"o", t, b"SET", b"x", b"1"],
+        &[b"HBLOCK.LIMIT", b"held", b"2"],
+    ] {
+        assert_eq!(error_of(conn, args), READONLY, "{:?}", show(args));
+    }
+}
+
 pub fn error_text(err: &redis::RedisError) -> String {
     match (err.code(), err.detail()) {
         (Some(code), Some(detail)) => format!("{code} {detail}"),
