@@ -141,6 +141,12 @@ fn a_master_failover_keeps_the_lease_and_the_token_sequence() {
     // key's master directly, so WAIT on the same connection proves that this
     // grant reached the replica.
     let master = cluster.master_of(key);
+    let replica = cluster.replica_of(master).expect("the master's replica");
+    // Every node keeps the lock's last lease ends: a failure below then
+    // tells a RELEASE or expiry on the node from a lease never there.
+    for n in &cluster.nodes {
+        config_set(&mut n.conn(), "hblock.history", "8");
+    }
     let mut node = cluster.nodes[master].conn();
     assert_eq!(
         acquire(
@@ -161,36 +167,69 @@ fn a_master_failover_keeps_the_lease_and_the_token_sequence() {
     let killed = Instant::now();
     cluster.nodes[master].stop();
     // The holder keeps beating through the cluster client until it works again.
-    let mut interrupted = None;
     let recovered = eventually(Duration::from_secs(30), || {
         let mut conn = cluster.client_fresh()?;
-        let beat = redis::cmd("HBLOCK.BEAT")
+        redis::cmd("HBLOCK.BEAT")
             .arg(key)
             .arg("holder")
             .arg(1)
-            .query::<i64>(&mut conn);
-        match beat {
-            Ok(n) => Some(n),
-            Err(_) => {
-                interrupted.get_or_insert(Instant::now());
-                None
-            }
-        }
+            .query::<i64>(&mut conn)
+            .ok()
     });
     let took = killed.elapsed();
-    assert!(recovered.is_some(), "no beat succeeded after the failover");
+    let beats = recovered.expect("no beat succeeded after the failover");
     eprintln!("cluster failover: beats interrupted for {took:?} (node timeout 1 s)");
-    let promoted = cluster.master_of(key);
-    assert_ne!(promoted, master, "the replica was promoted");
-    let mut promoted_node = cluster.nodes[promoted].conn();
-    let mut c = cluster.client();
+    // The dead master's port is free: in a full run another test's cluster
+    // node may take it, and a cluster client seeded with it takes that
+    // node's slot map and asks it, which answers RELEASE with 0 (the likely
+    // cause of the one failure seen here, on Valkey 8.1, when `client()` and
+    // `master_of` still tried stopped nodes). One takes it here, a node that
+    // serves every slot itself: nothing below may reach it.
+    let squatter = crate::support::cluster::single_node(
+        crate::support::Options::default().port(cluster.nodes[master].port),
+    );
+    eprintln!(
+        "the dead master's port {} taken by a one-node cluster on {}",
+        cluster.nodes[master].port, squatter.port
+    );
+    // The old master's own replica, the one node besides it that has the
+    // grant, took over. Every running node routes the key to it before
+    // anything else is asked: until then a node's slot map (and so a
+    // cluster client's) may still name the dead master.
+    assert_eq!(cluster.master_of(key), replica, "the replica was promoted");
+    assert!(
+        cluster.wait_routed(key, replica, Duration::from_secs(10)),
+        "every node routes {key} to the promoted replica:\n{}",
+        nodes_report(&cluster, key)
+    );
+    // Asked of the promoted master itself: the same lease, held by the same
+    // owner with token 1, and the beat that got through is counted on it.
+    let mut promoted_node = cluster.nodes[replica].conn();
+    let lease = crate::support::info(&mut promoted_node, key).unwrap_or_default();
+    let field = |name: &str| lease.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let bulk = |text: &str| redis::Value::BulkString(text.as_bytes().to_vec());
+    let survived = field("state") == Some(&bulk("held"))
+        && field("owner") == Some(&bulk("holder"))
+        && field("token") == Some(&redis::Value::Int(1))
+        && matches!(field("beats"), Some(redis::Value::Int(n)) if *n >= beats);
+    let before = nodes_report(&cluster, key);
     let released: i64 = redis::cmd("HBLOCK.RELEASE")
         .arg(key)
         .arg("holder")
         .arg(1)
-        .query(&mut c)
+        .query(&mut promoted_node)
         .unwrap();
-    assert_eq!(released, 1, "the same lease, token 1, survived");
+    assert!(
+        survived && released == 1,
+        "the same lease, token 1, survived on the promoted node {replica} \
+         (old master {master}; BEAT answered {beats}): RELEASE answered {released}, \
+         its HBLOCK.INFO before: {lease:?}\n\
+         --- every node before RELEASE ---\n{before}--- after ---\n{}",
+        nodes_report(&cluster, key)
+    );
+    // The rest through a cluster client, seeded with the running nodes
+    // (never the dead master's port: another process may listen there now).
+    let mut c = cluster.client();
     grants_wait_for_the_failover_delay(&mut c, &mut promoted_node, key);
 }
 
@@ -353,4 +392,86 @@ fn nested_fenced_on_a_cluster_node_is_routed_without_recursing() {
     eprintln!("nested FENCED on a cluster node: io_threaded_reads_processed {threaded:?}");
     let pong: String = redis::cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");
+}
+
+/// The fields of `INFO server` that tell one server process from another.
+fn server_identity(info: &str) -> String {
+    info.lines()
+        .filter(|l| {
+            [
+                "tcp_port:",
+                "process_id:",
+                "run_id:",
+                "executable:",
+                "server_name:",
+            ]
+            .iter()
+            .any(|f| l.starts_with(f))
+        })
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every node as it sees `key`, for a failure message: role, the key's
+/// HBLOCK.INFO and HBLOCK.HISTORY (READONLY first, so a replica answers
+/// too), the HBLOCK calls it has run, its view of the cluster. A node the
+/// test stopped is probed on its port: whatever answers there is not ours.
+fn nodes_report(cluster: &Cluster, key: &str) -> String {
+    let mut out = String::new();
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let conn = redis::Client::open(n.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)));
+        let state = if n.running() { "running" } else { "stopped" };
+        let mut c = match conn {
+            Ok(c) => c,
+            Err(err) => {
+                out += &format!("node {i} port {} ({state}): no connection: {err}\n", n.port);
+                continue;
+            }
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let server: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut c)
+            .unwrap_or_default();
+        out += &format!(
+            "node {i} port {} ({state}): {}\n",
+            n.port,
+            server_identity(&server)
+        );
+        out += &format!("  role: {}\n", ask(&mut c, &redis::cmd("ROLE")));
+        ask(&mut c, &redis::cmd("READONLY"));
+        out += &format!(
+            "  info: {}\n",
+            ask(&mut c, redis::cmd("HBLOCK.INFO").arg(key))
+        );
+        out += &format!(
+            "  history: {}\n",
+            ask(&mut c, redis::cmd("HBLOCK.HISTORY").arg(key))
+        );
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut c)
+            .unwrap_or_default();
+        for line in stats.lines().filter(|l| l.starts_with("cmdstat_hblock.")) {
+            out += &format!("  {}\n", line.trim());
+        }
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut c)
+            .unwrap_or_default();
+        for line in nodes.lines() {
+            out += &format!("  | {line}\n");
+        }
+    }
+    out
+}
+
+/// A reply or the error, as text.
+fn ask(c: &mut Connection, cmd: &redis::Cmd) -> String {
+    match cmd.query::<redis::Value>(c) {
+        Ok(v) => format!("{v:?}"),
+        Err(err) => format!("error: {err}"),
+    }
 }

@@ -83,9 +83,21 @@ impl Cluster {
         self.nodes.iter().map(Server::url).collect()
     }
 
-    /// A cluster-aware connection (follows MOVED, refreshes slots).
+    /// The running nodes' URLs. A stopped node's port is free for any other
+    /// process to take (another test's cluster node, say), and a cluster
+    /// client takes its whole slot map from the first seed that answers.
+    pub fn running_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.running())
+            .map(Server::url)
+            .collect()
+    }
+
+    /// A cluster-aware connection (follows MOVED, refreshes slots), seeded
+    /// with the running nodes only.
     pub fn client(&self) -> redis::cluster::ClusterConnection {
-        redis::cluster::ClusterClient::builder(self.urls())
+        redis::cluster::ClusterClient::builder(self.running_urls())
             .retries(10)
             .build()
             .and_then(|c| c.get_connection())
@@ -95,13 +107,7 @@ impl Cluster {
     /// A new cluster connection over the running nodes, or None while the
     /// cluster cannot give one (during a failover).
     pub fn client_fresh(&self) -> Option<redis::cluster::ClusterConnection> {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.running())
-            .map(Server::url)
-            .collect();
-        redis::cluster::ClusterClient::builder(urls)
+        redis::cluster::ClusterClient::builder(self.running_urls())
             .connection_timeout(Duration::from_millis(500))
             .response_timeout(Duration::from_millis(500))
             .build()
@@ -109,9 +115,12 @@ impl Cluster {
             .ok()
     }
 
-    /// The index of the node that serves `key` as master right now.
+    /// The index of the running node that serves `key` as master right now.
     pub fn master_of(&self, key: &str) -> usize {
         for (i, node) in self.nodes.iter().enumerate() {
+            if !node.running() {
+                continue;
+            }
             let Ok(mut c) = redis::Client::open(node.url()).and_then(|c| c.get_connection()) else {
                 continue;
             };
@@ -130,9 +139,52 @@ impl Cluster {
         panic!("no master serves {key}");
     }
 
-    /// The masters' indexes.
+    /// The index of the running node that replicates node `master`.
+    pub fn replica_of(&self, master: usize) -> Option<usize> {
+        let port = i64::from(self.nodes[master].port);
+        (0..self.nodes.len()).find(|&i| {
+            if i == master || !self.nodes[i].running() {
+                return false;
+            }
+            let mut c = self.nodes[i].conn();
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).unwrap_or_default();
+            matches!(role.get(2), Some(redis::Value::Int(p)) if *p == port)
+        })
+    }
+
+    /// Waits until every running node routes `key` to node `to`: `to`
+    /// answers it without a redirect, every other node with `MOVED` to
+    /// `to`'s port. After a failover, until then, a node's slot map (and a
+    /// cluster client's, taken from one node) may still name the dead
+    /// master. False when that did not happen `within`.
+    pub fn wait_routed(&self, key: &str, to: usize, within: Duration) -> bool {
+        let moved_to = format!("127.0.0.1:{}", self.nodes[to].port);
+        let routed = |i: usize| {
+            let conn = redis::Client::open(self.nodes[i].url()).and_then(|c| c.get_connection());
+            let Ok(mut c) = conn else {
+                return false;
+            };
+            match redis::cmd("EXISTS").arg(key).query::<i64>(&mut c) {
+                Ok(_) => i == to,
+                Err(err) => {
+                    let moved = err.code() == Some("MOVED");
+                    i != to && moved && err.redirect_node().is_some_and(|(a, _)| a == moved_to)
+                }
+            }
+        };
+        eventually(within, || {
+            (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].running())
+                .all(routed)
+                .then_some(())
+        })
+        .is_some()
+    }
+
+    /// The running masters' indexes.
     pub fn masters(&self) -> Vec<usize> {
         (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].running())
             .filter(|&i| {
                 let mut c = self.nodes[i].conn();
                 let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).unwrap_or_default();

@@ -67,6 +67,8 @@ pub struct Options {
     /// The server binary, instead of `SERVER_BIN` (the bench runs Valkey
     /// next to Redis).
     pub binary: Option<String>,
+    /// The port to take when it is free (else a free one, as usual).
+    pub port: Option<u16>,
 }
 
 impl Options {
@@ -84,6 +86,13 @@ impl Options {
     pub fn without_module(mut self) -> Self {
         self.no_module = true;
         self.config("enable-module-command", "yes")
+    }
+
+    /// Starts on `port` if it is free (a process squatting the port of a
+    /// stopped node, as another test's server may).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
     }
 
     pub fn binary(mut self, path: &str) -> Self {
@@ -118,7 +127,7 @@ impl Server {
         let mut server = Server {
             child: None,
             dir,
-            port: 0,
+            port: options.port.unwrap_or(0),
             options,
         };
         server.launch();
