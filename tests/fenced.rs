@@ -142,7 +142,7 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
         Some(1)
     );
     let before = digest(&mut c);
-    let refused: [(&[&str], &str); 8] = [
+    let refused: [(&[&str], &str); 11] = [
         (&["BLPOP", "{app}:l", "0"], "blocking"),
         (&["MULTI"], "not allowed in scripts"),
         (&["EXEC"], "not allowed in scripts"),
@@ -154,6 +154,10 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
             "HBLOCK commands",
         ),
         (&["NOSUCHCOMMAND", "x"], "unknown command"),
+        // They would change RM_Call's throwaway client and answer OK.
+        (&["SELECT", "1"], "connection's state"),
+        (&["select", "0"], "connection's state"),
+        (&["ReadWrite"], "connection's state"),
     ];
     for (cmd, why) in refused {
         let err = fenced(&mut c, "1", cmd).unwrap_err();
@@ -169,6 +173,14 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
     }
     assert_eq!(digest(&mut c), before, "nothing ran");
     assert_eq!(crate::support::state(&mut c, "{app}:lock"), "held");
+    // The caller's connection still uses database 0: a SET after the
+    // refused SELECT lands where the lock is.
+    fenced(&mut c, "1", &["SET", "{app}:after", "x"]).unwrap();
+    let here: i64 = redis::cmd("EXISTS")
+        .arg("{app}:after")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(here, 1);
 }
 
 #[test]

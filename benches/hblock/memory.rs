@@ -7,30 +7,90 @@ use std::time::Instant;
 
 const OWNER: &str = "owner-17-bytes-xx";
 
-fn fill(c: &mut redis::Connection, n: usize, locks: bool) {
+/// What a server of the memory group holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Held locks (`HBLOCK.ACQUIRE ... INTERVAL 600000 MISSES 3`).
+    Lock,
+    /// `SET key owner PX 1800000` keys.
+    Set,
+    /// The floor module's values (`FLOOR.SET key owner`, benches/fixtures/floor.c).
+    Floor,
+}
+
+fn fill(c: &mut redis::Connection, n: usize, kind: Kind) {
     for start in (0..n).step_by(10_000) {
         let mut pipe = redis::pipe();
         for i in start..(start + 10_000).min(n) {
-            if locks {
-                pipe.cmd("HBLOCK.ACQUIRE")
+            match kind {
+                Kind::Lock => pipe
+                    .cmd("HBLOCK.ACQUIRE")
                     .arg(format!("lk:{i:08}"))
                     .arg(OWNER)
                     .arg("INTERVAL")
                     .arg(600_000)
                     .arg("MISSES")
                     .arg(3)
-                    .ignore();
-            } else {
-                pipe.cmd("SET")
+                    .ignore(),
+                Kind::Set => pipe
+                    .cmd("SET")
                     .arg(format!("st:{i:08}"))
                     .arg(OWNER)
                     .arg("PX")
                     .arg(1_800_000)
-                    .ignore();
-            }
+                    .ignore(),
+                Kind::Floor => pipe
+                    .cmd("FLOOR.SET")
+                    .arg(format!("fl:{i:08}"))
+                    .arg(OWNER)
+                    .ignore(),
+            };
         }
         let () = pipe.query(c).expect("fill");
     }
+}
+
+/// Compiles benches/fixtures/floor.c (the cheapest module data type: what
+/// the module API alone costs to save and load a record) with `cc` against
+/// the redismodule.h the redis-module crate ships. None, with a note, when
+/// either is missing: its rows are then skipped.
+fn floor_module() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")))?;
+    let include = std::fs::read_dir(home.join("registry/src"))
+        .ok()?
+        .flatten()
+        .flat_map(|index| {
+            std::fs::read_dir(index.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|krate| krate.path().join("src/include"))
+        .find(|dir| {
+            dir.join("redismodule.h").is_file() && dir.to_string_lossy().contains("redis-module-")
+        });
+    let Some(include) = include else {
+        println!("(no redismodule.h in the cargo registry: the floor module's rows skipped)");
+        return None;
+    };
+    let dir = tempfile::tempdir().ok()?;
+    let so = dir.path().join("floor.so");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures/floor.c");
+    let built = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-O2", "-I"])
+        .arg(&include)
+        .arg("-o")
+        .arg(&so)
+        .arg(&source)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !built {
+        println!("(cc could not build benches/fixtures/floor.c: the floor module's rows skipped)");
+        return None;
+    }
+    Some((dir, so))
 }
 
 /// Seconds Redis reported for loading the RDB at its last start.
@@ -89,42 +149,37 @@ fn config_set(c: &mut redis::Connection, name: &str, value: &str) {
 }
 
 /// Runs `op` on each server in turn, `rounds` times, keeping each one's
-/// fastest: the two kinds of key see the same moments of a shared machine.
+/// fastest: every kind of key sees the same moments of a shared machine.
 fn interleaved(
-    servers: &mut [&mut Server; 2],
+    servers: &mut [(&mut Server, Kind)],
     rounds: usize,
     mut op: impl FnMut(&mut redis::Connection) -> f64,
-) -> [f64; 2] {
-    let mut best = [f64::INFINITY; 2];
+) -> Vec<f64> {
+    let mut best = vec![f64::INFINITY; servers.len()];
     for _ in 0..rounds {
-        for (server, best) in servers.iter_mut().zip(best.iter_mut()) {
+        for ((server, _), best) in servers.iter_mut().zip(best.iter_mut()) {
             *best = best.min(op(&mut server.conn()));
         }
     }
     best
 }
 
-/// `n` locks on one server and `n` SET PX keys on another, each filled the
-/// same way: memory, then SAVE and load measured both ways, the two
-/// servers taking turns.
-fn measure(locks: &mut Server, sets: &mut Server, n: usize) -> [Measured; 2] {
-    let mut out = [Measured::default(), Measured::default()];
-    for (server, (kind, m)) in [&mut *locks, &mut *sets]
-        .into_iter()
-        .zip([true, false].into_iter().zip(out.iter_mut()))
-    {
+/// `n` keys of each kind, each on its own server, filled the same way:
+/// memory, then SAVE and load measured both ways, the servers taking turns.
+fn measure(servers: &mut [(&mut Server, Kind)], n: usize) -> Vec<Measured> {
+    let mut out: Vec<Measured> = servers.iter().map(|_| Measured::default()).collect();
+    for ((server, kind), m) in servers.iter_mut().zip(out.iter_mut()) {
         let mut c = server.conn();
         let _: () = redis::cmd("FLUSHALL").arg("SYNC").query(&mut c).unwrap();
         let before = info_number(&mut c, "memory", "used_memory");
-        fill(&mut c, n, kind);
+        fill(&mut c, n, *kind);
         m.memory = (info_number(&mut c, "memory", "used_memory") - before) / n as f64;
     }
     // A single SAVE or load swings by +-15% on this shared machine: the
     // fastest of five (one at 10M) counts, the first (cold) one included.
     let rounds = if n > 1_000_000 { 1 } else { 5 };
-    let mut servers = [&mut *locks, &mut *sets];
-    let save = interleaved(&mut servers, rounds, |c| timed(c, &["SAVE"]));
-    let reload = interleaved(&mut servers, rounds, |c| {
+    let save = interleaved(servers, rounds, |c| timed(c, &["SAVE"]));
+    let reload = interleaved(servers, rounds, |c| {
         timed(c, &["DEBUG", "RELOAD", "NOSAVE"])
     });
     // After a reload the keys sit in memory in the RDB's order, which is
@@ -132,18 +187,18 @@ fn measure(locks: &mut Server, sets: &mut Server, n: usize) -> [Measured; 2] {
     // a keyspace filled over time (a lock is three objects to visit, the
     // key's, Redis's module-value wrapper and its record; a SET PX key one
     // or two).
-    let save_after_reload = interleaved(&mut servers, rounds.min(3), |c| timed(c, &["SAVE"]));
-    let save_uncompressed = interleaved(&mut servers, rounds.min(3), |c| {
+    let save_after_reload = interleaved(servers, rounds.min(3), |c| timed(c, &["SAVE"]));
+    let save_uncompressed = interleaved(servers, rounds.min(3), |c| {
         config_set(c, "rdbcompression", "no");
         let seconds = timed(c, &["SAVE"]);
         config_set(c, "rdbcompression", "yes");
         seconds
     });
     // The RDB left behind is the compressed one the restarts load.
-    for server in servers.iter_mut() {
+    for (server, _) in servers.iter_mut() {
         timed(&mut server.conn(), &["SAVE"]);
     }
-    for (i, server) in servers.iter_mut().enumerate() {
+    for (i, (server, _)) in servers.iter_mut().enumerate() {
         let m = &mut out[i];
         m.save = save[i];
         m.reload = reload[i];
@@ -210,8 +265,13 @@ fn measure_all(quick: bool, full: bool) -> Vec<Row> {
         Some(1.5),
     )];
     rows.extend(valkey(if quick { 20_000 } else { 100_000 }));
+    let floor = floor_module();
     for &n in sizes {
-        rows.extend(at_size(&mut server, n));
+        rows.extend(at_size(
+            &mut server,
+            n,
+            floor.as_ref().map(|(_, so)| so.as_path()),
+        ));
     }
     rows
 }
@@ -249,14 +309,14 @@ fn valkey(n: usize) -> Vec<Row> {
         set,
         Some(1.5),
     )];
-    let per_key = |locks: bool| {
+    let per_key = |kind: Kind| {
         let mut c = server.conn();
         let _: () = redis::cmd("FLUSHALL").arg("SYNC").query(&mut c).unwrap();
         let before = info_number(&mut c, "memory", "used_memory");
-        fill(&mut c, n, locks);
+        fill(&mut c, n, kind);
         (info_number(&mut c, "memory", "used_memory") - before) / n as f64
     };
-    let (lock_mem, set_mem) = (per_key(true), per_key(false));
+    let (lock_mem, set_mem) = (per_key(Kind::Lock), per_key(Kind::Set));
     rows.push(row(
         &format!(
             "used_memory per held lock, {}k locks (Valkey {version})",
@@ -298,13 +358,26 @@ fn one_of_each(c: &mut redis::Connection) -> (f64, f64) {
     (usage(c, "lk:00000000"), usage(c, "st:00000000"))
 }
 
-/// used_memory, SAVE and load of `n` locks against `n` SET PX keys.
-fn at_size(server: &mut Server, n: usize) -> Vec<Row> {
+/// used_memory, SAVE and load of `n` locks against `n` SET PX keys, and
+/// (when `floor` was built) against `n` values of the floor module.
+fn at_size(server: &mut Server, n: usize, floor: Option<&std::path::Path>) -> Vec<Row> {
     let mut sets = Server::with(Options::default());
-    let [lock, set] = measure(server, &mut sets, n);
+    let mut floor_server = floor.map(|so| {
+        Server::with(
+            Options::default()
+                .without_module()
+                .config("loadmodule", &so.to_string_lossy()),
+        )
+    });
+    let mut servers = vec![(server, Kind::Lock), (&mut sets, Kind::Set)];
+    if let Some(f) = floor_server.as_mut() {
+        servers.push((f, Kind::Floor));
+    }
+    let measured = measure(&mut servers, n);
+    let (lock, set) = (&measured[0], &measured[1]);
     let count = format!("{}k", n / 1000);
     let per_second = |seconds: f64| n as f64 / seconds;
-    vec![
+    let mut rows = vec![
         row(
             &format!("used_memory per held lock, {count} locks"),
             "bytes",
@@ -373,5 +446,57 @@ fn at_size(server: &mut Server, n: usize) -> Vec<Row> {
                 per_second(lock.restart_load) >= 1_000_000.0,
             )),
         },
+    ];
+    if let Some(floor) = measured.get(2) {
+        rows.extend(floor_rows(&count, lock, set, floor));
+    }
+    rows
+}
+
+/// The floor module beside SET PX (what any module type with one ~36-byte
+/// record pays), and hblock beside the floor (what hblock adds to it).
+fn floor_rows(count: &str, lock: &Measured, set: &Measured, floor: &Measured) -> Vec<Row> {
+    let floor_vs_set = |name: String, floor: f64, set: f64| Row {
+        name,
+        unit: "s",
+        hblock: floor,
+        baseline_name: "SET key owner PX".into(),
+        baseline: set,
+        goal: None,
+    };
+    let lock_vs_floor = |name: String, lock: f64, floor: f64| Row {
+        name,
+        unit: "s",
+        hblock: lock,
+        baseline_name: "floor module type".into(),
+        baseline: floor,
+        goal: None,
+    };
+    vec![
+        floor_vs_set(
+            format!("(floor type, not hblock) SAVE of {count} values"),
+            floor.save,
+            set.save,
+        ),
+        floor_vs_set(
+            format!("(floor type, not hblock) SAVE of {count}, rdbcompression no"),
+            floor.save_uncompressed,
+            set.save_uncompressed,
+        ),
+        floor_vs_set(
+            format!("(floor type, not hblock) DEBUG RELOAD NOSAVE of {count}"),
+            floor.reload,
+            set.reload,
+        ),
+        lock_vs_floor(
+            format!("SAVE of {count} locks vs the floor type"),
+            lock.save,
+            floor.save,
+        ),
+        lock_vs_floor(
+            format!("DEBUG RELOAD NOSAVE of {count} locks vs the floor type"),
+            lock.reload,
+            floor.reload,
+        ),
     ]
 }

@@ -17,7 +17,8 @@
 //!   a fenced GET or DEL works over maxmemory), and is replicated as itself:
 //!   the check writes nothing.
 //! - Refused with ERR: unknown commands, blocking ones, MULTI/EXEC/WATCH and
-//!   whatever scripts may not call, and `HBLOCK.*`.
+//!   whatever scripts may not call, `HBLOCK.*`, and SELECT/READONLY/READWRITE
+//!   (they would change RM_Call's throwaway client, not the caller's).
 
 use super::common::{owner_and_token, refuse_on_replica};
 use crate::error::Error;
@@ -61,6 +62,7 @@ enum Verdict {
     Blocking,
     NotInScripts,
     Hblock,
+    ConnectionState,
 }
 
 /// A known command: whether it may be wrapped, its name for RM_Call, and
@@ -126,6 +128,11 @@ fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
     (verdict, flags.iter().any(|f| f == "denyoom"))
 }
 
+/// Commands that only change the state of the connection that runs them:
+/// run by RM_Call they change a throwaway client and would answer OK with
+/// no effect on the caller's connection (`SELECT 1` would not select).
+const CONNECTION_STATE: [&[u8]; 3] = [b"select", b"readonly", b"readwrite"];
+
 /// Names up to this long are lower-cased on the stack (every command's is).
 const SHORT_NAME: usize = 64;
 
@@ -154,6 +161,9 @@ fn wrappable(ctx: &Context, name: &[u8]) -> Result<(Rc<CStr>, bool), Verdict> {
     };
     if is_hblock(lower) {
         return Err(Verdict::Hblock);
+    }
+    if CONNECTION_STATE.contains(&lower) {
+        return Err(Verdict::ConnectionState);
     }
     let found = match known(lower) {
         Some(known) => known,
@@ -193,6 +203,9 @@ fn refusal(name: &[u8], v: Verdict) -> RedisError {
             "commands not allowed in scripts (MULTI, EXEC, WATCH, ...) cannot be fenced"
         }
         Verdict::Hblock => "HBLOCK commands cannot be fenced",
+        Verdict::ConnectionState => {
+            "commands that change the connection's state (SELECT, READONLY, READWRITE) cannot be fenced"
+        }
         Verdict::Allowed => "refused",
     };
     RedisError::String(format!("ERR HBLOCK.FENCED '{name}': {why}"))
