@@ -479,6 +479,11 @@ fn floor_rows(count: &str, lock: &Measured, set: &Measured, floor: &Measured) ->
             set.save,
         ),
         floor_vs_set(
+            format!("(floor type, not hblock) SAVE of {count} after DEBUG RELOAD"),
+            floor.save_after_reload,
+            set.save_after_reload,
+        ),
+        floor_vs_set(
             format!("(floor type, not hblock) SAVE of {count}, rdbcompression no"),
             floor.save_uncompressed,
             set.save_uncompressed,
@@ -492,6 +497,11 @@ fn floor_rows(count: &str, lock: &Measured, set: &Measured, floor: &Measured) ->
             format!("SAVE of {count} locks vs the floor type"),
             lock.save,
             floor.save,
+        ),
+        lock_vs_floor(
+            format!("SAVE of {count} locks after DEBUG RELOAD vs the floor type"),
+            lock.save_after_reload,
+            floor.save_after_reload,
         ),
         lock_vs_floor(
             format!("DEBUG RELOAD NOSAVE of {count} locks vs the floor type"),
