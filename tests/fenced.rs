@@ -142,7 +142,7 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
         Some(1)
     );
     let before = digest(&mut c);
-    let refused: [(&[&str], &str); 11] = [
+    let refused: [(&[&str], &str); 12] = [
         (&["BLPOP", "{app}:l", "0"], "blocking"),
         (&["MULTI"], "not allowed in scripts"),
         (&["EXEC"], "not allowed in scripts"),
@@ -158,6 +158,7 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
         (&["SELECT", "1"], "connection's state"),
         (&["select", "0"], "connection's state"),
         (&["ReadWrite"], "connection's state"),
+        (&["ASKING"], "connection's state"),
     ];
     for (cmd, why) in refused {
         let err = fenced(&mut c, "1", cmd).unwrap_err();

@@ -17,7 +17,7 @@
 //!   a fenced GET or DEL works over maxmemory), and is replicated as itself:
 //!   the check writes nothing.
 //! - Refused with ERR: unknown commands, blocking ones, MULTI/EXEC/WATCH and
-//!   whatever scripts may not call, `HBLOCK.*`, and SELECT/READONLY/READWRITE
+//!   whatever scripts may not call, `HBLOCK.*`, and SELECT/READONLY/READWRITE/ASKING
 //!   (they would change RM_Call's throwaway client, not the caller's).
 
 use super::common::{owner_and_token, refuse_on_replica};
@@ -131,7 +131,7 @@ fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
 /// Commands that only change the state of the connection that runs them:
 /// run by RM_Call they change a throwaway client and would answer OK with
 /// no effect on the caller's connection (`SELECT 1` would not select).
-const CONNECTION_STATE: [&[u8]; 3] = [b"select", b"readonly", b"readwrite"];
+const CONNECTION_STATE: [&[u8]; 4] = [b"select", b"readonly", b"readwrite", b"asking"];
 
 /// Names up to this long are lower-cased on the stack (every command's is).
 const SHORT_NAME: usize = 64;
@@ -204,7 +204,7 @@ fn refusal(name: &[u8], v: Verdict) -> RedisError {
         }
         Verdict::Hblock => "HBLOCK commands cannot be fenced",
         Verdict::ConnectionState => {
-            "commands that change the connection's state (SELECT, READONLY, READWRITE) cannot be fenced"
+            "commands that change the connection's state (SELECT, READONLY, READWRITE, ASKING) cannot be fenced"
         }
         Verdict::Allowed => "refused",
     };
