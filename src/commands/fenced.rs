@@ -108,6 +108,15 @@ fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
     let Some(RedisValue::Array(info)) = infos.into_iter().next() else {
         return (Verdict::Unknown, false);
     };
+    // The command's own name: a command renamed by `rename-command` is
+    // looked up by its new name but still reports its original one.
+    let own_name = match info.first() {
+        Some(RedisValue::SimpleString(s) | RedisValue::BulkString(s)) => s.to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    if CONNECTION_STATE.contains(&own_name.as_bytes()) {
+        return (Verdict::ConnectionState, false);
+    }
     let flags: Vec<String> = match info.into_iter().nth(2) {
         Some(RedisValue::Array(flags)) => flags
             .into_iter()
@@ -131,6 +140,8 @@ fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
 /// Commands that only change the state of the connection that runs them:
 /// run by RM_Call they change a throwaway client and would answer OK with
 /// no effect on the caller's connection (`SELECT 1` would not select).
+/// Matched against the name COMMAND INFO reports, which a `rename-command`
+/// does not change.
 const CONNECTION_STATE: [&[u8]; 4] = [b"select", b"readonly", b"readwrite", b"asking"];
 
 /// Names up to this long are lower-cased on the stack (every command's is).
@@ -161,9 +172,6 @@ fn wrappable(ctx: &Context, name: &[u8]) -> Result<(Rc<CStr>, bool), Verdict> {
     };
     if is_hblock(lower) {
         return Err(Verdict::Hblock);
-    }
-    if CONNECTION_STATE.contains(&lower) {
-        return Err(Verdict::ConnectionState);
     }
     let found = match known(lower) {
         Some(known) => known,
