@@ -63,6 +63,8 @@ enum Verdict {
     NotInScripts,
     Hblock,
     ConnectionState,
+    /// `COMMAND INFO` itself failed (renamed away by `rename-command`).
+    NoCommandInfo,
 }
 
 /// A known command: whether it may be wrapped, its name for RM_Call, and
@@ -102,8 +104,10 @@ fn known(lower: &[u8]) -> Option<Known> {
 
 /// What COMMAND INFO says of `name`: the verdict, and whether it is `denyoom`.
 fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
+    // An unknown name gets an array of one nil; anything else than an
+    // array is COMMAND itself failing.
     let Ok(RedisValue::Array(infos)) = ctx.call("COMMAND", &["INFO", name]) else {
-        return (Verdict::Unknown, false);
+        return (Verdict::NoCommandInfo, false);
     };
     let Some(RedisValue::Array(info)) = infos.into_iter().next() else {
         return (Verdict::Unknown, false);
@@ -179,7 +183,7 @@ fn wrappable(ctx: &Context, name: &[u8]) -> Result<(Rc<CStr>, bool), Verdict> {
             let text = std::str::from_utf8(lower).map_err(|_| Verdict::Unknown)?;
             let name: Rc<CStr> = CString::new(lower).map_err(|_| Verdict::Unknown)?.into();
             let (verdict, deny_oom) = verdict_from_server(ctx, text);
-            if verdict == Verdict::Unknown {
+            if matches!(verdict, Verdict::Unknown | Verdict::NoCommandInfo) {
                 // Unknown names are not kept: the cache stays as small as the command table.
                 return Err(verdict);
             }
@@ -213,6 +217,9 @@ fn refusal(name: &[u8], v: Verdict) -> RedisError {
         Verdict::Hblock => "HBLOCK commands cannot be fenced",
         Verdict::ConnectionState => {
             "commands that change the connection's state (SELECT, READONLY, READWRITE, ASKING) cannot be fenced"
+        }
+        Verdict::NoCommandInfo => {
+            "COMMAND INFO, which tells what may be fenced, failed (renamed by rename-command?)"
         }
         Verdict::Allowed => "refused",
     };
