@@ -185,6 +185,65 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
 }
 
 #[test]
+fn renamed_connection_state_commands_are_refused_too() {
+    // An operator's `rename-command SELECT myselect`: the renamed command
+    // must not slip past the refusal and answer OK with no effect.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("rename.conf");
+    std::fs::write(
+        &conf,
+        "rename-command SELECT myselect\nrename-command READWRITE myreadwrite\n",
+    )
+    .expect("write conf");
+    let server = Server::with(Options::default().config("include", &conf.display().to_string()));
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
+        Some(1)
+    );
+    let before = digest(&mut c);
+    for cmd in [&["myselect", "1"][..], &["MySelect", "0"], &["myreadwrite"]] {
+        let err = fenced(&mut c, "1", cmd).unwrap_err();
+        let text = format!(
+            "{} {}",
+            err.code().unwrap_or(""),
+            err.detail().unwrap_or("")
+        );
+        assert!(
+            text.starts_with("ERR") && text.contains("connection's state"),
+            "{cmd:?}: {text}"
+        );
+    }
+    assert_eq!(digest(&mut c), before, "nothing ran");
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut c).unwrap();
+    assert!(info.split(' ').any(|f| f == "db=0"), "{info}");
+}
+
+#[test]
+fn without_command_info_fenced_says_so() {
+    // `rename-command COMMAND ""` (a common hardening): FENCED cannot ask
+    // what the wrapped command is, and must say that rather than call
+    // every command unknown.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("rename.conf");
+    std::fs::write(&conf, "rename-command COMMAND \"\"\n").expect("write conf");
+    let server = Server::with(Options::default().config("include", &conf.display().to_string()));
+    let mut c = server.conn();
+    assert_eq!(
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
+        Some(1)
+    );
+    let before = digest(&mut c);
+    let err = fenced(&mut c, "1", &["SET", "{app}:s", "v"]).unwrap_err();
+    let text = err.detail().unwrap_or("");
+    assert!(
+        err.code() == Some("ERR") && text.contains("COMMAND INFO") && text.contains("failed"),
+        "{err}"
+    );
+    assert_eq!(digest(&mut c), before, "nothing ran");
+}
+
+#[test]
 fn keys_of_the_wrapped_command_are_keys_for_getkeys_and_acl() {
     let server = Server::start();
     let mut c = server.conn();

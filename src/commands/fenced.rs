@@ -63,6 +63,8 @@ enum Verdict {
     NotInScripts,
     Hblock,
     ConnectionState,
+    /// `COMMAND INFO` itself failed (renamed away by `rename-command`).
+    NoCommandInfo,
 }
 
 /// A known command: whether it may be wrapped, its name for RM_Call, and
@@ -102,12 +104,23 @@ fn known(lower: &[u8]) -> Option<Known> {
 
 /// What COMMAND INFO says of `name`: the verdict, and whether it is `denyoom`.
 fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
+    // An unknown name gets an array of one nil; anything else than an
+    // array is COMMAND itself failing.
     let Ok(RedisValue::Array(infos)) = ctx.call("COMMAND", &["INFO", name]) else {
-        return (Verdict::Unknown, false);
+        return (Verdict::NoCommandInfo, false);
     };
     let Some(RedisValue::Array(info)) = infos.into_iter().next() else {
         return (Verdict::Unknown, false);
     };
+    // The command's own name: a command renamed by `rename-command` is
+    // looked up by its new name but still reports its original one.
+    let own_name = match info.first() {
+        Some(RedisValue::SimpleString(s) | RedisValue::BulkString(s)) => s.to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    if CONNECTION_STATE.contains(&own_name.as_bytes()) {
+        return (Verdict::ConnectionState, false);
+    }
     let flags: Vec<String> = match info.into_iter().nth(2) {
         Some(RedisValue::Array(flags)) => flags
             .into_iter()
@@ -131,6 +144,8 @@ fn verdict_from_server(ctx: &Context, name: &str) -> (Verdict, bool) {
 /// Commands that only change the state of the connection that runs them:
 /// run by RM_Call they change a throwaway client and would answer OK with
 /// no effect on the caller's connection (`SELECT 1` would not select).
+/// Matched against the name COMMAND INFO reports, which a `rename-command`
+/// does not change.
 const CONNECTION_STATE: [&[u8]; 4] = [b"select", b"readonly", b"readwrite", b"asking"];
 
 /// Names up to this long are lower-cased on the stack (every command's is).
@@ -162,16 +177,13 @@ fn wrappable(ctx: &Context, name: &[u8]) -> Result<(Rc<CStr>, bool), Verdict> {
     if is_hblock(lower) {
         return Err(Verdict::Hblock);
     }
-    if CONNECTION_STATE.contains(&lower) {
-        return Err(Verdict::ConnectionState);
-    }
     let found = match known(lower) {
         Some(known) => known,
         None => {
             let text = std::str::from_utf8(lower).map_err(|_| Verdict::Unknown)?;
             let name: Rc<CStr> = CString::new(lower).map_err(|_| Verdict::Unknown)?.into();
             let (verdict, deny_oom) = verdict_from_server(ctx, text);
-            if verdict == Verdict::Unknown {
+            if matches!(verdict, Verdict::Unknown | Verdict::NoCommandInfo) {
                 // Unknown names are not kept: the cache stays as small as the command table.
                 return Err(verdict);
             }
@@ -205,6 +217,9 @@ fn refusal(name: &[u8], v: Verdict) -> RedisError {
         Verdict::Hblock => "HBLOCK commands cannot be fenced",
         Verdict::ConnectionState => {
             "commands that change the connection's state (SELECT, READONLY, READWRITE, ASKING) cannot be fenced"
+        }
+        Verdict::NoCommandInfo => {
+            "COMMAND INFO, which tells what may be fenced, failed (renamed by rename-command?)"
         }
         Verdict::Allowed => "refused",
     };
