@@ -4,6 +4,37 @@ use crate::error::Error;
 use hblock_core::proto::{HISTORY_FIELDS, HOLDER_FIELDS, INFO_NUMBERS, WAITER_FIELDS};
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
+/// The module's data type name (`TYPE key`), SCAN's `TYPE` filter.
+pub const LOCK_TYPE: &str = "hblock-lk";
+
+/// Keys SCAN looks at per call (its `COUNT`).
+pub const SCAN_COUNT: usize = 1000;
+
+/// Every lock key of the server behind `con` whose name matches `pattern`
+/// (every lock when None): one whole SCAN pass with `TYPE hblock-lk`. A
+/// key may come twice (the server rehashed during the pass).
+pub fn scan_lock_keys(
+    con: &mut impl ConnectionLike,
+    pattern: Option<&str>,
+) -> RedisResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor);
+        if let Some(pattern) = pattern {
+            cmd.arg("MATCH").arg(pattern);
+        }
+        cmd.arg("COUNT").arg(SCAN_COUNT).arg("TYPE").arg(LOCK_TYPE);
+        let (next, batch): (u64, Vec<Vec<u8>>) = cmd.query(con)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
 /// ACQUIRE's options: INTERVAL, MISSES, WAIT, BIND and LIMIT (None: not
 /// sent).
 #[derive(Clone, Copy, Debug, Default)]

@@ -9,7 +9,7 @@
 //! lock series are left out of that scrape; stderr says why once when a
 //! node's scrapes start failing and once when they recover.
 
-use crate::commands::{parse_holders, parse_info};
+use crate::commands::{parse_holders, parse_info, scan_lock_keys};
 use crate::conn::{connection_name, Client, Conn};
 use crate::error::Error;
 use crate::log::Condition;
@@ -24,8 +24,6 @@ use std::time::{Duration, Instant};
 /// (naming the connection, then `INFO hblock`), well within Prometheus's
 /// default `scrape_timeout` of 10 s.
 const REPLY_LIMIT: Duration = Duration::from_secs(2);
-/// Keys per SCAN call (its COUNT).
-const SCAN_COUNT: usize = 1000;
 /// HBLOCK.INFOs per pipeline: 1000 kept other clients waiting up to 6 ms
 /// (`hblock ls`'s measurement), 200 keeps each round trip short.
 const INFO_BATCH: usize = 200;
@@ -482,32 +480,14 @@ fn server_info(con: &mut Conn) -> RedisResult<Option<Vec<(String, u64)>>> {
 /// Every lock key matching one of `patterns` (all when empty): one SCAN
 /// pass per pattern with `TYPE hblock-lk`.
 fn scan(con: &mut Conn, patterns: &[String]) -> RedisResult<BTreeSet<Vec<u8>>> {
-    let all = [String::new()];
-    let patterns = if patterns.is_empty() {
-        &all[..]
-    } else {
-        patterns
-    };
     let mut keys = BTreeSet::new();
+    if patterns.is_empty() {
+        keys.extend(scan_lock_keys(con, None)?);
+    }
     for pattern in patterns {
-        let mut cursor: u64 = 0;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor);
-            if !pattern.is_empty() {
-                cmd.arg("MATCH").arg(pattern);
-            }
-            cmd.arg("COUNT")
-                .arg(SCAN_COUNT)
-                .arg("TYPE")
-                .arg("hblock-lk");
-            let (next, batch): (u64, Vec<Vec<u8>>) = cmd.query(con)?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        // An empty pattern is every lock, as no pattern is.
+        let pattern = (!pattern.is_empty()).then_some(pattern.as_str());
+        keys.extend(scan_lock_keys(con, pattern)?);
     }
     Ok(keys)
 }

@@ -9,17 +9,11 @@
 //! cluster node) between SCAN and INFO is skipped, and the next name takes
 //! its place under the limit.
 
-use crate::commands::{parse_info, LockInfo};
+use crate::commands::{parse_info, scan_lock_keys, LockInfo};
 use crate::conn::{Client, Node};
 use crate::error::Error;
 use redis::{RedisError, Value};
 use std::time::Duration;
-
-/// The module's data type name (`TYPE key`), SCAN's `TYPE` filter.
-pub const LOCK_TYPE: &str = "hblock-lk";
-
-/// Keys SCAN looks at per call (its `COUNT`).
-pub const SCAN_COUNT: usize = 1000;
 
 /// HBLOCK.INFO commands sent in one pipeline: Redis runs a pipeline's
 /// commands back to back, so a batch is what other clients may wait behind
@@ -144,24 +138,7 @@ fn require_module(node: &mut Node) -> Result<(), Error> {
 
 /// One SCAN pass over a node: the names of its locks matching `pattern`.
 fn scan_names(node: &mut Node, pattern: &str) -> Result<Vec<Vec<u8>>, Error> {
-    let mut names = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .arg("TYPE")
-            .arg(LOCK_TYPE)
-            .query(&mut node.con)?;
-        names.extend(keys);
-        if next == 0 {
-            return Ok(names);
-        }
-        cursor = next;
-    }
+    Ok(scan_lock_keys(&mut node.con, Some(pattern))?)
 }
 
 /// INFO of each name in `batch` (in its order), pipelined per node: None
