@@ -5,8 +5,8 @@
 //! boundary, nothing retained past a call, and every role change seen.
 
 use crate::support::{
-    acquire, call, error_of, eventually, info_bytes, info_field, lock_writes_refused, wait_in_sync,
-    Options, Server,
+    acquire, call, error_of, eventually, info_bytes, info_field, lock_writes_refused, used_memory,
+    wait_in_sync, Options, Server,
 };
 use redis::Value;
 use std::time::Duration;
@@ -24,12 +24,6 @@ fn fenced_mset(token: &str, pairs: usize, round: u8) -> Vec<Vec<u8>> {
         args.push(vec![(i as u8).wrapping_add(round); i]);
     }
     args
-}
-
-fn used_memory(c: &mut redis::Connection) -> i64 {
-    info_field(c, "memory", "used_memory")
-        .and_then(|v| v.parse().ok())
-        .expect("used_memory")
 }
 
 #[test]

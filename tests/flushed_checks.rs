@@ -5,7 +5,7 @@
 //! round, with the same clients connected.
 
 use crate::support::waiting::{joined, spawn_acquire, wait_for_key_waiters};
-use crate::support::{acquire, counter, eventually, info_field, Server};
+use crate::support::{acquire, counter, eventually, used_memory, Server};
 use redis::Connection;
 use std::time::{Duration, Instant};
 
@@ -15,12 +15,6 @@ const LOCKS: usize = 20_000;
 const SLACK: i64 = 1 << 20;
 /// A lease that outlives the test by far.
 const LONG: [&str; 4] = ["INTERVAL", "3600000", "MISSES", "1"];
-
-fn used_memory(c: &mut Connection) -> i64 {
-    info_field(c, "memory", "used_memory")
-        .and_then(|v| v.parse().ok())
-        .expect("used_memory")
-}
 
 /// `LOCKS` held locks with long leases in the database `c` has selected.
 fn fill(c: &mut Connection, tag: &str) {

@@ -259,6 +259,13 @@ pub fn info_field(c: &mut impl ConnectionLike, section: &str, field: &str) -> Op
         .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
 }
 
+/// `INFO memory`'s used_memory.
+pub fn used_memory(c: &mut impl ConnectionLike) -> i64 {
+    info_field(c, "memory", "used_memory")
+        .and_then(|v| v.parse().ok())
+        .expect("used_memory")
+}
+
 /// Waits until the replica is linked and has processed everything the
 /// master sent.
 pub fn wait_in_sync(master: &mut impl ConnectionLike, replica: &mut impl ConnectionLike) {
