@@ -162,11 +162,7 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
     ];
     for (cmd, why) in refused {
         let err = fenced(&mut c, "1", cmd).unwrap_err();
-        let text = format!(
-            "{} {}",
-            err.code().unwrap_or(""),
-            err.detail().unwrap_or("")
-        );
+        let text = error_text(&err);
         assert!(
             text.starts_with("ERR") && text.contains(why),
             "{cmd:?}: {text}"
@@ -184,31 +180,33 @@ fn blocking_transaction_unknown_and_hblock_commands_are_refused() {
     assert_eq!(here, 1);
 }
 
-#[test]
-fn renamed_connection_state_commands_are_refused_too() {
-    // An operator's `rename-command SELECT myselect`: the renamed command
-    // must not slip past the refusal and answer OK with no effect.
+/// A server started with `renames` (rename-command lines) in an included
+/// config file (kept in the returned directory), and `{app}:lock` held by
+/// `o` with token 1.
+fn renaming(renames: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("temp dir");
     let conf = dir.path().join("rename.conf");
-    std::fs::write(
-        &conf,
-        "rename-command SELECT myselect\nrename-command READWRITE myreadwrite\n",
-    )
-    .expect("write conf");
+    std::fs::write(&conf, renames).expect("write conf");
     let server = Server::with(Options::default().config("include", &conf.display().to_string()));
     let mut c = server.conn();
     assert_eq!(
         acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
         Some(1)
     );
+    (dir, server)
+}
+
+#[test]
+fn renamed_connection_state_commands_are_refused_too() {
+    // An operator's `rename-command SELECT myselect`: the renamed command
+    // must not slip past the refusal and answer OK with no effect.
+    let (_dir, server) =
+        renaming("rename-command SELECT myselect\nrename-command READWRITE myreadwrite\n");
+    let mut c = server.conn();
     let before = digest(&mut c);
     for cmd in [&["myselect", "1"][..], &["MySelect", "0"], &["myreadwrite"]] {
         let err = fenced(&mut c, "1", cmd).unwrap_err();
-        let text = format!(
-            "{} {}",
-            err.code().unwrap_or(""),
-            err.detail().unwrap_or("")
-        );
+        let text = error_text(&err);
         assert!(
             text.starts_with("ERR") && text.contains("connection's state"),
             "{cmd:?}: {text}"
@@ -224,15 +222,8 @@ fn without_command_info_fenced_says_so() {
     // `rename-command COMMAND ""` (a common hardening): FENCED cannot ask
     // what the wrapped command is, and must say that rather than call
     // every command unknown.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conf = dir.path().join("rename.conf");
-    std::fs::write(&conf, "rename-command COMMAND \"\"\n").expect("write conf");
-    let server = Server::with(Options::default().config("include", &conf.display().to_string()));
+    let (_dir, server) = renaming("rename-command COMMAND \"\"\n");
     let mut c = server.conn();
-    assert_eq!(
-        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
-        Some(1)
-    );
     let before = digest(&mut c);
     let err = fenced(&mut c, "1", &["SET", "{app}:s", "v"]).unwrap_err();
     let text = err.detail().unwrap_or("");
