@@ -456,14 +456,7 @@ fn at_size(server: &mut Server, n: usize, floor: Option<&std::path::Path>) -> Ve
 /// The floor module beside SET PX (what any module type with one ~36-byte
 /// record pays), and hblock beside the floor (what hblock adds to it).
 fn floor_rows(count: &str, lock: &Measured, set: &Measured, floor: &Measured) -> Vec<Row> {
-    let floor_vs_set = |name: String, floor: f64, set: f64| Row {
-        name,
-        unit: "s",
-        hblock: floor,
-        baseline_name: "SET key owner PX".into(),
-        baseline: set,
-        goal: None,
-    };
+    let floor_vs_set = |name: String, floor: f64, set: f64| row(&name, "s", floor, set, None);
     let lock_vs_floor = |name: String, lock: f64, floor: f64| Row {
         name,
         unit: "s",
