@@ -564,7 +564,13 @@ fn forged_restores_at_the_extremes_of_every_field_are_refused_or_harmless() {
 /// restart from the AOF end with the master's records.
 #[test]
 fn replicas_and_the_aof_end_with_the_masters_records() {
-    let mut master = Server::with(Options::default().config("appendonly", "yes"));
+    // `appendfsync always`: the SIGKILL below must not lose an answered write
+    // (everysec may postpone one behind a slow background fsync).
+    let mut master = Server::with(
+        Options::default()
+            .config("appendonly", "yes")
+            .config("appendfsync", "always"),
+    );
     let replica = Server::replica_of(&master);
     let mut c = master.conn();
     let mut r = replica.conn();

@@ -191,7 +191,14 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
 
 #[test]
 fn timers_are_rearmed_after_loading() {
-    let mut server = Server::with(Options::default().config("appendonly", "yes"));
+    // `appendfsync always`: with everysec Redis answers a write whose AOF
+    // write it postponed behind a slow background fsync, and the SIGKILL
+    // below would lose it (seen in CI).
+    let mut server = Server::with(
+        Options::default()
+            .config("appendonly", "yes")
+            .config("appendfsync", "always"),
+    );
     let mut c = server.conn();
     assert_eq!(
         acquire(&mut c, "rdb", "a", &["INTERVAL", "300", "MISSES", "1"]),
@@ -207,6 +214,8 @@ fn timers_are_rearmed_after_loading() {
     assert!(token.is_some_and(|t| t > 1 << 32), "{token:?}");
     server.crash_and_restart();
     let mut c = server.conn();
+    let loaded: i64 = redis::cmd("EXISTS").arg("aof").query(&mut c).unwrap();
+    assert_eq!(loaded, 1, "the AOF kept the acquire");
     let seen = eventually(Duration::from_secs(5), || {
         (counter(&mut c, "expired") == 1).then_some(())
     });
