@@ -195,7 +195,22 @@ impl Server {
                 }
             }
             if let Ok(mut conn) = self.try_conn() {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                if redis::cmd("PING").query::<String>(&mut conn).is_err() {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue; // not listening yet, or loading
+                }
+                // Ours, not another test's server that took the port between
+                // the free check and our bind (ours then exits, see above).
+                let pid = redis::cmd("INFO")
+                    .arg("server")
+                    .query::<String>(&mut conn)
+                    .ok()
+                    .and_then(|info| {
+                        info.lines()
+                            .find_map(|line| line.strip_prefix("process_id:"))
+                            .and_then(|pid| pid.trim().parse::<u32>().ok())
+                    });
+                if pid.is_some() && pid == self.pid() {
                     return true;
                 }
             }

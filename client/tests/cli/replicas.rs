@@ -66,15 +66,17 @@ fn run_on_a_cluster_rides_out_a_master_failover() {
     let mut sup = Supervisor::start_on(&urls, dir.path(), "a", &terms, SLEEPER);
     let child =
         wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(10)).expect("child started");
-    let cli = |args: &[&str]| {
+    // Seeds for the one-shot commands: the nodes running at the time (a
+    // stopped node's port may belong to another test's server by then).
+    let cli = |urls: &[String], args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hblock"));
         cmd.arg("--cluster");
-        for url in &urls {
+        for url in urls {
             cmd.arg("--redis").arg(url);
         }
         cmd.args(args).output().unwrap()
     };
-    let info = cli(&["info", "job", "--json"]);
+    let info = cli(&urls, &["info", "job", "--json"]);
     assert!(
         stdout(&info).contains("\"state\":\"held\""),
         "{}",
@@ -82,7 +84,7 @@ fn run_on_a_cluster_rides_out_a_master_failover() {
     );
     // Thin commands reach keys in every slot.
     for i in 0..10 {
-        let out = cli(&["acquire", &format!("thin:{i}"), "--owner", "t"]);
+        let out = cli(&urls, &["acquire", &format!("thin:{i}"), "--owner", "t"]);
         let token: i64 = stdout(&out).parse().unwrap_or(0);
         assert_eq!(code(&out), 0);
         assert!(token >= 1, "{}", stdout(&out));
@@ -110,7 +112,7 @@ fn run_on_a_cluster_rides_out_a_master_failover() {
         sup.wait_exit(Duration::from_secs(10)),
         Some(128 + libc::SIGTERM)
     );
-    let info = cli(&["info", "job", "--json"]);
+    let info = cli(&cluster.running_urls(), &["info", "job", "--json"]);
     // Released; after an unplanned promotion a lock not held is `held-back`
     // until its own lease (10 s) has passed since the promotion.
     let out = stdout(&info);
