@@ -201,16 +201,19 @@ fn tokens_never_go_backwards_across_crashes() {
         for i in 0..30 {
             let key = keys[i % keys.len()];
             let owner = format!("r{round}i{i}");
-            // A lease left held by the previous round expires within 50 ms.
+            // The three leases left held at the crash expire 50 ms after the
+            // restart; the others are released at once, and are long enough
+            // to outlast a slow fsync of the AOF before the reply.
+            let interval = if i < 27 { 5000 } else { 50 };
             let token: Option<i64> = redis::cmd("HBLOCK.ACQUIRE")
                 .arg(key)
                 .arg(&owner)
                 .arg("INTERVAL")
-                .arg(50)
+                .arg(interval)
                 .arg("MISSES")
                 .arg(1)
                 .arg("WAIT")
-                .arg(2000)
+                .arg(10000) // each grant waits for an fsync of the AOF
                 .query(&mut c)
                 .unwrap();
             let token = token.expect("granted within the WAIT");
@@ -361,7 +364,11 @@ fn an_rdb_of_encoding_4_loads_unchanged() {
 /// form is what this build writes for every change).
 #[test]
 fn an_aof_of_ten_field_records_from_an_earlier_build_loads() {
-    let options = Options::default().config("appendonly", "yes");
+    // `appendfsync always`: the BEAT below must be in the AOF when the
+    // server is SIGKILLed (everysec may postpone the write and still answer).
+    let options = Options::default()
+        .config("appendonly", "yes")
+        .config("appendfsync", "always");
     let mut server = Server::with(options);
     let mut c = server.conn();
     let _: i64 = redis::cmd("INCR").arg("x").query(&mut c).unwrap();
