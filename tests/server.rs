@@ -184,11 +184,14 @@ fn keyspace_notifications_for_acquire_release_and_expiry() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut c = server.conn();
+    // The first lease is released, not left to lapse: a long one, so that a
+    // client preempted between ACQUIRE and RELEASE does not see it expire.
     assert_eq!(
-        acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
+        acquire(&mut c, "lock", "a", &["INTERVAL", "600000"]),
         Some(1)
     );
-    let _: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"a", b"1"]).unwrap();
+    let released: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"a", b"1"]).unwrap();
+    assert_eq!(released, 1);
     assert_eq!(
         acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
         Some(2)
