@@ -70,11 +70,14 @@ fn a_lock_key_whose_ttl_ends_goes_to_the_first_waiter_at_once() {
     // A bounded wait: a waiter that is never granted fails instead of hanging.
     let waiter = spawn_acquire(&server, "lock", "w", &["WAIT", "5000"]);
     wait_for_key_waiters(&mut c, "lock", 1);
+    // Taken before the PEXPIRE is sent: the TTL ends at least 50 ms after
+    // this however long its reply takes to reach us (a client preempted
+    // after the reply would otherwise see the grant "early").
+    let set = Instant::now();
     let _: i64 = redis::cmd("PEXPIRE")
         .arg(&["lock", "50"])
         .query(&mut c)
         .unwrap();
-    let set = Instant::now();
     let (token, at) = joined(waiter);
     assert!(token.expect("granted when the TTL ended") > first);
     let delay = at.duration_since(set);
