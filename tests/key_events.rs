@@ -143,7 +143,9 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     let mut r = replica.conn();
     wait_in_sync(&mut m, &mut r);
     assert_eq!(acquire(&mut m, "lock", "a", &[]), Some(1));
-    let waiter = spawn_acquire(&master, "lock", "w", &["WAIT", "0"]);
+    // w's lease must not run out during the test: the promoted replica's
+    // one expiry is to be the late lease's.
+    let waiter = spawn_acquire(&master, "lock", "w", &["WAIT", "0", "INTERVAL", "600000"]);
     wait_for_key_waiters(&mut m, "lock", 1);
     assert_eq!(release(&mut m, "lock", "a", 1), 1);
     assert_eq!(joined(waiter).0, Some(2));
@@ -164,14 +166,19 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     );
 
     // A lease that runs out while the server is a replica is handled once it
-    // is promoted, with no command on the key.
+    // is promoted, with no command on the key. 3 s: long enough that the
+    // master dies before its deadline even when syncing is slow (else the
+    // master's own expiry replicates and the promoted replica has none left
+    // to decide).
+    let asked = Instant::now();
     assert_eq!(
-        acquire(&mut m, "late", "x", &["INTERVAL", "100", "MISSES", "1"]),
+        acquire(&mut m, "late", "x", &["INTERVAL", "3000", "MISSES", "1"]),
         Some(4)
     );
     wait_in_sync(&mut m, &mut r);
     drop(master); // the master dies before it sees the expiry
-    std::thread::sleep(Duration::from_millis(150));
+    let past_deadline = asked + Duration::from_millis(3150);
+    std::thread::sleep(past_deadline.saturating_duration_since(Instant::now()));
     assert_eq!(counter(&mut r, "expired"), 0, "a replica decides nothing");
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
