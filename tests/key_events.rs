@@ -210,23 +210,25 @@ fn timers_are_rearmed_after_loading() {
             .config("appendfsync", "always"),
     );
     let mut c = server.conn();
+    // Leases long enough to outlive the reload and the restart below on a
+    // busy host (one that lapsed before them would leave nothing to re-arm).
     assert_eq!(
-        acquire(&mut c, "rdb", "a", &["INTERVAL", "300", "MISSES", "1"]),
+        acquire(&mut c, "rdb", "a", &["INTERVAL", "1000", "MISSES", "1"]),
         Some(1)
     );
     let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
-    let seen = eventually(Duration::from_secs(5), || {
+    let seen = eventually(Duration::from_secs(10), || {
         (counter(&mut c, "expired") == 1).then_some(())
     });
     assert!(seen.is_some(), "expiry after DEBUG RELOAD");
     // DEBUG RELOAD started a new epoch (a master loading its files).
-    let token = acquire(&mut c, "aof", "a", &["INTERVAL", "300", "MISSES", "1"]);
+    let token = acquire(&mut c, "aof", "a", &["INTERVAL", "2000", "MISSES", "1"]);
     assert!(token.is_some_and(|t| t > 1 << 32), "{token:?}");
     server.crash_and_restart();
     let mut c = server.conn();
     let loaded: i64 = redis::cmd("EXISTS").arg("aof").query(&mut c).unwrap();
     assert_eq!(loaded, 1, "the AOF kept the acquire");
-    let seen = eventually(Duration::from_secs(5), || {
+    let seen = eventually(Duration::from_secs(10), || {
         (counter(&mut c, "expired") == 1).then_some(())
     });
     assert!(seen.is_some(), "expiry after an AOF restart");
