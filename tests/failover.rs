@@ -57,8 +57,11 @@ fn promote(r: &mut Connection) {
 
 /// A master with a replica in sync that knows a 30-minute lease, taken once
 /// and released, and a short one; then the master is killed and the
-/// replica promoted by hand (the link is down: unplanned).
-fn crashed_master_with(walkthrough_ms: &str) -> (Server, Connection) {
+/// replica promoted by hand (the link is down: unplanned). Also returns the
+/// instant just before REPLICAOF NO ONE was sent: the promotion, and so every
+/// delay counted from it, comes later, however long its reply takes to reach
+/// a busy test process.
+fn crashed_master_with(walkthrough_ms: &str) -> (Server, Connection, Instant) {
     let mut master = Server::start();
     let replica = Server::replica_of(&master);
     let (mut m, mut r) = (master.conn(), replica.conn());
@@ -68,14 +71,14 @@ fn crashed_master_with(walkthrough_ms: &str) -> (Server, Connection) {
     release(&mut m, "short", "me", t);
     crate::support::wait_in_sync(&mut m, &mut r);
     crash(&mut master, &mut r);
+    let promoted = Instant::now();
     promote(&mut r);
-    (replica, r)
+    (replica, r, promoted)
 }
 
 #[test]
 fn a_long_lease_taken_once_holds_back_that_lock_only() {
-    let (_replica, mut r) = crashed_master_with("600000");
-    let promoted = Instant::now();
+    let (_replica, mut r, promoted) = crashed_master_with("600000");
     // The 30-minute lock: held back for its own lease, and INFO says so.
     assert_eq!(acquire(&mut r, "walkthrough", "b", &[]), None);
     assert_eq!(state(&mut r, "walkthrough"), "held-back");
@@ -122,8 +125,7 @@ fn a_long_lease_taken_once_holds_back_that_lock_only() {
 
 #[test]
 fn config_set_shortens_lengthens_and_serves_waiters_at_the_new_end() {
-    let (replica, mut r) = crashed_master_with("600000");
-    let promoted = Instant::now();
+    let (replica, mut r, promoted) = crashed_master_with("600000");
     let url = replica.url();
     let waiter = std::thread::spawn(move || {
         let mut w = redis::Client::open(url).unwrap().get_connection().unwrap();
