@@ -338,7 +338,7 @@ fn the_delay_left_counts_only_records_that_still_exist() {
     crash(&mut master, &mut r);
     promote(&mut r);
     // Only keys without a record (the 3 s default) and the short leases.
-    let exact = crate::support::eventually(Duration::from_secs(2), || {
+    let exact = crate::support::eventually(Duration::from_secs(10), || {
         let left = delay_left(&mut r);
         (left <= 3000).then_some(left)
     });
