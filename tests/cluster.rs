@@ -184,7 +184,9 @@ fn a_master_failover_keeps_the_lease_and_the_token_sequence() {
     // node's slot map and asks it, which answers RELEASE with 0 (the likely
     // cause of the one failure seen here, on Valkey 8.1, when `client()` and
     // `master_of` still tried stopped nodes). One takes it here, a node that
-    // serves every slot itself: nothing below may reach it.
+    // serves every slot itself: nothing below may reach it. (The harness
+    // keeps a stopped server's port reserved: released for the squatter.)
+    cluster.nodes[master].release_port();
     let squatter = crate::support::cluster::single_node(
         crate::support::Options::default().port(cluster.nodes[master].port),
     );

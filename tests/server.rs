@@ -290,3 +290,27 @@ fn the_repository_redis_conf_loads_the_module() {
     let _ = child.wait();
     assert_eq!(token, Some(1));
 }
+
+/// The harness keeps the port of a server stopped on purpose: another
+/// server (another test's) cannot take it while clients still try that
+/// address, and the stopped one starts there again.
+#[test]
+fn a_stopped_servers_port_stays_its_own_until_it_starts_again() {
+    let mut stopped = Server::start();
+    let port = stopped.port;
+    stopped.stop();
+    let refused = redis::Client::open(stopped.url()).and_then(|c| c.get_connection());
+    assert!(
+        refused.is_err(),
+        "nothing answers on a stopped server's port"
+    );
+    let other = Server::with(Options::default().port(port));
+    assert_ne!(
+        other.port, port,
+        "another server took the stopped one's port"
+    );
+    stopped.relaunch();
+    assert_eq!(stopped.port, port, "restarted on its own port");
+    let pong: String = redis::cmd("PING").query(&mut stopped.conn()).unwrap();
+    assert_eq!(pong, "PONG");
+}
