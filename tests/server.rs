@@ -275,11 +275,16 @@ fn the_repository_redis_conf_loads_the_module() {
             .spawn()
             .unwrap();
     let url = format!("redis://127.0.0.1:{port}/");
+    let pid = child.id().to_string();
     let token = crate::support::eventually(Duration::from_secs(10), || {
         let mut c = redis::Client::open(url.as_str())
             .ok()?
             .get_connection()
             .ok()?;
+        // Our child, not another test's server that took the port first.
+        if crate::support::info_field(&mut c, "server", "process_id")? != pid {
+            return None;
+        }
         redis::cmd("HBLOCK.ACQUIRE")
             .arg("conf")
             .arg("me")
