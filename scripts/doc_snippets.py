@@ -77,14 +77,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ping(port, timeout=10.0):
+def ping(port, timeout=10.0, proc=None):
+    """True once a server answers on `port`; with `proc`, once that server is
+    `proc` (INFO's process_id), not another that took the port first (ours
+    then exits, and we stop looking)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
         try:
-            out = subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
-                                 text=True, timeout=2).stdout.strip()
-            if out == "PONG":
-                return True
+            if proc is None:
+                out = subprocess.run(["redis-cli", "-p", str(port), "PING"],
+                                     capture_output=True, text=True, timeout=2).stdout.strip()
+                if out == "PONG":
+                    return True
+            else:
+                out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "server"],
+                                     capture_output=True, text=True, timeout=2).stdout
+                if f"process_id:{proc.pid}\r" in out or f"process_id:{proc.pid}\n" in out:
+                    return True
         except subprocess.TimeoutExpired:
             pass
         time.sleep(0.05)
@@ -96,19 +107,23 @@ class Server:
 
     def __init__(self, extra_conf=""):
         self.dir = tempfile.mkdtemp(prefix="hblock-doc-")
-        self.port = free_port()
-        conf = os.path.join(self.dir, "redis.conf")
-        with open(conf, "w") as f:
-            f.write(extra_conf.replace("/path/to/libhblock.so", MODULE) + "\n")
-            if "loadmodule" not in extra_conf:
-                f.write(f"loadmodule {MODULE}\n")
-            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave \"\"\n"
-                    "logfile redis.log\nenable-debug-command yes\n")
-        self.proc = subprocess.Popen([SERVER, conf], cwd=self.dir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        if not ping(self.port):
+        # Another free port when ours was taken between free_port() and the
+        # server's bind (it then exits).
+        for _ in range(5):
+            self.port = free_port()
+            conf = os.path.join(self.dir, "redis.conf")
+            with open(conf, "w") as f:
+                f.write(extra_conf.replace("/path/to/libhblock.so", MODULE) + "\n")
+                if "loadmodule" not in extra_conf:
+                    f.write(f"loadmodule {MODULE}\n")
+                f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave \"\"\n"
+                        "logfile redis.log\nenable-debug-command yes\n")
+            self.proc = subprocess.Popen([SERVER, conf], cwd=self.dir,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if ping(self.port, proc=self.proc):
+                return
             self.stop()
-            raise RuntimeError(f"server did not start:\n{self.log()}")
+        raise RuntimeError(f"server did not start:\n{self.log()}")
 
     @property
     def url(self):
@@ -370,7 +385,7 @@ def check_sentinel(text):
         proc = subprocess.Popen([SERVER, conf, "--sentinel"], cwd=where,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            assert ping(port), "the Sentinel did not start"
+            assert ping(port, proc=proc), "the Sentinel did not start"
             name = re.search(r"^sentinel monitor (\S+)", text, re.M)
             assert name, "no 'sentinel monitor' line"
             out = subprocess.run(["redis-cli", "-p", str(port), "SENTINEL",

@@ -236,15 +236,16 @@ fn bind_errors_change_nothing() {
     let exists: i64 = redis::cmd("EXISTS").arg("k").query(&mut c).unwrap();
     assert_eq!(exists, 0, "nothing created");
     // The grace is checked against the lease this call leaves: the holder's
-    // terms when it renews.
-    let token = acquire(&mut c, "k", "a", &["INTERVAL", "100", "MISSES", "2"]).unwrap();
+    // terms when it renews. Terms (20 s) that cannot run out between these
+    // calls, whose bound differs from the default terms' 3000.
+    let token = acquire(&mut c, "k", "a", &["INTERVAL", "10000", "MISSES", "2"]).unwrap();
     let err = redis::cmd("HBLOCK.ACQUIRE")
-        .arg(&["k", "a", "BIND", "201"])
+        .arg(&["k", "a", "BIND", "20001"])
         .query::<Value>(&mut c)
         .expect_err("longer than the lease");
     assert_eq!(
         error_text(&err),
-        "ERR BIND must be an integer from 0 to 200"
+        "ERR BIND must be an integer from 0 to 20000"
     );
     let err = redis::cmd("HBLOCK.ACQUIRE")
         .arg(&["k", "a", "BIND", "-1"])
@@ -252,7 +253,7 @@ fn bind_errors_change_nothing() {
         .expect_err("negative");
     assert_eq!(
         error_text(&err),
-        "ERR BIND must be an integer from 0 to 200"
+        "ERR BIND must be an integer from 0 to 20000"
     );
     assert_eq!(info_int(&mut c, "k", "bound"), 0);
     assert_eq!(info_int(&mut c, "k", "beats"), 0, "not renewed");

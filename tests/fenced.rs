@@ -1,7 +1,9 @@
 //! HBLOCK.FENCED and HBLOCK.CHECK: writes that happen only while the caller
 //! holds the live lease, checked inside Redis.
 
-use crate::support::{acquire, call, digest, error_of, error_text, wait_in_sync, Options, Server};
+use crate::support::{
+    acquire, call, digest, error_of, error_text, eventually, state, wait_in_sync, Options, Server,
+};
 use redis::Value;
 use std::time::Duration;
 
@@ -26,13 +28,10 @@ fn data(c: &mut redis::Connection) -> String {
 fn writes_apply_only_for_the_live_holder_and_replies_pass_through() {
     let server = Server::start();
     let mut c = server.conn();
+    // A lease that cannot lapse between these calls however slowly this
+    // client runs; refusals_write_nothing lets it expire on purpose.
     assert_eq!(
-        acquire(
-            &mut c,
-            "{app}:lock",
-            "o",
-            &["INTERVAL", "100", "MISSES", "2"]
-        ),
+        acquire(&mut c, "{app}:lock", "o", &["INTERVAL", "60000"]),
         Some(1)
     );
     assert_eq!(
@@ -67,9 +66,9 @@ fn writes_apply_only_for_the_live_holder_and_replies_pass_through() {
     assert!(matches!(flat, Value::Array(_)), "{flat:?}");
 }
 
-/// With `{app}:lock` held by "o" under token 1 (a 200 ms lease): a stale
-/// token, another owner, the lease expired, released, a missing lock, bad
-/// syntax; all refused, none writes.
+/// With `{app}:lock` held by "o" under token 1: a stale token, another
+/// owner, the lease expired (renewed with 200 ms terms, left to lapse),
+/// released, a missing lock, bad syntax; all refused, none writes.
 fn refusals_write_nothing(c: &mut redis::Connection) {
     let before = data(c);
     // A stale token, another owner: NOTHELD, nothing written.
@@ -92,7 +91,12 @@ fn refusals_write_nothing(c: &mut redis::Connection) {
         "{other}"
     );
     // Expired (no beat for 200 ms), released, missing.
-    std::thread::sleep(Duration::from_millis(250));
+    let renewed = acquire(c, "{app}:lock", "o", &["INTERVAL", "100", "MISSES", "2"]);
+    assert_eq!(renewed, Some(1));
+    let lapsed = eventually(Duration::from_secs(5), || {
+        (state(c, "{app}:lock") == "expired").then_some(())
+    });
+    assert!(lapsed.is_some(), "the 200 ms lease never lapsed");
     let expired = fenced(c, "1", &["INCR", "{app}:n"]).unwrap_err();
     assert_eq!(expired.detail(), Some("the lease expired"));
     assert_eq!(acquire(c, "{app}:lock", "o", &[]), Some(2));
@@ -366,13 +370,9 @@ fn replicas_and_the_aof_get_the_wrapped_effect_once() {
     wait_in_sync(&mut m, &mut r);
     let mut accepted = 0;
     for round in 0..20i64 {
-        let token = acquire(
-            &mut m,
-            "{app}:lock",
-            "o",
-            &["INTERVAL", "30", "MISSES", "1"],
-        )
-        .expect("granted");
+        // A long lease while the two FENCED calls are made (a client
+        // preempted between them must not see it lapse)...
+        let token = acquire(&mut m, "{app}:lock", "o", &["INTERVAL", "60000"]).expect("granted");
         for (t, value) in [(token, "ok"), (token + 100, "stale")] {
             let set = redis::cmd("HBLOCK.FENCED")
                 .arg(&[
@@ -387,7 +387,18 @@ fn replicas_and_the_aof_get_the_wrapped_effect_once() {
             accepted += i32::from(set.is_ok());
         }
         if round % 3 == 0 {
-            std::thread::sleep(Duration::from_millis(40)); // the lease expires
+            // ... then renewed with 30 ms terms, left to expire.
+            let renewed = acquire(
+                &mut m,
+                "{app}:lock",
+                "o",
+                &["INTERVAL", "30", "MISSES", "1"],
+            );
+            assert_eq!(renewed, Some(token));
+            let lapsed = eventually(Duration::from_secs(5), || {
+                (state(&mut m, "{app}:lock") == "expired").then_some(())
+            });
+            assert!(lapsed.is_some(), "the lease expires");
         } else {
             let _: i64 = call(
                 &mut m,

@@ -70,11 +70,14 @@ fn a_lock_key_whose_ttl_ends_goes_to_the_first_waiter_at_once() {
     // A bounded wait: a waiter that is never granted fails instead of hanging.
     let waiter = spawn_acquire(&server, "lock", "w", &["WAIT", "5000"]);
     wait_for_key_waiters(&mut c, "lock", 1);
+    // Taken before the PEXPIRE is sent: the TTL ends at least 50 ms after
+    // this however long its reply takes to reach us (a client preempted
+    // after the reply would otherwise see the grant "early").
+    let set = Instant::now();
     let _: i64 = redis::cmd("PEXPIRE")
         .arg(&["lock", "50"])
         .query(&mut c)
         .unwrap();
-    let set = Instant::now();
     let (token, at) = joined(waiter);
     assert!(token.expect("granted when the TTL ended") > first);
     let delay = at.duration_since(set);
@@ -140,7 +143,9 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     let mut r = replica.conn();
     wait_in_sync(&mut m, &mut r);
     assert_eq!(acquire(&mut m, "lock", "a", &[]), Some(1));
-    let waiter = spawn_acquire(&master, "lock", "w", &["WAIT", "0"]);
+    // w's lease must not run out during the test: the promoted replica's
+    // one expiry is to be the late lease's.
+    let waiter = spawn_acquire(&master, "lock", "w", &["WAIT", "0", "INTERVAL", "600000"]);
     wait_for_key_waiters(&mut m, "lock", 1);
     assert_eq!(release(&mut m, "lock", "a", 1), 1);
     assert_eq!(joined(waiter).0, Some(2));
@@ -161,14 +166,19 @@ fn hand_offs_replicate_and_a_promoted_replica_takes_over_expiries() {
     );
 
     // A lease that runs out while the server is a replica is handled once it
-    // is promoted, with no command on the key.
+    // is promoted, with no command on the key. 3 s: long enough that the
+    // master dies before its deadline even when syncing is slow (else the
+    // master's own expiry replicates and the promoted replica has none left
+    // to decide).
+    let asked = Instant::now();
     assert_eq!(
-        acquire(&mut m, "late", "x", &["INTERVAL", "100", "MISSES", "1"]),
+        acquire(&mut m, "late", "x", &["INTERVAL", "3000", "MISSES", "1"]),
         Some(4)
     );
     wait_in_sync(&mut m, &mut r);
     drop(master); // the master dies before it sees the expiry
-    std::thread::sleep(Duration::from_millis(150));
+    let past_deadline = asked + Duration::from_millis(3150);
+    std::thread::sleep(past_deadline.saturating_duration_since(Instant::now()));
     assert_eq!(counter(&mut r, "expired"), 0, "a replica decides nothing");
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
@@ -200,23 +210,25 @@ fn timers_are_rearmed_after_loading() {
             .config("appendfsync", "always"),
     );
     let mut c = server.conn();
+    // Leases long enough to outlive the reload and the restart below on a
+    // busy host (one that lapsed before them would leave nothing to re-arm).
     assert_eq!(
-        acquire(&mut c, "rdb", "a", &["INTERVAL", "300", "MISSES", "1"]),
+        acquire(&mut c, "rdb", "a", &["INTERVAL", "1000", "MISSES", "1"]),
         Some(1)
     );
     let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
-    let seen = eventually(Duration::from_secs(5), || {
+    let seen = eventually(Duration::from_secs(10), || {
         (counter(&mut c, "expired") == 1).then_some(())
     });
     assert!(seen.is_some(), "expiry after DEBUG RELOAD");
     // DEBUG RELOAD started a new epoch (a master loading its files).
-    let token = acquire(&mut c, "aof", "a", &["INTERVAL", "300", "MISSES", "1"]);
+    let token = acquire(&mut c, "aof", "a", &["INTERVAL", "2000", "MISSES", "1"]);
     assert!(token.is_some_and(|t| t > 1 << 32), "{token:?}");
     server.crash_and_restart();
     let mut c = server.conn();
     let loaded: i64 = redis::cmd("EXISTS").arg("aof").query(&mut c).unwrap();
     assert_eq!(loaded, 1, "the AOF kept the acquire");
-    let seen = eventually(Duration::from_secs(5), || {
+    let seen = eventually(Duration::from_secs(10), || {
         (counter(&mut c, "expired") == 1).then_some(())
     });
     assert!(seen.is_some(), "expiry after an AOF restart");
@@ -227,8 +239,10 @@ fn timers_are_rearmed_after_loading() {
 fn leases_renamed_copied_or_moved_end_at_the_new_name_and_the_source_expires_on_time() {
     let server = Server::start();
     let mut c = server.conn();
+    // 2 s: the three commands below come before the deadlines even on a
+    // busy host.
     for key in ["renamed", "copied", "moved"] {
-        assert!(acquire(&mut c, key, "a", &["INTERVAL", "200", "MISSES", "1"]).is_some());
+        assert!(acquire(&mut c, key, "a", &["INTERVAL", "2000", "MISSES", "1"]).is_some());
     }
     let _: () = redis::cmd("RENAME")
         .arg("renamed")

@@ -20,18 +20,19 @@ fn nothing_is_written_while_clients_are_paused() {
     let (mut m, mut r) = (master.conn(), replica.conn());
     wait_in_sync(&mut m, &mut r);
     let expired_before = counter(&mut m, "expired");
-    // Deadlines 400-600 ms away, inside the 1500 ms pause below even when the
-    // set-up up to it is slow (a busy CI host). The counter is compared from
-    // the pause's start: a lease whose deadline passed while the server was
-    // busy may still expire in the event-loop turn before CLIENT PAUSE.
-    acquire(&mut m, "k", "owner", &["INTERVAL", "600", "MISSES", "1"]);
+    // Deadlines 1200-1500 ms away, inside the 3000 ms pause below even when
+    // the set-up up to it is slow (a busy CI host: a client preempted for a
+    // while after each reply). The counter is compared from the pause's
+    // start: a lease whose deadline passed while the server was busy may
+    // still expire in the event-loop turn before CLIENT PAUSE.
+    acquire(&mut m, "k", "owner", &["INTERVAL", "1500", "MISSES", "1"]);
     let mut pipe = redis::pipe();
     for i in 0..50 {
         pipe.cmd("HBLOCK.ACQUIRE")
             .arg(format!("lapse:{i}"))
             .arg("o")
             .arg("INTERVAL")
-            .arg(400 + 2 * i)
+            .arg(1200 + 2 * i)
             .arg("MISSES")
             .arg(1)
             .ignore();
@@ -40,16 +41,18 @@ fn nothing_is_written_while_clients_are_paused() {
     let (_, waiter) = blocked_waiter(&master, "k", "next");
     wait_for_waiters(&mut m, 1);
 
+    // Taken before the pause is asked: it ends 3000 ms after a moment later
+    // than this, however long its reply takes to reach us.
+    let paused_at = Instant::now();
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
-        .arg(1500)
+        .arg(3000)
         .arg("WRITE")
         .query(&mut m)
         .unwrap();
-    let paused_at = Instant::now();
     let expired_at_pause = counter(&mut m, "expired");
-    std::thread::sleep(Duration::from_millis(800));
-    // Leases ran out during the pause (k's 600 ms among them), but nothing
+    std::thread::sleep(Duration::from_millis(1600));
+    // Leases ran out during the pause (k's 1500 ms among them), but nothing
     // was decided or written.
     assert_eq!(counter(&mut m, "expired"), expired_at_pause);
     assert_eq!(info_bytes(&mut m, "k", "owner"), Some(b"owner".to_vec()));
@@ -60,7 +63,7 @@ fn nothing_is_written_while_clients_are_paused() {
 
     // After the pause the expiries happen at once and the waiter gets the lock.
     let (reply, pong) = waiter.join().unwrap();
-    assert!(paused_at.elapsed() >= Duration::from_millis(1400));
+    assert!(paused_at.elapsed() >= Duration::from_millis(2900));
     assert!(matches!(reply.unwrap(), Value::Int(t) if t > 1));
     assert_eq!(pong, "after");
     assert!(counter(&mut m, "expired") >= expired_before + 51);

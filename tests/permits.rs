@@ -143,8 +143,9 @@ fn a_waiter_is_granted_at_a_holders_expiry_and_at_its_connection_close() {
     let server = Server::start();
     let mut c = server.conn();
     // x's lease runs out by itself; y's is bound to a connection we close.
-    let short = ["INTERVAL", "300", "MISSES", "1", "LIMIT", "2"];
-    let x = acquire(&mut c, "sem", "x", &short).unwrap();
+    // x holds long terms until both waiters are queued (on a busy host that
+    // can take longer than a short lease), then renews with 300 ms ones.
+    let x = acquire(&mut c, "sem", "x", &["INTERVAL", "60000", "LIMIT", "2"]).unwrap();
     let mut bound = server.conn();
     let y = acquire(
         &mut bound,
@@ -171,6 +172,8 @@ fn a_waiter_is_granted_at_a_holders_expiry_and_at_its_connection_close() {
         &["INTERVAL", "60000", "WAIT", "0", "LIMIT", "2"],
     );
     wait_for_key_waiters(&mut c, "sem", 2);
+    let short = ["INTERVAL", "300", "MISSES", "1", "LIMIT", "2"];
+    assert_eq!(acquire(&mut c, "sem", "x", &short), Some(x), "renewed");
     // x expires: w1 (the head) gets its permit at that moment.
     let w1_token = joined(w1).0.unwrap();
     assert!(w1_token > y);

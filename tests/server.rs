@@ -184,11 +184,14 @@ fn keyspace_notifications_for_acquire_release_and_expiry() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut c = server.conn();
+    // The first lease is released, not left to lapse: a long one, so that a
+    // client preempted between ACQUIRE and RELEASE does not see it expire.
     assert_eq!(
-        acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
+        acquire(&mut c, "lock", "a", &["INTERVAL", "600000"]),
         Some(1)
     );
-    let _: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"a", b"1"]).unwrap();
+    let released: i64 = call(&mut c, &[b"HBLOCK.RELEASE", b"lock", b"a", b"1"]).unwrap();
+    assert_eq!(released, 1);
     assert_eq!(
         acquire(&mut c, "lock", "a", &["INTERVAL", "20", "MISSES", "1"]),
         Some(2)
@@ -272,11 +275,16 @@ fn the_repository_redis_conf_loads_the_module() {
             .spawn()
             .unwrap();
     let url = format!("redis://127.0.0.1:{port}/");
+    let pid = child.id().to_string();
     let token = crate::support::eventually(Duration::from_secs(10), || {
         let mut c = redis::Client::open(url.as_str())
             .ok()?
             .get_connection()
             .ok()?;
+        // Our child, not another test's server that took the port first.
+        if crate::support::info_field(&mut c, "server", "process_id")? != pid {
+            return None;
+        }
         redis::cmd("HBLOCK.ACQUIRE")
             .arg("conf")
             .arg("me")
@@ -286,4 +294,28 @@ fn the_repository_redis_conf_loads_the_module() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(token, Some(1));
+}
+
+/// The harness keeps the port of a server stopped on purpose: another
+/// server (another test's) cannot take it while clients still try that
+/// address, and the stopped one starts there again.
+#[test]
+fn a_stopped_servers_port_stays_its_own_until_it_starts_again() {
+    let mut stopped = Server::start();
+    let port = stopped.port;
+    stopped.stop();
+    let refused = redis::Client::open(stopped.url()).and_then(|c| c.get_connection());
+    assert!(
+        refused.is_err(),
+        "nothing answers on a stopped server's port"
+    );
+    let other = Server::with(Options::default().port(port));
+    assert_ne!(
+        other.port, port,
+        "another server took the stopped one's port"
+    );
+    stopped.relaunch();
+    assert_eq!(stopped.port, port, "restarted on its own port");
+    let pong: String = redis::cmd("PING").query(&mut stopped.conn()).unwrap();
+    assert_eq!(pong, "PONG");
 }

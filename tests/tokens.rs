@@ -125,12 +125,14 @@ fn a_promotion_after_lost_grants_never_reuses_their_tokens() {
         seen,
         "the replica never got the lost grants"
     );
+    // Taken before the promotion is asked: the delay starts later than this
+    // however long the reply takes to reach a busy test process.
+    let promoted = Instant::now();
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
         .arg("ONE")
         .query(&mut r)
         .unwrap();
-    let promoted = Instant::now();
     // Held off: the lock is not held by the promoted server's records.
     assert_eq!(acquire(&mut r, "k", "b", &[]), None);
     let ttl = info_int(&mut r, "k", "ttl");

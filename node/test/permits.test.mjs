@@ -30,7 +30,9 @@ describe("permits", () => {
   });
 
   test("limit 3: three hold with distinct tokens and fenced writes, the 4th gets a released permit", async () => {
-    const opts = { limit: 3, intervalMs: 200, bindMs: 1000 };
+    // 200 ms beats, a 2 s lease: a test process starved for a moment keeps
+    // its permits; the 2.5 s sleep below still outlasts the lease.
+    const opts = { limit: 3, intervalMs: 200, misses: 10, bindMs: 1000 };
     const holders = [];
     for (let i = 0; i < 3; i++) holders.push(await hblock.acquire(redis, "p:sem", { ...opts, owner: `w${i}` }));
     const tokens = holders.map((l) => l.token);
@@ -46,7 +48,7 @@ describe("permits", () => {
       return lease;
     });
     assert.ok(await eventually(async () => (await info(redis, "p:sem")).waiters === 1), "the fourth waits");
-    await sleep(800); // several beats: the three keep their permits, the fourth keeps waiting
+    await sleep(2500); // longer than the lease: beats keep the three permits, the fourth keeps waiting
     assert.equal(granted, null);
     assert.ok(holders.every((l) => !l.lost));
     const released = performance.now();

@@ -66,8 +66,17 @@ export class Server {
     s.extra = extra;
     s.module = module;
     s.sentinel = sentinel;
-    await s.start();
-    return s;
+    // A port another server took between freePort() and our bind (ours then
+    // exits): another free one, unless this port was asked for.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await s.start();
+        return s;
+      } catch (err) {
+        if (port !== null || attempt >= 5) throw err;
+        s.port = await freePort();
+      }
+    }
   }
 
   get url() {
@@ -83,14 +92,22 @@ export class Server {
     running.add(this.proc);
     const probe = new Redis(this.port, "127.0.0.1", { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     probe.on("error", () => {});
+    const proc = this.proc;
+    // Up, and ours: INFO's process_id is our child's (not another server's
+    // that took the port first; ours then exits, and we stop looking).
     const up = await eventually(async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return "exited";
       try {
         if (probe.status !== "ready") { probe.disconnect(); await probe.connect(); }
-        return (await probe.ping()) === "PONG";
+        const info = await probe.info("server");
+        return /^process_id:(\d+)/m.exec(info)?.[1] === String(proc.pid);
       } catch { return false; }
     }, 10000);
     probe.disconnect();
-    if (!up) throw new Error(`${SERVER_BIN} did not start on port ${this.port}`);
+    if (up !== true) {
+      await this.stop();
+      throw new Error(`${SERVER_BIN} did not start on port ${this.port}`);
+    }
   }
 
   client(opts = {}) {

@@ -28,6 +28,8 @@ class Server:
     def __init__(self, extra: List[str], module: bool = True, port: "int | None" = None,
                  password: "str | None" = None) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="hblock-py-")
+        self.fixed_port = port is not None
+        self.started_once = False
         self.port = port or free_port()
         self.extra = extra
         self.module = module
@@ -40,6 +42,20 @@ class Server:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Starts the server; a port that is not ours (another server took it
+        between free_port() and our bind: ours exits) is swapped for another
+        free one on a first start, when no port was asked for."""
+        for _ in range(5):
+            if self._launch():
+                return
+            if self.fixed_port or self.started_once:
+                break
+            self.port = free_port()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _launch(self) -> bool:
+        """Spawns the server; True once it answers on our port as our process
+        (INFO's process_id), False if it exited (port taken) or never did."""
         module = os.environ.get("HBLOCK_MODULE", str(ROOT / "target/release/libhblock.so"))
         self.proc = subprocess.Popen(
             [os.environ.get("SERVER_BIN", "redis-server"), "--port", str(self.port),
@@ -47,14 +63,21 @@ class Server:
              *(["--loadmodule", module] if self.module else []), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port, socket_timeout=1, password=self.password).ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}")
+        probe = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1,
+                            password=self.password)
+        try:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if probe.info("server").get("process_id") == self.proc.pid:
+                        self.started_once = True
+                        return True
+                except redis.RedisError:
+                    pass
                 time.sleep(0.02)
+        finally:
+            probe.close()
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -50,7 +50,7 @@ def test_a_failing_check_stops_the_work_and_releases(server, failure):
         return "the work ended"
 
     with pytest.raises(hblock.CheckFailed) as caught:
-        hblock.run(client, "k", work, interval_ms=100, misses=3,
+        hblock.run(client, "k", work, interval_ms=1000, misses=3,
                    check=check, check_every=EVERY, check_timeout=EVERY, check_failures=FAILURES)
     hang.set()
     assert isinstance(caught.value, hblock.LeaseLost)

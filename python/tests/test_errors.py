@@ -323,7 +323,7 @@ def test_the_acl_docs_python_md_names_is_enough(server, caplog):
     changes = hblock.watch(client, "jobs:leader")
     try:
         assert next(changes) is None
-        with hblock.Lease(client, "jobs:leader", owner="w", interval_ms=100) as lease:
+        with hblock.Lease(client, "jobs:leader", owner="w", interval_ms=1000) as lease:
             assert next(changes)["token"] == lease.token
             with pytest.raises(hblock.NotAcquired) as caught:
                 hblock.Lease(client, "jobs:leader", blocking_timeout=0.3).acquire()

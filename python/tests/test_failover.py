@@ -110,8 +110,9 @@ class SentinelProc:
         assert eventually(self._up, within=10), "the Sentinel started"
 
     def _up(self) -> bool:
+        """Up, and ours: not another server that took the port first."""
         try:
-            return bool(self.client.ping())
+            return self.client.info("server").get("process_id") == self.proc.pid
         except redis.RedisError:
             return False
 

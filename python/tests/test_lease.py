@@ -141,15 +141,18 @@ def test_kill_9_of_a_bound_holder_hands_over_within_the_grace(server):
         t.join(5)
         took = got["at"] - killed
         print(f"kill -9 of a bound holder -> standby granted {took * 1000:.0f} ms later (grace 100 ms)")
-        # Far inside the default 3 s lease: the closed connection ended it.
-        assert took < 1.5
+        # The default 3 s lease, last beaten at most 1 s before the kill, ends
+        # no earlier than 2 s after it: sooner, the closed connection ended it.
+        assert took < 1.9
         assert got["bound"] == 0, "bind_ms=None: a plain lease"
         assert client.info("hblock")["hblock_unbound"] == 1
 
 
 def test_a_restart_inside_the_lease_keeps_it(aof_server):
     client = aof_server.client()
-    with hblock.Lease(client, "k", interval_ms=200, misses=10) as lease:
+    # A 6 s lease: the restart (a process start and an AOF load, slow on a
+    # busy host) stays inside it.
+    with hblock.Lease(client, "k", interval_ms=200, misses=30) as lease:
         aof_server.stop()
         aof_server.start()
         assert eventually(lambda: info(client, "k")["beats"] >= 1)

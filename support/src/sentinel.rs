@@ -72,15 +72,16 @@ impl SentinelProc {
                 dir,
                 port,
             };
+            let pid = s.child.as_ref().map(|c| c.id().to_string());
             let up = eventually(Duration::from_secs(10), || {
                 if let Some(Ok(Some(_))) = s.child.as_mut().map(|c| c.try_wait()) {
-                    return Some(false);
+                    return Some(false); // exited: the port was taken
                 }
                 let mut c = s.try_conn().ok()?;
-                redis::cmd("PING")
-                    .query::<String>(&mut c)
-                    .ok()
-                    .map(|_| true)
+                // Ours, not another test's server that took the port between
+                // free_port() and the Sentinel's bind.
+                let ours = crate::info_field(&mut c, "server", "process_id") == pid;
+                ours.then_some(true)
             });
             if up == Some(true) {
                 return s;

@@ -112,6 +112,11 @@ pub struct Server {
     dir: TempDir,
     pub port: u16,
     options: Options,
+    /// While stopped on purpose: sockets bound (not listening) to its port
+    /// (and cluster bus port), so that no other test's server takes them
+    /// while clients, replicas or Sentinels still try that address: they
+    /// get "connection refused", as from a dead server.
+    reserved: Vec<socket2::Socket>,
 }
 
 impl Server {
@@ -129,6 +134,7 @@ impl Server {
             dir,
             port: options.port.unwrap_or(0),
             options,
+            reserved: Vec::new(),
         };
         server.launch();
         server
@@ -143,6 +149,7 @@ impl Server {
     /// A restart keeps the port when it is still free (replicas and clients
     /// find the server where it was).
     fn launch(&mut self) {
+        self.reserved.clear();
         for attempt in 0..5 {
             let keep = attempt == 0
                 && self.port != 0
@@ -280,6 +287,7 @@ impl Server {
         let status = eventually(within, || child.try_wait().ok().flatten());
         if status.is_some() {
             self.child = None;
+            self.reserve_ports();
         }
         status
     }
@@ -300,9 +308,37 @@ impl Server {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
-    /// Stops the server at once (SIGKILL), as when it crashes, without restarting it.
+    /// Stops the server at once (SIGKILL), as when it crashes, without
+    /// restarting it. Its port stays reserved until it starts again (or
+    /// [`Server::release_port`]).
     pub fn stop(&mut self) {
         self.kill();
+        self.reserve_ports();
+    }
+
+    /// Lets another process take the stopped server's port (a test that
+    /// puts a squatter there on purpose).
+    pub fn release_port(&mut self) {
+        self.reserved.clear();
+    }
+
+    /// Binds, without listening, the port (and the cluster bus port) of a
+    /// server no longer running. Redis cannot bind it then, and
+    /// bind(port 0) does not hand it out; connecting is refused.
+    fn reserve_ports(&mut self) {
+        let mut ports = vec![self.port];
+        if self.options.cluster_node {
+            ports.push(self.port.saturating_add(10_000));
+        }
+        for port in ports {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
+            if let Ok(socket) = socket {
+                if socket.bind(&addr.into()).is_ok() {
+                    self.reserved.push(socket);
+                }
+            }
+        }
     }
 
     fn kill(&mut self) {

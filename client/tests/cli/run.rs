@@ -12,9 +12,12 @@ fn three_supervisors_run_one_child_at_a_time_and_hand_over_at_once() {
         "echo start $HBLOCK_TOKEN $(date +%s%N) >> {0}; sleep 0.3; echo stop $HBLOCK_TOKEN $(date +%s%N) >> {0}",
         log.display()
     );
+    // A 1 s interval: a standby that polled would start up to 1 s late, so
+    // the gap bound below tells "at once" from polling with room for a
+    // busy host (two process starts and a grant inside it).
     let mut sups: Vec<Supervisor> = ["s1", "s2", "s3"]
         .iter()
-        .map(|name| Supervisor::start(&server, dir.path(), name, &["--interval", "100"], &child))
+        .map(|name| Supervisor::start(&server, dir.path(), name, &["--interval", "1000"], &child))
         .collect();
     for sup in &mut sups {
         assert_eq!(
@@ -47,7 +50,7 @@ fn three_supervisors_run_one_child_at_a_time_and_hand_over_at_once() {
     eprintln!("child exit to the standby's child start: {gaps_ms:?} ms");
     for gap in gaps_ms {
         assert!(
-            gap < 100.0,
+            gap < 900.0,
             "standby child started {gap} ms after the previous one stopped"
         );
     }
@@ -57,7 +60,10 @@ fn three_supervisors_run_one_child_at_a_time_and_hand_over_at_once() {
 fn kill_9_of_the_supervisor_kills_its_child_and_a_standby_takes_over() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let terms = ["--interval", "100", "--misses", "3"]; // 300 ms lease
+    // A 3 s lease: the standby's child starting well inside it proves the
+    // killed supervisor's closed connection released it (BIND grace 100 ms),
+    // not the lease's end; and a busy host does not make a lose it first.
+    let terms = ["--interval", "1000", "--misses", "3"];
     let active = Supervisor::start(&server, dir.path(), "a", &terms, SLEEPER);
     let a_child =
         wait_pid_file(&dir.path().join("a.pid"), Duration::from_secs(5)).expect("a's child");
@@ -78,13 +84,12 @@ fn kill_9_of_the_supervisor_kills_its_child_and_a_standby_takes_over() {
         wait_pid_file(&dir.path().join("b.pid"), Duration::from_secs(5)).expect("b took over");
     let took = killed.elapsed();
     eprintln!(
-        "kill -9 to the standby's child: {took:?} (lease 300 ms)\n{}",
+        "kill -9 to the standby's child: {took:?} (lease 3 s, grace 100 ms)\n{}",
         _standby.log()
     );
-    assert!(
-        took < Duration::from_millis(300 + 400),
-        "standby took {took:?}"
-    );
+    // The lease's end comes no earlier than 2 s after the kill (its last
+    // beat was at most one 1 s interval before it).
+    assert!(took < Duration::from_millis(1900), "standby took {took:?}");
     assert!(alive(b_child));
 }
 
