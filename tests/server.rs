@@ -275,14 +275,14 @@ fn the_repository_redis_conf_loads_the_module() {
             .spawn()
             .unwrap();
     let url = format!("redis://127.0.0.1:{port}/");
-    let pid = child.id().to_string();
+    let pid = child.id();
     let token = crate::support::eventually(Duration::from_secs(10), || {
         let mut c = redis::Client::open(url.as_str())
             .ok()?
             .get_connection()
             .ok()?;
         // Our child, not another test's server that took the port first.
-        if crate::support::info_field(&mut c, "server", "process_id")? != pid {
+        if crate::support::process_id(&mut c)? != pid {
             return None;
         }
         redis::cmd("HBLOCK.ACQUIRE")

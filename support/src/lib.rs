@@ -259,6 +259,12 @@ pub fn info_field(c: &mut impl ConnectionLike, section: &str, field: &str) -> Op
         .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
 }
 
+/// `INFO server`'s process_id: which process answers on a connection (a
+/// port another test's server may have taken).
+pub fn process_id(c: &mut impl ConnectionLike) -> Option<u32> {
+    info_field(c, "server", "process_id")?.parse().ok()
+}
+
 /// `INFO memory`'s used_memory.
 pub fn used_memory(c: &mut impl ConnectionLike) -> i64 {
     info_field(c, "memory", "used_memory")

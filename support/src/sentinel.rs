@@ -72,7 +72,7 @@ impl SentinelProc {
                 dir,
                 port,
             };
-            let pid = s.child.as_ref().map(|c| c.id().to_string());
+            let pid = s.child.as_ref().map(Child::id);
             let up = eventually(Duration::from_secs(10), || {
                 if let Some(Ok(Some(_))) = s.child.as_mut().map(|c| c.try_wait()) {
                     return Some(false); // exited: the port was taken
@@ -80,7 +80,7 @@ impl SentinelProc {
                 let mut c = s.try_conn().ok()?;
                 // Ours, not another test's server that took the port between
                 // free_port() and the Sentinel's bind.
-                let ours = crate::info_field(&mut c, "server", "process_id") == pid;
+                let ours = crate::process_id(&mut c) == pid;
                 ours.then_some(true)
             });
             if up == Some(true) {

@@ -208,15 +208,7 @@ impl Server {
                 }
                 // Ours, not another test's server that took the port between
                 // the free check and our bind (ours then exits, see above).
-                let pid = redis::cmd("INFO")
-                    .arg("server")
-                    .query::<String>(&mut conn)
-                    .ok()
-                    .and_then(|info| {
-                        info.lines()
-                            .find_map(|line| line.strip_prefix("process_id:"))
-                            .and_then(|pid| pid.trim().parse::<u32>().ok())
-                    });
+                let pid = crate::process_id(&mut conn);
                 if pid.is_some() && pid == self.pid() {
                     return true;
                 }
