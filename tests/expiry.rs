@@ -1,17 +1,11 @@
 use crate::support::{
-    acquire, call, counter, error_of, eventually, info_bytes, info_int, state, Server,
+    acquire, call, counter, error_of, eventually, info_bytes, info_int, state, wait_for_state,
+    Server,
 };
 use std::time::{Duration, Instant};
 
 /// Short real leases: 50 ms x 2 misses = 100 ms.
 const SHORT: [&str; 4] = ["INTERVAL", "50", "MISSES", "2"];
-
-fn wait_for_state(c: &mut redis::Connection, key: &str, want: &str) {
-    let seen = eventually(Duration::from_secs(5), || {
-        (state(c, key) == want).then_some(())
-    });
-    assert!(seen.is_some(), "{key} never became {want}");
-}
 
 #[test]
 fn a_lease_expires_after_interval_times_misses() {

@@ -2,7 +2,7 @@
 //! holds the live lease, checked inside Redis.
 
 use crate::support::{
-    acquire, call, digest, error_of, error_text, eventually, state, wait_in_sync, Options, Server,
+    acquire, call, digest, error_of, error_text, wait_for_state, wait_in_sync, Options, Server,
 };
 use redis::Value;
 use std::time::Duration;
@@ -93,10 +93,7 @@ fn refusals_write_nothing(c: &mut redis::Connection) {
     // Expired (no beat for 200 ms), released, missing.
     let renewed = acquire(c, "{app}:lock", "o", &["INTERVAL", "100", "MISSES", "2"]);
     assert_eq!(renewed, Some(1));
-    let lapsed = eventually(Duration::from_secs(5), || {
-        (state(c, "{app}:lock") == "expired").then_some(())
-    });
-    assert!(lapsed.is_some(), "the 200 ms lease never lapsed");
+    wait_for_state(c, "{app}:lock", "expired");
     let expired = fenced(c, "1", &["INCR", "{app}:n"]).unwrap_err();
     assert_eq!(expired.detail(), Some("the lease expired"));
     assert_eq!(acquire(c, "{app}:lock", "o", &[]), Some(2));
@@ -395,10 +392,7 @@ fn replicas_and_the_aof_get_the_wrapped_effect_once() {
                 &["INTERVAL", "30", "MISSES", "1"],
             );
             assert_eq!(renewed, Some(token));
-            let lapsed = eventually(Duration::from_secs(5), || {
-                (state(&mut m, "{app}:lock") == "expired").then_some(())
-            });
-            assert!(lapsed.is_some(), "the lease expires");
+            wait_for_state(&mut m, "{app}:lock", "expired");
         } else {
             let _: i64 = call(
                 &mut m,

@@ -134,10 +134,7 @@ fn a_replica_attached_later_holds_exactly_the_masters_records() {
         beat(&mut m, key, *token);
     }
     assert!(acquire(&mut m, "late:new", "w", &["INTERVAL", "10", "MISSES", "1"]).is_some());
-    let expired = crate::support::eventually(std::time::Duration::from_secs(5), || {
-        (crate::support::state(&mut m, "late:new") == "expired").then_some(())
-    });
-    assert!(expired.is_some(), "the short lease expired");
+    crate::support::wait_for_state(&mut m, "late:new", "expired");
     mixed_workload(&mut m);
     wait_in_sync(&mut m, &mut r);
     assert!(unsaved_changes(&mut m) > 0, "changes are propagated now");

@@ -137,6 +137,15 @@ pub fn state(conn: &mut impl ConnectionLike, key: &str) -> String {
     String::from_utf8(info_bytes(conn, key, "state").expect("state")).expect("utf8")
 }
 
+/// Waits up to 5 s for the lock's INFO state to become `want`; fails the
+/// test if it never does.
+pub fn wait_for_state(c: &mut impl ConnectionLike, key: &str, want: &str) {
+    let seen = eventually(Duration::from_secs(5), || {
+        (state(c, key) == want).then_some(())
+    });
+    assert!(seen.is_some(), "{key} never became {want}");
+}
+
 /// `INFO hblock` counter `hblock_<name>`.
 pub fn counter(conn: &mut impl ConnectionLike, name: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg("hblock").query(conn).expect("INFO");
